@@ -1,0 +1,639 @@
+//! The embedded store: in-process, no server. The default for local runs and tests.
+//!
+//! Each host's snapshots are kept in memory in timestamp order in a compact form (metric names
+//! interned to ids), so range reads are a binary search and a copy. Every write goes to the
+//! write-ahead log (`wal.rs`) with one `write` call before it is applied and acknowledged, so a
+//! killed broker loses nothing it acknowledged; the log is fsynced on an interval (or per write).
+//! Retention drops data older than the configured age, in memory and, by whole segments, on
+//! disk. Memory is bounded by a sample budget: when it is exceeded the oldest data of all hosts
+//! is evicted first, counted and logged.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use prost::Message;
+use ringwatch_proto::{HostInfo, Metric, Snapshot, WindowStats, name_selected};
+
+use super::wal::{self, Wal};
+use super::{HostRecord, RangeQuery, Store, StoreError, StoreStats, WriteOutcome};
+
+/// Settings of the embedded store.
+#[derive(Debug, Clone)]
+pub struct EmbeddedConfig {
+    /// Where the log lives; `None` keeps everything in memory only.
+    pub data_dir: Option<PathBuf>,
+    pub retention: Duration,
+    /// Most samples held in memory before the oldest are evicted.
+    pub memory_limit_samples: u64,
+    /// fsync interval; zero means fsync every write before acknowledging.
+    pub fsync_interval: Duration,
+    pub segment_max_bytes: u64,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        EmbeddedConfig {
+            data_dir: None,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            memory_limit_samples: 20_000_000,
+            fsync_interval: Duration::from_secs(1),
+            segment_max_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Counters the store keeps for /metrics.
+#[derive(Debug, Default)]
+pub struct EmbeddedCounters {
+    pub evicted_retention: AtomicU64,
+    pub evicted_memory: AtomicU64,
+    pub wal_corrupt_tails: AtomicU64,
+    pub wal_replayed_records: AtomicU64,
+}
+
+#[derive(Clone, Copy)]
+struct Sample {
+    name: u32,
+    unit: i32,
+    value: f64,
+    window: Option<WindowStats>,
+}
+
+struct Point {
+    ts: i64,
+    samples: Box<[Sample]>,
+}
+
+#[derive(Default)]
+struct Series {
+    record: HostRecord,
+    points: VecDeque<Point>,
+}
+
+#[derive(Default)]
+struct State {
+    hosts: HashMap<String, Series>,
+    name_ids: HashMap<Box<str>, u32>,
+    names: Vec<Arc<str>>,
+    snapshots: u64,
+    samples: u64,
+}
+
+impl State {
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.name_ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(Arc::from(name));
+        self.name_ids.insert(name.into(), id);
+        id
+    }
+
+    fn contains(&self, host: &str, ts: i64) -> bool {
+        self.hosts.get(host).is_some_and(|s| {
+            s.points
+                .binary_search_by_key(&ts, |p| p.ts)
+                .is_ok()
+        })
+    }
+
+    /// Inserts unless host + timestamp is present; returns the samples inserted.
+    fn insert(&mut self, snap: &Snapshot, seen_ms: i64) -> Option<u64> {
+        let samples: Box<[Sample]> = snap
+            .metrics
+            .iter()
+            .map(|m| Sample {
+                name: self.intern(&m.name),
+                unit: m.unit,
+                value: m.value,
+                window: m.window,
+            })
+            .collect();
+        let series = self.hosts.entry(snap.host_id.clone()).or_default();
+        if series.record.host_id.is_empty() {
+            series.record.host_id = snap.host_id.clone();
+        }
+        series.record.last_seen_ms = series.record.last_seen_ms.max(seen_ms);
+        let pos = match series.points.back() {
+            Some(last) if last.ts < snap.timestamp_ms => series.points.len(),
+            None => 0,
+            _ => match series.points.binary_search_by_key(&snap.timestamp_ms, |p| p.ts) {
+                Ok(_) => return None,
+                Err(pos) => pos,
+            },
+        };
+        let n = samples.len() as u64;
+        series.points.insert(
+            pos,
+            Point {
+                ts: snap.timestamp_ms,
+                samples,
+            },
+        );
+        self.snapshots += 1;
+        self.samples += n;
+        Some(n)
+    }
+
+    /// Drops every point older than `cutoff`; returns the snapshots dropped.
+    fn evict_before(&mut self, cutoff: i64) -> u64 {
+        let mut dropped = 0;
+        let mut dropped_samples = 0;
+        for s in self.hosts.values_mut() {
+            while s.points.front().is_some_and(|p| p.ts < cutoff) {
+                if let Some(p) = s.points.pop_front() {
+                    dropped += 1;
+                    dropped_samples += p.samples.len() as u64;
+                }
+            }
+        }
+        self.snapshots -= dropped;
+        self.samples -= dropped_samples;
+        dropped
+    }
+
+    fn oldest_newest(&self) -> Option<(i64, i64)> {
+        let oldest = self.hosts.values().filter_map(|s| s.points.front()).map(|p| p.ts).min()?;
+        let newest = self.hosts.values().filter_map(|s| s.points.back()).map(|p| p.ts).max()?;
+        Some((oldest, newest))
+    }
+
+    fn to_snapshot(&self, host: &str, p: &Point, selected: &mut Vec<Option<bool>>, patterns: &[String]) -> Snapshot {
+        if selected.len() < self.names.len() {
+            selected.resize(self.names.len(), None);
+        }
+        let mut metrics = Vec::with_capacity(p.samples.len());
+        for s in p.samples.iter() {
+            let name = &self.names[s.name as usize];
+            let keep = *selected[s.name as usize].get_or_insert_with(|| name_selected(patterns, name));
+            if keep {
+                metrics.push(Metric {
+                    name: name.to_string(),
+                    value: s.value,
+                    unit: s.unit,
+                    window: s.window,
+                });
+            }
+        }
+        Snapshot {
+            host_id: host.to_string(),
+            timestamp_ms: p.ts,
+            metrics,
+        }
+    }
+}
+
+struct Inner {
+    cfg: EmbeddedConfig,
+    state: RwLock<State>,
+    wal: Option<Mutex<Wal>>,
+    /// Newest timestamp evicted for memory; data below it is gone from memory.
+    memory_watermark: AtomicU64,
+    counters: EmbeddedCounters,
+    disk_bytes: AtomicU64,
+}
+
+/// The embedded store. Cheap to clone.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn host_to_info(r: &HostRecord) -> HostInfo {
+    HostInfo {
+        host_id: r.host_id.clone(),
+        labels: r.labels.clone().into_iter().collect(),
+        agent_version: r.agent_version.clone(),
+        last_seen_ms: r.last_seen_ms,
+        interval_ms: r.interval_ms,
+        state: 0,
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens the store, replaying the log in `data_dir` if there is one.
+    pub fn open(cfg: EmbeddedConfig) -> Result<EmbeddedStore, StoreError> {
+        let mut state = State::default();
+        let counters = EmbeddedCounters::default();
+        let cutoff = now_ms() - cfg.retention.as_millis() as i64;
+        let wal = match &cfg.data_dir {
+            None => None,
+            Some(dir) => {
+                let (wal, stats) = Wal::open(dir, cfg.segment_max_bytes, |kind, payload| {
+                    apply_record(&mut state, kind, payload, cutoff)
+                })?;
+                counters.wal_replayed_records.store(stats.records, Ordering::Relaxed);
+                counters.wal_corrupt_tails.store(stats.corrupt_tails, Ordering::Relaxed);
+                tracing::info!(dir = %dir.display(), records = stats.records, hosts = state.hosts.len(), snapshots = state.snapshots, "embedded store replayed its log");
+                Some(Mutex::new(wal))
+            }
+        };
+        let disk = wal.as_ref().map_or(0, |w| w.lock().map_or(0, |w| w.disk_bytes()));
+        let store = EmbeddedStore {
+            inner: Arc::new(Inner {
+                cfg,
+                state: RwLock::new(state),
+                wal,
+                memory_watermark: AtomicU64::new(0),
+                counters,
+                disk_bytes: AtomicU64::new(disk),
+            }),
+        };
+        store.enforce_memory_limit();
+        Ok(store)
+    }
+
+    /// Counters for /metrics.
+    pub fn counters(&self) -> &EmbeddedCounters {
+        &self.inner.counters
+    }
+
+    fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, State>, StoreError> {
+        self.inner.state.read().map_err(|_| StoreError::Unavailable("store lock poisoned".into()))
+    }
+
+    fn write_state(&self) -> Result<std::sync::RwLockWriteGuard<'_, State>, StoreError> {
+        self.inner.state.write().map_err(|_| StoreError::Unavailable("store lock poisoned".into()))
+    }
+
+    fn with_wal<T>(&self, f: impl FnOnce(&mut Wal) -> Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+        match &self.inner.wal {
+            None => Ok(None),
+            Some(m) => {
+                let mut w = m.lock().map_err(|_| StoreError::Unavailable("log lock poisoned".into()))?;
+                let out = f(&mut w)?;
+                if w.wants_rotation() {
+                    w.rotate()?;
+                    // The new segment starts with the registry so deleting old segments never
+                    // forgets a host.
+                    let hosts: Vec<HostInfo> = self.read()?.hosts.values().map(|s| host_to_info(&s.record)).collect();
+                    let encs: Vec<Box<dyn Fn(&mut Vec<u8>)>> = hosts
+                        .into_iter()
+                        .map(|h| Box::new(move |b: &mut Vec<u8>| h.encode_raw(b)) as Box<dyn Fn(&mut Vec<u8>)>)
+                        .collect();
+                    let ts = now_ms();
+                    w.append(encs.iter().map(|e| (wal::KIND_HOST, ts, e.as_ref())))?;
+                }
+                self.inner.disk_bytes.store(w.disk_bytes(), Ordering::Relaxed);
+                Ok(Some(out))
+            }
+        }
+    }
+
+    fn sync_now(&self) -> Result<(), StoreError> {
+        let file = self.with_wal(|w| w.sync_handle())?;
+        if let Some(f) = file {
+            f.sync_data().map_err(|e| StoreError::io("wal", e))?;
+        }
+        Ok(())
+    }
+
+    /// Applies retention now: drops data older than the retention in memory and on disk.
+    pub fn enforce_retention(&self) -> Result<u64, StoreError> {
+        let cutoff = now_ms() - self.inner.cfg.retention.as_millis() as i64;
+        let dropped = self.write_state()?.evict_before(cutoff);
+        if dropped > 0 {
+            self.inner.counters.evicted_retention.fetch_add(dropped, Ordering::Relaxed);
+            tracing::debug!(dropped, "retention evicted snapshots");
+        }
+        let watermark = self.inner.memory_watermark.load(Ordering::Relaxed) as i64;
+        let segments = self.with_wal(|w| w.drop_before(cutoff.max(watermark)))?.unwrap_or(0);
+        if segments > 0 {
+            tracing::info!(segments, "retention deleted log segments");
+        }
+        Ok(dropped)
+    }
+
+    /// Evicts the oldest data of all hosts until the sample budget holds.
+    fn enforce_memory_limit(&self) {
+        let limit = self.inner.cfg.memory_limit_samples;
+        let Ok(mut st) = self.inner.state.write() else { return };
+        let mut evicted = 0;
+        while st.samples > limit {
+            let Some((oldest, newest)) = st.oldest_newest() else { break };
+            let step = ((newest - oldest) / 20).max(1000);
+            let cutoff = oldest + step;
+            evicted += st.evict_before(cutoff);
+            self.inner.memory_watermark.fetch_max(cutoff.max(0) as u64, Ordering::Relaxed);
+        }
+        if evicted > 0 {
+            self.inner.counters.evicted_memory.fetch_add(evicted, Ordering::Relaxed);
+            tracing::warn!(evicted, limit, "memory limit reached: evicted the oldest snapshots");
+        }
+    }
+
+    /// Runs retention and fsync in the background until the returned handle is aborted or the
+    /// token is cancelled.
+    pub fn spawn_maintenance(&self, shutdown: tokio_util::sync::CancellationToken) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let fsync_every = store.inner.cfg.fsync_interval;
+            let mut fsync = tokio::time::interval(if fsync_every.is_zero() { Duration::from_secs(3600) } else { fsync_every });
+            let mut retention = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = fsync.tick() => {
+                        let s = store.clone();
+                        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.sync_now()).await {
+                            tracing::error!(error = %e, "fsync of the log failed");
+                        }
+                    }
+                    _ = retention.tick() => {
+                        if let Err(e) = store.enforce_retention() {
+                            tracing::error!(error = %e, "retention failed");
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+fn apply_record(state: &mut State, kind: u8, payload: &[u8], cutoff: i64) -> i64 {
+    match kind {
+        wal::KIND_SNAPSHOT => match Snapshot::decode(payload) {
+            Ok(s) => {
+                if s.timestamp_ms >= cutoff {
+                    state.insert(&s, s.timestamp_ms);
+                }
+                s.timestamp_ms
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "undecodable snapshot record in the log; skipped");
+                i64::MIN
+            }
+        },
+        wal::KIND_HOST => match HostInfo::decode(payload) {
+            Ok(h) => {
+                let ts = h.last_seen_ms;
+                let series = state.hosts.entry(h.host_id.clone()).or_default();
+                let last = series.record.last_seen_ms.max(h.last_seen_ms);
+                series.record = HostRecord {
+                    host_id: h.host_id,
+                    labels: h.labels.into_iter().collect(),
+                    agent_version: h.agent_version,
+                    interval_ms: h.interval_ms,
+                    last_seen_ms: last,
+                };
+                ts
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "undecodable host record in the log; skipped");
+                i64::MIN
+            }
+        },
+        other => {
+            tracing::warn!(kind = other, "unknown record kind in the log; skipped");
+            i64::MIN
+        }
+    }
+}
+
+impl Store for EmbeddedStore {
+    async fn write(&self, snapshots: Vec<Snapshot>) -> Result<WriteOutcome, StoreError> {
+        let mut out = WriteOutcome::default();
+        // Drop duplicates (already stored, or repeated inside this batch) before logging.
+        let fresh: Vec<Snapshot> = {
+            let st = self.read()?;
+            let mut seen = std::collections::HashSet::new();
+            snapshots
+                .into_iter()
+                .filter(|s| {
+                    let new = !st.contains(&s.host_id, s.timestamp_ms) && seen.insert((s.host_id.clone(), s.timestamp_ms));
+                    if !new {
+                        out.duplicates += 1;
+                    }
+                    new
+                })
+                .collect()
+        };
+        if fresh.is_empty() {
+            return Ok(out);
+        }
+        let encs: Vec<Box<dyn Fn(&mut Vec<u8>) + '_>> = fresh
+            .iter()
+            .map(|s| Box::new(move |b: &mut Vec<u8>| s.encode_raw(b)) as Box<dyn Fn(&mut Vec<u8>)>)
+            .collect();
+        self.with_wal(|w| w.append(fresh.iter().zip(&encs).map(|(s, e)| (wal::KIND_SNAPSHOT, s.timestamp_ms, e.as_ref()))))?;
+        drop(encs);
+        if self.inner.cfg.fsync_interval.is_zero() {
+            self.sync_now()?;
+        }
+        let now = now_ms();
+        {
+            let mut st = self.write_state()?;
+            for s in &fresh {
+                match st.insert(s, now) {
+                    Some(n) => {
+                        out.stored += 1;
+                        out.samples += n;
+                    }
+                    None => out.duplicates += 1,
+                }
+            }
+        }
+        if self.inner.state.read().is_ok_and(|st| st.samples > self.inner.cfg.memory_limit_samples) {
+            self.enforce_memory_limit();
+        }
+        Ok(out)
+    }
+
+    async fn register(&self, host: HostRecord) -> Result<(), StoreError> {
+        let info = host_to_info(&host);
+        let enc = move |b: &mut Vec<u8>| info.encode_raw(b);
+        self.with_wal(|w| w.append([(wal::KIND_HOST, host.last_seen_ms, &enc as &dyn Fn(&mut Vec<u8>))]))?;
+        let mut st = self.write_state()?;
+        let series = st.hosts.entry(host.host_id.clone()).or_default();
+        let last = series.record.last_seen_ms.max(host.last_seen_ms);
+        series.record = HostRecord { last_seen_ms: last, ..host };
+        Ok(())
+    }
+
+    async fn touch(&self, host_id: &str, at_ms: i64) -> Result<(), StoreError> {
+        let mut st = self.write_state()?;
+        if let Some(s) = st.hosts.get_mut(host_id) {
+            s.record.last_seen_ms = s.record.last_seen_ms.max(at_ms);
+        }
+        Ok(())
+    }
+
+    async fn range(&self, q: RangeQuery) -> Result<Vec<Snapshot>, StoreError> {
+        let st = self.read()?;
+        let Some(series) = st.hosts.get(&q.host_id) else { return Ok(Vec::new()) };
+        let start = series.points.partition_point(|p| p.ts < q.start_ms);
+        let end = series.points.partition_point(|p| p.ts <= q.end_ms);
+        let mut selected = Vec::new();
+        Ok(series
+            .points
+            .range(start..end.max(start))
+            .take(q.limit)
+            .map(|p| st.to_snapshot(&q.host_id, p, &mut selected, &q.metric_names))
+            .collect())
+    }
+
+    async fn latest(&self, metric_names: &[String]) -> Result<Vec<Snapshot>, StoreError> {
+        let st = self.read()?;
+        let mut selected = Vec::new();
+        let mut out: Vec<Snapshot> = st
+            .hosts
+            .iter()
+            .filter_map(|(h, s)| s.points.back().map(|p| st.to_snapshot(h, p, &mut selected, metric_names)))
+            .collect();
+        out.sort_by(|a, b| a.host_id.cmp(&b.host_id));
+        Ok(out)
+    }
+
+    async fn hosts(&self) -> Result<Vec<HostRecord>, StoreError> {
+        let st = self.read()?;
+        let mut out: Vec<HostRecord> = st.hosts.values().map(|s| s.record.clone()).collect();
+        out.sort_by(|a, b| a.host_id.cmp(&b.host_id));
+        Ok(out)
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        self.read().map(|_| ())
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.sync_now()
+    }
+
+    fn stats(&self) -> StoreStats {
+        let (hosts, snapshots, samples) = self
+            .inner
+            .state
+            .read()
+            .map_or((0, 0, 0), |s| (s.hosts.len() as u64, s.snapshots, s.samples));
+        StoreStats {
+            hosts,
+            snapshots,
+            samples,
+            disk_bytes: self.inner.disk_bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringwatch_proto::Unit;
+
+    fn snap(host: &str, ts: i64, n: usize) -> Snapshot {
+        Snapshot {
+            host_id: host.into(),
+            timestamp_ms: ts,
+            metrics: (0..n)
+                .map(|i| Metric {
+                    name: format!("m.{i}"),
+                    value: ts as f64 + i as f64,
+                    unit: Unit::Count as i32,
+                    window: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn range(host: &str, start: i64, end: i64) -> RangeQuery {
+        RangeQuery { host_id: host.into(), start_ms: start, end_ms: end, metric_names: vec![], limit: usize::MAX }
+    }
+
+    #[tokio::test]
+    async fn range_is_ordered_inclusive_and_filtered() {
+        let now = now_ms();
+        let store = EmbeddedStore::open(EmbeddedConfig::default()).unwrap();
+        // Out of order arrival.
+        let out = store.write(vec![snap("a", now - 3000, 3), snap("a", now - 1000, 3), snap("a", now - 2000, 3), snap("b", now, 1)]).await.unwrap();
+        assert_eq!(out, WriteOutcome { stored: 4, duplicates: 0, samples: 10 });
+        let got = store.range(range("a", now - 3000, now - 2000)).await.unwrap();
+        assert_eq!(got.iter().map(|s| s.timestamp_ms).collect::<Vec<_>>(), vec![now - 3000, now - 2000]);
+        let mut q = range("a", now - 5000, now);
+        q.metric_names = vec!["m.1".into()];
+        q.limit = 2;
+        let got = store.range(q).await.unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|s| s.metrics.len() == 1 && s.metrics[0].name == "m.1"));
+        assert!(store.range(range("nobody", 0, now)).await.unwrap().is_empty());
+        let latest = store.latest(&[]).await.unwrap();
+        assert_eq!(latest.iter().map(|s| (s.host_id.as_str(), s.timestamp_ms)).collect::<Vec<_>>(), vec![("a", now - 1000), ("b", now)]);
+    }
+
+    #[tokio::test]
+    async fn duplicates_are_ignored_and_counted() {
+        let now = now_ms();
+        let store = EmbeddedStore::open(EmbeddedConfig::default()).unwrap();
+        store.write(vec![snap("a", now, 2)]).await.unwrap();
+        let out = store.write(vec![snap("a", now, 2), snap("a", now + 1, 2), snap("a", now + 1, 2)]).await.unwrap();
+        assert_eq!(out, WriteOutcome { stored: 1, duplicates: 2, samples: 2 });
+        assert_eq!(store.stats().snapshots, 2);
+    }
+
+    #[tokio::test]
+    async fn retention_drops_old_data_in_memory_and_after_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = EmbeddedConfig { data_dir: Some(dir.path().into()), retention: Duration::from_secs(60), ..Default::default() };
+        let now = now_ms();
+        {
+            let store = EmbeddedStore::open(cfg.clone()).unwrap();
+            store.write(vec![snap("a", now - 120_000, 1), snap("a", now - 1000, 1)]).await.unwrap();
+            assert_eq!(store.enforce_retention().unwrap(), 1);
+            assert_eq!(store.range(range("a", 0, now)).await.unwrap().len(), 1);
+        }
+        let store = EmbeddedStore::open(cfg).unwrap();
+        let got = store.range(range("a", 0, now)).await.unwrap();
+        assert_eq!(got.iter().map(|s| s.timestamp_ms).collect::<Vec<_>>(), vec![now - 1000], "expired data does not come back on replay");
+    }
+
+    #[tokio::test]
+    async fn acknowledged_writes_and_hosts_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = EmbeddedConfig { data_dir: Some(dir.path().into()), segment_max_bytes: 256, ..Default::default() };
+        let now = now_ms();
+        {
+            let store = EmbeddedStore::open(cfg.clone()).unwrap();
+            store
+                .register(HostRecord { host_id: "a".into(), labels: [("zone".to_string(), "z1".to_string())].into(), agent_version: "1.2.3".into(), interval_ms: 1000, last_seen_ms: now })
+                .await
+                .unwrap();
+            for i in 0..50 {
+                store.write(vec![snap("a", now - 50_000 + i * 1000, 4)]).await.unwrap();
+            }
+            // No flush: a killed process leaves its writes in the page cache; reopening reads them.
+        }
+        let store = EmbeddedStore::open(cfg).unwrap();
+        let got = store.range(range("a", 0, now)).await.unwrap();
+        assert_eq!(got.len(), 50);
+        assert_eq!(got[7], snap("a", now - 50_000 + 7000, 4));
+        let hosts = store.hosts().await.unwrap();
+        assert_eq!(hosts.len(), 1);
+        assert_eq!(hosts[0].labels.get("zone").map(String::as_str), Some("z1"));
+        assert_eq!(hosts[0].agent_version, "1.2.3");
+        // A write after replay of a duplicate is still a duplicate.
+        let out = store.write(vec![snap("a", now - 50_000, 4)]).await.unwrap();
+        assert_eq!(out.duplicates, 1);
+    }
+
+    #[tokio::test]
+    async fn memory_limit_evicts_oldest_first() {
+        let store = EmbeddedStore::open(EmbeddedConfig { memory_limit_samples: 100, ..Default::default() }).unwrap();
+        let now = now_ms();
+        for i in 0..40 {
+            store.write(vec![snap("a", now - 400_000 + i * 10_000, 5)]).await.unwrap();
+        }
+        let stats = store.stats();
+        assert!(stats.samples <= 100, "{stats:?}");
+        let got = store.range(range("a", 0, now)).await.unwrap();
+        assert_eq!(got.last().unwrap().timestamp_ms, now - 400_000 + 39 * 10_000, "the newest is kept");
+        assert!(store.counters().evicted_memory.load(Ordering::Relaxed) >= 20);
+    }
+}

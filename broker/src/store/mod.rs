@@ -1,0 +1,110 @@
+//! The storage seam: one trait, implemented by the embedded store now and Redis later.
+//!
+//! Semantics every implementation keeps (SPEC S4): one host's snapshots are keyed by
+//! host + timestamp (a second write of the same key is a duplicate and ignored), data older than
+//! the retention is gone, range reads return snapshots in timestamp order, and the host registry
+//! knows each host's labels, agent version, interval and last-seen time.
+
+pub mod embedded;
+mod wal;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use ringwatch_proto::Snapshot;
+
+pub use crate::error::StoreError;
+pub use embedded::{EmbeddedConfig, EmbeddedStore};
+
+/// What a write did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Snapshots newly stored.
+    pub stored: u32,
+    /// Snapshots whose host + timestamp was already stored; ignored.
+    pub duplicates: u32,
+    /// Samples (metric values) newly stored.
+    pub samples: u64,
+}
+
+impl WriteOutcome {
+    pub fn merge(&mut self, other: WriteOutcome) {
+        self.stored += other.stored;
+        self.duplicates += other.duplicates;
+        self.samples += other.samples;
+    }
+}
+
+/// A host as the registry knows it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HostRecord {
+    pub host_id: String,
+    pub labels: BTreeMap<String, String>,
+    pub agent_version: String,
+    pub interval_ms: u32,
+    /// Newest of: last registration, heartbeat or stored snapshot (Unix ms).
+    pub last_seen_ms: i64,
+}
+
+/// A range read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeQuery {
+    pub host_id: String,
+    /// Inclusive bounds, Unix ms.
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// Empty = all; an entry ending in `*` selects by prefix.
+    pub metric_names: Vec<String>,
+    /// At most this many snapshots (the oldest first).
+    pub limit: usize,
+}
+
+/// Figures a store reports about itself for /metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StoreStats {
+    pub hosts: u64,
+    pub snapshots: u64,
+    pub samples: u64,
+    pub disk_bytes: u64,
+}
+
+/// The storage trait. Implementations are cheap to share behind an `Arc`.
+pub trait Store: Send + Sync + 'static {
+    /// Stores snapshots durably (to the extent the implementation promises) before returning:
+    /// the broker acknowledges agents only after this returns `Ok`.
+    fn write(
+        &self,
+        snapshots: Vec<Snapshot>,
+    ) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
+
+    /// Registers (or updates) a host in the registry.
+    fn register(&self, host: HostRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Marks a host as seen at `at_ms` (heartbeat).
+    fn touch(&self, host_id: &str, at_ms: i64)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Snapshots of one host in `[start_ms, end_ms]`, oldest first, metrics filtered by name.
+    fn range(
+        &self,
+        query: RangeQuery,
+    ) -> impl Future<Output = Result<Vec<Snapshot>, StoreError>> + Send;
+
+    /// The newest snapshot of every host, metrics filtered by name.
+    fn latest(
+        &self,
+        metric_names: &[String],
+    ) -> impl Future<Output = Result<Vec<Snapshot>, StoreError>> + Send;
+
+    /// Every registered host.
+    fn hosts(&self) -> impl Future<Output = Result<Vec<HostRecord>, StoreError>> + Send;
+
+    /// Readiness: `Ok` when the store can take writes.
+    fn check(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Makes everything written so far durable (called at shutdown).
+    fn flush(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Figures for /metrics.
+    fn stats(&self) -> StoreStats;
+}
