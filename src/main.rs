@@ -1,1 +1,149 @@
-fn main() {}
+//! `ringwatch`: one binary, one container image. Dispatches the components (`agent`,
+//! `broker`), the local stack (`up`) and the clients (`query`).
+
+mod config_file;
+mod query_cmd;
+mod up;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ringwatch",
+    version,
+    about = "Kubernetes-native real-time host metrics"
+)]
+struct Cli {
+    /// Log filter (tracing env-filter syntax); also RUST_LOG.
+    #[arg(long, env = "RINGWATCH_LOG", default_value = "info", global = true)]
+    log: String,
+    /// Log format: text or json.
+    #[arg(
+        long,
+        env = "RINGWATCH_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a broker: ingest, storage, query, admin HTTP.
+    Broker {
+        /// YAML config file (field names as the flags, e.g. `retention_hours: 24`).
+        #[arg(long, env = "RINGWATCH_BROKER_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: ringwatch_broker::Config,
+    },
+    /// Run the node agent: collect this host's metrics and stream them to brokers.
+    Agent {
+        /// YAML config file (field names as the flags, e.g. `interval_secs: 1`).
+        #[arg(long, env = "RINGWATCH_AGENT_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: ringwatch_agent::Config,
+    },
+    /// Run a local Ringwatch: a broker with the embedded store and an agent for this machine.
+    Up(up::UpArgs),
+    /// Read from a broker: latest values, hosts, a host's range.
+    Query(query_cmd::QueryArgs),
+}
+
+fn init_logging(filter: &str, format: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .with_context(|| format!("bad log filter {filter:?}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => anyhow::bail!("--log-format {other:?}: use text or json"),
+    }
+    Ok(())
+}
+
+/// A token cancelled on SIGTERM or Ctrl-C.
+fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+                    let _ = ctrl_c.await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown signal received");
+        t.cancel();
+    });
+    token
+}
+
+/// One machine-readable line on stdout when a component is ready (tests and scripts read it).
+pub fn announce(value: serde_json::Value) {
+    println!("{value}");
+}
+
+fn sub_matches<'a>(m: &'a ArgMatches, name: &str) -> anyhow::Result<&'a ArgMatches> {
+    m.subcommand_matches(name)
+        .with_context(|| format!("no {name} arguments"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches)
+        .map_err(|e| e.exit())
+        .unwrap_or_else(|never| never);
+    init_logging(&cli.log, &cli.log_format)?;
+    match cli.command {
+        Command::Broker { config, args } => {
+            let file = config.as_deref().map(config_file::read_yaml).transpose()?;
+            let cfg: ringwatch_broker::Config =
+                config_file::merge(&args, sub_matches(&matches, "broker")?, file, "broker")?;
+            let broker = ringwatch_broker::Broker::bind(cfg).await?;
+            announce(
+                serde_json::json!({"event": "ready", "component": "broker", "node_id": broker.node_id(), "grpc": broker.grpc_addr().to_string(), "admin": broker.admin_addr().to_string()}),
+            );
+            broker.run(shutdown_on_signals()).await?;
+        }
+        Command::Agent { config, args } => {
+            let file = config.as_deref().map(config_file::read_yaml).transpose()?;
+            let cfg: ringwatch_agent::Config =
+                config_file::merge(&args, sub_matches(&matches, "agent")?, file, "agent")?;
+            let agent = ringwatch_agent::Agent::bind(cfg).await?;
+            announce(
+                serde_json::json!({"event": "ready", "component": "agent", "host_id": agent.host_id(), "metrics": agent.metrics_addr().to_string()}),
+            );
+            let s = agent.run(shutdown_on_signals()).await?;
+            announce(
+                serde_json::json!({"event": "stopped", "component": "agent", "snapshots_collected": s.snapshots_collected, "snapshots_acked": s.snapshots_acked, "snapshots_dropped": s.snapshots_dropped, "snapshots_buffered": s.snapshots_buffered}),
+            );
+        }
+        Command::Up(args) => up::run(args, shutdown_on_signals()).await?,
+        Command::Query(args) => query_cmd::run(args).await?,
+    }
+    Ok(())
+}

@@ -1,4 +1,200 @@
 //! Ringwatch broker (SPEC S3): ingest → router → store, query, admin HTTP.
+//!
+//! `Broker::bind` validates the config, opens the store and binds both ports; `Broker::run`
+//! serves until the shutdown token is cancelled, then ends ingest streams, stops serving and
+//! flushes the store so everything acknowledged is durable.
 
+pub mod admin;
+pub mod config;
 pub mod error;
+pub mod ingest;
+pub mod metrics;
+pub mod query;
+pub mod router;
 pub mod store;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use error::{BrokerError, StoreError};
+
+use crate::metrics::BrokerMetrics;
+use crate::store::{EmbeddedStore, Store};
+
+/// A broker with its ports bound, ready to run.
+pub struct Broker {
+    config: Config,
+    node_id: String,
+    grpc: TcpListener,
+    admin: TcpListener,
+    grpc_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    store: EmbeddedStore,
+}
+
+impl Broker {
+    /// Validates the config, opens the embedded store (replaying its log) and binds the ports.
+    pub async fn bind(config: Config) -> Result<Broker, BrokerError> {
+        config.validate()?;
+        let store = EmbeddedStore::open(config.embedded())?;
+        let grpc = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| BrokerError::Bind {
+                what: "gRPC",
+                addr: config.listen,
+                source,
+            })?;
+        let admin = TcpListener::bind(config.admin_listen)
+            .await
+            .map_err(|source| BrokerError::Bind {
+                what: "admin HTTP",
+                addr: config.admin_listen,
+                source,
+            })?;
+        let grpc_addr = grpc.local_addr().map_err(|source| BrokerError::Bind {
+            what: "gRPC",
+            addr: config.listen,
+            source,
+        })?;
+        let admin_addr = admin.local_addr().map_err(|source| BrokerError::Bind {
+            what: "admin HTTP",
+            addr: config.admin_listen,
+            source,
+        })?;
+        Ok(Broker {
+            node_id: config.resolved_node_id(),
+            config,
+            grpc,
+            admin,
+            grpc_addr,
+            admin_addr,
+            store,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Serves until `shutdown` is cancelled; then drains and flushes.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), BrokerError> {
+        let Broker {
+            config,
+            node_id,
+            grpc,
+            admin,
+            grpc_addr,
+            admin_addr,
+            store,
+        } = self;
+        let metrics = Arc::new(BrokerMetrics::new());
+        let shared = Arc::new(store.clone());
+        let maintenance = store.spawn_maintenance(shutdown.clone());
+        let serving = Arc::new(AtomicBool::new(false));
+
+        let router = Arc::new(router::Router::new(node_id.clone(), shared.clone()));
+        let streams_done = CancellationToken::new();
+        let ingest = ingest::IngestService {
+            router,
+            store: shared.clone(),
+            metrics: metrics.clone(),
+            limits: validate::Limits {
+                max_batch_snapshots: config.max_batch_snapshots,
+                max_metrics_per_snapshot: config.max_metrics_per_snapshot,
+                max_future_skew_ms: config.max_future_skew_secs as i64 * 1000,
+                retention_ms: config.retention().as_millis() as i64,
+            },
+            streams: Arc::new(Semaphore::new(config.max_streams)),
+            shutdown: streams_done.clone(),
+        };
+        let query = query::QueryService {
+            store: shared.clone(),
+            metrics: metrics.clone(),
+            max_snapshots: config.query_max_snapshots,
+            stale_after_intervals: config.stale_after_intervals,
+            gone_after_ms: config.gone_after_secs as i64 * 1000,
+        };
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter.set_serving::<ringwatch_proto::ingest_server::IngestServer<ingest::IngestService<EmbeddedStore>>>().await;
+        health_reporter.set_serving::<ringwatch_proto::query_server::QueryServer<query::QueryService<EmbeddedStore>>>().await;
+
+        let max = config.max_message_bytes;
+        let grpc_shutdown = shutdown.clone();
+        let grpc_server = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(20)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_service(health_service)
+            .add_service(
+                ringwatch_proto::ingest_server::IngestServer::new(ingest)
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                ringwatch_proto::query_server::QueryServer::new(query)
+                    .max_decoding_message_size(max),
+            )
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                async move {
+                    grpc_shutdown.cancelled().await;
+                },
+            );
+
+        let admin_state = Arc::new(admin::AdminState {
+            store: shared.clone(),
+            metrics: metrics.clone(),
+            node_id: node_id.clone(),
+            grpc_addr,
+            serving: serving.clone(),
+            embedded: Some(store.clone()),
+        });
+        let admin_shutdown = shutdown.clone();
+        let admin_server =
+            axum::serve(admin, admin::router(admin_state)).with_graceful_shutdown(async move {
+                admin_shutdown.cancelled().await;
+            });
+
+        tracing::info!(%node_id, grpc = %grpc_addr, admin = %admin_addr, "broker serving");
+        serving.store(true, Ordering::Relaxed);
+        let grpc_task = tokio::spawn(grpc_server);
+        let admin_task = tokio::spawn(async move { admin_server.await });
+
+        shutdown.cancelled().await;
+        serving.store(false, Ordering::Relaxed);
+        tracing::info!("broker shutting down: ending ingest streams");
+        // Streams finish the batch in hand (acknowledged batches are stored) and then end.
+        streams_done.cancel();
+        let drained = tokio::time::timeout(Duration::from_secs(10), grpc_task).await;
+        let grpc_result = match drained {
+            Ok(Ok(r)) => r.map_err(BrokerError::from),
+            Ok(Err(join)) => {
+                tracing::error!(error = %join, "gRPC server task failed");
+                Ok(())
+            }
+            Err(_) => {
+                tracing::warn!("gRPC server did not drain within 10 s; closing");
+                Ok(())
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), admin_task).await;
+        let _ = maintenance.await;
+        shared.flush().await?;
+        tracing::info!("broker stopped; store flushed");
+        grpc_result
+    }
+}

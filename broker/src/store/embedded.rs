@@ -94,11 +94,9 @@ impl State {
     }
 
     fn contains(&self, host: &str, ts: i64) -> bool {
-        self.hosts.get(host).is_some_and(|s| {
-            s.points
-                .binary_search_by_key(&ts, |p| p.ts)
-                .is_ok()
-        })
+        self.hosts
+            .get(host)
+            .is_some_and(|s| s.points.binary_search_by_key(&ts, |p| p.ts).is_ok())
     }
 
     /// Inserts unless host + timestamp is present; returns the samples inserted.
@@ -121,7 +119,10 @@ impl State {
         let pos = match series.points.back() {
             Some(last) if last.ts < snap.timestamp_ms => series.points.len(),
             None => 0,
-            _ => match series.points.binary_search_by_key(&snap.timestamp_ms, |p| p.ts) {
+            _ => match series
+                .points
+                .binary_search_by_key(&snap.timestamp_ms, |p| p.ts)
+            {
                 Ok(_) => return None,
                 Err(pos) => pos,
             },
@@ -157,19 +158,36 @@ impl State {
     }
 
     fn oldest_newest(&self) -> Option<(i64, i64)> {
-        let oldest = self.hosts.values().filter_map(|s| s.points.front()).map(|p| p.ts).min()?;
-        let newest = self.hosts.values().filter_map(|s| s.points.back()).map(|p| p.ts).max()?;
+        let oldest = self
+            .hosts
+            .values()
+            .filter_map(|s| s.points.front())
+            .map(|p| p.ts)
+            .min()?;
+        let newest = self
+            .hosts
+            .values()
+            .filter_map(|s| s.points.back())
+            .map(|p| p.ts)
+            .max()?;
         Some((oldest, newest))
     }
 
-    fn to_snapshot(&self, host: &str, p: &Point, selected: &mut Vec<Option<bool>>, patterns: &[String]) -> Snapshot {
+    fn to_snapshot(
+        &self,
+        host: &str,
+        p: &Point,
+        selected: &mut Vec<Option<bool>>,
+        patterns: &[String],
+    ) -> Snapshot {
         if selected.len() < self.names.len() {
             selected.resize(self.names.len(), None);
         }
         let mut metrics = Vec::with_capacity(p.samples.len());
         for s in p.samples.iter() {
             let name = &self.names[s.name as usize];
-            let keep = *selected[s.name as usize].get_or_insert_with(|| name_selected(patterns, name));
+            let keep =
+                *selected[s.name as usize].get_or_insert_with(|| name_selected(patterns, name));
             if keep {
                 metrics.push(Metric {
                     name: name.to_string(),
@@ -232,13 +250,19 @@ impl EmbeddedStore {
                 let (wal, stats) = Wal::open(dir, cfg.segment_max_bytes, |kind, payload| {
                     apply_record(&mut state, kind, payload, cutoff)
                 })?;
-                counters.wal_replayed_records.store(stats.records, Ordering::Relaxed);
-                counters.wal_corrupt_tails.store(stats.corrupt_tails, Ordering::Relaxed);
+                counters
+                    .wal_replayed_records
+                    .store(stats.records, Ordering::Relaxed);
+                counters
+                    .wal_corrupt_tails
+                    .store(stats.corrupt_tails, Ordering::Relaxed);
                 tracing::info!(dir = %dir.display(), records = stats.records, hosts = state.hosts.len(), snapshots = state.snapshots, "embedded store replayed its log");
                 Some(Mutex::new(wal))
             }
         };
-        let disk = wal.as_ref().map_or(0, |w| w.lock().map_or(0, |w| w.disk_bytes()));
+        let disk = wal
+            .as_ref()
+            .map_or(0, |w| w.lock().map_or(0, |w| w.disk_bytes()));
         let store = EmbeddedStore {
             inner: Arc::new(Inner {
                 cfg,
@@ -259,32 +283,46 @@ impl EmbeddedStore {
     }
 
     fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, State>, StoreError> {
-        self.inner.state.read().map_err(|_| StoreError::Unavailable("store lock poisoned".into()))
+        self.inner
+            .state
+            .read()
+            .map_err(|_| StoreError::Unavailable("store lock poisoned".into()))
     }
 
     fn write_state(&self) -> Result<std::sync::RwLockWriteGuard<'_, State>, StoreError> {
-        self.inner.state.write().map_err(|_| StoreError::Unavailable("store lock poisoned".into()))
+        self.inner
+            .state
+            .write()
+            .map_err(|_| StoreError::Unavailable("store lock poisoned".into()))
     }
 
-    fn with_wal<T>(&self, f: impl FnOnce(&mut Wal) -> Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+    fn with_wal<T>(
+        &self,
+        f: impl FnOnce(&mut Wal) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
         match &self.inner.wal {
             None => Ok(None),
             Some(m) => {
-                let mut w = m.lock().map_err(|_| StoreError::Unavailable("log lock poisoned".into()))?;
+                let mut w = m
+                    .lock()
+                    .map_err(|_| StoreError::Unavailable("log lock poisoned".into()))?;
                 let out = f(&mut w)?;
                 if w.wants_rotation() {
                     w.rotate()?;
                     // The new segment starts with the registry so deleting old segments never
                     // forgets a host.
-                    let hosts: Vec<HostInfo> = self.read()?.hosts.values().map(|s| host_to_info(&s.record)).collect();
-                    let encs: Vec<Box<dyn Fn(&mut Vec<u8>)>> = hosts
-                        .into_iter()
-                        .map(|h| Box::new(move |b: &mut Vec<u8>| h.encode_raw(b)) as Box<dyn Fn(&mut Vec<u8>)>)
+                    let hosts: Vec<HostInfo> = self
+                        .read()?
+                        .hosts
+                        .values()
+                        .map(|s| host_to_info(&s.record))
                         .collect();
                     let ts = now_ms();
-                    w.append(encs.iter().map(|e| (wal::KIND_HOST, ts, e.as_ref())))?;
+                    w.append(wal::KIND_HOST, hosts.iter().map(|h| (ts, h)))?;
                 }
-                self.inner.disk_bytes.store(w.disk_bytes(), Ordering::Relaxed);
+                self.inner
+                    .disk_bytes
+                    .store(w.disk_bytes(), Ordering::Relaxed);
                 Ok(Some(out))
             }
         }
@@ -303,11 +341,16 @@ impl EmbeddedStore {
         let cutoff = now_ms() - self.inner.cfg.retention.as_millis() as i64;
         let dropped = self.write_state()?.evict_before(cutoff);
         if dropped > 0 {
-            self.inner.counters.evicted_retention.fetch_add(dropped, Ordering::Relaxed);
+            self.inner
+                .counters
+                .evicted_retention
+                .fetch_add(dropped, Ordering::Relaxed);
             tracing::debug!(dropped, "retention evicted snapshots");
         }
         let watermark = self.inner.memory_watermark.load(Ordering::Relaxed) as i64;
-        let segments = self.with_wal(|w| w.drop_before(cutoff.max(watermark)))?.unwrap_or(0);
+        let segments = self
+            .with_wal(|w| w.drop_before(cutoff.max(watermark)))?
+            .unwrap_or(0);
         if segments > 0 {
             tracing::info!(segments, "retention deleted log segments");
         }
@@ -317,28 +360,48 @@ impl EmbeddedStore {
     /// Evicts the oldest data of all hosts until the sample budget holds.
     fn enforce_memory_limit(&self) {
         let limit = self.inner.cfg.memory_limit_samples;
-        let Ok(mut st) = self.inner.state.write() else { return };
+        let Ok(mut st) = self.inner.state.write() else {
+            return;
+        };
         let mut evicted = 0;
         while st.samples > limit {
-            let Some((oldest, newest)) = st.oldest_newest() else { break };
+            let Some((oldest, newest)) = st.oldest_newest() else {
+                break;
+            };
             let step = ((newest - oldest) / 20).max(1000);
             let cutoff = oldest + step;
             evicted += st.evict_before(cutoff);
-            self.inner.memory_watermark.fetch_max(cutoff.max(0) as u64, Ordering::Relaxed);
+            self.inner
+                .memory_watermark
+                .fetch_max(cutoff.max(0) as u64, Ordering::Relaxed);
         }
         if evicted > 0 {
-            self.inner.counters.evicted_memory.fetch_add(evicted, Ordering::Relaxed);
-            tracing::warn!(evicted, limit, "memory limit reached: evicted the oldest snapshots");
+            self.inner
+                .counters
+                .evicted_memory
+                .fetch_add(evicted, Ordering::Relaxed);
+            tracing::warn!(
+                evicted,
+                limit,
+                "memory limit reached: evicted the oldest snapshots"
+            );
         }
     }
 
     /// Runs retention and fsync in the background until the returned handle is aborted or the
     /// token is cancelled.
-    pub fn spawn_maintenance(&self, shutdown: tokio_util::sync::CancellationToken) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_maintenance(
+        &self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         let store = self.clone();
         tokio::spawn(async move {
             let fsync_every = store.inner.cfg.fsync_interval;
-            let mut fsync = tokio::time::interval(if fsync_every.is_zero() { Duration::from_secs(3600) } else { fsync_every });
+            let mut fsync = tokio::time::interval(if fsync_every.is_zero() {
+                Duration::from_secs(3600)
+            } else {
+                fsync_every
+            });
             let mut retention = tokio::time::interval(Duration::from_secs(30));
             loop {
                 tokio::select! {
@@ -410,7 +473,8 @@ impl Store for EmbeddedStore {
             snapshots
                 .into_iter()
                 .filter(|s| {
-                    let new = !st.contains(&s.host_id, s.timestamp_ms) && seen.insert((s.host_id.clone(), s.timestamp_ms));
+                    let new = !st.contains(&s.host_id, s.timestamp_ms)
+                        && seen.insert((s.host_id.clone(), s.timestamp_ms));
                     if !new {
                         out.duplicates += 1;
                     }
@@ -421,12 +485,12 @@ impl Store for EmbeddedStore {
         if fresh.is_empty() {
             return Ok(out);
         }
-        let encs: Vec<Box<dyn Fn(&mut Vec<u8>) + '_>> = fresh
-            .iter()
-            .map(|s| Box::new(move |b: &mut Vec<u8>| s.encode_raw(b)) as Box<dyn Fn(&mut Vec<u8>)>)
-            .collect();
-        self.with_wal(|w| w.append(fresh.iter().zip(&encs).map(|(s, e)| (wal::KIND_SNAPSHOT, s.timestamp_ms, e.as_ref()))))?;
-        drop(encs);
+        self.with_wal(|w| {
+            w.append(
+                wal::KIND_SNAPSHOT,
+                fresh.iter().map(|s| (s.timestamp_ms, s)),
+            )
+        })?;
         if self.inner.cfg.fsync_interval.is_zero() {
             self.sync_now()?;
         }
@@ -443,7 +507,12 @@ impl Store for EmbeddedStore {
                 }
             }
         }
-        if self.inner.state.read().is_ok_and(|st| st.samples > self.inner.cfg.memory_limit_samples) {
+        if self
+            .inner
+            .state
+            .read()
+            .is_ok_and(|st| st.samples > self.inner.cfg.memory_limit_samples)
+        {
             self.enforce_memory_limit();
         }
         Ok(out)
@@ -451,12 +520,14 @@ impl Store for EmbeddedStore {
 
     async fn register(&self, host: HostRecord) -> Result<(), StoreError> {
         let info = host_to_info(&host);
-        let enc = move |b: &mut Vec<u8>| info.encode_raw(b);
-        self.with_wal(|w| w.append([(wal::KIND_HOST, host.last_seen_ms, &enc as &dyn Fn(&mut Vec<u8>))]))?;
+        self.with_wal(|w| w.append(wal::KIND_HOST, [(host.last_seen_ms, &info)]))?;
         let mut st = self.write_state()?;
         let series = st.hosts.entry(host.host_id.clone()).or_default();
         let last = series.record.last_seen_ms.max(host.last_seen_ms);
-        series.record = HostRecord { last_seen_ms: last, ..host };
+        series.record = HostRecord {
+            last_seen_ms: last,
+            ..host
+        };
         Ok(())
     }
 
@@ -470,7 +541,9 @@ impl Store for EmbeddedStore {
 
     async fn range(&self, q: RangeQuery) -> Result<Vec<Snapshot>, StoreError> {
         let st = self.read()?;
-        let Some(series) = st.hosts.get(&q.host_id) else { return Ok(Vec::new()) };
+        let Some(series) = st.hosts.get(&q.host_id) else {
+            return Ok(Vec::new());
+        };
         let start = series.points.partition_point(|p| p.ts < q.start_ms);
         let end = series.points.partition_point(|p| p.ts <= q.end_ms);
         let mut selected = Vec::new();
@@ -488,7 +561,11 @@ impl Store for EmbeddedStore {
         let mut out: Vec<Snapshot> = st
             .hosts
             .iter()
-            .filter_map(|(h, s)| s.points.back().map(|p| st.to_snapshot(h, p, &mut selected, metric_names)))
+            .filter_map(|(h, s)| {
+                s.points
+                    .back()
+                    .map(|p| st.to_snapshot(h, p, &mut selected, metric_names))
+            })
             .collect();
         out.sort_by(|a, b| a.host_id.cmp(&b.host_id));
         Ok(out)
@@ -510,11 +587,9 @@ impl Store for EmbeddedStore {
     }
 
     fn stats(&self) -> StoreStats {
-        let (hosts, snapshots, samples) = self
-            .inner
-            .state
-            .read()
-            .map_or((0, 0, 0), |s| (s.hosts.len() as u64, s.snapshots, s.samples));
+        let (hosts, snapshots, samples) = self.inner.state.read().map_or((0, 0, 0), |s| {
+            (s.hosts.len() as u64, s.snapshots, s.samples)
+        });
         StoreStats {
             hosts,
             snapshots,
@@ -545,7 +620,13 @@ mod tests {
     }
 
     fn range(host: &str, start: i64, end: i64) -> RangeQuery {
-        RangeQuery { host_id: host.into(), start_ms: start, end_ms: end, metric_names: vec![], limit: usize::MAX }
+        RangeQuery {
+            host_id: host.into(),
+            start_ms: start,
+            end_ms: end,
+            metric_names: vec![],
+            limit: usize::MAX,
+        }
     }
 
     #[tokio::test]
@@ -553,19 +634,55 @@ mod tests {
         let now = now_ms();
         let store = EmbeddedStore::open(EmbeddedConfig::default()).unwrap();
         // Out of order arrival.
-        let out = store.write(vec![snap("a", now - 3000, 3), snap("a", now - 1000, 3), snap("a", now - 2000, 3), snap("b", now, 1)]).await.unwrap();
-        assert_eq!(out, WriteOutcome { stored: 4, duplicates: 0, samples: 10 });
-        let got = store.range(range("a", now - 3000, now - 2000)).await.unwrap();
-        assert_eq!(got.iter().map(|s| s.timestamp_ms).collect::<Vec<_>>(), vec![now - 3000, now - 2000]);
+        let out = store
+            .write(vec![
+                snap("a", now - 3000, 3),
+                snap("a", now - 1000, 3),
+                snap("a", now - 2000, 3),
+                snap("b", now, 1),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            WriteOutcome {
+                stored: 4,
+                duplicates: 0,
+                samples: 10
+            }
+        );
+        let got = store
+            .range(range("a", now - 3000, now - 2000))
+            .await
+            .unwrap();
+        assert_eq!(
+            got.iter().map(|s| s.timestamp_ms).collect::<Vec<_>>(),
+            vec![now - 3000, now - 2000]
+        );
         let mut q = range("a", now - 5000, now);
         q.metric_names = vec!["m.1".into()];
         q.limit = 2;
         let got = store.range(q).await.unwrap();
         assert_eq!(got.len(), 2);
-        assert!(got.iter().all(|s| s.metrics.len() == 1 && s.metrics[0].name == "m.1"));
-        assert!(store.range(range("nobody", 0, now)).await.unwrap().is_empty());
+        assert!(
+            got.iter()
+                .all(|s| s.metrics.len() == 1 && s.metrics[0].name == "m.1")
+        );
+        assert!(
+            store
+                .range(range("nobody", 0, now))
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let latest = store.latest(&[]).await.unwrap();
-        assert_eq!(latest.iter().map(|s| (s.host_id.as_str(), s.timestamp_ms)).collect::<Vec<_>>(), vec![("a", now - 1000), ("b", now)]);
+        assert_eq!(
+            latest
+                .iter()
+                .map(|s| (s.host_id.as_str(), s.timestamp_ms))
+                .collect::<Vec<_>>(),
+            vec![("a", now - 1000), ("b", now)]
+        );
     }
 
     #[tokio::test]
@@ -573,40 +690,78 @@ mod tests {
         let now = now_ms();
         let store = EmbeddedStore::open(EmbeddedConfig::default()).unwrap();
         store.write(vec![snap("a", now, 2)]).await.unwrap();
-        let out = store.write(vec![snap("a", now, 2), snap("a", now + 1, 2), snap("a", now + 1, 2)]).await.unwrap();
-        assert_eq!(out, WriteOutcome { stored: 1, duplicates: 2, samples: 2 });
+        let out = store
+            .write(vec![
+                snap("a", now, 2),
+                snap("a", now + 1, 2),
+                snap("a", now + 1, 2),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            WriteOutcome {
+                stored: 1,
+                duplicates: 2,
+                samples: 2
+            }
+        );
         assert_eq!(store.stats().snapshots, 2);
     }
 
     #[tokio::test]
     async fn retention_drops_old_data_in_memory_and_after_replay() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = EmbeddedConfig { data_dir: Some(dir.path().into()), retention: Duration::from_secs(60), ..Default::default() };
+        let cfg = EmbeddedConfig {
+            data_dir: Some(dir.path().into()),
+            retention: Duration::from_secs(60),
+            ..Default::default()
+        };
         let now = now_ms();
         {
             let store = EmbeddedStore::open(cfg.clone()).unwrap();
-            store.write(vec![snap("a", now - 120_000, 1), snap("a", now - 1000, 1)]).await.unwrap();
+            store
+                .write(vec![snap("a", now - 120_000, 1), snap("a", now - 1000, 1)])
+                .await
+                .unwrap();
             assert_eq!(store.enforce_retention().unwrap(), 1);
             assert_eq!(store.range(range("a", 0, now)).await.unwrap().len(), 1);
         }
         let store = EmbeddedStore::open(cfg).unwrap();
         let got = store.range(range("a", 0, now)).await.unwrap();
-        assert_eq!(got.iter().map(|s| s.timestamp_ms).collect::<Vec<_>>(), vec![now - 1000], "expired data does not come back on replay");
+        assert_eq!(
+            got.iter().map(|s| s.timestamp_ms).collect::<Vec<_>>(),
+            vec![now - 1000],
+            "expired data does not come back on replay"
+        );
     }
 
     #[tokio::test]
     async fn acknowledged_writes_and_hosts_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = EmbeddedConfig { data_dir: Some(dir.path().into()), segment_max_bytes: 256, ..Default::default() };
+        let cfg = EmbeddedConfig {
+            data_dir: Some(dir.path().into()),
+            segment_max_bytes: 256,
+            ..Default::default()
+        };
         let now = now_ms();
         {
             let store = EmbeddedStore::open(cfg.clone()).unwrap();
             store
-                .register(HostRecord { host_id: "a".into(), labels: [("zone".to_string(), "z1".to_string())].into(), agent_version: "1.2.3".into(), interval_ms: 1000, last_seen_ms: now })
+                .register(HostRecord {
+                    host_id: "a".into(),
+                    labels: [("zone".to_string(), "z1".to_string())].into(),
+                    agent_version: "1.2.3".into(),
+                    interval_ms: 1000,
+                    last_seen_ms: now,
+                })
                 .await
                 .unwrap();
             for i in 0..50 {
-                store.write(vec![snap("a", now - 50_000 + i * 1000, 4)]).await.unwrap();
+                store
+                    .write(vec![snap("a", now - 50_000 + i * 1000, 4)])
+                    .await
+                    .unwrap();
             }
             // No flush: a killed process leaves its writes in the page cache; reopening reads them.
         }
@@ -625,15 +780,26 @@ mod tests {
 
     #[tokio::test]
     async fn memory_limit_evicts_oldest_first() {
-        let store = EmbeddedStore::open(EmbeddedConfig { memory_limit_samples: 100, ..Default::default() }).unwrap();
+        let store = EmbeddedStore::open(EmbeddedConfig {
+            memory_limit_samples: 100,
+            ..Default::default()
+        })
+        .unwrap();
         let now = now_ms();
         for i in 0..40 {
-            store.write(vec![snap("a", now - 400_000 + i * 10_000, 5)]).await.unwrap();
+            store
+                .write(vec![snap("a", now - 400_000 + i * 10_000, 5)])
+                .await
+                .unwrap();
         }
         let stats = store.stats();
         assert!(stats.samples <= 100, "{stats:?}");
         let got = store.range(range("a", 0, now)).await.unwrap();
-        assert_eq!(got.last().unwrap().timestamp_ms, now - 400_000 + 39 * 10_000, "the newest is kept");
+        assert_eq!(
+            got.last().unwrap().timestamp_ms,
+            now - 400_000 + 39 * 10_000,
+            "the newest is kept"
+        );
         assert!(store.counters().evicted_memory.load(Ordering::Relaxed) >= 20);
     }
 }

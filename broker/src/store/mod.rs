@@ -81,8 +81,11 @@ pub trait Store: Send + Sync + 'static {
     fn register(&self, host: HostRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Marks a host as seen at `at_ms` (heartbeat).
-    fn touch(&self, host_id: &str, at_ms: i64)
-    -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn touch(
+        &self,
+        host_id: &str,
+        at_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Snapshots of one host in `[start_ms, end_ms]`, oldest first, metrics filtered by name.
     fn range(

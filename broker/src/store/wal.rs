@@ -46,7 +46,10 @@ fn segment_path(dir: &Path, seq: u64) -> PathBuf {
 }
 
 fn parse_seq(name: &str) -> Option<u64> {
-    name.strip_prefix("wal-")?.strip_suffix(".log")?.parse().ok()
+    name.strip_prefix("wal-")?
+        .strip_suffix(".log")?
+        .parse()
+        .ok()
 }
 
 impl Wal {
@@ -103,17 +106,18 @@ impl Wal {
         ))
     }
 
-    /// Appends records with one `write` call. `records` yields (kind, timestamp, encode-into).
-    pub(crate) fn append<'a, I>(&mut self, records: I) -> Result<(), StoreError>
-    where
-        I: IntoIterator<Item = (u8, i64, &'a dyn Fn(&mut Vec<u8>))>,
-    {
+    /// Appends records of one kind, each with its timestamp, with one `write` call.
+    pub(crate) fn append<'a, M: prost::Message + 'a>(
+        &mut self,
+        kind: u8,
+        records: impl IntoIterator<Item = (i64, &'a M)>,
+    ) -> Result<(), StoreError> {
         self.scratch.clear();
-        for (kind, ts, encode) in records {
+        for (ts, msg) in records {
             let start = self.scratch.len();
             self.scratch.extend_from_slice(&[0u8; HEADER]);
             self.scratch.push(kind);
-            encode(&mut self.scratch);
+            msg.encode_raw(&mut self.scratch);
             let body = &self.scratch[start + HEADER..];
             let len = body.len() as u32;
             let crc = crc32fast::hash(body);
@@ -252,11 +256,15 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 mod tests {
     use super::*;
 
+    /// Records whose payload is a protobuf `bytes` field 1 holding `payload`.
     fn put(wal: &mut Wal, ts: i64, payload: &[u8]) {
-        let p = payload.to_vec();
-        let enc = move |buf: &mut Vec<u8>| buf.extend_from_slice(&p);
-        wal.append([(KIND_SNAPSHOT, ts, &enc as &dyn Fn(&mut Vec<u8>))])
+        wal.append(KIND_SNAPSHOT, [(ts, &payload.to_vec())])
             .unwrap();
+    }
+
+    /// The payload `put` wrote, from a record.
+    fn raw(p: &[u8]) -> Vec<u8> {
+        prost::Message::decode(p).unwrap()
     }
 
     #[test]
@@ -277,7 +285,7 @@ mod tests {
         let mut seen = Vec::new();
         let (mut wal, stats) = Wal::open(dir.path(), 1 << 20, |k, p| {
             assert_eq!(k, KIND_SNAPSHOT);
-            seen.push(p.to_vec());
+            seen.push(raw(p));
             0
         })
         .unwrap();
@@ -287,11 +295,15 @@ mod tests {
         drop(wal);
         let mut seen = Vec::new();
         Wal::open(dir.path(), 1 << 20, |_, p| {
-            seen.push(p.to_vec());
+            seen.push(raw(p));
             0
         })
         .unwrap();
-        assert_eq!(seen.len(), 3, "the record after the truncation point replays");
+        assert_eq!(
+            seen.len(),
+            3,
+            "the record after the truncation point replays"
+        );
     }
 
     #[test]

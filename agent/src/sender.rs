@@ -1,0 +1,682 @@
+//! Streams buffered snapshots to brokers over gRPC with acknowledgements (SPEC S2).
+//!
+//! Broker choice: every configured broker is probed with the gRPC health service and tried in
+//! order of round-trip time, unhealthy ones last; after a full cycle they are probed again.
+//! On a stream the agent sends `Register` first, then batches with increasing `seq`, at most
+//! `max_in_flight` unacknowledged, and a `Heartbeat` every `heartbeat` period. An `Ack` removes
+//! the batch's snapshots from the buffer; a `Reject` drops them (counted, reason `rejected`).
+//! A stream error, a transport error or a missing ack within `ack_timeout` counts a reconnect,
+//! sleeps the next back-off delay and moves on to the next broker.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringwatch_proto::ingest_client::IngestClient;
+use ringwatch_proto::{
+    AgentMessage, Batch, BrokerMessage, Heartbeat, Register, agent_message, broker_message,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::backoff::Backoff;
+use crate::buffer::SharedBuffer;
+use crate::collect::now_ms;
+use crate::config::Config;
+use crate::metrics::DropReason;
+
+/// Settings of the sender, derived from [`Config`].
+#[derive(Clone, Debug)]
+pub struct SenderConfig {
+    /// Broker endpoints.
+    pub brokers: Vec<String>,
+    /// Connect (and probe) timeout.
+    pub connect_timeout: Duration,
+    /// Reconnect when the oldest unacked batch is older than this.
+    pub ack_timeout: Duration,
+    /// Heartbeat period.
+    pub heartbeat: Duration,
+    /// Snapshots per batch.
+    pub max_batch: usize,
+    /// Unacknowledged batches per stream.
+    pub max_in_flight: usize,
+    /// Back-off cap.
+    pub backoff_max: Duration,
+    /// The registration sent first on every stream.
+    pub register: Register,
+}
+
+impl SenderConfig {
+    /// Builds the sender settings for `host_id` with its `labels`.
+    pub fn from_config(
+        config: &Config,
+        host_id: &str,
+        labels: std::collections::BTreeMap<String, String>,
+    ) -> Self {
+        SenderConfig {
+            brokers: config
+                .brokers
+                .iter()
+                .map(|b| b.trim().to_string())
+                .collect(),
+            connect_timeout: Duration::from_secs(config.connect_timeout_secs),
+            ack_timeout: Duration::from_secs(config.ack_timeout_secs),
+            heartbeat: Duration::from_secs(config.heartbeat_secs),
+            max_batch: config.max_batch.max(1),
+            max_in_flight: config.max_in_flight.max(1),
+            backoff_max: Duration::from_secs(config.backoff_max_secs),
+            register: Register {
+                host_id: host_id.to_string(),
+                labels: labels.into_iter().collect(),
+                agent_version: env!("CARGO_PKG_VERSION").to_string(),
+                interval_ms: u32::try_from(config.interval_secs.saturating_mul(1000))
+                    .unwrap_or(u32::MAX),
+            },
+        }
+    }
+}
+
+/// Why a stream ended.
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    #[error("invalid endpoint: {0}")]
+    Endpoint(#[source] tonic::transport::Error),
+    #[error("connect failed: {0}")]
+    Connect(#[source] tonic::transport::Error),
+    #[error("{0} timed out")]
+    Timeout(&'static str),
+    #[error("broker answered {0}")]
+    Status(#[from] tonic::Status),
+    #[error("the broker closed the stream")]
+    Closed,
+    #[error("no ack for batch {0} within the ack timeout")]
+    AckTimeout(u64),
+}
+
+/// A batch sent and not yet answered.
+#[derive(Debug)]
+struct InFlight {
+    seq: u64,
+    first_ms: i64,
+    last_ms: i64,
+    snapshots: u64,
+    sent_at: Instant,
+}
+
+/// The streaming half of the agent.
+#[derive(Debug)]
+pub struct Sender {
+    config: SenderConfig,
+    shared: Arc<SharedBuffer>,
+}
+
+impl Sender {
+    /// A sender draining `shared`.
+    pub fn new(config: SenderConfig, shared: Arc<SharedBuffer>) -> Self {
+        Sender { config, shared }
+    }
+
+    /// Streams until `shutdown` is cancelled and everything buffered is acknowledged, or
+    /// until `hard_stop` is cancelled, whichever comes first.
+    pub async fn run(self, shutdown: CancellationToken, hard_stop: CancellationToken) {
+        let mut backoff = Backoff::new(self.config.backoff_max);
+        tokio::select! {
+            biased;
+            () = hard_stop.cancelled() => {
+                let left = self.shared.with(|b| b.len());
+                if left > 0 {
+                    tracing::warn!(snapshots = left, "shutting down with unacknowledged snapshots");
+                }
+            }
+            () = self.run_inner(&shutdown, &mut backoff) => {}
+        }
+        self.shared.metrics.connected.set(0);
+    }
+
+    async fn run_inner(&self, shutdown: &CancellationToken, backoff: &mut Backoff) {
+        let mut order: VecDeque<String> = VecDeque::new();
+        loop {
+            if shutdown.is_cancelled() && self.shared.with(|b| b.is_empty()) {
+                return;
+            }
+            if order.is_empty() {
+                order = probe(&self.config.brokers, self.config.connect_timeout)
+                    .await
+                    .into();
+                tracing::debug!(?order, "broker order by health and latency");
+            }
+            let Some(broker) = order.pop_front() else {
+                return;
+            };
+            let result = self.stream(&broker, shutdown, backoff).await;
+            self.shared.metrics.connected.set(0);
+            match result {
+                Ok(()) => return,
+                Err(e) => {
+                    self.shared.metrics.reconnects.inc();
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%broker, error = %e, retry_in = ?delay, "broker stream failed");
+                    if shutdown.is_cancelled() {
+                        // Draining: try the next broker right away (bounded by the hard stop).
+                        tokio::time::sleep(delay.min(Duration::from_millis(100))).await;
+                    } else {
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => {}
+                            () = shutdown.cancelled() => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One stream to `broker`; returns `Ok` only when drained after shutdown.
+    async fn stream(
+        &self,
+        broker: &str,
+        shutdown: &CancellationToken,
+        backoff: &mut Backoff,
+    ) -> Result<(), StreamError> {
+        let timeout = self.config.connect_timeout;
+        let endpoint = Endpoint::from_shared(broker.to_string())
+            .map_err(StreamError::Endpoint)?
+            .connect_timeout(timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10));
+        let channel = tokio::time::timeout(timeout, endpoint.connect())
+            .await
+            .map_err(|_| StreamError::Timeout("connect"))?
+            .map_err(StreamError::Connect)?;
+        let mut client = IngestClient::new(channel);
+        let (tx, rx) = mpsc::channel(self.config.max_in_flight + 2);
+        let register = AgentMessage {
+            body: Some(agent_message::Body::Register(self.config.register.clone())),
+        };
+        tx.try_send(register).map_err(|_| StreamError::Closed)?;
+        let response = tokio::time::timeout(timeout, client.stream(ReceiverStream::new(rx)))
+            .await
+            .map_err(|_| StreamError::Timeout("opening the stream"))??;
+        let mut inbound = response.into_inner();
+        tracing::info!(%broker, "streaming to broker");
+        self.shared.metrics.connected.set(1);
+        self.shared.with(|b| b.reset_cursor());
+        self.pump(&tx, &mut inbound, shutdown, backoff).await
+    }
+
+    async fn send(
+        &self,
+        tx: &mpsc::Sender<AgentMessage>,
+        body: agent_message::Body,
+    ) -> Result<(), StreamError> {
+        let msg = AgentMessage { body: Some(body) };
+        match tokio::time::timeout(self.config.ack_timeout, tx.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(StreamError::Closed),
+            Err(_) => Err(StreamError::Timeout("sending")),
+        }
+    }
+
+    async fn pump(
+        &self,
+        tx: &mpsc::Sender<AgentMessage>,
+        inbound: &mut tonic::Streaming<BrokerMessage>,
+        shutdown: &CancellationToken,
+        backoff: &mut Backoff,
+    ) -> Result<(), StreamError> {
+        let cfg = &self.config;
+        let host_id = cfg.register.host_id.as_str();
+        let mut seq = 0u64;
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + cfg.heartbeat, cfg.heartbeat);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut draining = shutdown.is_cancelled();
+        loop {
+            while in_flight.len() < cfg.max_in_flight {
+                let snapshots = self.shared.with(|b| b.next_batch(cfg.max_batch, host_id));
+                let (Some(first), Some(last)) = (snapshots.first(), snapshots.last()) else {
+                    break;
+                };
+                seq += 1;
+                let entry = InFlight {
+                    seq,
+                    first_ms: first.timestamp_ms,
+                    last_ms: last.timestamp_ms,
+                    snapshots: snapshots.len() as u64,
+                    sent_at: Instant::now(),
+                };
+                self.send(tx, agent_message::Body::Batch(Batch { seq, snapshots }))
+                    .await?;
+                self.shared.metrics.batches_sent.inc();
+                in_flight.push_back(entry);
+            }
+            if draining && in_flight.is_empty() && self.shared.with(|b| b.is_empty()) {
+                tracing::info!("everything buffered is acknowledged");
+                return Ok(());
+            }
+            let ack_deadline = in_flight
+                .front()
+                .map(|f| (f.seq, f.sent_at + cfg.ack_timeout));
+            let room = in_flight.len() < cfg.max_in_flight;
+            tokio::select! {
+                msg = inbound.message() => match msg? {
+                    Some(m) => self.handle(m, &mut in_flight, backoff),
+                    None => return Err(StreamError::Closed),
+                },
+                () = self.shared.notify.notified(), if room && !draining => {}
+                _ = heartbeat.tick() => {
+                    let hb = Heartbeat { timestamp_ms: now_ms() };
+                    self.send(tx, agent_message::Body::Heartbeat(hb)).await?;
+                }
+                () = sleep_until_opt(ack_deadline.map(|d| d.1)), if ack_deadline.is_some() => {
+                    return Err(StreamError::AckTimeout(ack_deadline.map_or(0, |d| d.0)));
+                }
+                () = shutdown.cancelled(), if !draining => draining = true,
+            }
+        }
+    }
+
+    fn handle(
+        &self,
+        msg: BrokerMessage,
+        in_flight: &mut VecDeque<InFlight>,
+        backoff: &mut Backoff,
+    ) {
+        let metrics = &self.shared.metrics;
+        match msg.body {
+            Some(broker_message::Body::Ack(ack)) => {
+                let Some(f) = take(in_flight, ack.seq) else {
+                    tracing::warn!(seq = ack.seq, "ack for an unknown batch");
+                    return;
+                };
+                self.shared.with(|b| b.remove_range(f.first_ms, f.last_ms));
+                metrics.batches_acked.inc();
+                metrics.snapshots_acked.inc_by(f.snapshots);
+                metrics.duplicates_acked.inc_by(u64::from(ack.duplicates));
+                backoff.reset();
+                tracing::trace!(
+                    seq = ack.seq,
+                    stored = ack.stored,
+                    duplicates = ack.duplicates,
+                    "batch acknowledged"
+                );
+            }
+            Some(broker_message::Body::Reject(rej)) => {
+                let Some(f) = take(in_flight, rej.seq) else {
+                    tracing::warn!(seq = rej.seq, reason = %rej.reason, "reject for an unknown batch");
+                    return;
+                };
+                let dropped = self.shared.with(|b| b.remove_range(f.first_ms, f.last_ms));
+                metrics.batches_rejected.inc();
+                metrics.record_drop(DropReason::Rejected, dropped);
+                tracing::warn!(
+                    seq = rej.seq,
+                    code = rej.code,
+                    reason = %rej.reason,
+                    dropped_snapshots = dropped.snapshots,
+                    dropped_detail_samples = dropped.detail_samples,
+                    dropped_total_samples = dropped.total_samples,
+                    "broker rejected a batch; its snapshots are dropped"
+                );
+            }
+            None => tracing::debug!("empty broker message"),
+        }
+    }
+}
+
+fn take(in_flight: &mut VecDeque<InFlight>, seq: u64) -> Option<InFlight> {
+    let pos = in_flight.iter().position(|f| f.seq == seq)?;
+    in_flight.remove(pos)
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Probes every broker's gRPC health service (`Check` with service "") and returns them
+/// ordered by round-trip time, unhealthy ones last (in configuration order).
+pub async fn probe(brokers: &[String], timeout: Duration) -> Vec<String> {
+    let mut set = JoinSet::new();
+    for (i, broker) in brokers.iter().enumerate() {
+        let broker = broker.clone();
+        set.spawn(async move {
+            let start = Instant::now();
+            let healthy = tokio::time::timeout(timeout, probe_one(&broker, timeout))
+                .await
+                .unwrap_or(false);
+            (i, broker, healthy.then(|| start.elapsed()))
+        });
+    }
+    let mut results = Vec::with_capacity(brokers.len());
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(r) => results.push(r),
+            Err(e) => tracing::warn!(error = %e, "broker probe task failed"),
+        }
+    }
+    // Healthy by latency first, then unhealthy in configuration order.
+    results.sort_by_key(|(i, _, rtt)| (rtt.is_none(), rtt.unwrap_or_default(), *i));
+    for (_, broker, rtt) in &results {
+        tracing::debug!(%broker, ?rtt, healthy = rtt.is_some(), "broker probed");
+    }
+    results.into_iter().map(|(_, b, _)| b).collect()
+}
+
+async fn probe_one(broker: &str, timeout: Duration) -> bool {
+    let Ok(endpoint) = Endpoint::from_shared(broker.to_string()) else {
+        return false;
+    };
+    let channel: Channel = match endpoint
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .connect()
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(%broker, error = %e, "probe connect failed");
+            return false;
+        }
+    };
+    let mut client = HealthClient::new(channel);
+    match client
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+    {
+        Ok(r) => r.into_inner().status == ServingStatus::Serving as i32,
+        Err(e) => {
+            tracing::debug!(%broker, error = %e, "health check failed");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::buffer::Buffer;
+    use crate::collect::{Priority, Samples};
+    use crate::metrics::AgentMetrics;
+    use ringwatch_proto::Unit;
+    use ringwatch_proto::ingest_server::{Ingest, IngestServer};
+    use ringwatch_proto::{Ack, Reject};
+    use std::net::SocketAddr;
+    use std::sync::Mutex;
+    use tokio_stream::wrappers::TcpListenerStream;
+    use tonic::{Request, Response, Status, Streaming};
+
+    /// A tiny in-test broker: records every message, acks batches except those in `reject`.
+    #[derive(Clone, Default)]
+    pub(crate) struct TestBroker {
+        pub log: Arc<Mutex<Vec<AgentMessage>>>,
+        pub reject: Vec<u64>,
+    }
+
+    #[tonic::async_trait]
+    impl Ingest for TestBroker {
+        type StreamStream = ReceiverStream<Result<BrokerMessage, Status>>;
+
+        async fn stream(
+            &self,
+            request: Request<Streaming<AgentMessage>>,
+        ) -> Result<Response<Self::StreamStream>, Status> {
+            let mut inbound = request.into_inner();
+            let (tx, rx) = mpsc::channel(16);
+            let this = self.clone();
+            tokio::spawn(async move {
+                while let Ok(Some(msg)) = inbound.message().await {
+                    this.log.lock().expect("log").push(msg.clone());
+                    let Some(agent_message::Body::Batch(b)) = msg.body else {
+                        continue;
+                    };
+                    let body = if this.reject.contains(&b.seq) {
+                        broker_message::Body::Reject(Reject {
+                            seq: b.seq,
+                            code: 3,
+                            reason: "test says no".into(),
+                        })
+                    } else {
+                        broker_message::Body::Ack(Ack {
+                            seq: b.seq,
+                            stored: b.snapshots.len() as u32,
+                            duplicates: 0,
+                        })
+                    };
+                    if tx
+                        .send(Ok(BrokerMessage { body: Some(body) }))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+            Ok(Response::new(ReceiverStream::new(rx)))
+        }
+    }
+
+    /// Serves `broker` (and the health service) on an ephemeral port until `stop`.
+    pub(crate) async fn serve(broker: TestBroker, stop: CancellationToken) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(health)
+                .add_service(IngestServer::new(broker))
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(listener),
+                    stop.cancelled_owned(),
+                )
+                .await
+                .expect("serve");
+        });
+        addr
+    }
+
+    fn sender_config(addr: SocketAddr) -> SenderConfig {
+        SenderConfig {
+            brokers: vec![format!("http://{addr}")],
+            connect_timeout: Duration::from_secs(2),
+            ack_timeout: Duration::from_secs(5),
+            heartbeat: Duration::from_secs(1),
+            max_batch: 2,
+            max_in_flight: 2,
+            backoff_max: Duration::from_secs(1),
+            register: Register {
+                host_id: "test-host".into(),
+                labels: [("zone".to_string(), "z1".to_string())].into(),
+                agent_version: env!("CARGO_PKG_VERSION").into(),
+                interval_ms: 1000,
+            },
+        }
+    }
+
+    fn shared_with(n: i64) -> Arc<SharedBuffer> {
+        let shared = Arc::new(SharedBuffer::new(
+            Buffer::new(100),
+            Arc::new(AgentMetrics::new()),
+        ));
+        for ts in 1..=n {
+            let mut s = Samples {
+                timestamp_ms: ts,
+                ..Samples::default()
+            };
+            s.total("cpu.usage", ts as f64, Unit::Percent);
+            s.detail("cpu.core.0.usage", ts as f64, Unit::Percent);
+            shared.with(|b| b.push(s));
+        }
+        shared
+    }
+
+    async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn batches(log: &[AgentMessage]) -> Vec<Batch> {
+        log.iter()
+            .filter_map(|m| match &m.body {
+                Some(agent_message::Body::Batch(b)) => Some(b.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn streams_registers_first_and_acks_empty_the_buffer() {
+        let stop = CancellationToken::new();
+        let broker = TestBroker::default();
+        let addr = serve(broker.clone(), stop.clone()).await;
+        let shared = shared_with(5);
+        let shutdown = CancellationToken::new();
+        let hard_stop = CancellationToken::new();
+        let task = tokio::spawn(
+            Sender::new(sender_config(addr), shared.clone()).run(shutdown.clone(), hard_stop),
+        );
+        wait_until("the buffer to empty", || shared.with(|b| b.is_empty())).await;
+        let m = &shared.metrics;
+        wait_until("three acks", || m.batches_acked.get() == 3).await;
+        assert_eq!(m.snapshots_acked.get(), 5);
+        assert_eq!(m.batches_sent.get(), 3);
+        assert_eq!(m.connected.get(), 1);
+        assert_eq!(m.buffer_snapshots.get(), 0);
+
+        let log = broker.log.lock().expect("log").clone();
+        match &log[0].body {
+            Some(agent_message::Body::Register(r)) => {
+                assert_eq!(r.host_id, "test-host");
+                assert_eq!(r.labels.get("zone").map(String::as_str), Some("z1"));
+                assert_eq!(r.interval_ms, 1000);
+            }
+            other => panic!("first message is not Register: {other:?}"),
+        }
+        let b = batches(&log);
+        let seqs: Vec<u64> = b.iter().map(|b| b.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3]);
+        let ts: Vec<i64> = b
+            .iter()
+            .flat_map(|b| b.snapshots.iter().map(|s| s.timestamp_ms))
+            .collect();
+        assert_eq!(ts, vec![1, 2, 3, 4, 5]);
+        assert!(b.iter().all(|b| b.snapshots.len() <= 2));
+        assert!(
+            b[0].snapshots[0]
+                .metrics
+                .iter()
+                .all(|m| m.value.is_finite())
+        );
+        assert_eq!(b[0].snapshots[0].host_id, "test-host");
+
+        // New data after the first round is streamed too.
+        shared.with(|b| {
+            let mut s = Samples {
+                timestamp_ms: 10,
+                ..Samples::default()
+            };
+            s.total("cpu.usage", 1.0, Unit::Percent);
+            b.push(s)
+        });
+        shared.notify.notify_one();
+        wait_until("the fourth ack", || m.batches_acked.get() == 4).await;
+        assert!(shared.with(|b| b.is_empty()));
+
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(3), task)
+            .await
+            .expect("sender stops promptly")
+            .expect("join");
+        assert_eq!(m.connected.get(), 0);
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn rejected_batches_are_dropped_and_counted() {
+        let stop = CancellationToken::new();
+        let broker = TestBroker {
+            reject: vec![1],
+            ..TestBroker::default()
+        };
+        let addr = serve(broker.clone(), stop.clone()).await;
+        let shared = shared_with(3);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(
+            Sender::new(sender_config(addr), shared.clone())
+                .run(shutdown.clone(), CancellationToken::new()),
+        );
+        let m = &shared.metrics;
+        wait_until("the buffer to empty", || shared.with(|b| b.is_empty())).await;
+        wait_until("the ack", || m.batches_acked.get() == 1).await;
+        assert_eq!(m.batches_rejected.get(), 1);
+        assert_eq!(m.snapshots_acked.get(), 1);
+        assert_eq!(m.dropped_samples(Priority::Detail, DropReason::Rejected), 2);
+        assert_eq!(m.dropped_samples(Priority::Total, DropReason::Rejected), 2);
+        assert_eq!(m.dropped_snapshots(DropReason::Rejected), 2);
+        assert_eq!(m.dropped_snapshots(DropReason::BufferFull), 0);
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(3), task)
+            .await
+            .expect("sender stops promptly")
+            .expect("join");
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn unreachable_brokers_count_reconnects_and_order_by_health() {
+        // Nothing listens on this port.
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr")
+        };
+        let stop = CancellationToken::new();
+        let live = serve(TestBroker::default(), stop.clone()).await;
+        let order = probe(
+            &[format!("http://{dead}"), format!("http://{live}")],
+            Duration::from_secs(1),
+        )
+        .await;
+        assert_eq!(
+            order,
+            vec![format!("http://{live}"), format!("http://{dead}")]
+        );
+
+        let shared = shared_with(1);
+        let mut cfg = sender_config(dead);
+        cfg.connect_timeout = Duration::from_millis(500);
+        let shutdown = CancellationToken::new();
+        let hard_stop = CancellationToken::new();
+        let task =
+            tokio::spawn(Sender::new(cfg, shared.clone()).run(shutdown.clone(), hard_stop.clone()));
+        wait_until("a reconnect", || shared.metrics.reconnects.get() >= 1).await;
+        assert_eq!(shared.metrics.connected.get(), 0);
+        assert_eq!(
+            shared.with(|b| b.len()),
+            1,
+            "nothing is lost while unreachable"
+        );
+        shutdown.cancel();
+        hard_stop.cancel();
+        tokio::time::timeout(Duration::from_secs(3), task)
+            .await
+            .expect("hard stop ends the sender")
+            .expect("join");
+        stop.cancel();
+    }
+}

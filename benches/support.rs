@@ -1,0 +1,108 @@
+//! Shared by the bench binaries: start release `ringwatch` processes and read their CPU and
+//! memory from /proc.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ringwatch");
+
+pub struct Proc {
+    pub child: Child,
+    pub ready: serde_json::Value,
+}
+
+impl Proc {
+    pub fn start(args: &[&str]) -> Proc {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("RINGWATCH_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn ringwatch");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        let ready = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("ready line");
+        Proc { child, ready }
+    }
+
+    pub fn addr(&self, key: &str) -> String {
+        self.ready[key].as_str().expect("address").to_string()
+    }
+
+    /// User + system CPU seconds so far.
+    pub fn cpu_secs(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which is in parentheses).
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        // utime and stime are fields 14 and 15 of /proc/pid/stat: 11 and 12 after the name.
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
+    /// A field of /proc/pid/status in kB (e.g. VmRSS, VmHWM).
+    pub fn status_kb(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// (p50, p99, max) of durations in ms.
+pub fn percentiles(mut v: Vec<Duration>) -> (f64, f64, f64) {
+    v.sort();
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0;
+    (at(0.50), at(0.99), at(1.0))
+}
+
+/// A realistic snapshot: `n` metrics named like the agent's.
+pub fn snapshot(host: &str, ts: i64, n: usize) -> ringwatch_proto::Snapshot {
+    ringwatch_proto::Snapshot {
+        host_id: host.into(),
+        timestamp_ms: ts,
+        metrics: (0..n)
+            .map(|i| ringwatch_proto::Metric {
+                name: format!("cpu.core.{i}.usage"),
+                value: (ts % 1000) as f64 / 10.0 + i as f64,
+                unit: ringwatch_proto::Unit::Percent as i32,
+                window: Some(ringwatch_proto::WindowStats {
+                    min: 1.0,
+                    max: 90.0,
+                    avg: 45.0,
+                    samples: 12,
+                }),
+            })
+            .collect(),
+    }
+}

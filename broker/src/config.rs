@@ -1,0 +1,247 @@
+//! The broker's one typed config: flags, env (`RINGWATCH_BROKER_*`) and a YAML file (field names
+//! equal flag ids), with defaults that run locally.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::BrokerError;
+use crate::store::EmbeddedConfig;
+
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This broker's id in the cluster (default: the hostname).
+    #[arg(long, env = "RINGWATCH_BROKER_NODE_ID")]
+    pub node_id: Option<String>,
+    /// gRPC address (ingest, query, health). Port 0 picks a free port.
+    #[arg(long, env = "RINGWATCH_BROKER_LISTEN", default_value = "0.0.0.0:9093")]
+    pub listen: SocketAddr,
+    /// Admin HTTP address (/health, /ready, /api/cluster, /metrics).
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_ADMIN_LISTEN",
+        default_value = "0.0.0.0:9097"
+    )]
+    pub admin_listen: SocketAddr,
+    /// Directory of the embedded store's log.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_DATA_DIR",
+        default_value = ".ringwatch/broker"
+    )]
+    pub data_dir: PathBuf,
+    /// Keep everything in memory only (nothing survives a restart).
+    #[arg(long, env = "RINGWATCH_BROKER_EPHEMERAL", default_value_t = false)]
+    pub ephemeral: bool,
+    /// How long samples are kept, in hours.
+    #[arg(long, env = "RINGWATCH_BROKER_RETENTION_HOURS", default_value_t = 168)]
+    pub retention_hours: u64,
+    /// Most samples the embedded store holds in memory; beyond it the oldest are evicted.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_MEMORY_LIMIT_SAMPLES",
+        default_value_t = 20_000_000
+    )]
+    pub memory_limit_samples: u64,
+    /// fsync interval of the log in ms; 0 = fsync every batch before acknowledging it.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_FSYNC_INTERVAL_MS",
+        default_value_t = 1000
+    )]
+    pub fsync_interval_ms: u64,
+    /// Size at which a log segment is closed, in MiB.
+    #[arg(long, env = "RINGWATCH_BROKER_SEGMENT_MAX_MIB", default_value_t = 64)]
+    pub segment_max_mib: u64,
+    /// Largest gRPC message accepted, in bytes.
+    #[arg(long, env = "RINGWATCH_BROKER_MAX_MESSAGE_BYTES", default_value_t = 4 << 20)]
+    pub max_message_bytes: usize,
+    /// Most snapshots in one ingest batch.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_MAX_BATCH_SNAPSHOTS",
+        default_value_t = 1024
+    )]
+    pub max_batch_snapshots: usize,
+    /// Most metrics in one snapshot.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_MAX_METRICS_PER_SNAPSHOT",
+        default_value_t = 4096
+    )]
+    pub max_metrics_per_snapshot: usize,
+    /// How far in the future a timestamp may be, in seconds (clock skew allowance).
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_MAX_FUTURE_SKEW_SECS",
+        default_value_t = 300
+    )]
+    pub max_future_skew_secs: u64,
+    /// Most snapshots one range query returns.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_QUERY_MAX_SNAPSHOTS",
+        default_value_t = 200_000
+    )]
+    pub query_max_snapshots: usize,
+    /// A host is stale after this many missed intervals.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_STALE_AFTER_INTERVALS",
+        default_value_t = 3
+    )]
+    pub stale_after_intervals: u32,
+    /// A host is gone after this many seconds unseen.
+    #[arg(long, env = "RINGWATCH_BROKER_GONE_AFTER_SECS", default_value_t = 600)]
+    pub gone_after_secs: u64,
+    /// Most concurrent ingest streams.
+    #[arg(long, env = "RINGWATCH_BROKER_MAX_STREAMS", default_value_t = 10_000)]
+    pub max_streams: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_id: None,
+            listen: SocketAddr::from(([0, 0, 0, 0], 9093)),
+            admin_listen: SocketAddr::from(([0, 0, 0, 0], 9097)),
+            data_dir: PathBuf::from(".ringwatch/broker"),
+            ephemeral: false,
+            retention_hours: 168,
+            memory_limit_samples: 20_000_000,
+            fsync_interval_ms: 1000,
+            segment_max_mib: 64,
+            max_message_bytes: 4 << 20,
+            max_batch_snapshots: 1024,
+            max_metrics_per_snapshot: 4096,
+            max_future_skew_secs: 300,
+            query_max_snapshots: 200_000,
+            stale_after_intervals: 3,
+            gone_after_secs: 600,
+            max_streams: 10_000,
+        }
+    }
+}
+
+impl Config {
+    /// Checks every field; the message names the field and what is allowed.
+    pub fn validate(&self) -> Result<(), BrokerError> {
+        let bad = |m: String| Err(BrokerError::Config(m));
+        if self
+            .node_id
+            .as_deref()
+            .is_some_and(|n| crate::validate::check_host_id(n).is_err())
+        {
+            return bad("node_id: 1–253 characters of [A-Za-z0-9._-]".into());
+        }
+        if !(1..=24 * 3650).contains(&self.retention_hours) {
+            return bad(format!(
+                "retention_hours: {} is out of range 1..=87600",
+                self.retention_hours
+            ));
+        }
+        if self.memory_limit_samples < 10_000 {
+            return bad(format!(
+                "memory_limit_samples: {} is below the minimum 10000",
+                self.memory_limit_samples
+            ));
+        }
+        if self.fsync_interval_ms > 60_000 {
+            return bad(format!(
+                "fsync_interval_ms: {} is above the maximum 60000",
+                self.fsync_interval_ms
+            ));
+        }
+        if !(1..=1024).contains(&self.segment_max_mib) {
+            return bad(format!(
+                "segment_max_mib: {} is out of range 1..=1024",
+                self.segment_max_mib
+            ));
+        }
+        if !(64 << 10..=64 << 20).contains(&self.max_message_bytes) {
+            return bad(format!(
+                "max_message_bytes: {} is out of range 65536..=67108864",
+                self.max_message_bytes
+            ));
+        }
+        if !(1..=100_000).contains(&self.max_batch_snapshots) {
+            return bad(format!(
+                "max_batch_snapshots: {} is out of range 1..=100000",
+                self.max_batch_snapshots
+            ));
+        }
+        if !(1..=100_000).contains(&self.max_metrics_per_snapshot) {
+            return bad(format!(
+                "max_metrics_per_snapshot: {} is out of range 1..=100000",
+                self.max_metrics_per_snapshot
+            ));
+        }
+        if self.query_max_snapshots == 0 {
+            return bad("query_max_snapshots: must be at least 1".into());
+        }
+        if self.stale_after_intervals == 0 || self.gone_after_secs == 0 || self.max_streams == 0 {
+            return bad(
+                "stale_after_intervals, gone_after_secs and max_streams must be at least 1".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The node id, or the hostname.
+    pub fn resolved_node_id(&self) -> String {
+        self.node_id.clone().unwrap_or_else(|| {
+            std::env::var("POD_NAME")
+                .ok()
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .unwrap_or_else(|| "broker-0".into())
+        })
+    }
+
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.retention_hours * 3600)
+    }
+
+    pub fn embedded(&self) -> EmbeddedConfig {
+        EmbeddedConfig {
+            data_dir: (!self.ephemeral).then(|| self.data_dir.clone()),
+            retention: self.retention(),
+            memory_limit_samples: self.memory_limit_samples,
+            fsync_interval: Duration::from_millis(self.fsync_interval_ms),
+            segment_max_bytes: self.segment_max_mib << 20,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_name_the_field() {
+        Config::default().validate().unwrap();
+        let c = Config {
+            retention_hours: 0,
+            ..Config::default()
+        };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("retention_hours"), "{err}");
+        let c = Config {
+            max_message_bytes: 10,
+            ..Config::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("max_message_bytes")
+        );
+        let c = Config {
+            node_id: Some("bad id!".into()),
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("node_id"));
+    }
+}

@@ -1,0 +1,244 @@
+//! The agent ingest stream: register, batches acknowledged once stored, heartbeats.
+//!
+//! Bad input in a batch gets a `Reject` with a reason and the stream stays open; a malformed or
+//! oversized message ends that stream with the decoder's status (other streams are untouched);
+//! a store failure ends the stream with UNAVAILABLE so the agent keeps the batch and resends it.
+
+use std::sync::Arc;
+
+use ringwatch_proto::ingest_server::Ingest;
+use ringwatch_proto::{Ack, AgentMessage, BrokerMessage, Reject, agent_message, broker_message};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::metrics::BrokerMetrics;
+use crate::router::Router;
+use crate::store::{HostRecord, Store};
+use crate::validate::{self, Limits, Rejection};
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+pub struct IngestService<S> {
+    pub(crate) router: Arc<Router<S>>,
+    pub(crate) store: Arc<S>,
+    pub(crate) metrics: Arc<BrokerMetrics>,
+    pub(crate) limits: Limits,
+    pub(crate) streams: Arc<Semaphore>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+type Out = mpsc::Sender<Result<BrokerMessage, Status>>;
+
+#[tonic::async_trait]
+impl<S: Store> Ingest for IngestService<S> {
+    type StreamStream = ReceiverStream<Result<BrokerMessage, Status>>;
+
+    async fn stream(
+        &self,
+        req: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
+            self.metrics
+                .rejected
+                .get_or_create(&[("reason", "too_many_streams")])
+                .inc();
+            tracing::warn!("ingest stream refused: too many open streams");
+            Status::resource_exhausted(
+                "too many open ingest streams on this broker; try another broker",
+            )
+        })?;
+        let peer = req.remote_addr();
+        let inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(64);
+        let handler = StreamHandler {
+            router: self.router.clone(),
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            limits: self.limits,
+            host: None,
+        };
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let metrics = handler.metrics.clone();
+            metrics.ingest_streams.inc();
+            handler.run(inbound, tx, shutdown, peer).await;
+            metrics.ingest_streams.dec();
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+struct StreamHandler<S> {
+    router: Arc<Router<S>>,
+    store: Arc<S>,
+    metrics: Arc<BrokerMetrics>,
+    limits: Limits,
+    host: Option<String>,
+}
+
+impl<S: Store> StreamHandler<S> {
+    async fn run(
+        mut self,
+        mut inbound: Streaming<AgentMessage>,
+        tx: Out,
+        shutdown: CancellationToken,
+        peer: Option<std::net::SocketAddr>,
+    ) {
+        loop {
+            let msg = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    let _ = tx.send(Err(Status::unavailable("broker is shutting down; reconnect to another broker"))).await;
+                    return;
+                }
+                m = inbound.message() => m,
+            };
+            let msg = match msg {
+                Ok(Some(m)) => m,
+                Ok(None) => return,
+                Err(status) => {
+                    let kind = match status.code() {
+                        tonic::Code::ResourceExhausted | tonic::Code::OutOfRange => "oversized",
+                        tonic::Code::Internal | tonic::Code::InvalidArgument => "malformed",
+                        _ => "transport",
+                    };
+                    self.metrics
+                        .stream_errors
+                        .get_or_create(&[("kind", kind)])
+                        .inc();
+                    tracing::warn!(?peer, host = ?self.host, code = ?status.code(), message = status.message(), "ingest stream ended by bad input or transport error");
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+            };
+            let reply = match msg.body {
+                None => Err(self.reject(
+                    0,
+                    Rejection {
+                        code: tonic::Code::InvalidArgument,
+                        label: "empty_message",
+                        reason: "message has no body (register, batch or heartbeat)".into(),
+                    },
+                )),
+                Some(agent_message::Body::Register(r)) => {
+                    if let Err(rej) = validate::check_register(&r) {
+                        self.count(&rej);
+                        tracing::warn!(?peer, reason = %rej.reason, "registration refused");
+                        let _ = tx.send(Err(rej.status())).await;
+                        return;
+                    }
+                    let record = HostRecord {
+                        host_id: r.host_id.clone(),
+                        labels: r.labels.into_iter().collect(),
+                        agent_version: r.agent_version,
+                        interval_ms: r.interval_ms,
+                        last_seen_ms: now_ms(),
+                    };
+                    if let Err(e) = self.store.register(record).await {
+                        tracing::error!(error = %e, "store failed to register a host");
+                        let _ = tx
+                            .send(Err(Status::unavailable(format!("store unavailable: {e}"))))
+                            .await;
+                        return;
+                    }
+                    tracing::info!(host = %r.host_id, ?peer, "agent registered");
+                    self.host = Some(r.host_id);
+                    Ok(None)
+                }
+                Some(agent_message::Body::Heartbeat(_)) => {
+                    if let Some(h) = &self.host
+                        && let Err(e) = self.store.touch(h, now_ms()).await
+                    {
+                        tracing::warn!(error = %e, "heartbeat not recorded");
+                    }
+                    Ok(None)
+                }
+                Some(agent_message::Body::Batch(b)) => self.batch(b).await,
+            };
+            let send = match reply {
+                Ok(None) => continue,
+                Ok(Some(ack)) => tx.send(Ok(ack)).await,
+                Err(Ok(reject)) => tx.send(Ok(reject)).await,
+                Err(Err(status)) => {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+            };
+            if send.is_err() {
+                return; // the agent went away
+            }
+        }
+    }
+
+    fn count(&self, rej: &Rejection) {
+        self.metrics
+            .rejected
+            .get_or_create(&[("reason", rej.label)])
+            .inc();
+    }
+
+    fn reject(&self, seq: u64, rej: Rejection) -> Result<BrokerMessage, Status> {
+        self.count(&rej);
+        tracing::warn!(host = ?self.host, seq, reason = %rej.reason, "batch rejected");
+        Ok(BrokerMessage {
+            body: Some(broker_message::Body::Reject(Reject {
+                seq,
+                code: rej.code as i32,
+                reason: rej.reason,
+            })),
+        })
+    }
+
+    /// Ok(Some(ack)), Err(Ok(reject)) keeping the stream, or Err(Err(status)) ending it.
+    async fn batch(
+        &self,
+        b: ringwatch_proto::Batch,
+    ) -> Result<Option<BrokerMessage>, Result<BrokerMessage, Status>> {
+        self.metrics.batches_received.inc();
+        let Some(host) = &self.host else {
+            return Err(self.reject(
+                b.seq,
+                Rejection {
+                    code: tonic::Code::FailedPrecondition,
+                    label: "not_registered",
+                    reason: "send Register before the first batch".into(),
+                },
+            ));
+        };
+        if let Err(rej) = validate::check_batch(&b.snapshots, host, &self.limits, now_ms()) {
+            return Err(self.reject(b.seq, rej));
+        }
+        match self.router.write(b.snapshots).await {
+            Ok(out) => {
+                self.metrics.batches_acked.inc();
+                self.metrics.snapshots_stored.inc_by(out.stored as u64);
+                self.metrics.samples_stored.inc_by(out.samples);
+                self.metrics
+                    .snapshots_duplicate
+                    .inc_by(out.duplicates as u64);
+                Ok(Some(BrokerMessage {
+                    body: Some(broker_message::Body::Ack(Ack {
+                        seq: b.seq,
+                        stored: out.stored,
+                        duplicates: out.duplicates,
+                    })),
+                }))
+            }
+            Err(e) => {
+                self.metrics.store_write_errors.inc();
+                tracing::error!(host, seq = b.seq, error = %e, "store write failed; batch not acknowledged, the agent keeps it");
+                Err(Err(Status::unavailable(format!(
+                    "store write failed, batch {} not stored: {e}",
+                    b.seq
+                ))))
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The broker's Prometheus metrics, exposed as text at `/metrics` on the admin port.
+
+use std::sync::atomic::Ordering;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::store::{StoreStats, embedded::EmbeddedCounters};
+
+type Labels1 = [(&'static str, &'static str); 1];
+type Labels2 = [(&'static str, &'static str); 2];
+
+pub struct BrokerMetrics {
+    registry: Registry,
+    pub batches_received: Counter,
+    pub batches_acked: Counter,
+    pub snapshots_stored: Counter,
+    pub samples_stored: Counter,
+    pub snapshots_duplicate: Counter,
+    /// Refused input by reason (`validate::Rejection::label`).
+    pub rejected: Family<Labels1, Counter>,
+    /// Streams ended by an error, by kind.
+    pub stream_errors: Family<Labels1, Counter>,
+    pub ingest_streams: Gauge,
+    pub store_write_errors: Counter,
+    /// Query RPCs by rpc and gRPC code.
+    pub queries: Family<Labels2, Counter>,
+    store_hosts: Gauge,
+    store_snapshots: Gauge,
+    store_samples: Gauge,
+    store_disk_bytes: Gauge,
+    evicted: Family<Labels1, Counter>,
+    wal_corrupt_tails: Counter,
+}
+
+impl Default for BrokerMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BrokerMetrics {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("ringwatch_broker");
+        let m = BrokerMetrics {
+            batches_received: Counter::default(),
+            batches_acked: Counter::default(),
+            snapshots_stored: Counter::default(),
+            samples_stored: Counter::default(),
+            snapshots_duplicate: Counter::default(),
+            rejected: Family::default(),
+            stream_errors: Family::default(),
+            ingest_streams: Gauge::default(),
+            store_write_errors: Counter::default(),
+            queries: Family::default(),
+            store_hosts: Gauge::default(),
+            store_snapshots: Gauge::default(),
+            store_samples: Gauge::default(),
+            store_disk_bytes: Gauge::default(),
+            evicted: Family::default(),
+            wal_corrupt_tails: Counter::default(),
+            registry: Registry::default(),
+        };
+        r.register(
+            "batches_received",
+            "Ingest batches received",
+            m.batches_received.clone(),
+        );
+        r.register(
+            "batches_acked",
+            "Ingest batches acknowledged after storing",
+            m.batches_acked.clone(),
+        );
+        r.register(
+            "snapshots_stored",
+            "Snapshots newly stored",
+            m.snapshots_stored.clone(),
+        );
+        r.register(
+            "samples_stored",
+            "Samples (metric values) newly stored",
+            m.samples_stored.clone(),
+        );
+        r.register(
+            "snapshots_duplicate",
+            "Snapshots ignored as already stored (host + timestamp)",
+            m.snapshots_duplicate.clone(),
+        );
+        r.register(
+            "rejected_batches",
+            "Input refused, by reason",
+            m.rejected.clone(),
+        );
+        r.register(
+            "stream_errors",
+            "Ingest streams ended by an error, by kind",
+            m.stream_errors.clone(),
+        );
+        r.register(
+            "ingest_streams",
+            "Open ingest streams",
+            m.ingest_streams.clone(),
+        );
+        r.register(
+            "store_write_errors",
+            "Batches not stored because the store failed (not acknowledged)",
+            m.store_write_errors.clone(),
+        );
+        r.register(
+            "queries",
+            "Query RPCs by rpc and gRPC code",
+            m.queries.clone(),
+        );
+        r.register("store_hosts", "Hosts in the store", m.store_hosts.clone());
+        r.register(
+            "store_snapshots",
+            "Snapshots held by the store",
+            m.store_snapshots.clone(),
+        );
+        r.register(
+            "store_samples",
+            "Samples held by the store",
+            m.store_samples.clone(),
+        );
+        r.register(
+            "store_disk_bytes",
+            "Bytes of the store's log on disk",
+            m.store_disk_bytes.clone(),
+        );
+        r.register(
+            "store_evicted_snapshots",
+            "Snapshots dropped by the store, by reason (retention, memory_limit)",
+            m.evicted.clone(),
+        );
+        r.register(
+            "wal_corrupt_tails",
+            "Log segments found with a torn or corrupt tail at start-up",
+            m.wal_corrupt_tails.clone(),
+        );
+        BrokerMetrics { registry: r, ..m }
+    }
+
+    /// Prometheus text, with store figures read now.
+    pub fn render(&self, stats: StoreStats, counters: Option<&EmbeddedCounters>) -> String {
+        self.store_hosts.set(stats.hosts as i64);
+        self.store_snapshots.set(stats.snapshots as i64);
+        self.store_samples.set(stats.samples as i64);
+        self.store_disk_bytes.set(stats.disk_bytes as i64);
+        if let Some(c) = counters {
+            let set = |c: &Counter, v: u64| c.inner().store(v, Ordering::Relaxed);
+            set(
+                &self.evicted.get_or_create(&[("reason", "retention")]),
+                c.evicted_retention.load(Ordering::Relaxed),
+            );
+            set(
+                &self.evicted.get_or_create(&[("reason", "memory_limit")]),
+                c.evicted_memory.load(Ordering::Relaxed),
+            );
+            set(
+                &self.wal_corrupt_tails,
+                c.wal_corrupt_tails.load(Ordering::Relaxed),
+            );
+        }
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

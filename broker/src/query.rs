@@ -1,0 +1,272 @@
+//! Query RPCs: a host's range (server stream, in order), the latest snapshot of every host, and
+//! the host registry with live/stale/gone states.
+
+use std::sync::Arc;
+
+use ringwatch_proto::query_server::Query;
+use ringwatch_proto::{
+    HostInfo, HostState, HostsRequest, HostsResponse, LatestRequest, LatestResponse, RangeChunk,
+    RangeRequest, Snapshot,
+};
+use tonic::{Request, Response, Status};
+
+use crate::ingest::now_ms;
+use crate::metrics::BrokerMetrics;
+use crate::store::{HostRecord, RangeQuery, Store, StoreError};
+use crate::validate;
+
+/// Samples per streamed chunk, so no message nears the size limit.
+const CHUNK_SAMPLES: usize = 16_384;
+const MAX_NAME_PATTERNS: usize = 256;
+
+pub struct QueryService<S> {
+    pub(crate) store: Arc<S>,
+    pub(crate) metrics: Arc<BrokerMetrics>,
+    pub(crate) max_snapshots: usize,
+    pub(crate) stale_after_intervals: u32,
+    pub(crate) gone_after_ms: i64,
+}
+
+fn store_status(e: StoreError) -> Status {
+    match e {
+        StoreError::TooLarge(m) => Status::resource_exhausted(m),
+        other => Status::unavailable(format!("store unavailable: {other}")),
+    }
+}
+
+fn check_patterns(names: &[String]) -> Result<(), Status> {
+    if names.len() > MAX_NAME_PATTERNS {
+        return Err(Status::invalid_argument(format!(
+            "{} metric names; at most {MAX_NAME_PATTERNS}",
+            names.len()
+        )));
+    }
+    for n in names {
+        let bare = n.strip_suffix('*').unwrap_or(n);
+        if !(bare.is_empty() && n == "*") {
+            validate::check_metric_name(bare).map_err(|r| r.status())?;
+        }
+    }
+    Ok(())
+}
+
+/// Live, stale or gone, from last-seen against the host's interval.
+pub fn host_state(
+    r: &HostRecord,
+    now: i64,
+    stale_after_intervals: u32,
+    gone_after_ms: i64,
+) -> HostState {
+    let age = now - r.last_seen_ms;
+    let interval = if r.interval_ms == 0 {
+        5000
+    } else {
+        r.interval_ms as i64
+    };
+    if age <= interval * stale_after_intervals as i64 {
+        HostState::Live
+    } else if age <= gone_after_ms {
+        HostState::Stale
+    } else {
+        HostState::Gone
+    }
+}
+
+/// Groups snapshots into chunks of about `CHUNK_SAMPLES` samples.
+pub fn chunk(snapshots: Vec<Snapshot>) -> Vec<RangeChunk> {
+    let mut chunks = Vec::new();
+    let mut cur = Vec::new();
+    let mut samples = 0;
+    for s in snapshots {
+        samples += s.metrics.len().max(1);
+        cur.push(s);
+        if samples >= CHUNK_SAMPLES {
+            chunks.push(RangeChunk {
+                snapshots: std::mem::take(&mut cur),
+            });
+            samples = 0;
+        }
+    }
+    if !cur.is_empty() {
+        chunks.push(RangeChunk { snapshots: cur });
+    }
+    chunks
+}
+
+impl<S: Store> QueryService<S> {
+    fn observe<T>(&self, rpc: &'static str, r: Result<T, Status>) -> Result<T, Status> {
+        let code = match &r {
+            Ok(_) => "ok",
+            Err(s) => match s.code() {
+                tonic::Code::InvalidArgument => "invalid_argument",
+                tonic::Code::NotFound => "not_found",
+                tonic::Code::ResourceExhausted => "resource_exhausted",
+                tonic::Code::Unavailable => "unavailable",
+                _ => "other",
+            },
+        };
+        self.metrics
+            .queries
+            .get_or_create(&[("rpc", rpc), ("code", code)])
+            .inc();
+        if let Err(s) = &r {
+            tracing::debug!(rpc, code = ?s.code(), message = s.message(), "query refused");
+        }
+        r
+    }
+
+    async fn range_inner(&self, q: RangeRequest) -> Result<Vec<RangeChunk>, Status> {
+        validate::check_host_id(&q.host_id).map_err(|r| r.status())?;
+        if q.start_ms > q.end_ms {
+            return Err(Status::invalid_argument(format!(
+                "start_ms {} is after end_ms {}",
+                q.start_ms, q.end_ms
+            )));
+        }
+        check_patterns(&q.metric_names)?;
+        let limit = match q.limit as usize {
+            0 => self.max_snapshots,
+            n if n > self.max_snapshots => {
+                return Err(Status::invalid_argument(format!(
+                    "limit {n} is above the maximum {}",
+                    self.max_snapshots
+                )));
+            }
+            n => n,
+        };
+        let snaps = self
+            .store
+            .range(RangeQuery {
+                host_id: q.host_id.clone(),
+                start_ms: q.start_ms,
+                end_ms: q.end_ms,
+                metric_names: q.metric_names,
+                limit,
+            })
+            .await
+            .map_err(store_status)?;
+        if snaps.is_empty() {
+            let known = self
+                .store
+                .hosts()
+                .await
+                .map_err(store_status)?
+                .iter()
+                .any(|h| h.host_id == q.host_id);
+            if !known {
+                return Err(Status::not_found(format!("unknown host {:?}", q.host_id)));
+            }
+        }
+        Ok(chunk(snaps))
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Store> Query for QueryService<S> {
+    type RangeStream = tokio_stream::Iter<
+        std::iter::Map<
+            std::vec::IntoIter<RangeChunk>,
+            fn(RangeChunk) -> Result<RangeChunk, Status>,
+        >,
+    >;
+
+    async fn range(
+        &self,
+        req: Request<RangeRequest>,
+    ) -> Result<Response<Self::RangeStream>, Status> {
+        let r = self.range_inner(req.into_inner()).await;
+        let chunks = self.observe("range", r)?;
+        let ok: fn(RangeChunk) -> Result<RangeChunk, Status> = Ok;
+        Ok(Response::new(tokio_stream::iter(
+            chunks.into_iter().map(ok),
+        )))
+    }
+
+    async fn latest(
+        &self,
+        req: Request<LatestRequest>,
+    ) -> Result<Response<LatestResponse>, Status> {
+        let q = req.into_inner();
+        let r = match check_patterns(&q.metric_names) {
+            Err(e) => Err(e),
+            Ok(()) => self
+                .store
+                .latest(&q.metric_names)
+                .await
+                .map_err(store_status),
+        };
+        let snapshots = self.observe("latest", r)?;
+        Ok(Response::new(LatestResponse { snapshots }))
+    }
+
+    async fn hosts(&self, _req: Request<HostsRequest>) -> Result<Response<HostsResponse>, Status> {
+        let r = self.store.hosts().await.map_err(store_status);
+        let records = self.observe("hosts", r)?;
+        let now = now_ms();
+        let hosts = records
+            .into_iter()
+            .map(|r| HostInfo {
+                state: host_state(&r, now, self.stale_after_intervals, self.gone_after_ms) as i32,
+                host_id: r.host_id,
+                labels: r.labels.into_iter().collect(),
+                agent_version: r.agent_version,
+                last_seen_ms: r.last_seen_ms,
+                interval_ms: r.interval_ms,
+            })
+            .collect();
+        Ok(Response::new(HostsResponse { hosts }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringwatch_proto::Metric;
+
+    #[test]
+    fn host_states_follow_the_interval() {
+        let r = HostRecord {
+            host_id: "h".into(),
+            interval_ms: 1000,
+            last_seen_ms: 10_000,
+            ..Default::default()
+        };
+        assert_eq!(host_state(&r, 12_000, 3, 60_000), HostState::Live);
+        assert_eq!(host_state(&r, 14_000, 3, 60_000), HostState::Stale);
+        assert_eq!(host_state(&r, 80_000, 3, 60_000), HostState::Gone);
+    }
+
+    #[test]
+    fn chunks_keep_order_and_bound_size() {
+        let snaps: Vec<Snapshot> = (0..100)
+            .map(|i| Snapshot {
+                host_id: "h".into(),
+                timestamp_ms: i,
+                metrics: vec![Metric::default(); 1000],
+            })
+            .collect();
+        let chunks = chunk(snaps);
+        assert!(chunks.len() >= 6);
+        assert!(chunks.iter().all(
+            |c| c.snapshots.iter().map(|s| s.metrics.len()).sum::<usize>() <= CHUNK_SAMPLES + 1000
+        ));
+        let ts: Vec<i64> = chunks
+            .iter()
+            .flat_map(|c| c.snapshots.iter().map(|s| s.timestamp_ms))
+            .collect();
+        assert_eq!(ts, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn name_patterns_are_validated() {
+        check_patterns(&["cpu.*".into(), "mem.used".into(), "*".into()]).unwrap();
+        assert_eq!(
+            check_patterns(&["bad name".into()]).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+        assert_eq!(
+            check_patterns(&vec!["a".into(); 300]).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+    }
+}

@@ -1,0 +1,30 @@
+//! Where a batch goes. Today one broker owns every host, so the router writes to the local
+//! store; the consistent-hash ring (`ring.rs`, later) slots in here: look up the owners of the
+//! batch's host, write locally if this broker is one, forward to the others.
+
+use std::sync::Arc;
+
+use ringwatch_proto::Snapshot;
+
+use crate::store::{Store, StoreError, WriteOutcome};
+
+pub struct Router<S> {
+    node_id: String,
+    store: Arc<S>,
+}
+
+impl<S: Store> Router<S> {
+    pub fn new(node_id: String, store: Arc<S>) -> Self {
+        Router { node_id, store }
+    }
+
+    /// The broker that owns `host_id`'s series.
+    pub fn owner_of(&self, _host_id: &str) -> &str {
+        &self.node_id
+    }
+
+    /// Stores one host's batch at its owner(s); returns once it is stored.
+    pub async fn write(&self, snapshots: Vec<Snapshot>) -> Result<WriteOutcome, StoreError> {
+        self.store.write(snapshots).await
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test of Ringwatch: format, lints, unit and end-to-end tests (real processes on
+# loopback). Installs what the tests need when it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_component() {
+  if ! cargo "$1" --version >/dev/null 2>&1; then
+    echo "installing the $2 toolchain component"
+    rustup component add "$2"
+  fi
+}
+need_component fmt rustfmt
+need_component clippy clippy
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  echo "cargo-nextest not found; using cargo test (install it with: cargo install cargo-nextest --locked)"
+  cargo test --workspace --no-fail-fast
+fi

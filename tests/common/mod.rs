@@ -1,0 +1,276 @@
+//! Test harness: real `ringwatch` processes on free loopback ports, read back over real gRPC
+//! and HTTP. Each process announces itself with one JSON line on stdout; its stderr (logs) goes
+//! to a file that is printed if a test fails while the process is alive.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ringwatch_proto::query_client::QueryClient;
+use ringwatch_proto::{RangeRequest, Snapshot};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ringwatch");
+
+pub struct Proc {
+    pub child: Child,
+    /// The ready announcement.
+    pub ready: serde_json::Value,
+    lines: mpsc::Receiver<serde_json::Value>,
+    pub log: PathBuf,
+    _logdir: tempfile::TempDir,
+}
+
+impl Proc {
+    /// Starts `ringwatch ARGS…` and waits (up to 60 s) for its ready line.
+    pub fn start(args: &[&str]) -> Proc {
+        let logdir = tempfile::tempdir().expect("tempdir");
+        let log = logdir.path().join("stderr.log");
+        let logfile = std::fs::File::create(&log).expect("log file");
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("RINGWATCH_LOG", "info,ringwatch_broker=debug")
+            .stdout(Stdio::piped())
+            .stderr(logfile)
+            .spawn()
+            .expect("spawn ringwatch");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        let ready = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(v) if v["event"] == "ready" => v,
+            other => {
+                let _ = child.kill();
+                panic!(
+                    "{args:?} did not announce ready: {other:?}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
+        Proc {
+            child,
+            ready,
+            lines: rx,
+            log,
+            _logdir: logdir,
+        }
+    }
+
+    pub fn addr(&self, key: &str) -> String {
+        self.ready[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key} in {}", self.ready))
+            .to_string()
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.addr("grpc"))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, and wait for it to be gone.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM; waits up to 30 s for a clean exit and returns whether it exited 0.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        false
+    }
+
+    /// The next JSON line with `event` == `name` (up to `timeout`).
+    pub fn event(&self, name: &str, timeout: Duration) -> Option<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(v) if v["event"] == name => return Some(v),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            if std::thread::panicking() {
+                eprintln!(
+                    "---- logs of {BIN} (pid {}) ----\n{}",
+                    self.child.id(),
+                    self.logs()
+                );
+            }
+        }
+    }
+}
+
+/// A broker on free loopback ports with its store in `data_dir`.
+pub fn broker(data_dir: &Path, extra: &[&str]) -> Proc {
+    broker_on("127.0.0.1:0", "127.0.0.1:0", data_dir, extra)
+}
+
+pub fn broker_on(grpc: &str, admin: &str, data_dir: &Path, extra: &[&str]) -> Proc {
+    let dir = data_dir.to_str().expect("utf-8 path");
+    let mut args = vec![
+        "broker",
+        "--listen",
+        grpc,
+        "--admin-listen",
+        admin,
+        "--data-dir",
+        dir,
+        "--node-id",
+        "test-broker",
+    ];
+    args.extend_from_slice(extra);
+    Proc::start(&args)
+}
+
+/// An agent at a 1 s interval sending to `brokers`.
+pub fn agent(brokers: &[&str], extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "agent",
+        "--interval-secs",
+        "1",
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--backoff-max-secs",
+        "2",
+    ];
+    for b in brokers {
+        args.push("--broker");
+        args.push(b);
+    }
+    args.extend_from_slice(extra);
+    Proc::start(&args)
+}
+
+/// GET over plain HTTP/1.0; returns (status, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("write request");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read response");
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Sum of every sample of the Prometheus series whose name and labels start with `series`
+/// (e.g. `ringwatch_agent_dropped_samples_total{priority="detail"`).
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            let name_end = l.find(['{', ' ']).unwrap_or(l.len());
+            if series.contains('{') {
+                l.starts_with(series)
+            } else {
+                &l[..name_end] == series
+            }
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+pub fn scrape(addr: &str) -> String {
+    let (status, body) = http_get(addr, "/metrics");
+    assert_eq!(status, 200, "/metrics on {addr}: {body}");
+    body
+}
+
+/// Polls `f` every 200 ms until it returns Some, or panics after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Every snapshot of `host` in the last hour, through the Range RPC.
+pub async fn range_all(url: &str, host: &str) -> Vec<Snapshot> {
+    let mut client = QueryClient::connect(url.to_string())
+        .await
+        .expect("connect query");
+    let stream = client
+        .range(RangeRequest {
+            host_id: host.into(),
+            start_ms: now_ms() - 3_600_000,
+            end_ms: now_ms() + 60_000,
+            metric_names: vec![],
+            limit: 0,
+        })
+        .await;
+    let mut stream = match stream {
+        Ok(s) => s.into_inner(),
+        Err(s) if s.code() == tonic::Code::NotFound => return Vec::new(),
+        Err(s) => panic!("range of {host}: {s:?}"),
+    };
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.message().await.expect("chunk") {
+        out.extend(chunk.snapshots);
+    }
+    out
+}
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
