@@ -1,0 +1,218 @@
+//! The `ringwatch` command line as a person uses it: `up` starts a local stack and stops on
+//! SIGTERM, `query` prints tables, and bad configuration is refused with the field named.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run ringwatch");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_config_files_and_flags_are_refused_with_the_field_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broker.yaml");
+    std::fs::write(&file, "retention_hours: 0\n").unwrap();
+    let (ok, _, err) = run(&[
+        "broker",
+        "--config",
+        file.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("retention_hours"), "{err}");
+
+    std::fs::write(&file, "retention_hourz: 5\n").unwrap();
+    let (ok, _, err) = run(&["broker", "--config", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("unknown field") && err.contains("retention_hourz"),
+        "{err}"
+    );
+
+    std::fs::write(&file, "- just\n- a list\n").unwrap();
+    let (ok, _, err) = run(&["broker", "--config", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("mapping"), "{err}");
+
+    let (ok, _, err) = run(&["agent", "--interval-secs", "0"]);
+    assert!(!ok);
+    assert!(err.contains("interval_secs"), "{err}");
+}
+
+#[test]
+fn a_config_file_sets_fields_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("agent.yaml");
+    // The file's interval would be 3 s and its host id "from-file"; the flag overrides the id.
+    std::fs::write(
+        &file,
+        "interval_secs: 1\nhost_id: from-file\nlabels: [\"team=infra\"]\n",
+    )
+    .unwrap();
+    let broker = broker(dir.path(), &[]);
+    let url = broker.grpc_url();
+    let agent = Proc::start(&[
+        "agent",
+        "--config",
+        file.to_str().unwrap(),
+        "--broker",
+        &url,
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--host-id",
+        "from-flag",
+    ]);
+    assert_eq!(agent.ready["host_id"], "from-flag");
+    let hosts = block_on(async {
+        let mut q = ringwatch_proto::query_client::QueryClient::connect(url.clone())
+            .await
+            .unwrap();
+        let mut hosts = Vec::new();
+        for _ in 0..100 {
+            hosts = q
+                .hosts(ringwatch_proto::HostsRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .hosts;
+            if !hosts.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        hosts
+    });
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(hosts[0].host_id, "from-flag");
+    assert_eq!(hosts[0].interval_ms, 1000, "interval from the file");
+    assert_eq!(
+        hosts[0].labels.get("team").map(String::as_str),
+        Some("infra")
+    );
+}
+
+#[test]
+fn up_runs_a_local_stack_that_query_reads_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = Command::new(BIN)
+        .args([
+            "up",
+            "--grpc",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--agent-metrics",
+            "127.0.0.1:0",
+            "--interval-secs",
+            "1",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn up");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut grpc = None;
+    let mut banner = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.trim_start().starts_with("broker gRPC") {
+            grpc = line.split_whitespace().last().map(str::to_string);
+        }
+        if line.contains("Ctrl-C") {
+            break;
+        }
+    }
+    let grpc = grpc.unwrap_or_else(|| panic!("no broker address in:\n{banner}"));
+    assert!(banner.contains("embedded store"), "{banner}");
+    assert!(banner.contains("agent"), "{banner}");
+
+    let table = wait_for("a row in `query latest`", Duration::from_secs(30), || {
+        let (ok, out, _) = run(&["query", "latest", "--broker", &grpc]);
+        (ok && out.lines().count() >= 2 && !out.contains("no hosts")).then_some(out)
+    });
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.starts_with("host")
+            && header.contains("cpu.usage")
+            && header.contains("mem.used_percent"),
+        "{table}"
+    );
+    assert!(table.lines().nth(1).unwrap().contains('%'), "{table}");
+
+    let host = table
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let (ok, out, err) = run(&[
+        "query",
+        "range",
+        "--broker",
+        &grpc,
+        "--host",
+        &host,
+        "--since",
+        "10m",
+        "--metrics",
+        "cpu.usage,load.1",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.lines().next().unwrap().contains("cpu.usage"), "{out}");
+    assert!(out.contains("snapshots)"), "{out}");
+    let (ok, out, _) = run(&["query", "hosts", "--broker", &grpc]);
+    assert!(ok && out.contains(&host) && out.contains("live"), "{out}");
+    let (ok, _, err) = run(&[
+        "query",
+        "range",
+        "--broker",
+        &grpc,
+        "--host",
+        &host,
+        "--since",
+        "ten minutes",
+    ]);
+    assert!(!ok && err.contains("--since"), "{err}");
+
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let status = wait_for("up to exit", Duration::from_secs(30), || {
+        child.try_wait().ok().flatten()
+    });
+    assert!(status.success(), "up exits 0 on SIGTERM");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        rest.iter().any(|l| l.contains("Ringwatch stopped")),
+        "{rest:?}"
+    );
+    assert!(
+        data.read_dir().unwrap().count() >= 1,
+        "the embedded store's log is on disk"
+    );
+}
