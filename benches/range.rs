@@ -51,7 +51,10 @@ fn main() {
         let t = Instant::now();
         let got = rt.block_on(store.range(q.clone())).expect("range");
         lat.push(t.elapsed());
-        assert_eq!(got.len(), POINTS as usize);
+        assert_eq!(
+            got.iter().map(|c| c.timestamps_ms.len()).sum::<usize>(),
+            POINTS as usize
+        );
     }
     let (p50, p99, max) = percentiles(lat);
     println!(
@@ -91,7 +94,7 @@ fn main() {
                 .into_inner();
             let mut n = 0;
             while let Some(c) = stream.message().await.expect("chunk") {
-                n += c.snapshots.len();
+                n += c.timestamps_ms.len();
             }
             lat.push(t.elapsed());
             assert_eq!(n, POINTS as usize);

@@ -234,7 +234,7 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
             };
             let mut stream = client
                 .range(RangeRequest {
-                    host_id: host,
+                    host_id: host.clone(),
                     start_ms,
                     end_ms,
                     metric_names: metrics.clone(),
@@ -244,7 +244,7 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
                 .into_inner();
             let mut snaps = Vec::new();
             while let Some(chunk) = stream.message().await? {
-                snaps.extend(chunk.snapshots);
+                snaps.extend(chunk.to_snapshots(&host));
             }
             let cols = columns(&metrics, &snaps);
             let header: Vec<String> = std::iter::once("time".to_string())

@@ -61,15 +61,7 @@ fn this_hosts_metrics_arrive_and_read_back_in_order() {
         );
         assert!(s.metrics.iter().all(|m| m.value.is_finite()));
     }
-    // Sliding-window statistics travel with the raw values.
     let last = snaps.last().unwrap();
-    let cpu = last.metrics.iter().find(|m| m.name == "cpu.usage").unwrap();
-    let w = cpu.window.expect("window stats on cpu.usage");
-    assert!(
-        w.min <= cpu.value && cpu.value <= w.max && w.min <= w.avg && w.avg <= w.max,
-        "{w:?} vs {}",
-        cpu.value
-    );
 
     block_on(async {
         let mut q = QueryClient::connect(url.clone()).await.unwrap();
@@ -84,6 +76,19 @@ fn this_hosts_metrics_arrive_and_read_back_in_order() {
         assert_eq!(latest.len(), 1);
         assert!(latest[0].timestamp_ms >= last.timestamp_ms);
         assert!(latest[0].metrics.iter().all(|m| m.name.starts_with("cpu.")));
+        // Sliding-window statistics travel with the raw values.
+        let cpu = latest[0]
+            .metrics
+            .iter()
+            .find(|m| m.name == "cpu.usage")
+            .expect("cpu.usage");
+        let w = cpu.window.expect("window stats on cpu.usage");
+        assert!(
+            w.min <= cpu.value && cpu.value <= w.max && w.min <= w.avg && w.avg <= w.max,
+            "{w:?} vs {}",
+            cpu.value
+        );
+        assert!(w.samples >= 1);
         let hosts = q.hosts(HostsRequest {}).await.unwrap().into_inner().hosts;
         assert_eq!(hosts.len(), 1);
         let h = &hosts[0];

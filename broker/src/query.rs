@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ringwatch_proto::query_server::Query;
 use ringwatch_proto::{
     HostInfo, HostState, HostsRequest, HostsResponse, LatestRequest, LatestResponse, RangeChunk,
-    RangeRequest, Snapshot,
+    RangeRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -15,8 +15,6 @@ use crate::metrics::BrokerMetrics;
 use crate::store::{HostRecord, RangeQuery, Store, StoreError};
 use crate::validate;
 
-/// Samples per streamed chunk, so no message nears the size limit.
-const CHUNK_SAMPLES: usize = 16_384;
 const MAX_NAME_PATTERNS: usize = 256;
 
 pub struct QueryService<S> {
@@ -72,27 +70,6 @@ pub fn host_state(
     }
 }
 
-/// Groups snapshots into chunks of about `CHUNK_SAMPLES` samples.
-pub fn chunk(snapshots: Vec<Snapshot>) -> Vec<RangeChunk> {
-    let mut chunks = Vec::new();
-    let mut cur = Vec::new();
-    let mut samples = 0;
-    for s in snapshots {
-        samples += s.metrics.len().max(1);
-        cur.push(s);
-        if samples >= CHUNK_SAMPLES {
-            chunks.push(RangeChunk {
-                snapshots: std::mem::take(&mut cur),
-            });
-            samples = 0;
-        }
-    }
-    if !cur.is_empty() {
-        chunks.push(RangeChunk { snapshots: cur });
-    }
-    chunks
-}
-
 impl<S: Store> QueryService<S> {
     fn observe<T>(&self, rpc: &'static str, r: Result<T, Status>) -> Result<T, Status> {
         let code = match &r {
@@ -134,7 +111,7 @@ impl<S: Store> QueryService<S> {
             }
             n => n,
         };
-        let snaps = self
+        let chunks = self
             .store
             .range(RangeQuery {
                 host_id: q.host_id.clone(),
@@ -145,7 +122,7 @@ impl<S: Store> QueryService<S> {
             })
             .await
             .map_err(store_status)?;
-        if snaps.is_empty() {
+        if chunks.is_empty() {
             let known = self
                 .store
                 .hosts()
@@ -157,7 +134,7 @@ impl<S: Store> QueryService<S> {
                 return Err(Status::not_found(format!("unknown host {:?}", q.host_id)));
             }
         }
-        Ok(chunk(snaps))
+        Ok(chunks)
     }
 }
 
@@ -221,7 +198,6 @@ impl<S: Store> Query for QueryService<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ringwatch_proto::Metric;
 
     #[test]
     fn host_states_follow_the_interval() {
@@ -234,27 +210,6 @@ mod tests {
         assert_eq!(host_state(&r, 12_000, 3, 60_000), HostState::Live);
         assert_eq!(host_state(&r, 14_000, 3, 60_000), HostState::Stale);
         assert_eq!(host_state(&r, 80_000, 3, 60_000), HostState::Gone);
-    }
-
-    #[test]
-    fn chunks_keep_order_and_bound_size() {
-        let snaps: Vec<Snapshot> = (0..100)
-            .map(|i| Snapshot {
-                host_id: "h".into(),
-                timestamp_ms: i,
-                metrics: vec![Metric::default(); 1000],
-            })
-            .collect();
-        let chunks = chunk(snaps);
-        assert!(chunks.len() >= 6);
-        assert!(chunks.iter().all(
-            |c| c.snapshots.iter().map(|s| s.metrics.len()).sum::<usize>() <= CHUNK_SAMPLES + 1000
-        ));
-        let ts: Vec<i64> = chunks
-            .iter()
-            .flat_map(|c| c.snapshots.iter().map(|s| s.timestamp_ms))
-            .collect();
-        assert_eq!(ts, (0..100).collect::<Vec<_>>());
     }
 
     #[test]

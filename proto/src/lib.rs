@@ -18,6 +18,33 @@ pub fn name_selected(patterns: &[String], name: &str) -> bool {
         })
 }
 
+impl RangeChunk {
+    /// The chunk's rows as snapshots of `host_id`; a metric absent in a row (NaN) is left out.
+    pub fn to_snapshots(&self, host_id: &str) -> Vec<Snapshot> {
+        self.timestamps_ms
+            .iter()
+            .enumerate()
+            .map(|(row, &ts)| Snapshot {
+                host_id: host_id.to_string(),
+                timestamp_ms: ts,
+                metrics: self
+                    .columns
+                    .iter()
+                    .filter_map(|c| {
+                        let value = *c.values.get(row)?;
+                        (!value.is_nan()).then(|| Metric {
+                            name: c.name.clone(),
+                            value,
+                            unit: c.unit,
+                            window: None,
+                        })
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
 impl Unit {
     /// A short human suffix for tables.
     pub fn suffix(self) -> &'static str {
@@ -38,6 +65,31 @@ impl Unit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_turn_into_rows_leaving_out_absent_values() {
+        let chunk = RangeChunk {
+            timestamps_ms: vec![10, 20],
+            columns: vec![
+                Column {
+                    name: "a".into(),
+                    unit: Unit::Percent as i32,
+                    values: vec![1.0, 2.0],
+                },
+                Column {
+                    name: "b".into(),
+                    unit: Unit::Bytes as i32,
+                    values: vec![f64::NAN, 5.0],
+                },
+            ],
+        };
+        let rows = chunk.to_snapshots("h");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].metrics.len(), 1);
+        assert_eq!(rows[1].metrics[1].name, "b");
+        assert_eq!(rows[1].metrics[1].value, 5.0);
+        assert_eq!(rows[1].timestamp_ms, 20);
+    }
 
     #[test]
     fn name_selection_by_exact_and_prefix() {

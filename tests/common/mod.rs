@@ -262,7 +262,7 @@ pub async fn range_all(url: &str, host: &str) -> Vec<Snapshot> {
     };
     let mut out = Vec::new();
     while let Some(chunk) = stream.message().await.expect("chunk") {
-        out.extend(chunk.snapshots);
+        out.extend(chunk.to_snapshots(host));
     }
     out
 }

@@ -8,15 +8,16 @@
 //! disk. Memory is bounded by a sample budget: when it is exceeded the oldest data of all hosts
 //! is evicted first, counted and logged.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use prost::Message;
-use ringwatch_proto::{HostInfo, Metric, Snapshot, WindowStats, name_selected};
+use ringwatch_proto::{HostInfo, RangeChunk, Snapshot, name_selected};
 
+use super::series::{Inserted, Names, Series};
 use super::wal::{self, Wal};
 use super::{HostRecord, RangeQuery, Store, StoreError, StoreStats, WriteOutcome};
 
@@ -54,154 +55,82 @@ pub struct EmbeddedCounters {
     pub wal_replayed_records: AtomicU64,
 }
 
-#[derive(Clone, Copy)]
-struct Sample {
-    name: u32,
-    unit: i32,
-    value: f64,
-    window: Option<WindowStats>,
-}
-
-struct Point {
-    ts: i64,
-    samples: Box<[Sample]>,
-}
-
 #[derive(Default)]
-struct Series {
+struct Host {
     record: HostRecord,
-    points: VecDeque<Point>,
+    series: Series,
 }
 
 #[derive(Default)]
 struct State {
-    hosts: HashMap<String, Series>,
-    name_ids: HashMap<Box<str>, u32>,
-    names: Vec<Arc<str>>,
+    hosts: HashMap<String, Host>,
+    names: Names,
     snapshots: u64,
-    samples: u64,
+    /// Value cells held (8 bytes each, gaps included): what the memory limit bounds.
+    cells: u64,
 }
 
 impl State {
-    fn intern(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.name_ids.get(name) {
-            return id;
-        }
-        let id = self.names.len() as u32;
-        self.names.push(Arc::from(name));
-        self.name_ids.insert(name.into(), id);
-        id
-    }
-
     fn contains(&self, host: &str, ts: i64) -> bool {
-        self.hosts
-            .get(host)
-            .is_some_and(|s| s.points.binary_search_by_key(&ts, |p| p.ts).is_ok())
+        self.hosts.get(host).is_some_and(|h| h.series.contains(ts))
     }
 
     /// Inserts unless host + timestamp is present; returns the samples inserted.
     fn insert(&mut self, snap: &Snapshot, seen_ms: i64) -> Option<u64> {
-        let samples: Box<[Sample]> = snap
+        let ids: Vec<u32> = snap
             .metrics
             .iter()
-            .map(|m| Sample {
-                name: self.intern(&m.name),
-                unit: m.unit,
-                value: m.value,
-                window: m.window,
-            })
+            .map(|m| self.names.intern(&m.name))
             .collect();
-        let series = self.hosts.entry(snap.host_id.clone()).or_default();
-        if series.record.host_id.is_empty() {
-            series.record.host_id = snap.host_id.clone();
+        let host = self.hosts.entry(snap.host_id.clone()).or_default();
+        if host.record.host_id.is_empty() {
+            host.record.host_id = snap.host_id.clone();
         }
-        series.record.last_seen_ms = series.record.last_seen_ms.max(seen_ms);
-        let pos = match series.points.back() {
-            Some(last) if last.ts < snap.timestamp_ms => series.points.len(),
-            None => 0,
-            _ => match series
-                .points
-                .binary_search_by_key(&snap.timestamp_ms, |p| p.ts)
-            {
-                Ok(_) => return None,
-                Err(pos) => pos,
-            },
-        };
-        let n = samples.len() as u64;
-        series.points.insert(
-            pos,
-            Point {
-                ts: snap.timestamp_ms,
-                samples,
-            },
-        );
-        self.snapshots += 1;
-        self.samples += n;
-        Some(n)
-    }
-
-    /// Drops every point older than `cutoff`; returns the snapshots dropped.
-    fn evict_before(&mut self, cutoff: i64) -> u64 {
-        let mut dropped = 0;
-        let mut dropped_samples = 0;
-        for s in self.hosts.values_mut() {
-            while s.points.front().is_some_and(|p| p.ts < cutoff) {
-                if let Some(p) = s.points.pop_front() {
-                    dropped += 1;
-                    dropped_samples += p.samples.len() as u64;
-                }
+        host.record.last_seen_ms = host.record.last_seen_ms.max(seen_ms);
+        match host.series.insert(snap, &ids) {
+            Inserted::Duplicate => None,
+            Inserted::New(samples, cells) => {
+                self.snapshots += 1;
+                self.cells += cells;
+                Some(samples)
             }
         }
-        self.snapshots -= dropped;
-        self.samples -= dropped_samples;
-        dropped
+    }
+
+    /// Drops every row older than `cutoff`; returns the snapshots dropped.
+    fn evict_before(&mut self, cutoff: i64) -> u64 {
+        let (mut rows, mut cells) = (0, 0);
+        for h in self.hosts.values_mut() {
+            let (r, c) = h.series.evict_before(cutoff);
+            rows += r;
+            cells += c;
+        }
+        self.snapshots -= rows;
+        self.cells -= cells;
+        rows
     }
 
     fn oldest_newest(&self) -> Option<(i64, i64)> {
         let oldest = self
             .hosts
             .values()
-            .filter_map(|s| s.points.front())
-            .map(|p| p.ts)
+            .filter_map(|h| h.series.oldest())
             .min()?;
         let newest = self
             .hosts
             .values()
-            .filter_map(|s| s.points.back())
-            .map(|p| p.ts)
+            .filter_map(|h| h.series.newest())
             .max()?;
         Some((oldest, newest))
     }
+}
 
-    fn to_snapshot(
-        &self,
-        host: &str,
-        p: &Point,
-        selected: &mut Vec<Option<bool>>,
-        patterns: &[String],
-    ) -> Snapshot {
-        if selected.len() < self.names.len() {
-            selected.resize(self.names.len(), None);
-        }
-        let mut metrics = Vec::with_capacity(p.samples.len());
-        for s in p.samples.iter() {
-            let name = &self.names[s.name as usize];
-            let keep =
-                *selected[s.name as usize].get_or_insert_with(|| name_selected(patterns, name));
-            if keep {
-                metrics.push(Metric {
-                    name: name.to_string(),
-                    value: s.value,
-                    unit: s.unit,
-                    window: s.window,
-                });
-            }
-        }
-        Snapshot {
-            host_id: host.to_string(),
-            timestamp_ms: p.ts,
-            metrics,
-        }
+/// `metric_names` as a per-name-id decision, computed once per name.
+fn selector<'a>(names: &'a Names, patterns: &'a [String]) -> impl FnMut(u32) -> bool + 'a {
+    let mut cache: Vec<Option<bool>> = vec![None; names.len()];
+    move |id| {
+        let slot = &mut cache[id as usize];
+        *slot.get_or_insert_with(|| name_selected(patterns, names.name(id)))
     }
 }
 
@@ -364,7 +293,7 @@ impl EmbeddedStore {
             return;
         };
         let mut evicted = 0;
-        while st.samples > limit {
+        while st.cells > limit {
             let Some((oldest, newest)) = st.oldest_newest() else {
                 break;
             };
@@ -511,7 +440,7 @@ impl Store for EmbeddedStore {
             .inner
             .state
             .read()
-            .is_ok_and(|st| st.samples > self.inner.cfg.memory_limit_samples)
+            .is_ok_and(|st| st.cells > self.inner.cfg.memory_limit_samples)
         {
             self.enforce_memory_limit();
         }
@@ -539,32 +468,38 @@ impl Store for EmbeddedStore {
         Ok(())
     }
 
-    async fn range(&self, q: RangeQuery) -> Result<Vec<Snapshot>, StoreError> {
+    async fn range(&self, q: RangeQuery) -> Result<Vec<RangeChunk>, StoreError> {
         let st = self.read()?;
-        let Some(series) = st.hosts.get(&q.host_id) else {
+        let Some(host) = st.hosts.get(&q.host_id) else {
             return Ok(Vec::new());
         };
-        let start = series.points.partition_point(|p| p.ts < q.start_ms);
-        let end = series.points.partition_point(|p| p.ts <= q.end_ms);
-        let mut selected = Vec::new();
-        Ok(series
-            .points
-            .range(start..end.max(start))
-            .take(q.limit)
-            .map(|p| st.to_snapshot(&q.host_id, p, &mut selected, &q.metric_names))
-            .collect())
+        // Rows already past retention but not yet evicted are not served.
+        let cutoff = now_ms() - self.inner.cfg.retention.as_millis() as i64;
+        let mut keep = selector(&st.names, &q.metric_names);
+        Ok(host.series.range(
+            q.start_ms.max(cutoff),
+            q.end_ms,
+            q.limit,
+            &st.names,
+            &mut keep,
+        ))
     }
 
     async fn latest(&self, metric_names: &[String]) -> Result<Vec<Snapshot>, StoreError> {
         let st = self.read()?;
-        let mut selected = Vec::new();
         let mut out: Vec<Snapshot> = st
             .hosts
-            .iter()
-            .filter_map(|(h, s)| {
-                s.points
-                    .back()
-                    .map(|p| st.to_snapshot(h, p, &mut selected, metric_names))
+            .values()
+            .filter_map(|h| h.series.latest())
+            .map(|l| Snapshot {
+                host_id: l.host_id.clone(),
+                timestamp_ms: l.timestamp_ms,
+                metrics: l
+                    .metrics
+                    .iter()
+                    .filter(|m| name_selected(metric_names, &m.name))
+                    .cloned()
+                    .collect(),
             })
             .collect();
         out.sort_by(|a, b| a.host_id.cmp(&b.host_id));
@@ -573,7 +508,7 @@ impl Store for EmbeddedStore {
 
     async fn hosts(&self) -> Result<Vec<HostRecord>, StoreError> {
         let st = self.read()?;
-        let mut out: Vec<HostRecord> = st.hosts.values().map(|s| s.record.clone()).collect();
+        let mut out: Vec<HostRecord> = st.hosts.values().map(|h| h.record.clone()).collect();
         out.sort_by(|a, b| a.host_id.cmp(&b.host_id));
         Ok(out)
     }
@@ -587,9 +522,11 @@ impl Store for EmbeddedStore {
     }
 
     fn stats(&self) -> StoreStats {
-        let (hosts, snapshots, samples) = self.inner.state.read().map_or((0, 0, 0), |s| {
-            (s.hosts.len() as u64, s.snapshots, s.samples)
-        });
+        let (hosts, snapshots, samples) = self
+            .inner
+            .state
+            .read()
+            .map_or((0, 0, 0), |s| (s.hosts.len() as u64, s.snapshots, s.cells));
         StoreStats {
             hosts,
             snapshots,
@@ -602,7 +539,7 @@ impl Store for EmbeddedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ringwatch_proto::Unit;
+    use ringwatch_proto::{Metric, Unit};
 
     fn snap(host: &str, ts: i64, n: usize) -> Snapshot {
         Snapshot {
@@ -617,6 +554,12 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    async fn rows(store: &EmbeddedStore, q: RangeQuery) -> Vec<Snapshot> {
+        let host = q.host_id.clone();
+        let chunks = store.range(q).await.unwrap();
+        chunks.iter().flat_map(|c| c.to_snapshots(&host)).collect()
     }
 
     fn range(host: &str, start: i64, end: i64) -> RangeQuery {
@@ -651,10 +594,7 @@ mod tests {
                 samples: 10
             }
         );
-        let got = store
-            .range(range("a", now - 3000, now - 2000))
-            .await
-            .unwrap();
+        let got = rows(&store, range("a", now - 3000, now - 2000)).await;
         assert_eq!(
             got.iter().map(|s| s.timestamp_ms).collect::<Vec<_>>(),
             vec![now - 3000, now - 2000]
@@ -662,19 +602,13 @@ mod tests {
         let mut q = range("a", now - 5000, now);
         q.metric_names = vec!["m.1".into()];
         q.limit = 2;
-        let got = store.range(q).await.unwrap();
+        let got = rows(&store, q).await;
         assert_eq!(got.len(), 2);
         assert!(
             got.iter()
                 .all(|s| s.metrics.len() == 1 && s.metrics[0].name == "m.1")
         );
-        assert!(
-            store
-                .range(range("nobody", 0, now))
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(rows(&store, range("nobody", 0, now)).await.is_empty());
         let latest = store.latest(&[]).await.unwrap();
         assert_eq!(
             latest
@@ -725,10 +659,10 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(store.enforce_retention().unwrap(), 1);
-            assert_eq!(store.range(range("a", 0, now)).await.unwrap().len(), 1);
+            assert_eq!(rows(&store, range("a", 0, now)).await.len(), 1);
         }
         let store = EmbeddedStore::open(cfg).unwrap();
-        let got = store.range(range("a", 0, now)).await.unwrap();
+        let got = rows(&store, range("a", 0, now)).await;
         assert_eq!(
             got.iter().map(|s| s.timestamp_ms).collect::<Vec<_>>(),
             vec![now - 1000],
@@ -766,7 +700,7 @@ mod tests {
             // No flush: a killed process leaves its writes in the page cache; reopening reads them.
         }
         let store = EmbeddedStore::open(cfg).unwrap();
-        let got = store.range(range("a", 0, now)).await.unwrap();
+        let got = rows(&store, range("a", 0, now)).await;
         assert_eq!(got.len(), 50);
         assert_eq!(got[7], snap("a", now - 50_000 + 7000, 4));
         let hosts = store.hosts().await.unwrap();
@@ -794,7 +728,7 @@ mod tests {
         }
         let stats = store.stats();
         assert!(stats.samples <= 100, "{stats:?}");
-        let got = store.range(range("a", 0, now)).await.unwrap();
+        let got = rows(&store, range("a", 0, now)).await;
         assert_eq!(
             got.last().unwrap().timestamp_ms,
             now - 400_000 + 39 * 10_000,

@@ -6,12 +6,13 @@
 //! knows each host's labels, agent version, interval and last-seen time.
 
 pub mod embedded;
+mod series;
 mod wal;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use ringwatch_proto::Snapshot;
+use ringwatch_proto::{RangeChunk, Snapshot};
 
 pub use crate::error::StoreError;
 pub use embedded::{EmbeddedConfig, EmbeddedStore};
@@ -55,7 +56,7 @@ pub struct RangeQuery {
     pub end_ms: i64,
     /// Empty = all; an entry ending in `*` selects by prefix.
     pub metric_names: Vec<String>,
-    /// At most this many snapshots (the oldest first).
+    /// At most this many rows (timestamps), the oldest first.
     pub limit: usize,
 }
 
@@ -87,11 +88,12 @@ pub trait Store: Send + Sync + 'static {
         at_ms: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Snapshots of one host in `[start_ms, end_ms]`, oldest first, metrics filtered by name.
+    /// One host's raw values in `[start_ms, end_ms]` as column chunks, oldest first, metrics
+    /// filtered by name, at most `limit` rows.
     fn range(
         &self,
         query: RangeQuery,
-    ) -> impl Future<Output = Result<Vec<Snapshot>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<RangeChunk>, StoreError>> + Send;
 
     /// The newest snapshot of every host, metrics filtered by name.
     fn latest(

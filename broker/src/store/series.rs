@@ -1,0 +1,389 @@
+//! One host's series in memory, in column blocks.
+//!
+//! Rows are timestamps, columns are metrics. A block holds up to `BLOCK_ROWS` rows with one
+//! `Vec<f64>` per metric that appeared in it (NaN where a row lacks the metric), so a metric
+//! that comes and goes (a container's network interface) costs memory only in the blocks it
+//! lived in. A range read copies column slices; ingest appends to the last block. The newest
+//! snapshot is also kept whole (with its sliding-window statistics) for `latest`.
+
+use std::collections::{HashMap, VecDeque};
+
+use ringwatch_proto::{Column, RangeChunk, Snapshot};
+
+/// Rows per block (about 40 minutes at 5 s).
+pub(crate) const BLOCK_ROWS: usize = 512;
+/// Value cells per range chunk (512 KiB of doubles), so no message nears the size limit.
+pub(crate) const CHUNK_CELLS: usize = 65_536;
+
+/// Metric names interned to ids, shared by every host.
+#[derive(Default)]
+pub(crate) struct Names {
+    ids: HashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+}
+
+impl Names {
+    pub(crate) fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.into());
+        self.ids.insert(name.into(), id);
+        id
+    }
+
+    pub(crate) fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize).map_or("", |n| n)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.names.len()
+    }
+}
+
+struct Col {
+    name: u32,
+    unit: i32,
+    values: Vec<f64>,
+}
+
+struct Block {
+    ts: Vec<i64>,
+    cols: Vec<Col>,
+}
+
+impl Block {
+    fn new() -> Block {
+        Block {
+            ts: Vec::with_capacity(BLOCK_ROWS),
+            cols: Vec::new(),
+        }
+    }
+
+    fn cells(&self) -> u64 {
+        (self.ts.len() * self.cols.len()) as u64
+    }
+
+    fn col_index(&self, hint: usize, name: u32) -> Option<usize> {
+        match self.cols.get(hint) {
+            Some(c) if c.name == name => Some(hint),
+            _ => self.cols.iter().position(|c| c.name == name),
+        }
+    }
+
+    /// Inserts a row at `pos`; returns the cells added.
+    fn insert_row(&mut self, pos: usize, ts: i64, snap: &Snapshot, ids: &[u32]) -> u64 {
+        let before = self.cells();
+        self.ts.insert(pos, ts);
+        let rows = self.ts.len();
+        for c in &mut self.cols {
+            c.values.insert(pos, f64::NAN);
+        }
+        for (i, (m, &id)) in snap.metrics.iter().zip(ids).enumerate() {
+            let idx = match self.col_index(i, id) {
+                Some(idx) => idx,
+                None => {
+                    self.cols.push(Col {
+                        name: id,
+                        unit: m.unit,
+                        values: vec![f64::NAN; rows],
+                    });
+                    self.cols.len() - 1
+                }
+            };
+            let col = &mut self.cols[idx];
+            col.values[pos] = m.value;
+            col.unit = m.unit;
+        }
+        self.cells() - before
+    }
+
+    /// Drops the rows before `cutoff`; returns (rows, cells) dropped.
+    fn trim_front(&mut self, cutoff: i64) -> (u64, u64) {
+        let k = self.ts.partition_point(|&t| t < cutoff);
+        if k == 0 {
+            return (0, 0);
+        }
+        let before = self.cells();
+        self.ts.drain(..k);
+        for c in &mut self.cols {
+            c.values.drain(..k);
+        }
+        self.cols.retain(|c| c.values.iter().any(|v| !v.is_nan()));
+        (k as u64, before - self.cells())
+    }
+}
+
+/// One host: its blocks in time order and its newest snapshot.
+#[derive(Default)]
+pub(crate) struct Series {
+    blocks: VecDeque<Block>,
+    latest: Option<Snapshot>,
+}
+
+/// What an insert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Inserted {
+    Duplicate,
+    /// (samples, cells added)
+    New(u64, u64),
+}
+
+impl Series {
+    /// The block where `ts` belongs (the last one whose first timestamp is ≤ `ts`).
+    fn block_for(&self, ts: i64) -> Option<usize> {
+        if self.blocks.is_empty() {
+            return None;
+        }
+        let after = self
+            .blocks
+            .partition_point(|b| b.ts.first().is_some_and(|&f| f <= ts));
+        Some(after.saturating_sub(1))
+    }
+
+    pub(crate) fn contains(&self, ts: i64) -> bool {
+        self.block_for(ts)
+            .is_some_and(|b| self.blocks[b].ts.binary_search(&ts).is_ok())
+    }
+
+    pub(crate) fn newest(&self) -> Option<i64> {
+        self.blocks.back().and_then(|b| b.ts.last().copied())
+    }
+
+    pub(crate) fn oldest(&self) -> Option<i64> {
+        self.blocks.front().and_then(|b| b.ts.first().copied())
+    }
+
+    pub(crate) fn latest(&self) -> Option<&Snapshot> {
+        self.latest.as_ref()
+    }
+
+    /// Inserts a snapshot whose metric names are interned as `ids`.
+    pub(crate) fn insert(&mut self, snap: &Snapshot, ids: &[u32]) -> Inserted {
+        let ts = snap.timestamp_ms;
+        let appending = self.newest().is_none_or(|n| ts > n);
+        let (b, pos) = if appending {
+            if self.blocks.back().is_none_or(|b| b.ts.len() >= BLOCK_ROWS) {
+                self.blocks.push_back(Block::new());
+            }
+            let b = self.blocks.len() - 1;
+            (b, self.blocks[b].ts.len())
+        } else {
+            let b = self.block_for(ts).unwrap_or(0);
+            match self.blocks[b].ts.binary_search(&ts) {
+                Ok(_) => return Inserted::Duplicate,
+                Err(pos) => (b, pos),
+            }
+        };
+        let cells = self.blocks[b].insert_row(pos, ts, snap, ids);
+        if self.latest.as_ref().is_none_or(|l| ts >= l.timestamp_ms) {
+            self.latest = Some(snap.clone());
+        }
+        Inserted::New(snap.metrics.len() as u64, cells)
+    }
+
+    /// Drops every row older than `cutoff`; returns (rows, cells) dropped.
+    pub(crate) fn evict_before(&mut self, cutoff: i64) -> (u64, u64) {
+        let (mut rows, mut cells) = (0, 0);
+        while let Some(front) = self.blocks.front_mut() {
+            if front.ts.last().is_some_and(|&l| l < cutoff) {
+                rows += front.ts.len() as u64;
+                cells += front.cells();
+                self.blocks.pop_front();
+            } else {
+                let (r, c) = front.trim_front(cutoff);
+                rows += r;
+                cells += c;
+                break;
+            }
+        }
+        if self.blocks.is_empty() {
+            self.latest = None;
+        }
+        (rows, cells)
+    }
+
+    /// Rows in `[start, end]`, at most `limit`, columns selected by `keep(name id)`.
+    pub(crate) fn range(
+        &self,
+        start: i64,
+        end: i64,
+        limit: usize,
+        names: &Names,
+        keep: &mut impl FnMut(u32) -> bool,
+    ) -> Vec<RangeChunk> {
+        let mut out = Vec::new();
+        let mut left = limit;
+        let first = self.block_for(start).unwrap_or(0);
+        for block in self.blocks.iter().skip(first) {
+            if left == 0 || block.ts.first().is_some_and(|&f| f > end) {
+                break;
+            }
+            let a = block.ts.partition_point(|&t| t < start);
+            let b = block.ts.partition_point(|&t| t <= end).min(a + left);
+            if a >= b {
+                continue;
+            }
+            let cols: Vec<&Col> = block
+                .cols
+                .iter()
+                .filter(|c| keep(c.name) && c.values[a..b].iter().any(|v| !v.is_nan()))
+                .collect();
+            let step = (CHUNK_CELLS / cols.len().max(1)).max(1);
+            let mut lo = a;
+            while lo < b {
+                let hi = (lo + step).min(b);
+                out.push(RangeChunk {
+                    timestamps_ms: block.ts[lo..hi].to_vec(),
+                    columns: cols
+                        .iter()
+                        .map(|c| Column {
+                            name: names.name(c.name).to_string(),
+                            unit: c.unit,
+                            values: c.values[lo..hi].to_vec(),
+                        })
+                        .collect(),
+                });
+                lo = hi;
+            }
+            left -= b - a;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringwatch_proto::Metric;
+
+    fn snap(ts: i64, names: &[&str]) -> Snapshot {
+        Snapshot {
+            host_id: "h".into(),
+            timestamp_ms: ts,
+            metrics: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| Metric {
+                    name: n.to_string(),
+                    value: ts as f64 + i as f64,
+                    unit: 4,
+                    window: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn put(s: &mut Series, names: &mut Names, snap: &Snapshot) -> Inserted {
+        let ids: Vec<u32> = snap.metrics.iter().map(|m| names.intern(&m.name)).collect();
+        s.insert(snap, &ids)
+    }
+
+    fn rows(chunks: &[RangeChunk]) -> Vec<Snapshot> {
+        chunks.iter().flat_map(|c| c.to_snapshots("h")).collect()
+    }
+
+    #[test]
+    fn rows_come_back_in_order_across_blocks_with_gaps_for_absent_metrics() {
+        let mut names = Names::default();
+        let mut s = Series::default();
+        let n = BLOCK_ROWS as i64 * 2 + 10;
+        for t in 0..n {
+            // "veth" exists only for a while, like a container's interface.
+            let metrics: &[&str] = if (100..200).contains(&t) {
+                &["cpu", "veth"]
+            } else {
+                &["cpu"]
+            };
+            assert!(matches!(
+                put(&mut s, &mut names, &snap(t * 10, metrics)),
+                Inserted::New(..)
+            ));
+        }
+        let all = rows(&s.range(0, i64::MAX, usize::MAX, &names, &mut |_| true));
+        assert_eq!(all.len(), n as usize);
+        assert!(
+            all.windows(2)
+                .all(|w| w[0].timestamp_ms < w[1].timestamp_ms)
+        );
+        assert_eq!(all[150].metrics.len(), 2);
+        assert_eq!(all[150].metrics[1].value, 1501.0);
+        assert_eq!(all[250].metrics.len(), 1);
+        // Later blocks never carry the vanished column.
+        let late = s.range(
+            BLOCK_ROWS as i64 * 10,
+            i64::MAX,
+            usize::MAX,
+            &names,
+            &mut |_| true,
+        );
+        assert!(late.iter().all(|c| c.columns.len() == 1));
+        // Inclusive bounds, a limit, and a filter.
+        let some = rows(&s.range(1000, 2000, 50, &names, &mut |id| names.name(id) == "veth"));
+        assert_eq!(some.first().map(|r| r.timestamp_ms), Some(1000));
+        assert_eq!(some.len(), 50);
+        assert!(
+            some.iter()
+                .all(|r| r.metrics.iter().all(|m| m.name == "veth"))
+        );
+    }
+
+    #[test]
+    fn late_rows_are_inserted_in_place_and_duplicates_refused() {
+        let mut names = Names::default();
+        let mut s = Series::default();
+        for t in [10, 30, 20, 5] {
+            put(&mut s, &mut names, &snap(t, &["a", "b"]));
+        }
+        assert_eq!(
+            put(&mut s, &mut names, &snap(20, &["a"])),
+            Inserted::Duplicate
+        );
+        assert!(s.contains(5) && s.contains(30) && !s.contains(25));
+        let ts: Vec<i64> = rows(&s.range(0, 100, 10, &names, &mut |_| true))
+            .iter()
+            .map(|r| r.timestamp_ms)
+            .collect();
+        assert_eq!(ts, vec![5, 10, 20, 30]);
+        assert_eq!(s.latest().map(|l| l.timestamp_ms), Some(30));
+    }
+
+    #[test]
+    fn eviction_trims_blocks_and_counts_cells() {
+        let mut names = Names::default();
+        let mut s = Series::default();
+        let mut cells = 0;
+        for t in 0..(BLOCK_ROWS as i64 + 100) {
+            if let Inserted::New(_, c) = put(&mut s, &mut names, &snap(t, &["a", "b"])) {
+                cells += c;
+            }
+        }
+        assert_eq!(cells, (BLOCK_ROWS as u64 + 100) * 2);
+        let (rows_dropped, cells_dropped) = s.evict_before(BLOCK_ROWS as i64 + 50);
+        assert_eq!(rows_dropped, BLOCK_ROWS as u64 + 50);
+        assert_eq!(cells_dropped, rows_dropped * 2);
+        assert_eq!(s.oldest(), Some(BLOCK_ROWS as i64 + 50));
+        assert_eq!(s.evict_before(i64::MAX).0, 50);
+        assert!(s.latest().is_none() && s.oldest().is_none());
+    }
+
+    #[test]
+    fn wide_blocks_are_split_into_bounded_chunks() {
+        let mut names = Names::default();
+        let mut s = Series::default();
+        let wide: Vec<String> = (0..1000).map(|i| format!("m{i}")).collect();
+        let wide: Vec<&str> = wide.iter().map(String::as_str).collect();
+        for t in 0..200 {
+            put(&mut s, &mut names, &snap(t, &wide));
+        }
+        let chunks = s.range(0, 1000, usize::MAX, &names, &mut |_| true);
+        assert!(chunks.len() >= 3);
+        assert!(
+            chunks
+                .iter()
+                .all(|c| c.timestamps_ms.len() * c.columns.len() <= CHUNK_CELLS)
+        );
+        assert_eq!(rows(&chunks).len(), 200);
+    }
+}
