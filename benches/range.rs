@@ -83,7 +83,15 @@ fn main() {
             tx.send(AgentMessage { body: Some(agent_message::Body::Batch(Batch { seq: i as u64, snapshots: chunk.to_vec() })) }).await.expect("send");
             replies.message().await.expect("ack").expect("ack");
         }
-        let mut client = QueryClient::connect(url.clone()).await.expect("connect").max_decoding_message_size(64 << 20);
+        // A client as viz configures it: larger HTTP/2 windows for range reads.
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())
+            .expect("url")
+            .initial_stream_window_size(Some(1 << 20))
+            .initial_connection_window_size(Some(4 << 20))
+            .connect()
+            .await
+            .expect("connect");
+        let mut client = QueryClient::new(channel).max_decoding_message_size(64 << 20);
         let mut lat = Vec::with_capacity(queries);
         for _ in 0..queries {
             let t = Instant::now();

@@ -255,3 +255,44 @@ fn a_full_agent_buffer_sheds_detail_before_totals_and_counts_drops() {
     );
     assert!(stored[..first_detail].iter().all(|s| !has_detail(s)));
 }
+
+#[test]
+fn a_broker_stops_cleanly_on_sigterm_with_agents_connected_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b1 = broker(dir.path(), &[]);
+    let (grpc, admin) = (b1.addr("grpc"), b1.addr("admin"));
+    let agent = agent(&[&b1.grpc_url()], &["--host-id", "term-host"]);
+    let metrics_addr = agent.addr("metrics");
+    wait_for("2 snapshots acknowledged", Duration::from_secs(30), || {
+        (metric(
+            &scrape(&metrics_addr),
+            "ringwatch_agent_snapshots_acked_total",
+        ) >= 2.0)
+            .then_some(())
+    });
+    let started = std::time::Instant::now();
+    assert!(
+        b1.terminate(),
+        "the broker exits 0 on SIGTERM while an agent streams to it"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "shutdown does not wait on open streams"
+    );
+    let acked_before = metric(
+        &scrape(&metrics_addr),
+        "ringwatch_agent_snapshots_acked_total",
+    ) as usize;
+
+    let b2 = broker_on(&grpc, &admin, dir.path(), &[]);
+    let stored = block_on(range_all(&b2.grpc_url(), "term-host"));
+    assert!(
+        stored.len() >= acked_before,
+        "all {acked_before} acknowledged snapshots survive the restart: {}",
+        stored.len()
+    );
+    // The agent comes back by itself.
+    wait_for("the agent to reconnect", Duration::from_secs(30), || {
+        (metric(&scrape(&metrics_addr), "ringwatch_agent_connected") == 1.0).then_some(())
+    });
+}

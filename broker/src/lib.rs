@@ -138,6 +138,8 @@ impl Broker {
         let grpc_shutdown = shutdown.clone();
         let grpc_server = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(20)))
+            .initial_stream_window_size(Some(1 << 20))
+            .initial_connection_window_size(Some(4 << 20))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(health_service)
             .add_service(
@@ -149,7 +151,18 @@ impl Broker {
                     .max_decoding_message_size(max),
             )
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                // Small acks and range chunks must not wait on Nagle's algorithm.
+                tokio_stream::StreamExt::map(
+                    tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                    |conn| {
+                        if let Ok(c) = &conn
+                            && let Err(e) = c.set_nodelay(true)
+                        {
+                            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                        }
+                        conn
+                    },
+                ),
                 async move {
                     grpc_shutdown.cancelled().await;
                 },
@@ -176,6 +189,10 @@ impl Broker {
 
         shutdown.cancelled().await;
         serving.store(false, Ordering::Relaxed);
+        // Probing agents see NOT_SERVING and prefer another broker.
+        health_reporter
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
         tracing::info!("broker shutting down: ending ingest streams");
         // Streams finish the batch in hand (acknowledged batches are stored) and then end.
         streams_done.cancel();
