@@ -4,6 +4,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
     println!("cargo:rerun-if-changed=proto");
     tonic_prost_build::configure()
-        .compile_protos(&["proto/ringwatch/v1/ringwatch.proto"], &["proto"])?;
+        .compile_protos(
+        &["proto/ringwatch/v1/ringwatch.proto", "proto/monitor/monitor.proto"],
+        &["proto"],
+    )?;
     Ok(())
 }

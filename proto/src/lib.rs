@@ -6,6 +6,12 @@ pub mod v1 {
     tonic::include_proto!("ringwatch.v1");
 }
 
+/// The seed system's `monitor.MonitorService` (legacy protocol: string values, Unix seconds).
+#[allow(clippy::all, missing_docs)]
+pub mod monitor {
+    tonic::include_proto!("monitor");
+}
+
 pub use v1::*;
 
 /// Whether `name` is selected by `patterns`: empty selects everything; a pattern ending in
@@ -46,6 +52,37 @@ impl RangeChunk {
 }
 
 impl Unit {
+    /// The unit's name in stored JSON and the legacy protocol (`percent`, `bytes`, …).
+    pub fn as_name(self) -> &'static str {
+        match self {
+            Unit::Unspecified => "",
+            Unit::Percent => "percent",
+            Unit::Bytes => "bytes",
+            Unit::BytesPerSecond => "bytes_per_second",
+            Unit::Count => "count",
+            Unit::PerSecond => "per_second",
+            Unit::Seconds => "seconds",
+            Unit::Load => "load",
+            Unit::Hertz => "hertz",
+        }
+    }
+
+    /// Reads a unit name as written by `as_name`, or a common symbol (`%`, `B`, `B/s`, `s`).
+    /// Anything else is `Unspecified`.
+    pub fn from_name(name: &str) -> Unit {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "percent" | "%" | "pct" => Unit::Percent,
+            "bytes" | "b" | "byte" => Unit::Bytes,
+            "bytes_per_second" | "b/s" | "bytes/s" | "bps" => Unit::BytesPerSecond,
+            "count" => Unit::Count,
+            "per_second" | "/s" | "ops/s" => Unit::PerSecond,
+            "seconds" | "s" | "sec" => Unit::Seconds,
+            "load" => Unit::Load,
+            "hertz" | "hz" => Unit::Hertz,
+            _ => Unit::Unspecified,
+        }
+    }
+
     /// A short human suffix for tables.
     pub fn suffix(self) -> &'static str {
         match self {
@@ -89,6 +126,15 @@ mod tests {
         assert_eq!(rows[1].metrics[1].name, "b");
         assert_eq!(rows[1].metrics[1].value, 5.0);
         assert_eq!(rows[1].timestamp_ms, 20);
+    }
+
+    #[test]
+    fn unit_names_round_trip() {
+        for u in [Unit::Unspecified, Unit::Percent, Unit::Bytes, Unit::BytesPerSecond, Unit::Count, Unit::PerSecond, Unit::Seconds, Unit::Load, Unit::Hertz] {
+            assert_eq!(Unit::from_name(u.as_name()), u);
+        }
+        assert_eq!(Unit::from_name("%"), Unit::Percent);
+        assert_eq!(Unit::from_name("furlongs"), Unit::Unspecified);
     }
 
     #[test]
