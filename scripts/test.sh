@@ -13,6 +13,18 @@ need_component() {
 need_component fmt rustfmt
 need_component clippy clippy
 
+# Real Redis servers (standalone, sentinel, cluster) for the storage tests.
+missing=()
+for bin in redis-server redis-sentinel redis-cli; do
+  command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing redis-server redis-sentinel redis-tools (missing: ${missing[*]})"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-sentinel redis-tools
+fi
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use ringwatch_broker::config::StoreKind;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Args)]
@@ -26,6 +27,9 @@ pub struct UpArgs {
     /// Collection interval in seconds (1–3600).
     #[arg(long, default_value_t = 5)]
     pub interval_secs: u64,
+    /// Store in this Redis server (e.g. redis://127.0.0.1:6379) instead of the embedded store.
+    #[arg(long)]
+    pub redis: Option<String>,
 }
 
 pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -35,6 +39,12 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
         data_dir: args.data_dir.clone(),
         ephemeral: args.ephemeral,
         node_id: Some("local-broker".into()),
+        store: if args.redis.is_some() {
+            StoreKind::Redis
+        } else {
+            StoreKind::Embedded
+        },
+        redis_urls: args.redis.iter().cloned().collect(),
         ..Default::default()
     };
     let broker = ringwatch_broker::Broker::bind(broker_cfg).await?;
@@ -50,15 +60,15 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     let host = agent.host_id().to_string();
     let agent_metrics = agent.metrics_addr();
 
-    let store = if args.ephemeral {
-        "memory only".to_string()
-    } else {
-        args.data_dir.display().to_string()
+    let store = match (&args.redis, args.ephemeral) {
+        (Some(url), _) => format!("redis {}", ringwatch_broker::store::redis_conn::redact(url)),
+        (None, true) => "embedded, memory only".to_string(),
+        (None, false) => format!("embedded, {}", args.data_dir.display()),
     };
     println!("Ringwatch is up.");
     println!("  broker gRPC     http://{grpc}");
     println!("  broker admin    http://{admin}   (/health /ready /api/cluster /metrics)");
-    println!("  embedded store  {store}");
+    println!("  store           {store}");
     println!(
         "  agent           host {host}, every {}s, /metrics at http://{agent_metrics}/metrics",
         args.interval_secs

@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -112,40 +111,9 @@ fn a_config_file_sets_fields_and_flags_override_it() {
 fn up_runs_a_local_stack_that_query_reads_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut child = Command::new(BIN)
-        .args([
-            "up",
-            "--grpc",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--agent-metrics",
-            "127.0.0.1:0",
-            "--interval-secs",
-            "1",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn up");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut grpc = None;
-    let mut banner = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        banner.push_str(&line);
-        banner.push('\n');
-        if line.trim_start().starts_with("broker gRPC") {
-            grpc = line.split_whitespace().last().map(str::to_string);
-        }
-        if line.contains("Ctrl-C") {
-            break;
-        }
-    }
-    let grpc = grpc.unwrap_or_else(|| panic!("no broker address in:\n{banner}"));
-    assert!(banner.contains("embedded store"), "{banner}");
+    let mut up = Up::start(&["--data-dir", data.to_str().unwrap()]);
+    let (grpc, banner) = (up.grpc.clone(), up.banner.clone());
+    assert!(banner.contains("store           embedded"), "{banner}");
     assert!(banner.contains("agent"), "{banner}");
 
     let table = wait_for("a row in `query latest`", Duration::from_secs(30), || {
@@ -198,15 +166,8 @@ fn up_runs_a_local_stack_that_query_reads_and_stops_cleanly() {
     ]);
     assert!(!ok && err.contains("--since"), "{err}");
 
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let status = wait_for("up to exit", Duration::from_secs(30), || {
-        child.try_wait().ok().flatten()
-    });
-    assert!(status.success(), "up exits 0 on SIGTERM");
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let (ok, rest) = up.stop();
+    assert!(ok, "up exits 0 on SIGTERM");
     assert!(
         rest.iter().any(|l| l.contains("Ringwatch stopped")),
         "{rest:?}"

@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::metrics::BrokerMetrics;
-use crate::store::{EmbeddedStore, Store};
+use crate::store::Store;
 
 pub(crate) struct AdminState<S> {
     pub store: Arc<S>,
@@ -20,7 +20,6 @@ pub(crate) struct AdminState<S> {
     pub grpc_addr: std::net::SocketAddr,
     /// True while the gRPC server serves (false before start and during shutdown).
     pub serving: Arc<AtomicBool>,
-    pub embedded: Option<EmbeddedStore>,
 }
 
 pub(crate) fn router<S: Store>(state: Arc<AdminState<S>>) -> Router {
@@ -64,9 +63,7 @@ async fn cluster<S: Store>(State(st): State<Arc<AdminState<S>>>) -> Json<serde_j
 }
 
 async fn metrics<S: Store>(State(st): State<Arc<AdminState<S>>>) -> impl IntoResponse {
-    let body = st
-        .metrics
-        .render(st.store.stats(), st.embedded.as_ref().map(|e| e.counters()));
+    let body = st.metrics.render(st.store.stats());
     (
         [(
             header::CONTENT_TYPE,

@@ -8,7 +8,18 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::BrokerError;
-use crate::store::EmbeddedConfig;
+use crate::store::{EmbeddedConfig, RedisConfig, RedisMode, RedisSettings};
+
+/// Where a broker stores samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// In-process store with a write-ahead log in `data_dir`.
+    #[default]
+    Embedded,
+    /// Redis (standalone, sentinel or cluster: `redis_mode`).
+    Redis,
+}
 
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -100,6 +111,75 @@ pub struct Config {
     /// Most concurrent ingest streams.
     #[arg(long, env = "RINGWATCH_BROKER_MAX_STREAMS", default_value_t = 10_000)]
     pub max_streams: usize,
+    /// Where samples are stored.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_STORE",
+        value_enum,
+        default_value = "embedded"
+    )]
+    pub store: StoreKind,
+    /// Redis URL (repeat, or comma-separated in env): the server, the sentinels, or cluster
+    /// seed nodes. `rediss://` uses TLS.
+    #[arg(
+        long = "redis-url",
+        env = "RINGWATCH_BROKER_REDIS_URLS",
+        value_delimiter = ','
+    )]
+    pub redis_urls: Vec<String>,
+    /// Redis deployment: standalone, sentinel or cluster.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_REDIS_MODE",
+        value_enum,
+        default_value = "standalone"
+    )]
+    pub redis_mode: RedisMode,
+    /// The sentinel master name.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_REDIS_MASTER_NAME",
+        default_value = "mymaster"
+    )]
+    pub redis_master_name: String,
+    /// Redis ACL user name.
+    #[arg(long, env = "RINGWATCH_BROKER_REDIS_USERNAME")]
+    pub redis_username: Option<String>,
+    /// Redis password (prefer the env variable to a flag).
+    #[arg(long, env = "RINGWATCH_BROKER_REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<String>,
+    /// Prefix of every Redis key.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_REDIS_KEY_PREFIX",
+        default_value = "monitor:"
+    )]
+    pub redis_key_prefix: String,
+    /// Redis connect and response timeout in ms.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_REDIS_TIMEOUT_MS",
+        default_value_t = 2000
+    )]
+    pub redis_timeout_ms: u64,
+    /// How long a write to Redis is retried before it is given up (and not acknowledged).
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_REDIS_WRITE_RETRY_SECS",
+        default_value_t = 10
+    )]
+    pub redis_write_retry_secs: u64,
+    /// Most snapshots waiting on Redis at once; beyond it writes are refused (not acknowledged).
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_REDIS_BUFFER_SNAPSHOTS",
+        default_value_t = 100_000
+    )]
+    pub redis_buffer_snapshots: usize,
+    /// Replicas that must have each write (Redis WAIT) before agents are acknowledged, so a
+    /// fail-over loses nothing acknowledged. Standalone and sentinel modes.
+    #[arg(long, env = "RINGWATCH_BROKER_REDIS_MIN_REPLICAS", default_value_t = 0)]
+    pub redis_min_replicas: u32,
 }
 
 impl Default for Config {
@@ -122,6 +202,17 @@ impl Default for Config {
             stale_after_intervals: 3,
             gone_after_secs: 600,
             max_streams: 10_000,
+            store: StoreKind::Embedded,
+            redis_urls: Vec::new(),
+            redis_mode: RedisMode::Standalone,
+            redis_master_name: "mymaster".into(),
+            redis_username: None,
+            redis_password: None,
+            redis_key_prefix: "monitor:".into(),
+            redis_timeout_ms: 2000,
+            redis_write_retry_secs: 10,
+            redis_buffer_snapshots: 100_000,
+            redis_min_replicas: 0,
         }
     }
 }
@@ -187,7 +278,68 @@ impl Config {
                 "stale_after_intervals, gone_after_secs and max_streams must be at least 1".into(),
             );
         }
+        if self.store == StoreKind::Redis {
+            if self.redis_urls.is_empty() {
+                return bad(
+                    "redis_urls: at least one --redis-url is needed with --store redis".into(),
+                );
+            }
+            if let Some(u) = self
+                .redis_urls
+                .iter()
+                .find(|u| !(u.starts_with("redis://") || u.starts_with("rediss://")))
+            {
+                return bad(format!(
+                    "redis_urls: {:?} must start with redis:// or rediss:// (TLS)",
+                    crate::store::redis_conn::redact(u)
+                ));
+            }
+            if self.redis_mode == RedisMode::Cluster && self.redis_min_replicas > 0 {
+                return bad("redis_min_replicas: not supported in cluster mode".into());
+            }
+            if self.redis_mode == RedisMode::Sentinel && self.redis_master_name.is_empty() {
+                return bad("redis_master_name: needed in sentinel mode".into());
+            }
+        }
+        let p = &self.redis_key_prefix;
+        if p.is_empty() || p.len() > 64 || p.contains(['{', '}', ' ']) {
+            return bad(format!(
+                "redis_key_prefix: {p:?} must be 1–64 characters without braces or spaces"
+            ));
+        }
+        if !(100..=60_000).contains(&self.redis_timeout_ms) {
+            return bad(format!(
+                "redis_timeout_ms: {} is out of range 100..=60000",
+                self.redis_timeout_ms
+            ));
+        }
+        if !(1..=3600).contains(&self.redis_write_retry_secs) || self.redis_buffer_snapshots == 0 {
+            return bad(
+                "redis_write_retry_secs must be 1..=3600 and redis_buffer_snapshots at least 1"
+                    .into(),
+            );
+        }
         Ok(())
+    }
+
+    pub fn redis(&self) -> RedisConfig {
+        let timeout = Duration::from_millis(self.redis_timeout_ms);
+        RedisConfig {
+            settings: RedisSettings {
+                mode: self.redis_mode,
+                urls: self.redis_urls.clone(),
+                master_name: self.redis_master_name.clone(),
+                username: self.redis_username.clone(),
+                password: self.redis_password.clone(),
+                connect_timeout: timeout,
+                response_timeout: timeout,
+            },
+            key_prefix: self.redis_key_prefix.clone(),
+            retention: self.retention(),
+            write_retry: Duration::from_secs(self.redis_write_retry_secs),
+            buffer_snapshots: self.redis_buffer_snapshots,
+            min_replicas: self.redis_min_replicas,
+        }
     }
 
     /// The node id, or the hostname.

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod config;
 pub mod error;
 pub mod ingest;
+pub mod legacy;
 pub mod metrics;
 pub mod query;
 pub mod router;
@@ -26,8 +27,9 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 pub use error::{BrokerError, StoreError};
 
+use crate::config::StoreKind;
 use crate::metrics::BrokerMetrics;
-use crate::store::{EmbeddedStore, Store};
+use crate::store::{EmbeddedStore, RedisStore, Store};
 
 /// A broker with its ports bound, ready to run.
 pub struct Broker {
@@ -37,14 +39,31 @@ pub struct Broker {
     admin: TcpListener,
     grpc_addr: SocketAddr,
     admin_addr: SocketAddr,
-    store: EmbeddedStore,
+    store: AnyStore,
+}
+
+/// The store a broker was configured with.
+enum AnyStore {
+    Embedded(EmbeddedStore),
+    Redis(RedisStore),
+}
+
+struct Ports {
+    grpc: TcpListener,
+    admin: TcpListener,
+    grpc_addr: SocketAddr,
+    admin_addr: SocketAddr,
 }
 
 impl Broker {
-    /// Validates the config, opens the embedded store (replaying its log) and binds the ports.
+    /// Validates the config, opens the store (the embedded one replays its log; Redis is
+    /// connected lazily) and binds the ports.
     pub async fn bind(config: Config) -> Result<Broker, BrokerError> {
         config.validate()?;
-        let store = EmbeddedStore::open(config.embedded())?;
+        let store = match config.store {
+            StoreKind::Embedded => AnyStore::Embedded(EmbeddedStore::open(config.embedded())?),
+            StoreKind::Redis => AnyStore::Redis(RedisStore::open(config.redis())?),
+        };
         let grpc = TcpListener::bind(config.listen)
             .await
             .map_err(|source| BrokerError::Bind {
@@ -103,115 +122,158 @@ impl Broker {
             admin_addr,
             store,
         } = self;
-        let metrics = Arc::new(BrokerMetrics::new());
-        let shared = Arc::new(store.clone());
-        let maintenance = store.spawn_maintenance(shutdown.clone());
-        let serving = Arc::new(AtomicBool::new(false));
-
-        let router = Arc::new(router::Router::new(node_id.clone(), shared.clone()));
-        let streams_done = CancellationToken::new();
-        let ingest = ingest::IngestService {
-            router,
-            store: shared.clone(),
-            metrics: metrics.clone(),
-            limits: validate::Limits {
-                max_batch_snapshots: config.max_batch_snapshots,
-                max_metrics_per_snapshot: config.max_metrics_per_snapshot,
-                max_future_skew_ms: config.max_future_skew_secs as i64 * 1000,
-                retention_ms: config.retention().as_millis() as i64,
-            },
-            streams: Arc::new(Semaphore::new(config.max_streams)),
-            shutdown: streams_done.clone(),
-        };
-        let query = query::QueryService {
-            store: shared.clone(),
-            metrics: metrics.clone(),
-            max_snapshots: config.query_max_snapshots,
-            stale_after_intervals: config.stale_after_intervals,
-            gone_after_ms: config.gone_after_secs as i64 * 1000,
-        };
-        let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        health_reporter.set_serving::<ringwatch_proto::ingest_server::IngestServer<ingest::IngestService<EmbeddedStore>>>().await;
-        health_reporter.set_serving::<ringwatch_proto::query_server::QueryServer<query::QueryService<EmbeddedStore>>>().await;
-
-        let max = config.max_message_bytes;
-        let grpc_shutdown = shutdown.clone();
-        let grpc_server = tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(20)))
-            .initial_stream_window_size(Some(1 << 20))
-            .initial_connection_window_size(Some(4 << 20))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .add_service(health_service)
-            .add_service(
-                ringwatch_proto::ingest_server::IngestServer::new(ingest)
-                    .max_decoding_message_size(max),
-            )
-            .add_service(
-                ringwatch_proto::query_server::QueryServer::new(query)
-                    .max_decoding_message_size(max),
-            )
-            .serve_with_incoming_shutdown(
-                // Small acks and range chunks must not wait on Nagle's algorithm.
-                tokio_stream::StreamExt::map(
-                    tokio_stream::wrappers::TcpListenerStream::new(grpc),
-                    |conn| {
-                        if let Ok(c) = &conn
-                            && let Err(e) = c.set_nodelay(true)
-                        {
-                            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                        }
-                        conn
-                    },
-                ),
-                async move {
-                    grpc_shutdown.cancelled().await;
-                },
-            );
-
-        let admin_state = Arc::new(admin::AdminState {
-            store: shared.clone(),
-            metrics: metrics.clone(),
-            node_id: node_id.clone(),
+        let ports = Ports {
+            grpc,
+            admin,
             grpc_addr,
-            serving: serving.clone(),
-            embedded: Some(store.clone()),
-        });
-        let admin_shutdown = shutdown.clone();
-        let admin_server =
-            axum::serve(admin, admin::router(admin_state)).with_graceful_shutdown(async move {
-                admin_shutdown.cancelled().await;
-            });
-
-        tracing::info!(%node_id, grpc = %grpc_addr, admin = %admin_addr, "broker serving");
-        serving.store(true, Ordering::Relaxed);
-        let grpc_task = tokio::spawn(grpc_server);
-        let admin_task = tokio::spawn(async move { admin_server.await });
-
-        shutdown.cancelled().await;
-        serving.store(false, Ordering::Relaxed);
-        // Probing agents see NOT_SERVING and prefer another broker.
-        health_reporter
-            .set_service_status("", tonic_health::ServingStatus::NotServing)
-            .await;
-        tracing::info!("broker shutting down: ending ingest streams");
-        // Streams finish the batch in hand (acknowledged batches are stored) and then end.
-        streams_done.cancel();
-        let drained = tokio::time::timeout(Duration::from_secs(10), grpc_task).await;
-        let grpc_result = match drained {
-            Ok(Ok(r)) => r.map_err(BrokerError::from),
-            Ok(Err(join)) => {
-                tracing::error!(error = %join, "gRPC server task failed");
-                Ok(())
-            }
-            Err(_) => {
-                tracing::warn!("gRPC server did not drain within 10 s; closing");
-                Ok(())
-            }
+            admin_addr,
         };
-        let _ = tokio::time::timeout(Duration::from_secs(5), admin_task).await;
-        let _ = maintenance.await;
-        shared.flush().await?;
-        tracing::info!("broker stopped; store flushed");
-        grpc_result
+        match store {
+            AnyStore::Embedded(store) => {
+                let maintenance = store.spawn_maintenance(shutdown.clone());
+                let result = serve(config, node_id, ports, Arc::new(store), shutdown).await;
+                let _ = maintenance.await;
+                result
+            }
+            AnyStore::Redis(store) => {
+                serve(config, node_id, ports, Arc::new(store), shutdown).await
+            }
+        }
     }
+}
+
+async fn serve<S: Store>(
+    config: Config,
+    node_id: String,
+    ports: Ports,
+    shared: Arc<S>,
+    shutdown: CancellationToken,
+) -> Result<(), BrokerError> {
+    let Ports {
+        grpc,
+        admin,
+        grpc_addr,
+        admin_addr,
+    } = ports;
+    let metrics = Arc::new(BrokerMetrics::new());
+    let serving = Arc::new(AtomicBool::new(false));
+
+    let router = Arc::new(router::Router::new(node_id.clone(), shared.clone()));
+    let streams_done = CancellationToken::new();
+    let limits = validate::Limits {
+        max_batch_snapshots: config.max_batch_snapshots,
+        max_metrics_per_snapshot: config.max_metrics_per_snapshot,
+        max_future_skew_ms: config.max_future_skew_secs as i64 * 1000,
+        retention_ms: config.retention().as_millis() as i64,
+    };
+    let legacy = legacy::LegacyService {
+        router: router.clone(),
+        store: shared.clone(),
+        metrics: metrics.clone(),
+        limits,
+        max_snapshots: config.query_max_snapshots,
+    };
+    let ingest = ingest::IngestService {
+        router,
+        store: shared.clone(),
+        metrics: metrics.clone(),
+        limits,
+        streams: Arc::new(Semaphore::new(config.max_streams)),
+        shutdown: streams_done.clone(),
+    };
+    let query = query::QueryService {
+        store: shared.clone(),
+        metrics: metrics.clone(),
+        max_snapshots: config.query_max_snapshots,
+        stale_after_intervals: config.stale_after_intervals,
+        gone_after_ms: config.gone_after_secs as i64 * 1000,
+    };
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<ringwatch_proto::ingest_server::IngestServer<ingest::IngestService<S>>>()
+        .await;
+    health_reporter
+        .set_serving::<ringwatch_proto::query_server::QueryServer<query::QueryService<S>>>()
+        .await;
+
+    let max = config.max_message_bytes;
+    let grpc_shutdown = shutdown.clone();
+    let grpc_server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .initial_stream_window_size(Some(1 << 20))
+        .initial_connection_window_size(Some(4 << 20))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(health_service)
+        .add_service(
+            ringwatch_proto::ingest_server::IngestServer::new(ingest)
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            ringwatch_proto::query_server::QueryServer::new(query).max_decoding_message_size(max),
+        )
+        .add_service(
+            ringwatch_proto::monitor::monitor_service_server::MonitorServiceServer::new(legacy)
+                .max_decoding_message_size(max),
+        )
+        .serve_with_incoming_shutdown(
+            // Small acks and range chunks must not wait on Nagle's algorithm.
+            tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                |conn| {
+                    if let Ok(c) = &conn
+                        && let Err(e) = c.set_nodelay(true)
+                    {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                    conn
+                },
+            ),
+            async move {
+                grpc_shutdown.cancelled().await;
+            },
+        );
+
+    let admin_state = Arc::new(admin::AdminState {
+        store: shared.clone(),
+        metrics: metrics.clone(),
+        node_id: node_id.clone(),
+        grpc_addr,
+        serving: serving.clone(),
+    });
+    let admin_shutdown = shutdown.clone();
+    let admin_server =
+        axum::serve(admin, admin::router(admin_state)).with_graceful_shutdown(async move {
+            admin_shutdown.cancelled().await;
+        });
+
+    tracing::info!(%node_id, grpc = %grpc_addr, admin = %admin_addr, "broker serving");
+    serving.store(true, Ordering::Relaxed);
+    let grpc_task = tokio::spawn(grpc_server);
+    let admin_task = tokio::spawn(async move { admin_server.await });
+
+    shutdown.cancelled().await;
+    serving.store(false, Ordering::Relaxed);
+    // Probing agents see NOT_SERVING and prefer another broker.
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    tracing::info!("broker shutting down: ending ingest streams");
+    // Streams finish the batch in hand (acknowledged batches are stored) and then end.
+    streams_done.cancel();
+    let drained = tokio::time::timeout(Duration::from_secs(10), grpc_task).await;
+    let grpc_result = match drained {
+        Ok(Ok(r)) => r.map_err(BrokerError::from),
+        Ok(Err(join)) => {
+            tracing::error!(error = %join, "gRPC server task failed");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::warn!("gRPC server did not drain within 10 s; closing");
+            Ok(())
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), admin_task).await;
+    shared.flush().await?;
+    tracing::info!("broker stopped; store flushed");
+    grpc_result
 }

@@ -8,7 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::store::{StoreStats, embedded::EmbeddedCounters};
+use crate::store::StoreStats;
 
 type Labels1 = [(&'static str, &'static str); 1];
 type Labels2 = [(&'static str, &'static str); 2];
@@ -34,6 +34,8 @@ pub struct BrokerMetrics {
     store_disk_bytes: Gauge,
     evicted: Family<Labels1, Counter>,
     wal_corrupt_tails: Counter,
+    store_write_retries: Counter,
+    store_write_failures: Counter,
 }
 
 impl Default for BrokerMetrics {
@@ -62,6 +64,8 @@ impl BrokerMetrics {
             store_disk_bytes: Gauge::default(),
             evicted: Family::default(),
             wal_corrupt_tails: Counter::default(),
+            store_write_retries: Counter::default(),
+            store_write_failures: Counter::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -140,30 +144,37 @@ impl BrokerMetrics {
             "Log segments found with a torn or corrupt tail at start-up",
             m.wal_corrupt_tails.clone(),
         );
+        r.register(
+            "store_write_retries",
+            "Store round trips that failed and were retried",
+            m.store_write_retries.clone(),
+        );
+        r.register(
+            "store_write_failures",
+            "Store writes given up after retrying (not acknowledged; the agent keeps the data)",
+            m.store_write_failures.clone(),
+        );
         BrokerMetrics { registry: r, ..m }
     }
 
     /// Prometheus text, with store figures read now.
-    pub fn render(&self, stats: StoreStats, counters: Option<&EmbeddedCounters>) -> String {
+    pub fn render(&self, stats: StoreStats) -> String {
         self.store_hosts.set(stats.hosts as i64);
         self.store_snapshots.set(stats.snapshots as i64);
         self.store_samples.set(stats.samples as i64);
         self.store_disk_bytes.set(stats.disk_bytes as i64);
-        if let Some(c) = counters {
-            let set = |c: &Counter, v: u64| c.inner().store(v, Ordering::Relaxed);
-            set(
-                &self.evicted.get_or_create(&[("reason", "retention")]),
-                c.evicted_retention.load(Ordering::Relaxed),
-            );
-            set(
-                &self.evicted.get_or_create(&[("reason", "memory_limit")]),
-                c.evicted_memory.load(Ordering::Relaxed),
-            );
-            set(
-                &self.wal_corrupt_tails,
-                c.wal_corrupt_tails.load(Ordering::Relaxed),
-            );
-        }
+        let set = |c: &Counter, v: u64| c.inner().store(v, Ordering::Relaxed);
+        set(
+            &self.evicted.get_or_create(&[("reason", "retention")]),
+            stats.evicted_retention,
+        );
+        set(
+            &self.evicted.get_or_create(&[("reason", "memory_limit")]),
+            stats.evicted_memory,
+        );
+        set(&self.wal_corrupt_tails, stats.wal_corrupt_tails);
+        set(&self.store_write_retries, stats.write_retries);
+        set(&self.store_write_failures, stats.write_failures);
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();

@@ -130,7 +130,17 @@ mod tests {
 
     #[test]
     fn unit_names_round_trip() {
-        for u in [Unit::Unspecified, Unit::Percent, Unit::Bytes, Unit::BytesPerSecond, Unit::Count, Unit::PerSecond, Unit::Seconds, Unit::Load, Unit::Hertz] {
+        for u in [
+            Unit::Unspecified,
+            Unit::Percent,
+            Unit::Bytes,
+            Unit::BytesPerSecond,
+            Unit::Count,
+            Unit::PerSecond,
+            Unit::Seconds,
+            Unit::Load,
+            Unit::Hertz,
+        ] {
             assert_eq!(Unit::from_name(u.as_name()), u);
         }
         assert_eq!(Unit::from_name("%"), Unit::Percent);

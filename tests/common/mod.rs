@@ -3,6 +3,8 @@
 //! to a file that is printed if a test fails while the process is alive.
 #![allow(dead_code)]
 
+pub mod redis_servers;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -273,4 +275,76 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .expect("runtime")
         .block_on(f)
+}
+
+/// `ringwatch up` on free ports at a 1 s interval, with its banner read.
+pub struct Up {
+    child: Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    /// The broker's gRPC URL from the banner.
+    pub grpc: String,
+    pub banner: String,
+}
+
+impl Up {
+    pub fn start(extra: &[&str]) -> Up {
+        let mut child = Command::new(BIN)
+            .args([
+                "up",
+                "--grpc",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--agent-metrics",
+                "127.0.0.1:0",
+                "--interval-secs",
+                "1",
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn up");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut grpc = None;
+        let mut banner = String::new();
+        for line in lines.by_ref() {
+            let line = line.expect("banner line");
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.trim_start().starts_with("broker gRPC") {
+                grpc = line.split_whitespace().last().map(str::to_string);
+            }
+            if line.contains("Ctrl-C") {
+                break;
+            }
+        }
+        let grpc = grpc.unwrap_or_else(|| panic!("no broker address in:\n{banner}"));
+        Up {
+            child,
+            lines,
+            grpc,
+            banner,
+        }
+    }
+
+    /// SIGTERM; returns whether it exited 0, and what it printed after the banner.
+    pub fn stop(&mut self) -> (bool, Vec<String>) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let status = wait_for("up to exit", Duration::from_secs(30), || {
+            self.child.try_wait().ok().flatten()
+        });
+        let rest: Vec<String> = self.lines.by_ref().map_while(Result::ok).collect();
+        (status.success(), rest)
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -527,11 +527,16 @@ impl Store for EmbeddedStore {
             .state
             .read()
             .map_or((0, 0, 0), |s| (s.hosts.len() as u64, s.snapshots, s.cells));
+        let c = &self.inner.counters;
         StoreStats {
             hosts,
             snapshots,
             samples,
             disk_bytes: self.inner.disk_bytes.load(Ordering::Relaxed),
+            evicted_retention: c.evicted_retention.load(Ordering::Relaxed),
+            evicted_memory: c.evicted_memory.load(Ordering::Relaxed),
+            wal_corrupt_tails: c.wal_corrupt_tails.load(Ordering::Relaxed),
+            ..StoreStats::default()
         }
     }
 }

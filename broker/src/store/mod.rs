@@ -6,6 +6,9 @@
 //! knows each host's labels, agent version, interval and last-seen time.
 
 pub mod embedded;
+pub mod keys;
+pub mod redis_conn;
+pub mod redis_store;
 mod series;
 mod wal;
 
@@ -16,6 +19,8 @@ use ringwatch_proto::{RangeChunk, Snapshot};
 
 pub use crate::error::StoreError;
 pub use embedded::{EmbeddedConfig, EmbeddedStore};
+pub use redis_conn::{RedisMode, RedisSettings};
+pub use redis_store::{RedisConfig, RedisStore};
 
 /// What a write did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -60,13 +65,23 @@ pub struct RangeQuery {
     pub limit: usize,
 }
 
-/// Figures a store reports about itself for /metrics.
+/// Figures a store reports about itself for /metrics (zero where a store has no such figure).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StoreStats {
     pub hosts: u64,
     pub snapshots: u64,
+    /// Value slots held in memory (embedded store).
     pub samples: u64,
     pub disk_bytes: u64,
+    /// Snapshots dropped by retention and by the memory limit (embedded store).
+    pub evicted_retention: u64,
+    pub evicted_memory: u64,
+    /// Log segments found with a torn tail at start-up (embedded store).
+    pub wal_corrupt_tails: u64,
+    /// Store round trips that failed and were retried (Redis).
+    pub write_retries: u64,
+    /// Writes given up after retrying: not acknowledged, the agent keeps the data (Redis).
+    pub write_failures: u64,
 }
 
 /// The storage trait. Implementations are cheap to share behind an `Arc`.

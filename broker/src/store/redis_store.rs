@@ -1,0 +1,713 @@
+//! The Redis store (SPEC S4) behind the same trait as the embedded store, in the key layout of
+//! `keys.rs`.
+//!
+//! A batch is one pipelined round trip: per snapshot `ZADD NX` on the host's index (its answer
+//! says new or duplicate), `HSET` of the data hash and `EXPIRE`; per batch the index `EXPIRE`
+//! and `ZREMRANGEBYSCORE` of expired members (so the index never outgrows retention), the host
+//! hash, the registry set and the window aggregates. A range read is `ZRANGEBYSCORE`, then
+//! pipelined `HGETALL`s in slices, turned into column chunks in order.
+//!
+//! When Redis fails, a write is retried with back-off for up to `write_retry`; only a stored
+//! batch is acknowledged, so until then the agent holds it. Writes waiting on Redis are bounded
+//! (`buffer_snapshots`); past that a write is refused at once (the agent keeps it and retries).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use redis::{RedisError, Value};
+use ringwatch_proto::{Column, Metric, RangeChunk, Snapshot, name_selected};
+use tokio::sync::Semaphore;
+
+use super::keys::{self, Keys, METRIC_FIELD, TAG_FIELD};
+use super::redis_conn::{Conn, Connector, RedisSettings};
+use super::{HostRecord, RangeQuery, Store, StoreError, StoreStats, WriteOutcome};
+
+/// Data keys read per pipelined round trip in a range read.
+const READ_SLICE: usize = 512;
+
+/// Settings of the Redis store.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub settings: RedisSettings,
+    pub key_prefix: String,
+    pub retention: Duration,
+    /// How long a write keeps retrying before it is given up (not acknowledged).
+    pub write_retry: Duration,
+    /// Most snapshots waiting on Redis at once.
+    pub buffer_snapshots: usize,
+    /// Replicas that must confirm a write (WAIT) before it counts as stored.
+    pub min_replicas: u32,
+}
+
+#[derive(Default)]
+struct Counters {
+    retries: AtomicU64,
+    failures: AtomicU64,
+    snapshots: AtomicU64,
+}
+
+/// The Redis store. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: RedisConfig,
+    keys: Keys,
+    conn: Connector,
+    /// Labels of registered hosts, written as `tag:` fields with every snapshot.
+    labels: RwLock<HashMap<String, BTreeMap<String, String>>>,
+    pending: Semaphore,
+    counters: Counters,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn unavailable(e: RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+impl RedisStore {
+    /// Checks the settings; connects lazily (a broker starts even while Redis is down, and
+    /// reports not ready until it is reachable).
+    pub fn open(cfg: RedisConfig) -> Result<RedisStore, StoreError> {
+        let conn = Connector::new(cfg.settings.clone())
+            .map_err(|e| StoreError::Unavailable(format!("redis settings: {e}")))?;
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                keys: Keys::new(&cfg.key_prefix),
+                pending: Semaphore::new(cfg.buffer_snapshots.max(1)),
+                cfg,
+                conn,
+                labels: RwLock::new(HashMap::new()),
+                counters: Counters::default(),
+            }),
+        })
+    }
+
+    /// Runs `op` on a connection, retrying with back-off (100 ms … 2 s) until `deadline`.
+    async fn retrying<T, F, Fut>(
+        &self,
+        what: &'static str,
+        deadline: Duration,
+        mut op: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnMut(Conn) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RedisError>>,
+    {
+        let started = Instant::now();
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(2))
+            .without_max_times()
+            .build();
+        loop {
+            let result = match self.inner.conn.get().await {
+                Ok(c) => op(c).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    self.inner.conn.invalidate().await;
+                    let delay = delays.next().unwrap_or(Duration::from_secs(2));
+                    if started.elapsed() + delay > deadline {
+                        tracing::warn!(what, error = %e, "redis operation failed; giving up");
+                        return Err(unavailable(e));
+                    }
+                    self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(what, error = %e, retry_in = ?delay, "redis operation failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// Runs commands that may touch different cluster slots: pipelined on a single server,
+    /// sent concurrently one by one on a cluster (a cluster pipeline must stay in one slot).
+    async fn many(
+        &self,
+        what: &'static str,
+        cmds: Vec<redis::Cmd>,
+        deadline: Duration,
+    ) -> Result<Vec<Value>, StoreError> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.retrying(what, deadline, |c| {
+            let cmds = cmds.clone();
+            async move {
+                if let Conn::Cluster(_) = c {
+                    let each = cmds.into_iter().map(|cmd| {
+                        let mut c = c.clone();
+                        async move { cmd.query_async::<Value>(&mut c).await }
+                    });
+                    futures_util::future::try_join_all(each).await
+                } else {
+                    let mut p = redis::pipe();
+                    for cmd in cmds {
+                        p.add_command(cmd);
+                    }
+                    let mut c = c;
+                    p.query_async(&mut c).await
+                }
+            }
+        })
+        .await
+    }
+
+    fn ttl_secs(&self) -> i64 {
+        self.inner.cfg.retention.as_secs().max(1) as i64
+    }
+
+    fn write_pipeline(&self, snaps: &[Snapshot]) -> redis::Pipeline {
+        let k = &self.inner.keys;
+        let ttl = self.ttl_secs();
+        let labels = self
+            .inner
+            .labels
+            .read()
+            .ok()
+            .and_then(|l| snaps.first().and_then(|s| l.get(&s.host_id).cloned()))
+            .unwrap_or_default();
+        let mut p = redis::pipe();
+        let mut hosts: Vec<&str> = Vec::new();
+        for s in snaps {
+            let data = k.data(&s.host_id, s.timestamp_ms);
+            let index = k.index(&s.host_id);
+            p.cmd("ZADD")
+                .arg(&index)
+                .arg("NX")
+                .arg(s.timestamp_ms)
+                .arg(&data);
+            let mut h = redis::cmd("HSET");
+            h.arg(&data)
+                .arg("host_id")
+                .arg(&s.host_id)
+                .arg("timestamp")
+                .arg(s.timestamp_ms);
+            for m in &s.metrics {
+                h.arg(format!("{METRIC_FIELD}{}", m.name))
+                    .arg(keys::encode_value(m.value, m.unit));
+            }
+            for (key, value) in &labels {
+                h.arg(format!("{TAG_FIELD}{key}")).arg(value);
+            }
+            p.add_command(h).ignore();
+            p.cmd("EXPIRE").arg(&data).arg(ttl).ignore();
+            if !hosts.contains(&s.host_id.as_str()) {
+                hosts.push(&s.host_id);
+            }
+        }
+        let cutoff = now_ms() - self.inner.cfg.retention.as_millis() as i64;
+        for host in hosts {
+            let index = k.index(host);
+            p.cmd("EXPIRE").arg(&index).arg(ttl).ignore();
+            p.cmd("ZREMRANGEBYSCORE")
+                .arg(&index)
+                .arg("-inf")
+                .arg(format!("({cutoff}"))
+                .ignore();
+            let hk = k.host(host);
+            p.cmd("HSET")
+                .arg(&hk)
+                .arg("last_seen")
+                .arg(now_ms())
+                .ignore();
+            p.cmd("EXPIRE").arg(&hk).arg(ttl).ignore();
+            // The newest window statistics of this host, as the aggregation cache.
+            if let Some(newest) = snaps
+                .iter()
+                .filter(|s| s.host_id == host)
+                .max_by_key(|s| s.timestamp_ms)
+            {
+                let agg = k.aggregation("window", host);
+                let mut h = redis::cmd("HSET");
+                h.arg(&agg);
+                let mut any = false;
+                for m in &newest.metrics {
+                    if let Some(w) = &m.window {
+                        h.arg(format!("{METRIC_FIELD}{}", m.name))
+                            .arg(keys::encode_window(w));
+                        any = true;
+                    }
+                }
+                if any {
+                    p.add_command(h).ignore();
+                    p.cmd("EXPIRE").arg(&agg).arg(ttl).ignore();
+                }
+            }
+        }
+        p
+    }
+
+    fn host_fields(&self, host: &HostRecord) -> Vec<(String, String)> {
+        vec![
+            ("last_seen".into(), host.last_seen_ms.to_string()),
+            ("agent_version".into(), host.agent_version.clone()),
+            ("interval_ms".into(), host.interval_ms.to_string()),
+            (
+                "labels".into(),
+                serde_json::to_string(&host.labels).unwrap_or_else(|_| "{}".into()),
+            ),
+        ]
+    }
+}
+
+/// A data hash as (timestamp, metrics in field order).
+fn parse_data(fields: &[(String, String)]) -> Option<(i64, Vec<Metric>)> {
+    let mut ts = None;
+    let mut metrics = Vec::with_capacity(fields.len());
+    for (f, v) in fields {
+        if let Some(name) = f.strip_prefix(METRIC_FIELD) {
+            if let Some((value, unit)) = keys::decode_value(v) {
+                metrics.push(Metric {
+                    name: name.to_string(),
+                    value,
+                    unit,
+                    window: None,
+                });
+            }
+        } else if f == "timestamp" {
+            ts = v.parse().ok();
+        }
+    }
+    Some((ts?, metrics))
+}
+
+/// Rows into one column chunk; columns in order of first appearance.
+fn to_chunk(rows: Vec<(i64, Vec<Metric>)>, patterns: &[String]) -> RangeChunk {
+    let mut columns: Vec<Column> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let n = rows.len();
+    let mut timestamps = Vec::with_capacity(n);
+    for (row, (ts, metrics)) in rows.into_iter().enumerate() {
+        timestamps.push(ts);
+        for m in metrics {
+            let i = match index.get(&m.name) {
+                Some(&i) => i,
+                None => {
+                    if !name_selected(patterns, &m.name) {
+                        continue;
+                    }
+                    columns.push(Column {
+                        name: m.name.clone(),
+                        unit: m.unit,
+                        values: vec![f64::NAN; n],
+                    });
+                    index.insert(m.name, columns.len() - 1);
+                    columns.len() - 1
+                }
+            };
+            columns[i].values[row] = m.value;
+        }
+    }
+    RangeChunk {
+        timestamps_ms: timestamps,
+        columns,
+    }
+}
+
+fn parse_host(host_id: &str, fields: &[(String, String)]) -> Option<HostRecord> {
+    if fields.is_empty() {
+        return None;
+    }
+    let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
+    Some(HostRecord {
+        host_id: host_id.to_string(),
+        labels: get("labels")
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or_default(),
+        agent_version: get("agent_version").unwrap_or_default().to_string(),
+        interval_ms: get("interval_ms").and_then(|v| v.parse().ok()).unwrap_or(0),
+        last_seen_ms: get("last_seen").and_then(|v| v.parse().ok()).unwrap_or(0),
+    })
+}
+
+impl Store for RedisStore {
+    async fn write(&self, snapshots: Vec<Snapshot>) -> Result<WriteOutcome, StoreError> {
+        let n = u32::try_from(snapshots.len()).unwrap_or(u32::MAX);
+        let Ok(_permit) = self.inner.pending.try_acquire_many(n) else {
+            return Err(StoreError::Unavailable(format!(
+                "{} snapshots already wait on Redis (the limit); not stored, retry later",
+                self.inner.cfg.buffer_snapshots
+            )));
+        };
+        let mut pipe = self.write_pipeline(&snapshots);
+        let min_replicas = self.inner.cfg.min_replicas;
+        if min_replicas > 0 {
+            let wait_ms = self.inner.cfg.settings.response_timeout.as_millis() as u64 / 2;
+            pipe.cmd("WAIT").arg(min_replicas).arg(wait_ms.max(1));
+        }
+        let added: Vec<i64> = self
+            .retrying("write", self.inner.cfg.write_retry, |mut c| {
+                let pipe = pipe.clone();
+                async move {
+                    let mut answers: Vec<i64> = pipe.query_async(&mut c).await?;
+                    if min_replicas > 0 {
+                        let replicas = answers.pop().unwrap_or(0);
+                        if replicas < i64::from(min_replicas) {
+                            return Err(RedisError::from((
+                                redis::ErrorKind::Io,
+                                "too few replicas confirmed the write",
+                                format!("{replicas} of {min_replicas}"),
+                            )));
+                        }
+                    }
+                    Ok(answers)
+                }
+            })
+            .await
+            .inspect_err(|_| {
+                self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
+            })?;
+        let mut out = WriteOutcome::default();
+        for (s, new) in snapshots.iter().zip(added) {
+            if new == 1 {
+                out.stored += 1;
+                out.samples += s.metrics.len() as u64;
+            } else {
+                out.duplicates += 1;
+            }
+        }
+        self.inner
+            .counters
+            .snapshots
+            .fetch_add(out.stored as u64, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    async fn register(&self, host: HostRecord) -> Result<(), StoreError> {
+        let k = &self.inner.keys;
+        let mut host_cmd = redis::cmd("HSET");
+        host_cmd
+            .arg(k.host(&host.host_id))
+            .arg(self.host_fields(&host));
+        let mut expire = redis::cmd("EXPIRE");
+        expire.arg(k.host(&host.host_id)).arg(self.ttl_secs());
+        // The registry set lives in another cluster slot than the host's keys.
+        let mut sadd = redis::cmd("SADD");
+        sadd.arg(k.registry()).arg(&host.host_id);
+        self.many(
+            "register",
+            vec![host_cmd, expire, sadd],
+            self.inner.cfg.write_retry,
+        )
+        .await?;
+        if let Ok(mut l) = self.inner.labels.write() {
+            l.insert(host.host_id.clone(), host.labels.clone());
+        }
+        Ok(())
+    }
+
+    async fn touch(&self, host_id: &str, at_ms: i64) -> Result<(), StoreError> {
+        let key = self.inner.keys.host(host_id);
+        self.retrying("touch", Duration::from_secs(1), |mut c| {
+            let key = key.clone();
+            async move {
+                redis::cmd("HSET")
+                    .arg(&key)
+                    .arg("last_seen")
+                    .arg(at_ms)
+                    .query_async::<()>(&mut c)
+                    .await
+            }
+        })
+        .await
+    }
+
+    async fn range(&self, q: RangeQuery) -> Result<Vec<RangeChunk>, StoreError> {
+        let index = self.inner.keys.index(&q.host_id);
+        let cutoff = now_ms() - self.inner.cfg.retention.as_millis() as i64;
+        let start = q.start_ms.max(cutoff);
+        let limit = q.limit.min(isize::MAX as usize) as isize;
+        let deadline = self.inner.cfg.settings.response_timeout * 2;
+        let data_keys: Vec<String> = self
+            .retrying("range index", deadline, |mut c| {
+                let index = index.clone();
+                async move {
+                    redis::cmd("ZRANGEBYSCORE")
+                        .arg(&index)
+                        .arg(start)
+                        .arg(q.end_ms)
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(limit)
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        let mut chunks = Vec::with_capacity(data_keys.len().div_ceil(READ_SLICE));
+        for slice in data_keys.chunks(READ_SLICE) {
+            let mut p = redis::pipe();
+            for key in slice {
+                p.cmd("HGETALL").arg(key);
+            }
+            let hashes: Vec<Vec<(String, String)>> = self
+                .retrying("range read", deadline, |mut c| {
+                    let p = p.clone();
+                    async move { p.query_async(&mut c).await }
+                })
+                .await?;
+            // A key that expired between the index read and HGETALL comes back empty.
+            let rows: Vec<(i64, Vec<Metric>)> =
+                hashes.iter().filter_map(|h| parse_data(h)).collect();
+            if !rows.is_empty() {
+                chunks.push(to_chunk(rows, &q.metric_names));
+            }
+        }
+        Ok(chunks)
+    }
+
+    async fn latest(&self, metric_names: &[String]) -> Result<Vec<Snapshot>, StoreError> {
+        let k = &self.inner.keys;
+        let deadline = self.inner.cfg.settings.response_timeout * 2;
+        let registry = k.registry();
+        let mut hosts: Vec<String> = self
+            .retrying("hosts", deadline, |mut c| {
+                let registry = registry.clone();
+                async move {
+                    redis::cmd("SMEMBERS")
+                        .arg(&registry)
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        hosts.sort();
+        if hosts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmds = Vec::with_capacity(hosts.len() * 2);
+        for h in &hosts {
+            let mut z = redis::cmd("ZRANGE");
+            z.arg(k.index(h)).arg(-1).arg(-1);
+            let mut w = redis::cmd("HGETALL");
+            w.arg(k.aggregation("window", h));
+            cmds.push(z);
+            cmds.push(w);
+        }
+        let answers = self.many("latest index", cmds, deadline).await?;
+        let mut newest: Vec<(String, String, HashMap<String, String>)> = Vec::new();
+        for (h, pair) in hosts.iter().zip(answers.chunks(2)) {
+            let keys: Vec<String> = redis::from_redis_value(pair[0].clone()).unwrap_or_default();
+            let windows: HashMap<String, String> =
+                redis::from_redis_value(pair[1].clone()).unwrap_or_default();
+            if let Some(key) = keys.into_iter().next() {
+                newest.push((h.clone(), key, windows));
+            }
+        }
+        let cmds = newest
+            .iter()
+            .map(|(_, key, _)| {
+                let mut c = redis::cmd("HGETALL");
+                c.arg(key);
+                c
+            })
+            .collect();
+        let hashes: Vec<Vec<(String, String)>> = self
+            .many("latest read", cmds, deadline)
+            .await?
+            .into_iter()
+            .map(|v| redis::from_redis_value(v).unwrap_or_default())
+            .collect();
+        Ok(newest
+            .into_iter()
+            .zip(hashes)
+            .filter_map(|((host, _, windows), fields)| {
+                let (ts, metrics) = parse_data(&fields)?;
+                let metrics = metrics
+                    .into_iter()
+                    .filter(|m| name_selected(metric_names, &m.name))
+                    .map(|mut m| {
+                        m.window = windows
+                            .get(&format!("{METRIC_FIELD}{}", m.name))
+                            .and_then(|w| keys::decode_window(w));
+                        m
+                    })
+                    .collect();
+                Some(Snapshot {
+                    host_id: host,
+                    timestamp_ms: ts,
+                    metrics,
+                })
+            })
+            .collect())
+    }
+
+    async fn hosts(&self) -> Result<Vec<HostRecord>, StoreError> {
+        let k = &self.inner.keys;
+        let deadline = self.inner.cfg.settings.response_timeout * 2;
+        let registry = k.registry();
+        let mut ids: Vec<String> = self
+            .retrying("hosts", deadline, |mut c| {
+                let registry = registry.clone();
+                async move {
+                    redis::cmd("SMEMBERS")
+                        .arg(&registry)
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        ids.sort();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cmds = ids
+            .iter()
+            .map(|h| {
+                let mut c = redis::cmd("HGETALL");
+                c.arg(k.host(h));
+                c
+            })
+            .collect();
+        let hashes: Vec<Vec<(String, String)>> = self
+            .many("hosts read", cmds, deadline)
+            .await?
+            .into_iter()
+            .map(|v| redis::from_redis_value(v).unwrap_or_default())
+            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        let mut gone = Vec::new();
+        for (id, fields) in ids.iter().zip(hashes) {
+            match parse_host(id, &fields) {
+                Some(r) => out.push(r),
+                None => gone.push(id.clone()),
+            }
+        }
+        // Hosts whose hash expired (unseen for the retention) leave the registry.
+        if !gone.is_empty() {
+            let _ = self
+                .retrying("registry trim", deadline, |mut c| {
+                    let (registry, gone) = (registry.clone(), gone.clone());
+                    async move {
+                        redis::cmd("SREM")
+                            .arg(&registry)
+                            .arg(&gone)
+                            .query_async::<()>(&mut c)
+                            .await
+                    }
+                })
+                .await;
+        }
+        Ok(out)
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        let timeout = self.inner.cfg.settings.response_timeout;
+        let ping = async {
+            let mut c = self.inner.conn.get().await?;
+            redis::cmd("PING").query_async::<String>(&mut c).await
+        };
+        match tokio::time::timeout(timeout, ping).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                self.inner.conn.invalidate().await;
+                Err(unavailable(e))
+            }
+            Err(_) => Err(StoreError::Unavailable("redis: PING timed out".into())),
+        }
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        // Every acknowledged write is already in Redis; its persistence is Redis's own.
+        Ok(())
+    }
+
+    fn stats(&self) -> StoreStats {
+        let c = &self.inner.counters;
+        StoreStats {
+            hosts: self.inner.labels.read().map_or(0, |l| l.len() as u64),
+            snapshots: c.snapshots.load(Ordering::Relaxed),
+            write_retries: c.retries.load(Ordering::Relaxed),
+            write_failures: c.failures.load(Ordering::Relaxed),
+            ..StoreStats::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_hashes_become_ordered_column_chunks() {
+        let rows = vec![
+            (
+                1000,
+                vec![Metric {
+                    name: "a".into(),
+                    value: 1.0,
+                    unit: 1,
+                    window: None,
+                }],
+            ),
+            (
+                2000,
+                vec![
+                    Metric {
+                        name: "a".into(),
+                        value: 2.0,
+                        unit: 1,
+                        window: None,
+                    },
+                    Metric {
+                        name: "b".into(),
+                        value: 9.0,
+                        unit: 2,
+                        window: None,
+                    },
+                ],
+            ),
+        ];
+        let chunk = to_chunk(rows.clone(), &[]);
+        assert_eq!(chunk.timestamps_ms, vec![1000, 2000]);
+        assert_eq!(chunk.columns.len(), 2);
+        assert!(chunk.columns[1].values[0].is_nan());
+        let snaps = chunk.to_snapshots("h");
+        assert_eq!(snaps[1].metrics.len(), 2);
+        let only_b = to_chunk(rows, &["b".into()]);
+        assert_eq!(only_b.columns.len(), 1);
+        assert_eq!(only_b.columns[0].name, "b");
+    }
+
+    #[test]
+    fn hashes_parse_and_junk_is_skipped() {
+        let f = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let fields = vec![
+            f("host_id", "h"),
+            f("timestamp", "1234"),
+            f("metric:cpu.usage", r#"{"value":5.5,"unit":"percent"}"#),
+            f("metric:bad", "not json"),
+            f("tag:zone", "z1"),
+        ];
+        let (ts, metrics) = parse_data(&fields).unwrap();
+        assert_eq!(ts, 1234);
+        assert_eq!(metrics.len(), 1);
+        assert_eq!(metrics[0].value, 5.5);
+        assert!(parse_data(&[]).is_none());
+        let host = parse_host(
+            "h",
+            &[
+                f("last_seen", "9"),
+                f("labels", r#"{"zone":"z"}"#),
+                f("agent_version", "1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(host.last_seen_ms, 9);
+        assert_eq!(host.labels.get("zone").map(String::as_str), Some("z"));
+        assert!(parse_host("h", &[]).is_none());
+    }
+}

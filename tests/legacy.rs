@@ -1,0 +1,224 @@
+//! The seed system's `monitor.MonitorService`, spoken by a client built only from
+//! `proto/proto/monitor/monitor.proto`: data sent either way is readable either way, on the
+//! embedded store and on Redis; bad values are refused with reasons.
+
+mod common;
+
+use std::time::Duration;
+
+use common::redis_servers::RedisServer;
+use common::*;
+use ringwatch_proto::monitor::monitor_service_client::MonitorServiceClient;
+use ringwatch_proto::monitor::{Metric, MetricsData, MetricsRequest, Tag};
+
+fn data(host: &str, ts_s: i64, cpu: &str) -> MetricsData {
+    MetricsData {
+        host_id: host.into(),
+        timestamp: ts_s,
+        metrics: vec![
+            Metric {
+                name: "cpu_usage".into(),
+                value: cpu.into(),
+                unit: "%".into(),
+            },
+            Metric {
+                name: "mem_used".into(),
+                value: "1048576".into(),
+                unit: "bytes".into(),
+            },
+        ],
+        tags: vec![Tag {
+            key: "dc".into(),
+            value: "east".into(),
+        }],
+    }
+}
+
+async fn send(url: &str, msgs: Vec<MetricsData>) -> Result<String, tonic::Status> {
+    let mut c = MonitorServiceClient::connect(url.to_string())
+        .await
+        .expect("connect");
+    c.send_metrics(tokio_stream::iter(msgs)).await.map(|r| {
+        let r = r.into_inner();
+        assert!(r.success);
+        r.message
+    })
+}
+
+async fn get(
+    url: &str,
+    host: &str,
+    start: i64,
+    end: i64,
+    names: Vec<String>,
+) -> Result<Vec<MetricsData>, tonic::Status> {
+    let mut c = MonitorServiceClient::connect(url.to_string())
+        .await
+        .expect("connect");
+    let mut s = c
+        .get_metrics(MetricsRequest {
+            host_id: host.into(),
+            start_time: start,
+            end_time: end,
+            metric_names: names,
+        })
+        .await?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(m) = s.message().await? {
+        out.push(m);
+    }
+    Ok(out)
+}
+
+fn both_ways(url: &str) {
+    let now_s = now_ms() / 1000;
+    block_on(async {
+        // Legacy in, legacy and ringwatch out.
+        let msgs: Vec<MetricsData> = (0..10)
+            .map(|i| data("legacy-host", now_s - 20 + i, &format!("{}.5", 10 + i)))
+            .collect();
+        let reply = send(url, msgs).await.expect("send");
+        assert!(reply.contains("stored 10"), "{reply}");
+        let back = get(url, "legacy-host", now_s - 60, now_s, vec![])
+            .await
+            .expect("get");
+        assert_eq!(back.len(), 10);
+        assert_eq!(back[0].timestamp, now_s - 20);
+        let cpu = back[3]
+            .metrics
+            .iter()
+            .find(|m| m.name == "cpu_usage")
+            .expect("cpu");
+        assert_eq!(cpu.value, "13.5");
+        assert_eq!(cpu.unit, "percent");
+        assert_eq!(
+            back[0].tags,
+            vec![Tag {
+                key: "dc".into(),
+                value: "east".into()
+            }]
+        );
+        let only_mem = get(
+            url,
+            "legacy-host",
+            now_s - 60,
+            now_s,
+            vec!["mem_used".into()],
+        )
+        .await
+        .expect("get");
+        assert!(
+            only_mem
+                .iter()
+                .all(|m| m.metrics.len() == 1 && m.metrics[0].value == "1048576")
+        );
+        let rows = range_all(url, "legacy-host").await;
+        assert_eq!(rows.len(), 10);
+        assert_eq!(
+            rows[9]
+                .metrics
+                .iter()
+                .find(|m| m.name == "cpu_usage")
+                .map(|m| m.value),
+            Some(19.5)
+        );
+        // Resending is idempotent.
+        let reply = send(url, vec![data("legacy-host", now_s - 20, "10.5")])
+            .await
+            .expect("resend");
+        assert!(reply.contains("1 duplicates"), "{reply}");
+    });
+    // Ringwatch agent in, legacy out.
+    let agent = agent(&[url], &["--host-id", "modern-host"]);
+    wait_for("the agent's data", Duration::from_secs(30), || {
+        (block_on(range_all(url, "modern-host")).len() >= 2).then_some(())
+    });
+    let back = block_on(get(url, "modern-host", 0, 0, vec!["cpu.usage".into()])).expect("get");
+    assert!(back.len() >= 2);
+    let v: f64 = back[0].metrics[0].value.parse().expect("a decimal string");
+    assert!((0.0..=100.0).contains(&v));
+    assert_eq!(back[0].metrics[0].unit, "percent");
+    drop(agent);
+}
+
+#[test]
+fn legacy_and_ringwatch_data_are_readable_either_way_on_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path(), &[]);
+    both_ways(&broker.grpc_url());
+}
+
+#[test]
+fn legacy_and_ringwatch_data_are_readable_either_way_on_redis() {
+    let redis = RedisServer::start();
+    let url_arg = redis.url();
+    let broker = Proc::start(&[
+        "broker",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--store",
+        "redis",
+        "--redis-url",
+        &url_arg,
+    ]);
+    both_ways(&broker.grpc_url());
+}
+
+#[test]
+fn bad_legacy_input_is_refused_with_a_reason_after_storing_what_came_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path(), &[]);
+    let url = broker.grpc_url();
+    let now_s = now_ms() / 1000;
+    block_on(async {
+        let msgs = vec![
+            data("h1", now_s - 3, "1"),
+            data("h1", now_s - 2, "2"),
+            data("h1", now_s - 1, "two and a half"),
+            data("h1", now_s, "3"),
+        ];
+        let err = send(&url, msgs).await.expect_err("refused");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message().contains("cpu_usage") && err.message().contains("not a number"),
+            "{err:?}"
+        );
+        assert!(
+            err.message().contains("2 snapshots before it were stored"),
+            "{err:?}"
+        );
+        assert_eq!(range_all(&url, "h1").await.len(), 2);
+
+        for (msg, words) in [
+            (data("h1", now_s, "NaN"), "NaN or infinite"),
+            (
+                data("h1", now_s + 86_400, "1"),
+                "outside the accepted window",
+            ),
+            (data("", now_s, "1"), "host_id is empty"),
+        ] {
+            let err = send(&url, vec![msg]).await.expect_err("refused");
+            assert_eq!(err.code(), tonic::Code::InvalidArgument);
+            assert!(err.message().contains(words), "{err:?} should say {words}");
+        }
+        let err = get(&url, "nobody", 0, 0, vec![])
+            .await
+            .expect_err("unknown host");
+        assert_eq!(err.code(), tonic::Code::NotFound);
+        let err = get(&url, "h1", now_s, now_s - 10, vec![])
+            .await
+            .expect_err("backwards range");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    });
+    let m = scrape(&broker.addr("admin"));
+    assert!(
+        metric(
+            &m,
+            "ringwatch_broker_rejected_batches_total{reason=\"not_a_number\""
+        ) >= 1.0,
+        "{m}"
+    );
+}

@@ -1,0 +1,373 @@
+//! The Redis store against real servers from Debian's packages: the key layout checked with a
+//! plain Redis client, a Redis restart and a sentinel fail-over under ingest with nothing
+//! acknowledged lost, and a 3-master cluster.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use common::redis_servers::{Cluster, RedisServer, SentinelGroup};
+use common::*;
+use ringwatch_proto::query_client::QueryClient;
+use ringwatch_proto::{HostsRequest, LatestRequest};
+
+const RETENTION_SECS: i64 = 7 * 24 * 3600;
+
+fn redis_broker(urls: &[String], extra: &[&str]) -> Proc {
+    let mut args: Vec<String> = [
+        "broker",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--node-id",
+        "redis-broker",
+        "--store",
+        "redis",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for u in urls {
+        args.push("--redis-url".into());
+        args.push(u.clone());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Proc::start(&args)
+}
+
+fn acked(agent: &Proc) -> f64 {
+    metric(
+        &scrape(&agent.addr("metrics")),
+        "ringwatch_agent_snapshots_acked_total",
+    )
+}
+
+/// Stops the agent (it hands over what it buffered) and checks that the broker holds exactly
+/// the snapshots it collected, each once.
+fn stop_agent_and_check_nothing_lost(mut agent: Proc, broker_url: &str, host: &str) -> usize {
+    assert!(agent.terminate(), "agent exits cleanly");
+    let summary = agent
+        .event("stopped", Duration::from_secs(5))
+        .expect("agent summary");
+    assert_eq!(summary["snapshots_dropped"].as_u64(), Some(0), "{summary}");
+    assert_eq!(summary["snapshots_buffered"].as_u64(), Some(0), "{summary}");
+    let collected = summary["snapshots_collected"].as_u64().expect("collected") as usize;
+    let stored = block_on(range_all(broker_url, host));
+    let ts: Vec<i64> = stored.iter().map(|s| s.timestamp_ms).collect();
+    assert!(
+        ts.windows(2).all(|w| w[0] < w[1]),
+        "in order, no duplicates"
+    );
+    assert_eq!(
+        stored.len(),
+        collected,
+        "every collected snapshot stored exactly once"
+    );
+    collected
+}
+
+#[test]
+fn standalone_keys_types_fields_ttls_and_scores_follow_the_layout() {
+    let redis = RedisServer::start();
+    let broker = redis_broker(&[redis.url()], &[]);
+    let url = broker.grpc_url();
+    let agent = agent(&[&url], &["--host-id", "layout-host", "--zone", "z1"]);
+    let rows = wait_for("3 snapshots in Redis", Duration::from_secs(30), || {
+        let r = block_on(range_all(&url, "layout-host"));
+        (r.len() >= 3).then_some(r)
+    });
+    let mut c = redis.conn();
+    let index = "monitor:index:metrics:{layout-host}";
+    let ty: String = redis::cmd("TYPE").arg(index).query(&mut c).unwrap();
+    assert_eq!(ty, "zset");
+    let members: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg(index)
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query(&mut c)
+        .unwrap();
+    assert!(members.len() >= rows.len());
+    for (member, score) in &members {
+        let ts: i64 = member
+            .strip_prefix("monitor:metrics:{layout-host}:")
+            .expect("data key layout")
+            .parse()
+            .unwrap();
+        assert_eq!(*score as i64, ts, "score = timestamp");
+    }
+    // The range read through the broker is exactly what the index holds.
+    let index_ts: Vec<i64> = members
+        .iter()
+        .map(|(_, s)| *s as i64)
+        .take(rows.len())
+        .collect();
+    assert_eq!(
+        index_ts,
+        rows.iter().map(|r| r.timestamp_ms).collect::<Vec<_>>()
+    );
+
+    let (data_key, score) = &members[0];
+    let ty: String = redis::cmd("TYPE").arg(data_key).query(&mut c).unwrap();
+    assert_eq!(ty, "hash");
+    let fields: HashMap<String, String> =
+        redis::cmd("HGETALL").arg(data_key).query(&mut c).unwrap();
+    assert_eq!(fields["host_id"], "layout-host");
+    assert_eq!(fields["timestamp"], (*score as i64).to_string());
+    assert_eq!(fields["tag:zone"], "z1");
+    let cpu: serde_json::Value = serde_json::from_str(&fields["metric:cpu.usage"]).unwrap();
+    assert!(
+        cpu["value"]
+            .as_f64()
+            .is_some_and(|v| (0.0..=100.0).contains(&v)),
+        "{cpu}"
+    );
+    assert_eq!(cpu["unit"], "percent");
+    let mem: serde_json::Value = serde_json::from_str(&fields["metric:mem.total"]).unwrap();
+    assert_eq!(mem["unit"], "bytes");
+    for key in [data_key.as_str(), index, "monitor:hosts:{layout-host}"] {
+        let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut c).unwrap();
+        assert!(
+            ttl > RETENTION_SECS - 120 && ttl <= RETENTION_SECS,
+            "TTL of {key} is the retention: {ttl}"
+        );
+    }
+
+    let host: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg("monitor:hosts:{layout-host}")
+        .query(&mut c)
+        .unwrap();
+    let last_seen: i64 = host["last_seen"].parse().unwrap();
+    assert!((now_ms() - last_seen).abs() < 60_000);
+    let labels: serde_json::Value = serde_json::from_str(&host["labels"]).unwrap();
+    assert_eq!(labels["zone"], "z1");
+    assert!(!host["agent_version"].is_empty());
+    let registry: Vec<String> = redis::cmd("SMEMBERS")
+        .arg("monitor:hosts")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(registry, vec!["layout-host".to_string()]);
+    let window: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg("monitor:aggregation:window:{layout-host}")
+        .query(&mut c)
+        .unwrap();
+    let w: serde_json::Value = serde_json::from_str(&window["metric:cpu.usage"]).unwrap();
+    assert!(w["min"].as_f64().unwrap() <= w["max"].as_f64().unwrap());
+
+    // An index member older than the retention is trimmed by the next write.
+    let stale = now_ms() - RETENTION_SECS * 1000 - 60_000;
+    let _: i64 = redis::cmd("ZADD")
+        .arg(index)
+        .arg(stale)
+        .arg("monitor:metrics:{layout-host}:stale")
+        .query(&mut c)
+        .unwrap();
+    wait_for(
+        "the expired index member to be trimmed",
+        Duration::from_secs(20),
+        || {
+            let score: Option<f64> = redis::cmd("ZSCORE")
+                .arg(index)
+                .arg("monitor:metrics:{layout-host}:stale")
+                .query(&mut c)
+                .unwrap();
+            score.is_none().then_some(())
+        },
+    );
+
+    // Latest and hosts come from Redis too, with the window statistics.
+    block_on(async {
+        let mut q = QueryClient::connect(url.clone()).await.unwrap();
+        let latest = q
+            .latest(LatestRequest {
+                metric_names: vec!["cpu.usage".into()],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .snapshots;
+        assert_eq!(latest.len(), 1);
+        assert_eq!(latest[0].metrics.len(), 1);
+        assert!(latest[0].metrics[0].window.is_some());
+        let hosts = q.hosts(HostsRequest {}).await.unwrap().into_inner().hosts;
+        assert_eq!(hosts[0].labels.get("zone").map(String::as_str), Some("z1"));
+    });
+    let (status, _) = http_get(&broker.addr("admin"), "/ready");
+    assert_eq!(status, 200);
+    drop(agent);
+}
+
+#[test]
+fn a_redis_restart_under_ingest_loses_nothing_acknowledged_and_readiness_follows() {
+    // This server persists every write (AOF, fsync always), so a restart keeps what it stored.
+    let mut redis = RedisServer::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+    ]);
+    let broker = redis_broker(
+        &[redis.url()],
+        &["--redis-timeout-ms", "500", "--redis-write-retry-secs", "3"],
+    );
+    let url = broker.grpc_url();
+    let admin = broker.addr("admin");
+    let agent = agent(&[&url], &["--host-id", "restart-host"]);
+    wait_for("3 acknowledged", Duration::from_secs(30), || {
+        (acked(&agent) >= 3.0).then_some(())
+    });
+    redis.kill();
+    wait_for("/ready to turn false", Duration::from_secs(20), || {
+        (http_get(&admin, "/ready").0 == 503).then_some(())
+    });
+    let (_, body) = http_get(&admin, "/ready");
+    assert!(body.contains("store unreachable"), "{body}");
+    std::thread::sleep(Duration::from_secs(3));
+    redis.restart();
+    wait_for("/ready to turn true", Duration::from_secs(30), || {
+        (http_get(&admin, "/ready").0 == 200).then_some(())
+    });
+    wait_for(
+        "the agent's buffer to drain",
+        Duration::from_secs(60),
+        || {
+            let m = scrape(&agent.addr("metrics"));
+            (metric(&m, "ringwatch_agent_buffer_snapshots") == 0.0
+                && metric(&m, "ringwatch_agent_connected") == 1.0)
+                .then_some(())
+        },
+    );
+    let m = scrape(&admin);
+    assert!(
+        metric(&m, "ringwatch_broker_store_write_retries_total") >= 1.0,
+        "retries counted:\n{m}"
+    );
+    let n = stop_agent_and_check_nothing_lost(agent, &url, "restart-host");
+    assert!(n >= 5, "{n}");
+}
+
+#[test]
+fn a_sentinel_failover_under_ingest_loses_no_acknowledged_sample() {
+    let mut group = SentinelGroup::start("rwmaster");
+    let old_master = group.master.port;
+    let broker = redis_broker(
+        &group.sentinel_urls(),
+        &[
+            "--redis-mode",
+            "sentinel",
+            "--redis-master-name",
+            "rwmaster",
+            "--redis-min-replicas",
+            "1",
+            "--redis-timeout-ms",
+            "1000",
+            "--redis-write-retry-secs",
+            "8",
+        ],
+    );
+    let url = broker.grpc_url();
+    let agent = agent(&[&url], &["--host-id", "failover-host"]);
+    wait_for("3 acknowledged", Duration::from_secs(30), || {
+        (acked(&agent) >= 3.0).then_some(())
+    });
+    group.master.kill();
+    wait_for(
+        "the sentinels to promote the replica",
+        Duration::from_secs(30),
+        || {
+            group
+                .current_master("rwmaster")
+                .filter(|p| *p != old_master)
+        },
+    );
+    // The old master comes back (as a restarted pod would) and the sentinels make it a replica
+    // of the new one: with --redis-min-replicas 1 writes are acknowledged again only then.
+    group.master.restart();
+    let before = acked(&agent);
+    wait_for(
+        "ingest to resume on the new master",
+        Duration::from_secs(60),
+        || (acked(&agent) >= before + 3.0).then_some(()),
+    );
+    assert_eq!(group.current_master("rwmaster"), Some(group.replica.port));
+    stop_agent_and_check_nothing_lost(agent, &url, "failover-host");
+}
+
+#[test]
+fn a_three_master_cluster_takes_ingest_and_range_reads_across_slots() {
+    let cluster = Cluster::start();
+    let broker = redis_broker(&cluster.urls(), &["--redis-mode", "cluster"]);
+    let url = broker.grpc_url();
+    let hosts = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"];
+    let agents: Vec<Proc> = hosts
+        .iter()
+        .map(|h| agent(&[&url], &["--host-id", h]))
+        .collect();
+    for h in hosts {
+        wait_for("every host stored", Duration::from_secs(40), || {
+            (block_on(range_all(&url, h)).len() >= 2).then_some(())
+        });
+    }
+    // The hosts' keys live on more than one master: the store really spans slots.
+    let mut owners = HashSet::new();
+    for h in hosts {
+        let key = format!("monitor:index:metrics:{{{h}}}");
+        let owner = cluster.nodes.iter().position(|n| {
+            let exists: i64 = redis::cmd("EXISTS")
+                .arg(&key)
+                .query(&mut n.conn())
+                .unwrap_or(0);
+            exists == 1
+        });
+        owners.insert(owner.expect("some node holds the index"));
+    }
+    assert!(owners.len() >= 2, "keys on several masters: {owners:?}");
+    block_on(async {
+        let mut q = QueryClient::connect(url.clone()).await.unwrap();
+        let latest = q
+            .latest(LatestRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .snapshots;
+        assert_eq!(latest.len(), hosts.len());
+        let listed = q.hosts(HostsRequest {}).await.unwrap().into_inner().hosts;
+        assert_eq!(listed.len(), hosts.len());
+    });
+    for a in agents {
+        let h = a.ready["host_id"].as_str().unwrap().to_string();
+        stop_agent_and_check_nothing_lost(a, &url, &h);
+    }
+}
+
+#[test]
+fn up_with_redis_runs_the_local_stack_on_redis() {
+    let redis = RedisServer::start();
+    let mut up = Up::start(&["--redis", &redis.url()]);
+    assert!(
+        up.banner
+            .contains("store           redis redis://127.0.0.1"),
+        "{}",
+        up.banner
+    );
+    let url = up.grpc.clone();
+    let host = wait_for("a host in Redis", Duration::from_secs(30), || {
+        let hosts: Vec<String> = redis::cmd("SMEMBERS")
+            .arg("monitor:hosts")
+            .query(&mut redis.conn())
+            .ok()?;
+        hosts.into_iter().next()
+    });
+    wait_for(
+        "data read back through the broker",
+        Duration::from_secs(30),
+        || (!block_on(range_all(&url, &host)).is_empty()).then_some(()),
+    );
+    let (ok, _) = up.stop();
+    assert!(ok);
+}
