@@ -4,7 +4,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use ringwatch_proto::ingest_client::IngestClient;
+use ringwatch_proto::{AgentMessage, Batch, Register, agent_message, broker_message};
+use tokio_stream::wrappers::ReceiverStream;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ringwatch");
 
@@ -105,4 +109,91 @@ pub fn snapshot(host: &str, ts: i64, n: usize) -> ringwatch_proto::Snapshot {
             })
             .collect(),
     }
+}
+
+pub const SNAPS_PER_BATCH: usize = 100;
+pub const METRICS: usize = 50;
+pub const IN_FLIGHT: usize = 8;
+
+/// One agent-like ingest stream for `host` until `until`; returns samples acknowledged.
+pub async fn stream(url: String, host: String, until: Instant) -> u64 {
+    let mut client = IngestClient::connect(url)
+        .await
+        .expect("connect")
+        .max_decoding_message_size(64 << 20);
+    let (tx, rx) = tokio::sync::mpsc::channel(IN_FLIGHT * 2);
+    let mut replies = client
+        .stream(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let register = Register {
+        host_id: host.clone(),
+        agent_version: "bench".into(),
+        interval_ms: 1000,
+        ..Default::default()
+    };
+    tx.send(AgentMessage {
+        body: Some(agent_message::Body::Register(register)),
+    })
+    .await
+    .expect("send");
+    // Timestamps march forward from 5 hours ago, 10 ms apart: always new, always accepted.
+    let mut ts = now_ms() - 5 * 3600 * 1000;
+    let mut seq = 0u64;
+    let mut in_flight = 0usize;
+    let mut acked_samples = 0u64;
+    let batch = |seq: u64, ts: &mut i64| {
+        let snapshots = (0..SNAPS_PER_BATCH)
+            .map(|_| {
+                *ts += 10;
+                snapshot(&host, *ts, METRICS)
+            })
+            .collect();
+        AgentMessage {
+            body: Some(agent_message::Body::Batch(Batch { seq, snapshots })),
+        }
+    };
+    loop {
+        while in_flight < IN_FLIGHT && Instant::now() < until {
+            seq += 1;
+            tx.send(batch(seq, &mut ts)).await.expect("send");
+            in_flight += 1;
+        }
+        if in_flight == 0 {
+            break;
+        }
+        match replies.message().await.expect("reply") {
+            Some(m) => match m.body {
+                Some(broker_message::Body::Ack(a)) => {
+                    in_flight -= 1;
+                    acked_samples += a.stored as u64 * METRICS as u64;
+                }
+                other => panic!("unexpected reply {other:?}"),
+            },
+            None => break,
+        }
+    }
+    acked_samples
+}
+
+/// `streams` concurrent ingest streams against `url` for `secs`: (samples acknowledged, wall s).
+pub fn load(url: &str, streams: usize, secs: u64) -> (u64, f64) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let start = Instant::now();
+    let until = start + Duration::from_secs(secs);
+    let total = rt.block_on(async {
+        let tasks: Vec<_> = (0..streams)
+            .map(|i| tokio::spawn(stream(url.to_string(), format!("bench-host-{i}"), until)))
+            .collect();
+        let mut sum = 0;
+        for t in tasks {
+            sum += t.await.expect("task");
+        }
+        sum
+    });
+    (total, start.elapsed().as_secs_f64())
 }

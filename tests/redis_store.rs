@@ -128,13 +128,57 @@ fn standalone_keys_types_fields_ttls_and_scores_follow_the_layout() {
     assert_eq!(cpu["unit"], "percent");
     let mem: serde_json::Value = serde_json::from_str(&fields["metric:mem.total"]).unwrap();
     assert_eq!(mem["unit"], "bytes");
-    for key in [data_key.as_str(), index, "monitor:hosts:{layout-host}"] {
+    let packed_key = format!("monitor:packed:{{layout-host}}:{}", *score as i64);
+    for key in [
+        data_key.as_str(),
+        index,
+        "monitor:hosts:{layout-host}",
+        &packed_key,
+        "monitor:schema:{layout-host}",
+    ] {
         let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut c).unwrap();
         assert!(
             ttl > RETENTION_SECS - 120 && ttl <= RETENTION_SECS,
             "TTL of {key} is the retention: {ttl}"
         );
     }
+
+    // The range read (from the `packed` field) gives exactly the values of the metric: fields.
+    let first = &rows[0];
+    assert_eq!(first.timestamp_ms, *score as i64);
+    let metric_fields = fields.keys().filter(|f| f.starts_with("metric:")).count();
+    assert_eq!(first.metrics.len(), metric_fields);
+    for m in &first.metrics {
+        let stored: serde_json::Value =
+            serde_json::from_str(&fields[&format!("metric:{}", m.name)]).unwrap();
+        assert_eq!(stored["value"].as_f64(), Some(m.value), "{}", m.name);
+    }
+    // A snapshot written straight into Redis in the seed's layout (no `packed` field) is read
+    // too, in order with the rest.
+    let seed_ts = rows[0].timestamp_ms - 500;
+    let seed_key = format!("monitor:metrics:{{layout-host}}:{seed_ts}");
+    let _: () = redis::cmd("HSET")
+        .arg(&seed_key)
+        .arg("host_id")
+        .arg("layout-host")
+        .arg("timestamp")
+        .arg(seed_ts)
+        .arg("metric:cpu.usage")
+        .arg(r#"{"value":42.0,"unit":"percent"}"#)
+        .query(&mut c)
+        .unwrap();
+    let _: i64 = redis::cmd("ZADD")
+        .arg(index)
+        .arg(seed_ts)
+        .arg(&seed_key)
+        .query(&mut c)
+        .unwrap();
+    let again = block_on(range_all(&url, "layout-host"));
+    assert_eq!(again[0].timestamp_ms, seed_ts);
+    assert_eq!(again[0].metrics.len(), 1);
+    assert_eq!(again[0].metrics[0].value, 42.0);
+    assert_eq!(again[1].timestamp_ms, rows[0].timestamp_ms);
+    assert_eq!(again[1].metrics.len(), first.metrics.len());
 
     let host: HashMap<String, String> = redis::cmd("HGETALL")
         .arg("monitor:hosts:{layout-host}")

@@ -10,6 +10,15 @@
 //!   `{"min":…,"max":…,"avg":…,"samples":…}`, the agent's newest sliding-window statistics.
 //! - `monitor:hosts` — Set of host ids, so listing hosts needs no SCAN.
 //!
+//! Beyond the seed layout, for fast range reads: `monitor:packed:{hostId}:{timestamp}` — String
+//! `<id of the metric-name list>:<every value, comma-separated>`, TTL = retention — and
+//! `monitor:schema:{hostId}` — Hash: id → `[["name","unit"],…]`, the name lists. A range read
+//! then GETs one string per snapshot instead of HGETALL of every field (which for 60 fields ×
+//! 3600 snapshots costs Redis 27 ms alone). It is a key of its own, not a field, so the data
+//! hash keeps Redis's compact listpack encoding (a field over 64 bytes would convert it to a
+//! hashtable and double its memory). Snapshots without it (written by other tools) are read
+//! whole.
+//!
 //! The braces are literal: `{hostId}` is a Redis Cluster hash tag, so one host's keys share a
 //! slot and a host's write is one node's work.
 
@@ -49,6 +58,78 @@ impl Keys {
     pub fn registry(&self) -> String {
         format!("{}hosts", self.prefix)
     }
+
+    pub fn packed(&self, host: &str, ts_ms: i64) -> String {
+        format!("{}packed:{{{host}}}:{ts_ms}", self.prefix)
+    }
+
+    pub fn schema(&self, host: &str) -> String {
+        format!("{}schema:{{{host}}}", self.prefix)
+    }
+}
+
+/// The id of a snapshot's metric-name list (names and units, in order).
+pub fn schema_id(metrics: &[ringwatch_proto::Metric]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    for m in metrics {
+        h.update(m.name.as_bytes());
+        h.update(&[0]);
+        h.update(&m.unit.to_le_bytes());
+    }
+    h.finalize()
+}
+
+/// The name list of `metrics` as stored under its id.
+pub fn encode_schema(metrics: &[ringwatch_proto::Metric]) -> String {
+    let list: Vec<(&str, &str)> = metrics
+        .iter()
+        .map(|m| {
+            (
+                m.name.as_str(),
+                Unit::try_from(m.unit)
+                    .unwrap_or(Unit::Unspecified)
+                    .as_name(),
+            )
+        })
+        .collect();
+    serde_json::to_string(&list).unwrap_or_else(|_| "[]".into())
+}
+
+/// (name, unit) pairs from `encode_schema`.
+pub fn decode_schema(s: &[u8]) -> Option<Vec<(String, i32)>> {
+    let list: Vec<(String, String)> = serde_json::from_slice(s).ok()?;
+    Some(
+        list.into_iter()
+            .map(|(n, u)| (n, Unit::from_name(&u) as i32))
+            .collect(),
+    )
+}
+
+/// `<schema id, 8 hex digits>:<value>,<value>,…` — text, so every Redis client can read the
+/// hash as strings; values in Rust's shortest round-trip notation.
+pub fn encode_packed(id: u32, metrics: &[ringwatch_proto::Metric]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(9 + 12 * metrics.len());
+    let _ = write!(out, "{id:08x}:");
+    for (i, m) in metrics.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{}", m.value);
+    }
+    out
+}
+
+/// (schema id, values) from `encode_packed`; None if it is not that format.
+pub fn decode_packed(b: &[u8]) -> Option<(u32, impl Iterator<Item = f64> + '_)> {
+    let s = std::str::from_utf8(b).ok()?;
+    let (id, rest) = s.split_once(':')?;
+    let id = u32::from_str_radix(id, 16).ok()?;
+    let values = rest
+        .split(',')
+        .filter(|v| !v.is_empty())
+        .map(|v| v.parse::<f64>().unwrap_or(f64::NAN));
+    Some((id, values))
 }
 
 /// `{"value":12.5,"unit":"percent"}` — written without a JSON library on the hot path; `value`
@@ -132,6 +213,38 @@ mod tests {
             Some((7.0, Unit::Bytes as i32))
         );
         assert_eq!(decode_value("not json"), None);
+        let metrics = vec![
+            ringwatch_proto::Metric {
+                name: "a".into(),
+                value: 1.5,
+                unit: Unit::Percent as i32,
+                window: None,
+            },
+            ringwatch_proto::Metric {
+                name: "b".into(),
+                value: -2.0,
+                unit: Unit::Bytes as i32,
+                window: None,
+            },
+        ];
+        let id = schema_id(&metrics);
+        let packed = encode_packed(id, &metrics);
+        let packed_bytes = packed.as_bytes();
+        assert_eq!(packed, format!("{id:08x}:1.5,-2"));
+        let (got_id, values) = decode_packed(packed_bytes).unwrap();
+        assert_eq!(got_id, id);
+        assert_eq!(values.collect::<Vec<_>>(), vec![1.5, -2.0]);
+        assert_eq!(
+            decode_schema(encode_schema(&metrics).as_bytes()).unwrap(),
+            vec![
+                ("a".to_string(), Unit::Percent as i32),
+                ("b".to_string(), Unit::Bytes as i32)
+            ]
+        );
+        let mut other = metrics.clone();
+        other[1].unit = Unit::Count as i32;
+        assert_ne!(schema_id(&other), id, "a unit change is a new schema");
+        assert!(decode_packed(b"zz:1").is_none());
         let w = WindowStats {
             min: 1.0,
             max: 3.5,

@@ -165,6 +165,79 @@ impl RedisStore {
         .await
     }
 
+    /// Reads slices of keys, all slices in flight at once on the multiplexed connection
+    /// (Redis works through one while this side parses another). One reply list per slice,
+    /// in order.
+    async fn read_slices(
+        &self,
+        slices: &[Vec<String>],
+        read: Read<'_>,
+        deadline: Duration,
+    ) -> Result<Vec<Vec<Value>>, StoreError> {
+        let pipes: Vec<redis::Pipeline> = slices
+            .iter()
+            .map(|slice| {
+                let mut p = redis::pipe();
+                for key in slice {
+                    match read {
+                        Read::Fields(f) => p.cmd("HMGET").arg(key).arg(f),
+                        Read::Whole => p.cmd("HGETALL").arg(key),
+                        Read::Get => p.cmd("GET").arg(key),
+                    };
+                }
+                p
+            })
+            .collect();
+        self.retrying("range read", deadline, |c| {
+            let pipes = pipes.clone();
+            async move {
+                let each = pipes.into_iter().map(|p| {
+                    let mut c = c.clone();
+                    async move { p.query_async::<Vec<Value>>(&mut c).await }
+                });
+                futures_util::future::try_join_all(each).await
+            }
+        })
+        .await
+    }
+
+    /// The name lists the packed values in `replies` refer to.
+    async fn schemas(
+        &self,
+        host: &str,
+        replies: &[Vec<Value>],
+        deadline: Duration,
+    ) -> Result<HashMap<u32, Vec<(String, i32)>>, StoreError> {
+        let mut ids: Vec<u32> = replies
+            .iter()
+            .flatten()
+            .filter_map(|v| keys::decode_packed(bytes(v)?).map(|(id, _)| id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let key = self.inner.keys.schema(host);
+        let lists: Vec<Option<Vec<u8>>> = self
+            .retrying("schemas", deadline, |mut c| {
+                let (key, ids) = (key.clone(), ids.clone());
+                async move {
+                    redis::cmd("HMGET")
+                        .arg(&key)
+                        .arg(&ids)
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        Ok(ids
+            .into_iter()
+            .zip(lists)
+            .filter_map(|(id, l)| Some((id, keys::decode_schema(&l?)?)))
+            .collect())
+    }
+
     fn ttl_secs(&self) -> i64 {
         self.inner.cfg.retention.as_secs().max(1) as i64
     }
@@ -181,6 +254,7 @@ impl RedisStore {
             .unwrap_or_default();
         let mut p = redis::pipe();
         let mut hosts: Vec<&str> = Vec::new();
+        let mut schemas: Vec<(u32, &Snapshot)> = Vec::new();
         for s in snaps {
             let data = k.data(&s.host_id, s.timestamp_ms);
             let index = k.index(&s.host_id);
@@ -199,11 +273,22 @@ impl RedisStore {
                 h.arg(format!("{METRIC_FIELD}{}", m.name))
                     .arg(keys::encode_value(m.value, m.unit));
             }
+            let schema = keys::schema_id(&s.metrics);
+
+            if !schemas.iter().any(|(id, _)| *id == schema) {
+                schemas.push((schema, s));
+            }
             for (key, value) in &labels {
                 h.arg(format!("{TAG_FIELD}{key}")).arg(value);
             }
             p.add_command(h).ignore();
             p.cmd("EXPIRE").arg(&data).arg(ttl).ignore();
+            p.cmd("SET")
+                .arg(k.packed(&s.host_id, s.timestamp_ms))
+                .arg(keys::encode_packed(schema, &s.metrics))
+                .arg("EX")
+                .arg(ttl)
+                .ignore();
             if !hosts.contains(&s.host_id.as_str()) {
                 hosts.push(&s.host_id);
             }
@@ -217,6 +302,15 @@ impl RedisStore {
                 .arg("-inf")
                 .arg(format!("({cutoff}"))
                 .ignore();
+            let schema_key = k.schema(host);
+            for (id, s) in schemas.iter().filter(|(_, s)| s.host_id == host) {
+                p.cmd("HSETNX")
+                    .arg(&schema_key)
+                    .arg(id)
+                    .arg(keys::encode_schema(&s.metrics))
+                    .ignore();
+            }
+            p.cmd("EXPIRE").arg(&schema_key).arg(ttl).ignore();
             let hk = k.host(host);
             p.cmd("HSET")
                 .arg(&hk)
@@ -284,36 +378,175 @@ fn parse_data(fields: &[(String, String)]) -> Option<(i64, Vec<Metric>)> {
     Some((ts?, metrics))
 }
 
-/// Rows into one column chunk; columns in order of first appearance.
-fn to_chunk(rows: Vec<(i64, Vec<Metric>)>, patterns: &[String]) -> RangeChunk {
-    let mut columns: Vec<Column> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let n = rows.len();
-    let mut timestamps = Vec::with_capacity(n);
-    for (row, (ts, metrics)) in rows.into_iter().enumerate() {
-        timestamps.push(ts);
-        for m in metrics {
-            let i = match index.get(&m.name) {
-                Some(&i) => i,
-                None => {
-                    if !name_selected(patterns, &m.name) {
-                        continue;
-                    }
-                    columns.push(Column {
-                        name: m.name.clone(),
-                        unit: m.unit,
-                        values: vec![f64::NAN; n],
-                    });
-                    index.insert(m.name, columns.len() - 1);
-                    columns.len() - 1
-                }
-            };
-            columns[i].values[row] = m.value;
+fn bytes(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+/// How `read_slices` reads each key.
+#[derive(Clone, Copy)]
+enum Read<'a> {
+    /// HMGET of these fields of a data hash.
+    Fields(&'a [String]),
+    /// HGETALL of a data hash.
+    Whole,
+    /// GET of a packed key.
+    Get,
+}
+
+/// Builds one column chunk from hash replies, parsing borrowed bytes (no copy per field);
+/// columns in order of first appearance.
+struct ChunkBuilder<'a> {
+    patterns: &'a [String],
+    timestamps: Vec<i64>,
+    columns: Vec<Column>,
+    index: HashMap<String, usize>,
+    /// Names refused by the patterns.
+    skipped: std::collections::HashSet<String>,
+    /// Per schema id, the column of each of its positions.
+    schema_columns: HashMap<u32, Vec<Option<usize>>>,
+}
+
+impl<'a> ChunkBuilder<'a> {
+    fn new(patterns: &'a [String]) -> Self {
+        ChunkBuilder {
+            patterns,
+            timestamps: Vec::new(),
+            columns: Vec::new(),
+            index: HashMap::new(),
+            skipped: Default::default(),
+            schema_columns: HashMap::new(),
         }
     }
-    RangeChunk {
-        timestamps_ms: timestamps,
-        columns,
+
+    /// The column for `name`, created on first sight; None when the patterns refuse it.
+    fn column_for(&mut self, name: &str, unit: i32) -> Option<usize> {
+        if let Some(&i) = self.index.get(name) {
+            return Some(i);
+        }
+        if self.skipped.contains(name) {
+            return None;
+        }
+        if !name_selected(self.patterns, name) {
+            self.skipped.insert(name.to_string());
+            return None;
+        }
+        self.columns.push(Column {
+            name: name.to_string(),
+            unit,
+            values: Vec::new(),
+        });
+        self.index.insert(name.to_string(), self.columns.len() - 1);
+        Some(self.columns.len() - 1)
+    }
+
+    /// Sets column `i` in the current (last) row.
+    fn set(&mut self, i: usize, value: f64) {
+        let row = self.timestamps.len() - 1;
+        let values = &mut self.columns[i].values;
+        values.resize(row, f64::NAN);
+        values.push(value);
+    }
+
+    fn put(&mut self, name: &str, value: f64, unit: i32) {
+        if let Some(i) = self.column_for(name, unit) {
+            self.set(i, value);
+        }
+    }
+
+    /// One row from a `packed` field whose name list is `schema`.
+    fn add_packed(
+        &mut self,
+        ts: i64,
+        id: u32,
+        schema: &[(String, i32)],
+        values: impl Iterator<Item = f64>,
+    ) {
+        self.timestamps.push(ts);
+        let cols = match self.schema_columns.remove(&id) {
+            Some(c) => c,
+            None => schema.iter().map(|(n, u)| self.column_for(n, *u)).collect(),
+        };
+        for (col, v) in cols.iter().zip(values) {
+            if let Some(i) = col {
+                self.set(*i, v);
+            }
+        }
+        self.schema_columns.insert(id, cols);
+    }
+
+    fn metric(&mut self, field: &[u8], value: &[u8]) {
+        let (Some(name), Ok(value)) = (
+            field.strip_prefix(METRIC_FIELD.as_bytes()),
+            std::str::from_utf8(value),
+        ) else {
+            return;
+        };
+        if let (Ok(name), Some((v, unit))) = (std::str::from_utf8(name), keys::decode_value(value))
+        {
+            self.put(name, v, unit);
+        }
+    }
+
+    fn timestamp(v: &[u8]) -> Option<i64> {
+        std::str::from_utf8(v).ok()?.parse().ok()
+    }
+
+    /// One HGETALL reply (flat array in RESP2, a map in RESP3).
+    fn add_hgetall(&mut self, reply: &Value) {
+        let pairs: Vec<(&[u8], &[u8])> = match reply {
+            Value::Array(items) => items
+                .chunks_exact(2)
+                .filter_map(|kv| Some((bytes(&kv[0])?, bytes(&kv[1])?)))
+                .collect(),
+            Value::Map(m) => m
+                .iter()
+                .filter_map(|(k, v)| Some((bytes(k)?, bytes(v)?)))
+                .collect(),
+            _ => return,
+        };
+        let Some(ts) = pairs
+            .iter()
+            .find(|(f, _)| *f == b"timestamp")
+            .and_then(|(_, v)| Self::timestamp(v))
+        else {
+            return;
+        };
+        self.timestamps.push(ts);
+        for (f, v) in pairs {
+            self.metric(f, v);
+        }
+    }
+
+    /// One HMGET reply for `fields` (the first is `timestamp`).
+    fn add_hmget(&mut self, fields: &[String], reply: &Value) {
+        let Value::Array(items) = reply else { return };
+        let Some(ts) = items.first().and_then(bytes).and_then(Self::timestamp) else {
+            return;
+        };
+        self.timestamps.push(ts);
+        for (f, v) in fields.iter().zip(items).skip(1) {
+            if let Some(v) = bytes(v) {
+                self.metric(f.as_bytes(), v);
+            }
+        }
+    }
+
+    fn finish(mut self) -> Option<RangeChunk> {
+        if self.timestamps.is_empty() {
+            return None;
+        }
+        let n = self.timestamps.len();
+        for c in &mut self.columns {
+            c.values.resize(n, f64::NAN);
+        }
+        Some(RangeChunk {
+            timestamps_ms: self.timestamps,
+            columns: self.columns,
+        })
     }
 }
 
@@ -431,7 +664,7 @@ impl Store for RedisStore {
         let start = q.start_ms.max(cutoff);
         let limit = q.limit.min(isize::MAX as usize) as isize;
         let deadline = self.inner.cfg.settings.response_timeout * 2;
-        let data_keys: Vec<String> = self
+        let members: Vec<(String, f64)> = self
             .retrying("range index", deadline, |mut c| {
                 let index = index.clone();
                 async move {
@@ -439,6 +672,7 @@ impl Store for RedisStore {
                         .arg(&index)
                         .arg(start)
                         .arg(q.end_ms)
+                        .arg("WITHSCORES")
                         .arg("LIMIT")
                         .arg(0)
                         .arg(limit)
@@ -447,23 +681,78 @@ impl Store for RedisStore {
                 }
             })
             .await?;
-        let mut chunks = Vec::with_capacity(data_keys.len().div_ceil(READ_SLICE));
-        for slice in data_keys.chunks(READ_SLICE) {
-            let mut p = redis::pipe();
-            for key in slice {
-                p.cmd("HGETALL").arg(key);
-            }
-            let hashes: Vec<Vec<(String, String)>> = self
-                .retrying("range read", deadline, |mut c| {
-                    let p = p.clone();
-                    async move { p.query_async(&mut c).await }
-                })
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let data_slices: Vec<Vec<String>> = members
+            .chunks(READ_SLICE)
+            .map(|s| s.iter().map(|(m, _)| m.clone()).collect())
+            .collect();
+        let named = !q.metric_names.is_empty() && q.metric_names.iter().all(|n| !n.ends_with('*'));
+        if named {
+            // Named metrics: HMGET of just those fields of the data hashes.
+            let fields: Vec<String> = std::iter::once("timestamp".to_string())
+                .chain(q.metric_names.iter().map(|n| format!("{METRIC_FIELD}{n}")))
+                .collect();
+            let replies = self
+                .read_slices(&data_slices, Read::Fields(&fields), deadline)
                 .await?;
-            // A key that expired between the index read and HGETALL comes back empty.
-            let rows: Vec<(i64, Vec<Metric>)> =
-                hashes.iter().filter_map(|h| parse_data(h)).collect();
-            if !rows.is_empty() {
-                chunks.push(to_chunk(rows, &q.metric_names));
+            return Ok(replies
+                .iter()
+                .filter_map(|values| {
+                    let mut b = ChunkBuilder::new(&q.metric_names);
+                    for v in values {
+                        b.add_hmget(&fields, v);
+                    }
+                    b.finish()
+                })
+                .collect());
+        }
+        // Everything (or prefixes): one packed string per snapshot; a slice with a snapshot
+        // that has none (written by another tool) is read whole from its hashes.
+        let timestamps: Vec<Vec<i64>> = members
+            .chunks(READ_SLICE)
+            .map(|s| s.iter().map(|(_, ts)| *ts as i64).collect())
+            .collect();
+        let packed_slices: Vec<Vec<String>> = timestamps
+            .iter()
+            .map(|s| {
+                s.iter()
+                    .map(|ts| self.inner.keys.packed(&q.host_id, *ts))
+                    .collect()
+            })
+            .collect();
+        let replies = self
+            .read_slices(&packed_slices, Read::Get, deadline)
+            .await?;
+        let schemas = self.schemas(&q.host_id, &replies, deadline).await?;
+        let mut chunks = Vec::with_capacity(replies.len());
+        for ((stamps, values), data_keys) in timestamps.iter().zip(&replies).zip(&data_slices) {
+            let mut b = ChunkBuilder::new(&q.metric_names);
+            let mut whole = false;
+            for (ts, v) in stamps.iter().zip(values) {
+                match bytes(v).and_then(keys::decode_packed) {
+                    Some((id, values)) if schemas.contains_key(&id) => {
+                        b.add_packed(*ts, id, &schemas[&id], values)
+                    }
+                    _ => {
+                        whole = true;
+                        break;
+                    }
+                }
+            }
+            if whole {
+                let again = self
+                    .read_slices(std::slice::from_ref(data_keys), Read::Whole, deadline)
+                    .await?;
+                b = ChunkBuilder::new(&q.metric_names);
+                for v in again.iter().flatten() {
+                    b.add_hgetall(v);
+                }
+            }
+            // Keys that expired between the index read and this read are left out.
+            if let Some(chunk) = b.finish() {
+                chunks.push(chunk);
             }
         }
         Ok(chunks)
@@ -641,45 +930,72 @@ impl Store for RedisStore {
 mod tests {
     use super::*;
 
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
     #[test]
-    fn data_hashes_become_ordered_column_chunks() {
-        let rows = vec![
-            (
-                1000,
-                vec![Metric {
-                    name: "a".into(),
-                    value: 1.0,
-                    unit: 1,
-                    window: None,
-                }],
-            ),
-            (
-                2000,
-                vec![
-                    Metric {
-                        name: "a".into(),
-                        value: 2.0,
-                        unit: 1,
-                        window: None,
-                    },
-                    Metric {
-                        name: "b".into(),
-                        value: 9.0,
-                        unit: 2,
-                        window: None,
-                    },
-                ],
-            ),
+    fn hash_replies_become_ordered_column_chunks() {
+        let hgetall = |ts: &str, metrics: &[(&str, f64)]| {
+            let mut items = vec![bulk("host_id"), bulk("h"), bulk("timestamp"), bulk(ts)];
+            for (n, v) in metrics {
+                items.push(bulk(&format!("metric:{n}")));
+                items.push(bulk(&keys::encode_value(*v, 1)));
+            }
+            items.push(bulk("tag:zone"));
+            items.push(bulk("z"));
+            Value::Array(items)
+        };
+        let replies = [
+            hgetall("1000", &[("a", 1.0)]),
+            Value::Array(vec![]),
+            hgetall("2000", &[("a", 2.0), ("b", 9.0)]),
         ];
-        let chunk = to_chunk(rows.clone(), &[]);
-        assert_eq!(chunk.timestamps_ms, vec![1000, 2000]);
+        let mut b = ChunkBuilder::new(&[]);
+        for r in &replies {
+            b.add_hgetall(r);
+        }
+        let chunk = b.finish().unwrap();
+        assert_eq!(
+            chunk.timestamps_ms,
+            vec![1000, 2000],
+            "the expired (empty) reply is skipped"
+        );
         assert_eq!(chunk.columns.len(), 2);
         assert!(chunk.columns[1].values[0].is_nan());
-        let snaps = chunk.to_snapshots("h");
-        assert_eq!(snaps[1].metrics.len(), 2);
-        let only_b = to_chunk(rows, &["b".into()]);
+        assert_eq!(chunk.columns[1].values[1], 9.0);
+        let pats = ["b".to_string()];
+        let mut only_b = ChunkBuilder::new(&pats);
+        for r in &replies {
+            only_b.add_hgetall(r);
+        }
+        let only_b = only_b.finish().unwrap();
         assert_eq!(only_b.columns.len(), 1);
         assert_eq!(only_b.columns[0].name, "b");
+
+        let fields = vec![
+            "timestamp".to_string(),
+            "metric:a".into(),
+            "metric:b".into(),
+        ];
+        let mut h = ChunkBuilder::new(&[]);
+        h.add_hmget(
+            &fields,
+            &Value::Array(vec![
+                bulk("5"),
+                bulk(&keys::encode_value(3.0, 1)),
+                Value::Nil,
+            ]),
+        );
+        h.add_hmget(
+            &fields,
+            &Value::Array(vec![Value::Nil, Value::Nil, Value::Nil]),
+        );
+        let c = h.finish().unwrap();
+        assert_eq!(c.timestamps_ms, vec![5]);
+        assert_eq!(c.columns.len(), 1);
+        assert_eq!(c.columns[0].values, vec![3.0]);
+        assert!(ChunkBuilder::new(&[]).finish().is_none());
     }
 
     #[test]
