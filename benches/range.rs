@@ -38,7 +38,7 @@ fn main() {
 
     // (a) The store API, in process.
     let store = EmbeddedStore::open(EmbeddedConfig::default()).expect("store");
-    rt.block_on(store.write(snaps.clone())).expect("write");
+    rt.block_on(store.write(&snaps)).expect("write");
     let q = RangeQuery {
         host_id: "range-host".into(),
         start_ms: start,

@@ -296,3 +296,51 @@ fn a_broker_stops_cleanly_on_sigterm_with_agents_connected_and_keeps_its_data() 
         (metric(&scrape(&metrics_addr), "ringwatch_agent_connected") == 1.0).then_some(())
     });
 }
+
+#[test]
+fn subscribers_receive_each_stored_snapshot_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path(), &[]);
+    let url = broker.grpc_url();
+    block_on(async {
+        let mut q = QueryClient::connect(url.clone()).await.unwrap();
+        let req = ringwatch_proto::SubscribeRequest {
+            host_ids: vec!["live-host".into()],
+            metric_names: vec!["cpu.*".into()],
+        };
+        let mut updates = q.subscribe(req).await.unwrap().into_inner();
+        let bad = q
+            .subscribe(ringwatch_proto::SubscribeRequest {
+                host_ids: vec!["bad host".into()],
+                metric_names: vec![],
+            })
+            .await;
+        assert_eq!(bad.unwrap_err().code(), tonic::Code::InvalidArgument);
+        let _agent = agent(&[&url], &["--host-id", "live-host"]);
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            // The agent collects every second: each update arrives within two intervals.
+            let u = tokio::time::timeout(Duration::from_secs(5), updates.message())
+                .await
+                .expect("an update within 5 s")
+                .expect("stream ok")
+                .expect("stream open");
+            assert_eq!(u.lagged, 0);
+            for s in u.snapshots {
+                assert_eq!(s.host_id, "live-host");
+                assert!(s.metrics.iter().all(|m| m.name.starts_with("cpu.")));
+                seen.push(s.timestamp_ms);
+            }
+        }
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        let stored: Vec<i64> = range_all(&url, "live-host")
+            .await
+            .iter()
+            .map(|s| s.timestamp_ms)
+            .collect();
+        assert!(
+            seen.iter().all(|t| stored.contains(t)),
+            "what is pushed is what is stored"
+        );
+    });
+}

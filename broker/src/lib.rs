@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod legacy;
+pub mod live;
 pub mod metrics;
 pub mod query;
 pub mod router;
@@ -158,7 +159,12 @@ async fn serve<S: Store>(
     let metrics = Arc::new(BrokerMetrics::new());
     let serving = Arc::new(AtomicBool::new(false));
 
-    let router = Arc::new(router::Router::new(node_id.clone(), shared.clone()));
+    let live = Arc::new(live::Live::new());
+    let router = Arc::new(router::Router::new(
+        node_id.clone(),
+        shared.clone(),
+        live.clone(),
+    ));
     let streams_done = CancellationToken::new();
     let limits = validate::Limits {
         max_batch_snapshots: config.max_batch_snapshots,
@@ -187,6 +193,8 @@ async fn serve<S: Store>(
         max_snapshots: config.query_max_snapshots,
         stale_after_intervals: config.stale_after_intervals,
         gone_after_ms: config.gone_after_secs as i64 * 1000,
+        live,
+        shutdown: streams_done.clone(),
     };
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter

@@ -23,6 +23,8 @@ pub struct QueryService<S> {
     pub(crate) max_snapshots: usize,
     pub(crate) stale_after_intervals: u32,
     pub(crate) gone_after_ms: i64,
+    pub(crate) live: Arc<crate::live::Live>,
+    pub(crate) shutdown: tokio_util::sync::CancellationToken,
 }
 
 fn store_status(e: StoreError) -> Status {
@@ -157,6 +159,30 @@ impl<S: Store> Query for QueryService<S> {
         Ok(Response::new(tokio_stream::iter(
             chunks.into_iter().map(ok),
         )))
+    }
+
+    type SubscribeStream =
+        tokio_stream::wrappers::ReceiverStream<Result<ringwatch_proto::LiveUpdate, Status>>;
+
+    async fn subscribe(
+        &self,
+        req: Request<ringwatch_proto::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let q = req.into_inner();
+        let checked = (|| {
+            if q.host_ids.len() > 10_000 {
+                return Err(Status::invalid_argument(format!(
+                    "{} host ids; at most 10000",
+                    q.host_ids.len()
+                )));
+            }
+            for h in &q.host_ids {
+                validate::check_host_id(h).map_err(|r| r.status())?;
+            }
+            check_patterns(&q.metric_names)
+        })();
+        self.observe("subscribe", checked)?;
+        Ok(Response::new(self.live.subscribe(q, self.shutdown.clone())))
     }
 
     async fn latest(

@@ -6,16 +6,22 @@ use std::sync::Arc;
 
 use ringwatch_proto::Snapshot;
 
+use crate::live::Live;
 use crate::store::{Store, StoreError, WriteOutcome};
 
 pub struct Router<S> {
     node_id: String,
     store: Arc<S>,
+    live: Arc<Live>,
 }
 
 impl<S: Store> Router<S> {
-    pub fn new(node_id: String, store: Arc<S>) -> Self {
-        Router { node_id, store }
+    pub fn new(node_id: String, store: Arc<S>, live: Arc<Live>) -> Self {
+        Router {
+            node_id,
+            store,
+            live,
+        }
     }
 
     /// The broker that owns `host_id`'s series.
@@ -23,8 +29,13 @@ impl<S: Store> Router<S> {
         &self.node_id
     }
 
-    /// Stores one host's batch at its owner(s); returns once it is stored.
+    /// Stores one host's batch at its owner(s); returns once it is stored, after publishing
+    /// it to live subscribers.
     pub async fn write(&self, snapshots: Vec<Snapshot>) -> Result<WriteOutcome, StoreError> {
-        self.store.write(snapshots).await
+        let out = self.store.write(&snapshots).await?;
+        if out.stored > 0 {
+            self.live.publish(snapshots);
+        }
+        Ok(out)
     }
 }

@@ -393,17 +393,17 @@ fn apply_record(state: &mut State, kind: u8, payload: &[u8], cutoff: i64) -> i64
 }
 
 impl Store for EmbeddedStore {
-    async fn write(&self, snapshots: Vec<Snapshot>) -> Result<WriteOutcome, StoreError> {
+    async fn write(&self, snapshots: &[Snapshot]) -> Result<WriteOutcome, StoreError> {
         let mut out = WriteOutcome::default();
         // Drop duplicates (already stored, or repeated inside this batch) before logging.
-        let fresh: Vec<Snapshot> = {
+        let fresh: Vec<&Snapshot> = {
             let st = self.read()?;
             let mut seen = std::collections::HashSet::new();
             snapshots
-                .into_iter()
+                .iter()
                 .filter(|s| {
                     let new = !st.contains(&s.host_id, s.timestamp_ms)
-                        && seen.insert((s.host_id.clone(), s.timestamp_ms));
+                        && seen.insert((s.host_id.as_str(), s.timestamp_ms));
                     if !new {
                         out.duplicates += 1;
                     }
@@ -417,7 +417,7 @@ impl Store for EmbeddedStore {
         self.with_wal(|w| {
             w.append(
                 wal::KIND_SNAPSHOT,
-                fresh.iter().map(|s| (s.timestamp_ms, s)),
+                fresh.iter().map(|s| (s.timestamp_ms, *s)),
             )
         })?;
         if self.inner.cfg.fsync_interval.is_zero() {
@@ -583,7 +583,7 @@ mod tests {
         let store = EmbeddedStore::open(EmbeddedConfig::default()).unwrap();
         // Out of order arrival.
         let out = store
-            .write(vec![
+            .write(&[
                 snap("a", now - 3000, 3),
                 snap("a", now - 1000, 3),
                 snap("a", now - 2000, 3),
@@ -628,9 +628,9 @@ mod tests {
     async fn duplicates_are_ignored_and_counted() {
         let now = now_ms();
         let store = EmbeddedStore::open(EmbeddedConfig::default()).unwrap();
-        store.write(vec![snap("a", now, 2)]).await.unwrap();
+        store.write(&[snap("a", now, 2)]).await.unwrap();
         let out = store
-            .write(vec![
+            .write(&[
                 snap("a", now, 2),
                 snap("a", now + 1, 2),
                 snap("a", now + 1, 2),
@@ -660,7 +660,7 @@ mod tests {
         {
             let store = EmbeddedStore::open(cfg.clone()).unwrap();
             store
-                .write(vec![snap("a", now - 120_000, 1), snap("a", now - 1000, 1)])
+                .write(&[snap("a", now - 120_000, 1), snap("a", now - 1000, 1)])
                 .await
                 .unwrap();
             assert_eq!(store.enforce_retention().unwrap(), 1);
@@ -698,7 +698,7 @@ mod tests {
                 .unwrap();
             for i in 0..50 {
                 store
-                    .write(vec![snap("a", now - 50_000 + i * 1000, 4)])
+                    .write(&[snap("a", now - 50_000 + i * 1000, 4)])
                     .await
                     .unwrap();
             }
@@ -713,7 +713,7 @@ mod tests {
         assert_eq!(hosts[0].labels.get("zone").map(String::as_str), Some("z1"));
         assert_eq!(hosts[0].agent_version, "1.2.3");
         // A write after replay of a duplicate is still a duplicate.
-        let out = store.write(vec![snap("a", now - 50_000, 4)]).await.unwrap();
+        let out = store.write(&[snap("a", now - 50_000, 4)]).await.unwrap();
         assert_eq!(out.duplicates, 1);
     }
 
@@ -727,7 +727,7 @@ mod tests {
         let now = now_ms();
         for i in 0..40 {
             store
-                .write(vec![snap("a", now - 400_000 + i * 10_000, 5)])
+                .write(&[snap("a", now - 400_000 + i * 10_000, 5)])
                 .await
                 .unwrap();
         }

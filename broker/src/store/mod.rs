@@ -90,7 +90,7 @@ pub trait Store: Send + Sync + 'static {
     /// the broker acknowledges agents only after this returns `Ok`.
     fn write(
         &self,
-        snapshots: Vec<Snapshot>,
+        snapshots: &[Snapshot],
     ) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
 
     /// Registers (or updates) a host in the registry.

@@ -567,7 +567,7 @@ fn parse_host(host_id: &str, fields: &[(String, String)]) -> Option<HostRecord> 
 }
 
 impl Store for RedisStore {
-    async fn write(&self, snapshots: Vec<Snapshot>) -> Result<WriteOutcome, StoreError> {
+    async fn write(&self, snapshots: &[Snapshot]) -> Result<WriteOutcome, StoreError> {
         let n = u32::try_from(snapshots.len()).unwrap_or(u32::MAX);
         let Ok(_permit) = self.inner.pending.try_acquire_many(n) else {
             return Err(StoreError::Unavailable(format!(
@@ -575,7 +575,7 @@ impl Store for RedisStore {
                 self.inner.cfg.buffer_snapshots
             )));
         };
-        let mut pipe = self.write_pipeline(&snapshots);
+        let mut pipe = self.write_pipeline(snapshots);
         let min_replicas = self.inner.cfg.min_replicas;
         if min_replicas > 0 {
             let wait_ms = self.inner.cfg.settings.response_timeout.as_millis() as u64 / 2;
