@@ -1,5 +1,5 @@
 //! `ringwatch`: one binary, one container image. Dispatches the components (`agent`,
-//! `broker`), the local stack (`up`) and the clients (`query`).
+//! `broker`, `viz`), the local stack (`up`) and the clients (`query`).
 
 mod config_file;
 mod query_cmd;
@@ -50,6 +50,14 @@ enum Command {
         config: Option<PathBuf>,
         #[command(flatten)]
         args: ringwatch_agent::Config,
+    },
+    /// Run viz: the dashboard snapshot and the HTTP API.
+    Viz {
+        /// YAML config file (field names as the flags, e.g. `topk: 20`).
+        #[arg(long, env = "RINGWATCH_VIZ_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: ringwatch_viz::Config,
     },
     /// Run a local Ringwatch: a broker with the embedded store and an agent for this machine.
     Up(up::UpArgs),
@@ -141,6 +149,16 @@ async fn main() -> anyhow::Result<()> {
             announce(
                 serde_json::json!({"event": "stopped", "component": "agent", "snapshots_collected": s.snapshots_collected, "snapshots_acked": s.snapshots_acked, "snapshots_dropped": s.snapshots_dropped, "snapshots_buffered": s.snapshots_buffered}),
             );
+        }
+        Command::Viz { config, args } => {
+            let file = config.as_deref().map(config_file::read_yaml).transpose()?;
+            let cfg: ringwatch_viz::Config =
+                config_file::merge(&args, sub_matches(&matches, "viz")?, file, "viz")?;
+            let viz = ringwatch_viz::Viz::bind(cfg).await?;
+            announce(
+                serde_json::json!({"event": "ready", "component": "viz", "http": viz.addr().to_string()}),
+            );
+            viz.run(shutdown_on_signals()).await?;
         }
         Command::Up(args) => up::run(args, shutdown_on_signals()).await?,
         Command::Query(args) => query_cmd::run(args).await?,

@@ -1,5 +1,6 @@
 //! `ringwatch up`: the main job. A local Ringwatch in one process: a broker with the embedded
-//! store on loopback and an agent collecting this machine's real metrics. Stops on Ctrl-C.
+//! store on loopback, an agent collecting this machine's real metrics, and viz with the
+//! dashboard API. Stops on Ctrl-C.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +16,9 @@ pub struct UpArgs {
     /// Broker admin HTTP address.
     #[arg(long, default_value = "127.0.0.1:9097")]
     pub admin: SocketAddr,
+    /// viz HTTP address (dashboard API).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub viz: SocketAddr,
     /// Agent /metrics address.
     #[arg(long, default_value = "127.0.0.1:9102")]
     pub agent_metrics: SocketAddr,
@@ -59,6 +63,13 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     let agent = ringwatch_agent::Agent::bind(agent_cfg).await?;
     let host = agent.host_id().to_string();
     let agent_metrics = agent.metrics_addr();
+    let viz_cfg = ringwatch_viz::Config {
+        listen: args.viz,
+        brokers: vec![format!("http://{grpc}")],
+        ..Default::default()
+    };
+    let viz = ringwatch_viz::Viz::bind(viz_cfg).await?;
+    let viz_addr = viz.addr();
 
     let store = match (&args.redis, args.ephemeral) {
         (Some(url), _) => format!("redis {}", ringwatch_broker::store::redis_conn::redact(url)),
@@ -73,18 +84,20 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
         "  agent           host {host}, every {}s, /metrics at http://{agent_metrics}/metrics",
         args.interval_secs
     );
-    println!(
-        "  dashboard       not built yet: read with `ringwatch query latest --broker http://{grpc}`"
-    );
+    println!("  dashboard API   http://{viz_addr}/api/dashboard   (web UI: not built yet)");
+    println!("  query           ringwatch query latest --broker http://{grpc}");
     println!("Press Ctrl-C to stop.");
 
-    // The agent stops first (handing what it holds to the broker); then the broker.
+    // The agent stops first (handing what it holds to the broker); then viz and the broker.
     let broker_token = CancellationToken::new();
     let broker_task = tokio::spawn(broker.run(broker_token.clone()));
+    let viz_task = tokio::spawn(viz.run(broker_token.clone()));
     let agent_result = agent.run(shutdown).await;
     broker_token.cancel();
+    let viz_result = viz_task.await?;
     let broker_result = broker_task.await?;
     agent_result?;
+    viz_result?;
     broker_result?;
     println!("Ringwatch stopped.");
     Ok(())

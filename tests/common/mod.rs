@@ -283,6 +283,8 @@ pub struct Up {
     lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
     /// The broker's gRPC URL from the banner.
     pub grpc: String,
+    /// The dashboard URL from the banner.
+    pub dashboard: String,
     pub banner: String,
 }
 
@@ -307,6 +309,7 @@ impl Up {
             .expect("spawn up");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let mut grpc = None;
+        let mut dashboard = None;
         let mut banner = String::new();
         for line in lines.by_ref() {
             let line = line.expect("banner line");
@@ -315,15 +318,20 @@ impl Up {
             if line.trim_start().starts_with("broker gRPC") {
                 grpc = line.split_whitespace().last().map(str::to_string);
             }
+            if line.trim_start().starts_with("dashboard API") {
+                dashboard = line.split_whitespace().nth(2).map(str::to_string);
+            }
             if line.contains("Ctrl-C") {
                 break;
             }
         }
         let grpc = grpc.unwrap_or_else(|| panic!("no broker address in:\n{banner}"));
+        let dashboard = dashboard.unwrap_or_else(|| panic!("no dashboard URL in:\n{banner}"));
         Up {
             child,
             lines,
             grpc,
+            dashboard,
             banner,
         }
     }

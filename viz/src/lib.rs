@@ -1,4 +1,98 @@
-//! Ringwatch viz: the dashboard, HTTP API and live push (SPEC S5).
+//! Ringwatch viz (SPEC S5): keeps the dashboard snapshot in memory, fed by live push from
+//! brokers (with the incremental pull as fallback), and serves the HTTP API.
 //!
-//! Not built yet: this crate is a placeholder in the workspace so the layout is final; the
-//! `ringwatch` binary offers no `viz` command until it is (issue 4).
+//! Not yet here (issue 4 goes on): the web UI, WebSocket and QUIC push, JWT.
+
+pub mod api;
+pub mod brokers;
+pub mod config;
+pub mod dashboard;
+pub mod error;
+pub mod feed;
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use error::VizError;
+
+/// viz with its HTTP port bound.
+pub struct Viz {
+    config: Config,
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl Viz {
+    pub async fn bind(config: Config) -> Result<Viz, VizError> {
+        config.validate()?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| VizError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| VizError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        Ok(Viz {
+            config,
+            listener,
+            addr,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), VizError> {
+        let Viz {
+            config,
+            listener,
+            addr,
+        } = self;
+        let pool = Arc::new(brokers::BrokerPool::new(
+            &config.brokers,
+            Duration::from_secs(3),
+        )?);
+        let dashboard = Arc::new(dashboard::Dashboard::default());
+        let counters = Arc::new(feed::FeedCounters::default());
+        let health = pool.spawn_health(Duration::from_secs(config.health_secs), shutdown.clone());
+        let feed = feed::Feed {
+            pool: pool.clone(),
+            dashboard: dashboard.clone(),
+            pull_every: Duration::from_secs(config.pull_secs),
+            window: Duration::from_secs(config.fallback_window_secs),
+            counters: counters.clone(),
+        };
+        let feed_task = tokio::spawn(feed.run(shutdown.clone()));
+        let state = Arc::new(api::AppState {
+            dashboard,
+            metrics: Arc::new(metrics::VizMetrics::new(counters, pool.clone())),
+            pool,
+            topk: config.topk,
+            topk_ttl_ms: config.topk_ttl_secs as i64 * 1000,
+            max_range_ms: config.max_range_hours as i64 * 3_600_000,
+            max_points: config.max_points,
+        });
+        tracing::info!(%addr, brokers = ?config.brokers, "viz serving");
+        let stop = shutdown.clone();
+        let served = axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+            .map_err(VizError::Http);
+        shutdown.cancel();
+        let _ = feed_task.await;
+        let _ = health.await;
+        tracing::info!("viz stopped");
+        served
+    }
+}

@@ -1,0 +1,398 @@
+//! The dashboard snapshot (seed 004), held in memory and served without a broker round trip:
+//! every host's newest values, a short history for sparklines, the summary, Top-K per metric
+//! and which source feeds it. Snapshots are applied in timestamp order per host: one not newer
+//! than what the host already has is a duplicate and is ignored, so a client never sees one
+//! twice; the live feed fills gaps from brokers before it applies newer data.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::RwLock;
+
+use ringwatch_proto::{HostInfo, Snapshot, Unit};
+use serde::Serialize;
+
+/// Points of history kept per host for sparklines.
+pub const SPARK_POINTS: usize = 120;
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Value {
+    pub value: f64,
+    pub unit: &'static str,
+}
+
+#[derive(Default)]
+struct HostView {
+    labels: BTreeMap<String, String>,
+    agent_version: String,
+    interval_ms: u32,
+    last_ts: i64,
+    metrics: HashMap<String, (f64, i32)>,
+    /// (timestamp, cpu %, memory %)
+    spark: VecDeque<(i64, f64, f64)>,
+}
+
+#[derive(Default)]
+struct State {
+    hosts: BTreeMap<String, HostView>,
+    /// Brokers whose live stream feeds the dashboard now.
+    sources: std::collections::BTreeSet<String>,
+    applied: u64,
+    duplicates: u64,
+}
+
+/// Live / stale / gone from the age of a host's newest data.
+pub fn host_state(age_ms: i64, interval_ms: u32) -> &'static str {
+    let interval = if interval_ms == 0 {
+        5000
+    } else {
+        interval_ms as i64
+    };
+    if age_ms <= 3 * interval {
+        "live"
+    } else if age_ms <= 600_000 {
+        "stale"
+    } else {
+        "gone"
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub hosts: usize,
+    pub live: usize,
+    pub stale: usize,
+    pub gone: usize,
+    pub cpu_avg: Option<f64>,
+    pub cpu_max: Option<f64>,
+    pub mem_avg: Option<f64>,
+    pub mem_max: Option<f64>,
+    /// Whether live push from a broker feeds the dashboard now (false: fallback pull).
+    pub live_push: bool,
+    /// The brokers streaming to viz now.
+    pub sources: Vec<String>,
+    pub generated_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostRow {
+    pub host_id: String,
+    pub state: &'static str,
+    pub last_seen_ms: i64,
+    pub labels: BTreeMap<String, String>,
+    pub agent_version: String,
+    pub interval_ms: u32,
+    pub cpu: Option<f64>,
+    pub mem: Option<f64>,
+    pub load1: Option<f64>,
+    pub disk: Option<f64>,
+    pub net_rx: Option<f64>,
+    pub net_tx: Option<f64>,
+    /// Timestamps of the recent history, oldest first.
+    pub spark_ts: Vec<i64>,
+    /// CPU % at those timestamps (null where the host did not report it).
+    pub spark_cpu: Vec<Option<f64>>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TopEntry {
+    pub host_id: String,
+    pub value: f64,
+    pub unit: &'static str,
+    pub timestamp_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostDetail {
+    pub host_id: String,
+    pub state: &'static str,
+    pub last_seen_ms: i64,
+    pub labels: BTreeMap<String, String>,
+    pub agent_version: String,
+    pub interval_ms: u32,
+    pub metrics: BTreeMap<String, Value>,
+}
+
+#[derive(Default)]
+pub struct Dashboard {
+    state: RwLock<State>,
+}
+
+fn unit_name(u: i32) -> &'static str {
+    Unit::try_from(u).unwrap_or(Unit::Unspecified).as_name()
+}
+
+impl Dashboard {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Applies a snapshot; false if it is not newer than what its host has (a duplicate).
+    pub fn apply(&self, s: &Snapshot) -> bool {
+        let mut st = self.write();
+        let host = st.hosts.entry(s.host_id.clone()).or_default();
+        if s.timestamp_ms <= host.last_ts {
+            st.duplicates += 1;
+            return false;
+        }
+        host.last_ts = s.timestamp_ms;
+        host.metrics.clear();
+        for m in &s.metrics {
+            host.metrics.insert(m.name.clone(), (m.value, m.unit));
+        }
+        let cpu = host.metrics.get("cpu.usage").map_or(f64::NAN, |v| v.0);
+        let mem = host
+            .metrics
+            .get("mem.used_percent")
+            .map_or(f64::NAN, |v| v.0);
+        host.spark.push_back((s.timestamp_ms, cpu, mem));
+        while host.spark.len() > SPARK_POINTS {
+            host.spark.pop_front();
+        }
+        st.applied += 1;
+        true
+    }
+
+    /// The newest timestamp a host has (0 if none).
+    pub fn last_ts(&self, host: &str) -> i64 {
+        self.read().hosts.get(host).map_or(0, |h| h.last_ts)
+    }
+
+    /// Labels, version and interval from the brokers' host registry.
+    pub fn set_hosts(&self, hosts: &[HostInfo]) {
+        let mut st = self.write();
+        for h in hosts {
+            let v = st.hosts.entry(h.host_id.clone()).or_default();
+            v.labels = h.labels.clone().into_iter().collect();
+            v.agent_version = h.agent_version.clone();
+            v.interval_ms = h.interval_ms;
+        }
+    }
+
+    /// Marks a broker's live stream as feeding the dashboard, or not.
+    pub fn set_live(&self, broker: &str, live: bool) {
+        let mut st = self.write();
+        if live {
+            st.sources.insert(broker.to_string());
+        } else {
+            st.sources.remove(broker);
+        }
+    }
+
+    /// (applied, duplicates ignored)
+    pub fn counts(&self) -> (u64, u64) {
+        let st = self.read();
+        (st.applied, st.duplicates)
+    }
+
+    pub fn summary(&self, now: i64) -> Summary {
+        let st = self.read();
+        let (mut live, mut stale, mut gone) = (0, 0, 0);
+        let (mut cpu, mut mem) = (Vec::new(), Vec::new());
+        for h in st.hosts.values() {
+            match host_state(now - h.last_ts, h.interval_ms) {
+                "live" => live += 1,
+                "stale" => stale += 1,
+                _ => gone += 1,
+            }
+            if host_state(now - h.last_ts, h.interval_ms) == "gone" {
+                continue;
+            }
+            if let Some(v) = h.metrics.get("cpu.usage") {
+                cpu.push(v.0);
+            }
+            if let Some(v) = h.metrics.get("mem.used_percent") {
+                mem.push(v.0);
+            }
+        }
+        let avg = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+        let max = |v: &[f64]| {
+            v.iter()
+                .copied()
+                .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
+        };
+        Summary {
+            hosts: st.hosts.len(),
+            live,
+            stale,
+            gone,
+            cpu_avg: avg(&cpu),
+            cpu_max: max(&cpu),
+            mem_avg: avg(&mem),
+            mem_max: max(&mem),
+            live_push: !st.sources.is_empty(),
+            sources: st.sources.iter().cloned().collect(),
+            generated_ms: now,
+        }
+    }
+
+    pub fn hosts(&self, now: i64) -> Vec<HostRow> {
+        let st = self.read();
+        st.hosts
+            .iter()
+            .map(|(id, h)| {
+                let get = |n: &str| h.metrics.get(n).map(|v| v.0);
+                HostRow {
+                    host_id: id.clone(),
+                    state: host_state(now - h.last_ts, h.interval_ms),
+                    last_seen_ms: h.last_ts,
+                    labels: h.labels.clone(),
+                    agent_version: h.agent_version.clone(),
+                    interval_ms: h.interval_ms,
+                    cpu: get("cpu.usage"),
+                    mem: get("mem.used_percent"),
+                    load1: get("load.1"),
+                    disk: get("disk.used_percent"),
+                    net_rx: get("net.rx_bytes_per_sec"),
+                    net_tx: get("net.tx_bytes_per_sec"),
+                    spark_ts: h.spark.iter().map(|p| p.0).collect(),
+                    spark_cpu: h
+                        .spark
+                        .iter()
+                        .map(|p| p.1.is_finite().then_some(p.1))
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    pub fn host(&self, id: &str, now: i64) -> Option<HostDetail> {
+        let st = self.read();
+        let h = st.hosts.get(id)?;
+        Some(HostDetail {
+            host_id: id.to_string(),
+            state: host_state(now - h.last_ts, h.interval_ms),
+            last_seen_ms: h.last_ts,
+            labels: h.labels.clone(),
+            agent_version: h.agent_version.clone(),
+            interval_ms: h.interval_ms,
+            metrics: h
+                .metrics
+                .iter()
+                .map(|(n, (v, u))| {
+                    (
+                        n.clone(),
+                        Value {
+                            value: *v,
+                            unit: unit_name(*u),
+                        },
+                    )
+                })
+                .collect(),
+        })
+    }
+
+    pub fn host_ids(&self) -> Vec<String> {
+        self.read().hosts.keys().cloned().collect()
+    }
+
+    /// The `k` hosts with the highest newest value of `metric`, among values newer than
+    /// `window_ms`.
+    pub fn topk(&self, metric: &str, k: usize, window_ms: i64, now: i64) -> Vec<TopEntry> {
+        let st = self.read();
+        let mut entries: Vec<TopEntry> = st
+            .hosts
+            .iter()
+            .filter(|(_, h)| now - h.last_ts <= window_ms)
+            .filter_map(|(id, h)| {
+                let (value, unit) = *h.metrics.get(metric)?;
+                Some(TopEntry {
+                    host_id: id.clone(),
+                    value,
+                    unit: unit_name(unit),
+                    timestamp_ms: h.last_ts,
+                })
+            })
+            .collect();
+        entries.sort_by(|a, b| {
+            b.value
+                .total_cmp(&a.value)
+                .then_with(|| a.host_id.cmp(&b.host_id))
+        });
+        entries.truncate(k);
+        entries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringwatch_proto::Metric;
+
+    fn snap(host: &str, ts: i64, cpu: f64) -> Snapshot {
+        Snapshot {
+            host_id: host.into(),
+            timestamp_ms: ts,
+            metrics: vec![
+                Metric {
+                    name: "cpu.usage".into(),
+                    value: cpu,
+                    unit: Unit::Percent as i32,
+                    window: None,
+                },
+                Metric {
+                    name: "mem.used_percent".into(),
+                    value: 50.0,
+                    unit: Unit::Percent as i32,
+                    window: None,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn duplicates_and_old_snapshots_are_ignored() {
+        let d = Dashboard::default();
+        assert!(d.apply(&snap("a", 1000, 10.0)));
+        assert!(!d.apply(&snap("a", 1000, 99.0)));
+        assert!(!d.apply(&snap("a", 500, 99.0)));
+        assert!(d.apply(&snap("a", 2000, 20.0)));
+        assert_eq!(d.counts(), (2, 2));
+        assert_eq!(d.last_ts("a"), 2000);
+        let rows = d.hosts(2000);
+        assert_eq!(rows[0].cpu, Some(20.0));
+        assert_eq!(rows[0].spark_cpu, vec![Some(10.0), Some(20.0)]);
+        assert_eq!(rows[0].spark_ts, vec![1000, 2000]);
+    }
+
+    #[test]
+    fn summary_states_and_topk() {
+        let d = Dashboard::default();
+        let now = 10_000_000;
+        d.apply(&snap("a", now - 1000, 10.0));
+        d.apply(&snap("b", now - 2000, 90.0));
+        d.apply(&snap("c", now - 60_000, 50.0)); // stale with a 5 s default interval
+        d.apply(&snap("d", now - 3_600_000, 99.0)); // gone
+        let s = d.summary(now);
+        assert_eq!((s.hosts, s.live, s.stale, s.gone), (4, 2, 1, 1));
+        assert_eq!(s.cpu_max, Some(90.0));
+        assert_eq!(
+            s.cpu_avg,
+            Some(50.0),
+            "gone hosts are left out of the averages"
+        );
+        let top = d.topk("cpu.usage", 2, 3_000_000, now);
+        assert_eq!(
+            top.iter().map(|t| t.host_id.as_str()).collect::<Vec<_>>(),
+            vec!["b", "c"]
+        );
+        assert_eq!(top[0].unit, "percent");
+        assert!(d.topk("nope", 5, 3_000_000, now).is_empty());
+        let detail = d.host("a", now).unwrap();
+        assert_eq!(detail.state, "live");
+        assert_eq!(detail.metrics["cpu.usage"].value, 10.0);
+        assert!(d.host("zz", now).is_none());
+    }
+}

@@ -1,0 +1,113 @@
+//! viz's Prometheus metrics, read at scrape time from the dashboard, the feed and the pool.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::brokers::BrokerPool;
+use crate::dashboard::{Dashboard, now_ms};
+use crate::feed::FeedCounters;
+
+pub struct VizMetrics {
+    registry: Registry,
+    feed: Arc<FeedCounters>,
+    pool: Arc<BrokerPool>,
+    hosts: Gauge,
+    live_hosts: Gauge,
+    live_push: Gauge,
+    healthy_brokers: Gauge,
+    pushed: Counter,
+    pulled: Counter,
+    duplicates: Counter,
+    subscriptions: Counter,
+    lagged: Counter,
+}
+
+impl VizMetrics {
+    pub fn new(feed: Arc<FeedCounters>, pool: Arc<BrokerPool>) -> Self {
+        let mut r = Registry::with_prefix("ringwatch_viz");
+        let m = VizMetrics {
+            registry: Registry::default(),
+            feed,
+            pool,
+            hosts: Gauge::default(),
+            live_hosts: Gauge::default(),
+            live_push: Gauge::default(),
+            healthy_brokers: Gauge::default(),
+            pushed: Counter::default(),
+            pulled: Counter::default(),
+            duplicates: Counter::default(),
+            subscriptions: Counter::default(),
+            lagged: Counter::default(),
+        };
+        r.register("hosts", "Hosts on the dashboard", m.hosts.clone());
+        r.register(
+            "live_hosts",
+            "Hosts reporting within three intervals",
+            m.live_hosts.clone(),
+        );
+        r.register(
+            "live_push",
+            "1 while a broker's live stream feeds the dashboard, 0 on fallback pull",
+            m.live_push.clone(),
+        );
+        r.register(
+            "healthy_brokers",
+            "Brokers passing health checks",
+            m.healthy_brokers.clone(),
+        );
+        r.register(
+            "snapshots_pushed",
+            "Snapshots applied from live push",
+            m.pushed.clone(),
+        );
+        r.register(
+            "snapshots_pulled",
+            "Snapshots applied from range reads (fallback pull and gap fill)",
+            m.pulled.clone(),
+        );
+        r.register(
+            "snapshots_duplicate",
+            "Snapshots ignored as already shown",
+            m.duplicates.clone(),
+        );
+        r.register(
+            "subscriptions",
+            "Live subscriptions started",
+            m.subscriptions.clone(),
+        );
+        r.register(
+            "lagged_snapshots",
+            "Snapshots a live stream skipped (then read with Range)",
+            m.lagged.clone(),
+        );
+        VizMetrics { registry: r, ..m }
+    }
+
+    pub fn render(&self, dashboard: &Dashboard) -> String {
+        let s = dashboard.summary(now_ms());
+        self.hosts.set(s.hosts as i64);
+        self.live_hosts.set(s.live as i64);
+        self.live_push.set(i64::from(s.live_push));
+        self.healthy_brokers
+            .set(self.pool.status().iter().filter(|b| b.healthy).count() as i64);
+        let set = |c: &Counter, v: u64| c.inner().store(v, Ordering::Relaxed);
+        set(&self.pushed, self.feed.pushed.load(Ordering::Relaxed));
+        set(&self.pulled, self.feed.pulled.load(Ordering::Relaxed));
+        set(&self.duplicates, dashboard.counts().1);
+        set(
+            &self.subscriptions,
+            self.feed.subscriptions.load(Ordering::Relaxed),
+        );
+        set(&self.lagged, self.feed.lagged.load(Ordering::Relaxed));
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
