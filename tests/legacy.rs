@@ -199,6 +199,16 @@ fn bad_legacy_input_is_refused_with_a_reason_after_storing_what_came_before() {
                 "outside the accepted window",
             ),
             (data("", now_s, "1"), "host_id is empty"),
+            (
+                MetricsData {
+                    tags: vec![Tag {
+                        key: "bad key".into(),
+                        value: "v".into(),
+                    }],
+                    ..data("h1", now_s, "1")
+                },
+                "label key",
+            ),
         ] {
             let err = send(&url, vec![msg]).await.expect_err("refused");
             assert_eq!(err.code(), tonic::Code::InvalidArgument);

@@ -177,6 +177,12 @@ pub fn parse_labels<S: AsRef<str>>(labels: &[S]) -> Result<BTreeMap<String, Stri
         }
         out.insert(key.to_string(), value.trim().to_string());
     }
+    // Brokers refuse a registration with labels outside these rules: refuse them here, at start.
+    if let Some(reason) =
+        ringwatch_proto::rules::labels_problem(out.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    {
+        return Err(AgentError::config("labels", reason));
+    }
     Ok(out)
 }
 
@@ -212,7 +218,13 @@ impl Config {
         }
         check_range("buffer_capacity", self.buffer_capacity, 1, 1_000_000)?;
         check_range("window_samples", self.window_samples, 1, 10_000)?;
-        check_range("max_batch", self.max_batch, 1, 10_000)?;
+        // Brokers refuse larger batches by default.
+        check_range(
+            "max_batch",
+            self.max_batch,
+            1,
+            ringwatch_proto::rules::DEFAULT_MAX_BATCH,
+        )?;
         check_range("max_in_flight", self.max_in_flight, 1, 1024)?;
         check_range("backoff_max_secs", self.backoff_max_secs, 1, 86_400)?;
         check_range("connect_timeout_secs", self.connect_timeout_secs, 1, 3600)?;
@@ -223,7 +235,7 @@ impl Config {
 
     /// The host id: `host_id` if set, else the `NODE_NAME` env var, else the hostname.
     pub fn resolved_host_id(&self) -> Result<String, AgentError> {
-        resolve_host_id(
+        let id = resolve_host_id(
             self.host_id.as_deref(),
             std::env::var("NODE_NAME").ok().as_deref(),
             || {
@@ -231,7 +243,12 @@ impl Config {
                     .map(|h| h.to_string_lossy().into_owned())
                     .map_err(|e| e.to_string())
             },
-        )
+        )?;
+        // Brokers refuse other host ids: refuse it here, at start.
+        match ringwatch_proto::rules::host_id_problem(&id) {
+            None => Ok(id),
+            Some(reason) => Err(AgentError::config("host_id", reason)),
+        }
     }
 
     /// The labels sent with the registration: the parsed `labels` plus `zone` (which wins over
@@ -482,6 +499,30 @@ mod tests {
             msg.contains("interval_secs") && msg.contains("1..=3600"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn labels_host_ids_and_batches_the_brokers_would_refuse_are_refused_at_start() {
+        let err = parse_labels(&["team:x=1"]).unwrap_err().to_string();
+        assert!(
+            err.contains("labels") && err.contains("[A-Za-z0-9._/-]"),
+            "{err}"
+        );
+        let c = Config {
+            host_id: Some("bad host!".into()),
+            ..Config::default()
+        };
+        assert!(
+            c.resolved_host_id()
+                .unwrap_err()
+                .to_string()
+                .contains("host_id")
+        );
+        let c = Config {
+            max_batch: 2000,
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("max_batch"));
     }
 
     #[test]

@@ -313,6 +313,12 @@ impl Config {
                 self.redis_timeout_ms
             ));
         }
+        if self.redis_buffer_snapshots < self.max_batch_snapshots {
+            return bad(format!(
+                "redis_buffer_snapshots: {} is below max_batch_snapshots ({}): a full batch could never be written",
+                self.redis_buffer_snapshots, self.max_batch_snapshots
+            ));
+        }
         if !(1..=3600).contains(&self.redis_write_retry_secs) || self.redis_buffer_snapshots == 0 {
             return bad(
                 "redis_write_retry_secs must be 1..=3600 and redis_buffer_snapshots at least 1"

@@ -22,6 +22,8 @@ use crate::validate::{self, Limits, Rejection};
 
 /// Snapshots stored per round trip.
 const FLUSH_EVERY: usize = 256;
+/// Distinct hosts one SendMetrics call may carry.
+const MAX_HOSTS_PER_CALL: usize = 10_000;
 pub const LEGACY_AGENT_VERSION: &str = "legacy-monitor";
 
 pub struct LegacyService<S> {
@@ -91,8 +93,10 @@ impl<S: Store> LegacyService<S> {
             return Ok(());
         }
         let batch = std::mem::take(pending);
+        self.metrics.batches_received.inc();
         match self.router.write(batch).await {
             Ok(out) => {
+                self.metrics.batches_acked.inc();
                 self.metrics.snapshots_stored.inc_by(out.stored as u64);
                 self.metrics.samples_stored.inc_by(out.samples);
                 self.metrics
@@ -149,9 +153,9 @@ impl<S: Store> MonitorService for LegacyService<S> {
                     return Err(status);
                 }
             };
-            self.metrics.batches_received.inc();
             let checked = convert(&msg).and_then(|(snap, tags)| {
                 validate::check_host_id(&snap.host_id)?;
+                validate::check_labels(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
                 validate::check_batch(
                     std::slice::from_ref(&snap),
                     &snap.host_id,
@@ -169,6 +173,18 @@ impl<S: Store> MonitorService for LegacyService<S> {
                 }
             };
             if registered.get(&snap.host_id) != Some(&tags) {
+                if registered.len() >= MAX_HOSTS_PER_CALL {
+                    self.flush(&mut pending, &mut stored, &mut duplicates)
+                        .await?;
+                    let rej = Rejection {
+                        code: tonic::Code::ResourceExhausted,
+                        label: "too_many_hosts",
+                        reason: format!(
+                            "more than {MAX_HOSTS_PER_CALL} hosts in one SendMetrics call"
+                        ),
+                    };
+                    return Err(self.refuse(rej, stored));
+                }
                 let record = HostRecord {
                     host_id: snap.host_id.clone(),
                     labels: tags.clone(),
@@ -190,7 +206,6 @@ impl<S: Store> MonitorService for LegacyService<S> {
         }
         self.flush(&mut pending, &mut stored, &mut duplicates)
             .await?;
-        self.metrics.batches_acked.inc();
         Ok(Response::new(MetricsResponse {
             success: true,
             message: format!("stored {stored} snapshots ({duplicates} duplicates ignored)"),

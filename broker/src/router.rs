@@ -34,7 +34,13 @@ impl<S: Store> Router<S> {
     pub async fn write(&self, snapshots: Vec<Snapshot>) -> Result<WriteOutcome, StoreError> {
         let out = self.store.write(&snapshots).await?;
         if out.stored > 0 {
-            self.live.publish(snapshots);
+            // Only what is new: a resent batch must not show twice to live viewers.
+            let fresh = snapshots
+                .into_iter()
+                .zip(&out.new)
+                .filter(|(_, new)| **new)
+                .map(|(s, _)| s);
+            self.live.publish(fresh.collect());
         }
         Ok(out)
     }

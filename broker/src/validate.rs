@@ -1,7 +1,7 @@
 //! Input validation for everything that arrives over the network. A rejection carries a gRPC
 //! code, a reason a person can act on, and a short label for the /metrics counter.
 
-use ringwatch_proto::{Register, Snapshot};
+use ringwatch_proto::{Register, Snapshot, rules};
 
 /// Why input was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,77 +35,40 @@ pub struct Limits {
     pub retention_ms: i64,
 }
 
-pub const MAX_HOST_ID: usize = 253;
-pub const MAX_NAME: usize = 200;
-pub const MAX_LABELS: usize = 64;
-pub const MAX_LABEL_KEY: usize = 63;
-pub const MAX_LABEL_VALUE: usize = 256;
-
-fn id_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
-}
-
 /// A host id: 1–253 characters of `[A-Za-z0-9._-]` (a DNS name fits).
 pub fn check_host_id(id: &str) -> Result<(), Rejection> {
-    if id.is_empty() {
-        return Err(Rejection::invalid(
-            "empty_host_id",
-            "host_id is empty".into(),
-        ));
+    match rules::host_id_problem(id) {
+        None => Ok(()),
+        Some(reason) => Err(Rejection::invalid(
+            if id.is_empty() {
+                "empty_host_id"
+            } else {
+                "bad_host_id"
+            },
+            reason,
+        )),
     }
-    if id.len() > MAX_HOST_ID || !id.chars().all(id_char) {
-        return Err(Rejection::invalid(
-            "bad_host_id",
-            format!(
-                "host_id {:?} must be 1–{MAX_HOST_ID} characters of [A-Za-z0-9._-]",
-                truncate(id)
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// A metric name: 1–200 characters of `[A-Za-z0-9._:-]`.
 pub fn check_metric_name(name: &str) -> Result<(), Rejection> {
-    if name.is_empty() || name.len() > MAX_NAME || !name.chars().all(|c| id_char(c) || c == ':') {
-        return Err(Rejection::invalid(
-            "bad_metric_name",
-            format!(
-                "metric name {:?} must be 1–{MAX_NAME} characters of [A-Za-z0-9._:-]",
-                truncate(name)
-            ),
-        ));
-    }
-    Ok(())
+    rules::metric_name_problem(name).map_or(Ok(()), |reason| {
+        Err(Rejection::invalid("bad_metric_name", reason))
+    })
+}
+
+/// Labels as `rules::labels_problem` allows.
+pub fn check_labels<'a>(
+    labels: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+) -> Result<(), Rejection> {
+    rules::labels_problem(labels).map_or(Ok(()), |reason| {
+        Err(Rejection::invalid("bad_labels", reason))
+    })
 }
 
 pub fn check_register(r: &Register) -> Result<(), Rejection> {
     check_host_id(&r.host_id)?;
-    if r.labels.len() > MAX_LABELS {
-        return Err(Rejection::invalid(
-            "bad_labels",
-            format!("{} labels; at most {MAX_LABELS}", r.labels.len()),
-        ));
-    }
-    for (k, v) in &r.labels {
-        if k.is_empty() || k.len() > MAX_LABEL_KEY || !k.chars().all(|c| id_char(c) || c == '/') {
-            return Err(Rejection::invalid(
-                "bad_labels",
-                format!(
-                    "label key {:?} must be 1–{MAX_LABEL_KEY} characters of [A-Za-z0-9._/-]",
-                    truncate(k)
-                ),
-            ));
-        }
-        if v.len() > MAX_LABEL_VALUE || v.chars().any(char::is_control) {
-            return Err(Rejection::invalid(
-                "bad_labels",
-                format!(
-                    "label {k:?}: value must be at most {MAX_LABEL_VALUE} characters without control characters"
-                ),
-            ));
-        }
-    }
+    check_labels(r.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     if r.agent_version.len() > 64 {
         return Err(Rejection::invalid(
             "bad_register",
@@ -153,8 +116,7 @@ pub fn check_batch(
                 label: "host_mismatch",
                 reason: format!(
                     "snapshot for host {:?} on a stream registered as {:?}",
-                    truncate(&s.host_id),
-                    host
+                    s.host_id, host
                 ),
             });
         }
@@ -206,10 +168,6 @@ pub fn check_batch(
         }
     }
     Ok(())
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
 }
 
 #[cfg(test)]

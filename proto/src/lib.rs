@@ -12,6 +12,8 @@ pub mod monitor {
     tonic::include_proto!("monitor");
 }
 
+pub mod rules;
+
 pub use v1::*;
 
 /// Whether `name` is selected by `patterns`: empty selects everything; a pattern ending in

@@ -394,14 +394,18 @@ fn apply_record(state: &mut State, kind: u8, payload: &[u8], cutoff: i64) -> i64
 
 impl Store for EmbeddedStore {
     async fn write(&self, snapshots: &[Snapshot]) -> Result<WriteOutcome, StoreError> {
-        let mut out = WriteOutcome::default();
+        let mut out = WriteOutcome {
+            new: vec![false; snapshots.len()],
+            ..WriteOutcome::default()
+        };
         // Drop duplicates (already stored, or repeated inside this batch) before logging.
-        let fresh: Vec<&Snapshot> = {
+        let fresh: Vec<(usize, &Snapshot)> = {
             let st = self.read()?;
             let mut seen = std::collections::HashSet::new();
             snapshots
                 .iter()
-                .filter(|s| {
+                .enumerate()
+                .filter(|(_, s)| {
                     let new = !st.contains(&s.host_id, s.timestamp_ms)
                         && seen.insert((s.host_id.as_str(), s.timestamp_ms));
                     if !new {
@@ -417,7 +421,7 @@ impl Store for EmbeddedStore {
         self.with_wal(|w| {
             w.append(
                 wal::KIND_SNAPSHOT,
-                fresh.iter().map(|s| (s.timestamp_ms, *s)),
+                fresh.iter().map(|(_, s)| (s.timestamp_ms, *s)),
             )
         })?;
         if self.inner.cfg.fsync_interval.is_zero() {
@@ -426,11 +430,12 @@ impl Store for EmbeddedStore {
         let now = now_ms();
         {
             let mut st = self.write_state()?;
-            for s in &fresh {
+            for (i, s) in &fresh {
                 match st.insert(s, now) {
                     Some(n) => {
                         out.stored += 1;
                         out.samples += n;
+                        out.new[*i] = true;
                     }
                     None => out.duplicates += 1,
                 }
@@ -596,7 +601,8 @@ mod tests {
             WriteOutcome {
                 stored: 4,
                 duplicates: 0,
-                samples: 10
+                samples: 10,
+                new: vec![true; 4]
             }
         );
         let got = rows(&store, range("a", now - 3000, now - 2000)).await;
@@ -642,7 +648,8 @@ mod tests {
             WriteOutcome {
                 stored: 1,
                 duplicates: 2,
-                samples: 2
+                samples: 2,
+                new: vec![false, true, false]
             }
         );
         assert_eq!(store.stats().snapshots, 2);

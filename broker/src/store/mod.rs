@@ -23,7 +23,7 @@ pub use redis_conn::{RedisMode, RedisSettings};
 pub use redis_store::{RedisConfig, RedisStore};
 
 /// What a write did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct WriteOutcome {
     /// Snapshots newly stored.
     pub stored: u32,
@@ -31,14 +31,8 @@ pub struct WriteOutcome {
     pub duplicates: u32,
     /// Samples (metric values) newly stored.
     pub samples: u64,
-}
-
-impl WriteOutcome {
-    pub fn merge(&mut self, other: WriteOutcome) {
-        self.stored += other.stored;
-        self.duplicates += other.duplicates;
-        self.samples += other.samples;
-    }
+    /// Per input snapshot: newly stored (published live) or a duplicate.
+    pub new: Vec<bool>,
 }
 
 /// A host as the registry knows it.

@@ -581,9 +581,15 @@ impl Store for RedisStore {
             let wait_ms = self.inner.cfg.settings.response_timeout.as_millis() as u64 / 2;
             pipe.cmd("WAIT").arg(min_replicas).arg(wait_ms.max(1));
         }
-        let added: Vec<i64> = self
+        // The first attempt's ZADD NX answers say new or duplicate. A retry may follow an attempt
+        // that did reach Redis (a timed-out answer, too few replicas), so its answers would call
+        // this batch's own snapshots duplicates: after a retry, all count as new.
+        let mut attempt = 0u32;
+        let (added, first): (Vec<i64>, bool) = self
             .retrying("write", self.inner.cfg.write_retry, |mut c| {
                 let pipe = pipe.clone();
+                attempt += 1;
+                let first = attempt == 1;
                 async move {
                     let mut answers: Vec<i64> = pipe.query_async(&mut c).await?;
                     if min_replicas > 0 {
@@ -596,7 +602,7 @@ impl Store for RedisStore {
                             )));
                         }
                     }
-                    Ok(answers)
+                    Ok((answers, first))
                 }
             })
             .await
@@ -604,8 +610,10 @@ impl Store for RedisStore {
                 self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
             })?;
         let mut out = WriteOutcome::default();
-        for (s, new) in snapshots.iter().zip(added) {
-            if new == 1 {
+        for (s, answer) in snapshots.iter().zip(added) {
+            let new = answer == 1 || !first;
+            out.new.push(new);
+            if new {
                 out.stored += 1;
                 out.samples += s.metrics.len() as u64;
             } else {
@@ -875,20 +883,38 @@ impl Store for RedisStore {
                 None => gone.push(id.clone()),
             }
         }
-        // Hosts whose hash expired (unseen for the retention) leave the registry.
+        // Hosts whose hash expired (unseen for the retention) leave the registry, unless one
+        // registered again in the meantime.
         if !gone.is_empty() {
-            let _ = self
-                .retrying("registry trim", deadline, |mut c| {
-                    let (registry, gone) = (registry.clone(), gone.clone());
-                    async move {
-                        redis::cmd("SREM")
-                            .arg(&registry)
-                            .arg(&gone)
-                            .query_async::<()>(&mut c)
-                            .await
-                    }
+            let checks = gone
+                .iter()
+                .map(|h| {
+                    let mut c = redis::cmd("EXISTS");
+                    c.arg(k.host(h));
+                    c
                 })
-                .await;
+                .collect();
+            let exists = self.many("registry check", checks, deadline).await?;
+            let gone: Vec<String> = gone
+                .into_iter()
+                .zip(exists)
+                .filter(|(_, e)| matches!(e, Value::Int(0)))
+                .map(|(h, _)| h)
+                .collect();
+            if !gone.is_empty() {
+                let _ = self
+                    .retrying("registry trim", deadline, |mut c| {
+                        let (registry, gone) = (registry.clone(), gone.clone());
+                        async move {
+                            redis::cmd("SREM")
+                                .arg(&registry)
+                                .arg(&gone)
+                                .query_async::<()>(&mut c)
+                                .await
+                        }
+                    })
+                    .await;
+            }
         }
         Ok(out)
     }

@@ -125,9 +125,15 @@ impl Wal {
             self.scratch[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
             self.active.max_ts = self.active.max_ts.max(ts);
         }
-        self.file
-            .write_all(&self.scratch)
-            .map_err(|e| StoreError::io(&self.active.path, e))?;
+        if let Err(e) = self.file.write_all(&self.scratch) {
+            // Part of the batch may be on disk; cut it off so later records (which will be
+            // acknowledged) do not sit behind a torn one that replay would stop at.
+            if let Err(cut) = self.file.set_len(self.active.bytes) {
+                tracing::error!(error = %cut, "cannot cut a failed write off the log; starting a new segment");
+                self.rotate()?;
+            }
+            return Err(StoreError::io(&self.active.path, e));
+        }
         self.active.bytes += self.scratch.len() as u64;
         if self.scratch.capacity() > 4 << 20 {
             self.scratch = Vec::with_capacity(64 << 10);
@@ -163,16 +169,27 @@ impl Wal {
     pub(crate) fn drop_before(&mut self, cutoff_ms: i64) -> Result<usize, StoreError> {
         let mut removed = 0;
         let mut keep = Vec::with_capacity(self.closed.len());
+        let mut failed = None;
         for seg in self.closed.drain(..) {
             if seg.max_ts < cutoff_ms {
-                fs::remove_file(&seg.path).map_err(|e| StoreError::io(&seg.path, e))?;
-                removed += 1;
+                match fs::remove_file(&seg.path) {
+                    Ok(()) => removed += 1,
+                    Err(e) => {
+                        // Kept, and tried again at the next retention pass.
+                        tracing::warn!(path = %seg.path.display(), error = %e, "cannot delete an expired log segment");
+                        failed.get_or_insert(StoreError::io(&seg.path, e));
+                        keep.push(seg);
+                    }
+                }
             } else {
                 keep.push(seg);
             }
         }
         self.closed = keep;
-        Ok(removed)
+        match failed {
+            Some(e) if removed == 0 => Err(e),
+            _ => Ok(removed),
+        }
     }
 
     /// Bytes on disk over all segments.
