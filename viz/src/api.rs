@@ -27,6 +27,9 @@ pub struct AppState {
     pub topk_ttl_ms: i64,
     pub max_range_ms: i64,
     pub max_points: usize,
+    pub ws: crate::ws::WsCounters,
+    pub ws_heartbeat: Duration,
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -75,6 +78,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/metrics/aggregate", get(aggregate))
         .route("/api/analysis/trend", get(trend))
         .route("/api/analysis/topk", get(topk))
+        .route("/ws", get(crate::ws::handler))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(state)
 }
@@ -85,7 +89,7 @@ async fn metrics(State(st): Shared) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        st.metrics.render(&st.dashboard),
+        st.metrics.render(&st.dashboard, &st.ws),
     )
 }
 

@@ -46,6 +46,9 @@ pub struct Config {
     /// Most points one query returns.
     #[arg(long, env = "RINGWATCH_VIZ_MAX_POINTS", default_value_t = 100_000)]
     pub max_points: usize,
+    /// WebSocket heartbeat (ping) period, in seconds; a client silent for two is closed.
+    #[arg(long, env = "RINGWATCH_VIZ_WS_HEARTBEAT_SECS", default_value_t = 30)]
+    pub ws_heartbeat_secs: u64,
 }
 
 impl Default for Config {
@@ -60,6 +63,7 @@ impl Default for Config {
             health_secs: 2,
             max_range_hours: 168,
             max_points: 100_000,
+            ws_heartbeat_secs: 30,
         }
     }
 }
@@ -85,6 +89,12 @@ impl Config {
                 "topk_ttl_secs, pull_secs, health_secs and fallback_window_secs must be at least 1"
                     .into(),
             );
+        }
+        if !(1..=3600).contains(&self.ws_heartbeat_secs) {
+            return bad(format!(
+                "ws_heartbeat_secs: {} is out of range 1..=3600",
+                self.ws_heartbeat_secs
+            ));
         }
         if !(1..=24 * 3650).contains(&self.max_range_hours) || self.max_points == 0 {
             return bad("max_range_hours must be 1..=87600 and max_points at least 1".into());

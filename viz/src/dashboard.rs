@@ -117,9 +117,54 @@ pub struct HostDetail {
     pub metrics: BTreeMap<String, Value>,
 }
 
-#[derive(Default)]
+/// Snapshots held per push client before it lags.
+const HUB_CAPACITY: usize = 1024;
+
 pub struct Dashboard {
     state: RwLock<State>,
+    /// Every applied snapshot, for push clients (WebSocket, QUIC).
+    hub: tokio::sync::broadcast::Sender<std::sync::Arc<Snapshot>>,
+}
+
+impl Default for Dashboard {
+    fn default() -> Self {
+        Dashboard {
+            state: RwLock::default(),
+            hub: tokio::sync::broadcast::channel(HUB_CAPACITY).0,
+        }
+    }
+}
+
+/// A host's newest values, as push clients get them.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostUpdate {
+    pub host_id: String,
+    pub timestamp_ms: i64,
+    pub metrics: BTreeMap<String, Value>,
+}
+
+impl HostUpdate {
+    /// `s` with only the metrics `keep` selects.
+    pub fn of(s: &Snapshot, keep: impl Fn(&str) -> bool) -> HostUpdate {
+        HostUpdate {
+            host_id: s.host_id.clone(),
+            timestamp_ms: s.timestamp_ms,
+            metrics: s
+                .metrics
+                .iter()
+                .filter(|m| keep(&m.name))
+                .map(|m| {
+                    (
+                        m.name.clone(),
+                        Value {
+                            value: m.value,
+                            unit: unit_name(m.unit),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
 }
 
 fn unit_name(u: i32) -> &'static str {
@@ -162,7 +207,47 @@ impl Dashboard {
             host.spark.pop_front();
         }
         st.applied += 1;
+        drop(st);
+        if self.hub.receiver_count() > 0 {
+            let _ = self.hub.send(std::sync::Arc::new(s.clone()));
+        }
         true
+    }
+
+    /// Every snapshot applied from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<Snapshot>> {
+        self.hub.subscribe()
+    }
+
+    /// The newest values of the hosts `host` selects, metrics filtered by `keep`.
+    pub fn current(
+        &self,
+        host: impl Fn(&str) -> bool,
+        keep: impl Fn(&str) -> bool,
+    ) -> Vec<HostUpdate> {
+        let st = self.read();
+        st.hosts
+            .iter()
+            .filter(|(id, h)| host(id) && h.last_ts > 0)
+            .map(|(id, h)| HostUpdate {
+                host_id: id.clone(),
+                timestamp_ms: h.last_ts,
+                metrics: h
+                    .metrics
+                    .iter()
+                    .filter(|(n, _)| keep(n))
+                    .map(|(n, (v, u))| {
+                        (
+                            n.clone(),
+                            Value {
+                                value: *v,
+                                unit: unit_name(*u),
+                            },
+                        )
+                    })
+                    .collect(),
+            })
+            .collect()
     }
 
     /// The newest timestamp a host has (0 if none).

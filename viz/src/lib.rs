@@ -1,7 +1,8 @@
 //! Ringwatch viz (SPEC S5): keeps the dashboard snapshot in memory, fed by live push from
 //! brokers (with the incremental pull as fallback), and serves the HTTP API.
 //!
-//! Not yet here (issue 4 goes on): the web UI, WebSocket and QUIC push, JWT.
+//! Push to clients over WebSocket (`ws.rs`). Not yet here (issue 4 goes on): the web UI, QUIC
+//! push, JWT.
 
 pub mod api;
 pub mod brokers;
@@ -10,6 +11,7 @@ pub mod dashboard;
 pub mod error;
 pub mod feed;
 pub mod metrics;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -82,6 +84,9 @@ impl Viz {
             topk_ttl_ms: config.topk_ttl_secs as i64 * 1000,
             max_range_ms: config.max_range_hours as i64 * 3_600_000,
             max_points: config.max_points,
+            ws: ws::WsCounters::default(),
+            ws_heartbeat: Duration::from_secs(config.ws_heartbeat_secs),
+            shutdown: shutdown.clone(),
         });
         tracing::info!(%addr, brokers = ?config.brokers, "viz serving");
         let stop = shutdown.clone();

@@ -25,6 +25,10 @@ pub struct VizMetrics {
     duplicates: Counter,
     subscriptions: Counter,
     lagged: Counter,
+    ws_clients: Gauge,
+    ws_updates: Counter,
+    ws_downsampled: Counter,
+    ws_dropped: Counter,
 }
 
 impl VizMetrics {
@@ -43,6 +47,10 @@ impl VizMetrics {
             duplicates: Counter::default(),
             subscriptions: Counter::default(),
             lagged: Counter::default(),
+            ws_clients: Gauge::default(),
+            ws_updates: Counter::default(),
+            ws_downsampled: Counter::default(),
+            ws_dropped: Counter::default(),
         };
         r.register("hosts", "Hosts on the dashboard", m.hosts.clone());
         r.register(
@@ -85,10 +93,30 @@ impl VizMetrics {
             "Snapshots a live stream skipped (then read with Range)",
             m.lagged.clone(),
         );
+        r.register(
+            "ws_clients",
+            "Connected WebSocket clients",
+            m.ws_clients.clone(),
+        );
+        r.register(
+            "ws_updates_sent",
+            "Updates sent to WebSocket clients",
+            m.ws_updates.clone(),
+        );
+        r.register(
+            "ws_downsampled_updates",
+            "Updates slow WebSocket clients skipped",
+            m.ws_downsampled.clone(),
+        );
+        r.register(
+            "ws_dropped_clients",
+            "WebSocket clients dropped for being too slow",
+            m.ws_dropped.clone(),
+        );
         VizMetrics { registry: r, ..m }
     }
 
-    pub fn render(&self, dashboard: &Dashboard) -> String {
+    pub fn render(&self, dashboard: &Dashboard, ws: &crate::ws::WsCounters) -> String {
         let s = dashboard.summary(now_ms());
         self.hosts.set(s.hosts as i64);
         self.live_hosts.set(s.live as i64);
@@ -104,6 +132,11 @@ impl VizMetrics {
             self.feed.subscriptions.load(Ordering::Relaxed),
         );
         set(&self.lagged, self.feed.lagged.load(Ordering::Relaxed));
+        self.ws_clients
+            .set(ws.clients.load(Ordering::Relaxed) as i64);
+        set(&self.ws_updates, ws.updates_sent.load(Ordering::Relaxed));
+        set(&self.ws_downsampled, ws.downsampled.load(Ordering::Relaxed));
+        set(&self.ws_dropped, ws.dropped_clients.load(Ordering::Relaxed));
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();
