@@ -36,6 +36,25 @@ struct HostView {
     spark: VecDeque<(i64, f64, f64)>,
 }
 
+impl HostView {
+    /// The newest values whose names `keep` selects.
+    fn values(&self, keep: impl Fn(&str) -> bool) -> BTreeMap<String, Value> {
+        self.metrics
+            .iter()
+            .filter(|(n, _)| keep(n))
+            .map(|(n, (v, u))| {
+                (
+                    n.clone(),
+                    Value {
+                        value: *v,
+                        unit: unit_name(*u),
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
 #[derive(Default)]
 struct State {
     hosts: BTreeMap<String, HostView>,
@@ -232,20 +251,7 @@ impl Dashboard {
             .map(|(id, h)| HostUpdate {
                 host_id: id.clone(),
                 timestamp_ms: h.last_ts,
-                metrics: h
-                    .metrics
-                    .iter()
-                    .filter(|(n, _)| keep(n))
-                    .map(|(n, (v, u))| {
-                        (
-                            n.clone(),
-                            Value {
-                                value: *v,
-                                unit: unit_name(*u),
-                            },
-                        )
-                    })
-                    .collect(),
+                metrics: h.values(&keep),
             })
             .collect()
     }
@@ -363,19 +369,7 @@ impl Dashboard {
             labels: h.labels.clone(),
             agent_version: h.agent_version.clone(),
             interval_ms: h.interval_ms,
-            metrics: h
-                .metrics
-                .iter()
-                .map(|(n, (v, u))| {
-                    (
-                        n.clone(),
-                        Value {
-                            value: *v,
-                            unit: unit_name(*u),
-                        },
-                    )
-                })
-                .collect(),
+            metrics: h.values(|_| true),
         })
     }
 

@@ -238,6 +238,24 @@ impl RedisStore {
             .collect())
     }
 
+    /// The host ids in the registry set, sorted.
+    async fn registry_members(&self, deadline: Duration) -> Result<Vec<String>, StoreError> {
+        let registry = self.inner.keys.registry();
+        let mut ids: Vec<String> = self
+            .retrying("hosts", deadline, |mut c| {
+                let registry = registry.clone();
+                async move {
+                    redis::cmd("SMEMBERS")
+                        .arg(&registry)
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        ids.sort();
+        Ok(ids)
+    }
+
     fn ttl_secs(&self) -> i64 {
         self.inner.cfg.retention.as_secs().max(1) as i64
     }
@@ -769,19 +787,7 @@ impl Store for RedisStore {
     async fn latest(&self, metric_names: &[String]) -> Result<Vec<Snapshot>, StoreError> {
         let k = &self.inner.keys;
         let deadline = self.inner.cfg.settings.response_timeout * 2;
-        let registry = k.registry();
-        let mut hosts: Vec<String> = self
-            .retrying("hosts", deadline, |mut c| {
-                let registry = registry.clone();
-                async move {
-                    redis::cmd("SMEMBERS")
-                        .arg(&registry)
-                        .query_async(&mut c)
-                        .await
-                }
-            })
-            .await?;
-        hosts.sort();
+        let hosts = self.registry_members(deadline).await?;
         if hosts.is_empty() {
             return Ok(Vec::new());
         }
@@ -846,18 +852,7 @@ impl Store for RedisStore {
         let k = &self.inner.keys;
         let deadline = self.inner.cfg.settings.response_timeout * 2;
         let registry = k.registry();
-        let mut ids: Vec<String> = self
-            .retrying("hosts", deadline, |mut c| {
-                let registry = registry.clone();
-                async move {
-                    redis::cmd("SMEMBERS")
-                        .arg(&registry)
-                        .query_async(&mut c)
-                        .await
-                }
-            })
-            .await?;
-        ids.sort();
+        let ids = self.registry_members(deadline).await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
