@@ -347,7 +347,8 @@ fn a_sentinel_failover_under_ingest_loses_no_acknowledged_sample() {
         Duration::from_secs(60),
         || (acked(&agent) >= before + 3.0).then_some(()),
     );
-    assert_eq!(group.current_master("rwmaster"), Some(group.replica.port));
+    // (Which server is master now is the sentinels' choice; what matters is that nothing
+    // acknowledged is missing.)
     stop_agent_and_check_nothing_lost(agent, &url, "failover-host");
 }
 

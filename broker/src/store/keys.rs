@@ -11,7 +11,7 @@
 //! - `monitor:hosts` — Set of host ids, so listing hosts needs no SCAN.
 //!
 //! Beyond the seed layout, for fast range reads: `monitor:packed:{hostId}:{timestamp}` — String
-//! `<id of the metric-name list>:<every value, comma-separated>`, TTL = retention — and
+//! `<id of the metric-name list>:<base64 of every value as an f64>`, TTL = retention — and
 //! `monitor:schema:{hostId}` — Hash: id → `[["name","unit"],…]`, the name lists. A range read
 //! then GETs one string per snapshot instead of HGETALL of every field (which for 60 fields ×
 //! 3600 snapshots costs Redis 27 ms alone). It is a key of its own, not a field, so the data
@@ -105,30 +105,45 @@ pub fn decode_schema(s: &[u8]) -> Option<Vec<(String, i32)>> {
     )
 }
 
-/// `<schema id, 8 hex digits>:<value>,<value>,…` — text, so every Redis client can read the
-/// hash as strings; values in Rust's shortest round-trip notation.
+/// `<schema id, 8 hex digits>:<base64 of the values as little-endian f64s>` — text, so every
+/// Redis client reads it as a string; exact; 10.7 characters a value; decoded at memory speed
+/// (parsing decimal text was most of a range read's time).
 pub fn encode_packed(id: u32, metrics: &[ringwatch_proto::Metric]) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(9 + 12 * metrics.len());
-    let _ = write!(out, "{id:08x}:");
-    for (i, m) in metrics.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(out, "{}", m.value);
+    use base64::Engine;
+    let mut raw = Vec::with_capacity(8 * metrics.len());
+    for m in metrics {
+        raw.extend_from_slice(&m.value.to_le_bytes());
     }
+    let mut out = format!("{id:08x}:");
+    base64::engine::general_purpose::STANDARD.encode_string(&raw, &mut out);
     out
 }
 
+/// The schema id of a packed string, without decoding its values.
+pub fn packed_id(b: &[u8]) -> Option<u32> {
+    let id = std::str::from_utf8(b.get(..8)?).ok()?;
+    (b.get(8) == Some(&b':')).then_some(())?;
+    u32::from_str_radix(id, 16).ok()
+}
+
 /// (schema id, values) from `encode_packed`; None if it is not that format.
-pub fn decode_packed(b: &[u8]) -> Option<(u32, impl Iterator<Item = f64> + '_)> {
-    let s = std::str::from_utf8(b).ok()?;
-    let (id, rest) = s.split_once(':')?;
-    let id = u32::from_str_radix(id, 16).ok()?;
-    let values = rest
-        .split(',')
-        .filter(|v| !v.is_empty())
-        .map(|v| v.parse::<f64>().unwrap_or(f64::NAN));
+pub fn decode_packed(b: &[u8]) -> Option<(u32, Vec<f64>)> {
+    use base64::Engine;
+    let id = packed_id(b)?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(&b[9..])
+        .ok()?;
+    if raw.len() % 8 != 0 {
+        return None;
+    }
+    let values = raw
+        .chunks_exact(8)
+        .map(|c| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(c);
+            f64::from_le_bytes(a)
+        })
+        .collect();
     Some((id, values))
 }
 
@@ -230,10 +245,14 @@ mod tests {
         let id = schema_id(&metrics);
         let packed = encode_packed(id, &metrics);
         let packed_bytes = packed.as_bytes();
-        assert_eq!(packed, format!("{id:08x}:1.5,-2"));
+        assert!(
+            packed.starts_with(&format!("{id:08x}:")) && packed.is_ascii(),
+            "{packed}"
+        );
+        assert_eq!(packed_id(packed_bytes), Some(id));
         let (got_id, values) = decode_packed(packed_bytes).unwrap();
         assert_eq!(got_id, id);
-        assert_eq!(values.collect::<Vec<_>>(), vec![1.5, -2.0]);
+        assert_eq!(values, vec![1.5, -2.0]);
         assert_eq!(
             decode_schema(encode_schema(&metrics).as_bytes()).unwrap(),
             vec![
@@ -245,6 +264,11 @@ mod tests {
         other[1].unit = Unit::Count as i32;
         assert_ne!(schema_id(&other), id, "a unit change is a new schema");
         assert!(decode_packed(b"zz:1").is_none());
+        assert!(decode_packed(b"0000000a:not base64!").is_none());
+        assert!(
+            decode_packed(b"0000000a:AAAA").is_none(),
+            "3 bytes are not a whole f64"
+        );
         let w = WindowStats {
             min: 1.0,
             max: 3.5,

@@ -211,7 +211,7 @@ impl RedisStore {
         let mut ids: Vec<u32> = replies
             .iter()
             .flatten()
-            .filter_map(|v| keys::decode_packed(bytes(v)?).map(|(id, _)| id))
+            .filter_map(|v| keys::packed_id(bytes(v)?))
             .collect();
         ids.sort_unstable();
         ids.dedup();
@@ -759,7 +759,7 @@ impl Store for RedisStore {
             for (ts, v) in stamps.iter().zip(values) {
                 match bytes(v).and_then(keys::decode_packed) {
                     Some((id, values)) if schemas.contains_key(&id) => {
-                        b.add_packed(*ts, id, &schemas[&id], values)
+                        b.add_packed(*ts, id, &schemas[&id], values.into_iter())
                     }
                     _ => {
                         whole = true;
