@@ -29,6 +29,8 @@ pub struct AppState {
     pub max_points: usize,
     pub ws: crate::ws::WsCounters,
     pub ws_heartbeat: Duration,
+    /// The last `/api/dashboard` render: (dashboard version, when, body).
+    pub dashboard_cache: std::sync::Mutex<Option<(u64, i64, axum::body::Bytes)>>,
     pub shutdown: tokio_util::sync::CancellationToken,
 }
 
@@ -120,17 +122,39 @@ fn cluster_json(st: &AppState) -> serde_json::Value {
     })
 }
 
-async fn dashboard_all(State(st): Shared) -> Json<serde_json::Value> {
+/// `/api/dashboard`, rendered once per dashboard change and reused for up to a second (host
+/// states and the brokers' health move with time, so a render is never older than that).
+async fn dashboard_all(State(st): Shared) -> Response {
     let now = now_ms();
-    Json(json!({
+    let version = st.dashboard.version();
+    let cached = st.dashboard_cache.lock().ok().and_then(|c| {
+        c.as_ref()
+            .filter(|(v, at, _)| *v == version && now - *at < 1000)
+            .map(|(_, _, body)| body.clone())
+    });
+    let body = match cached {
+        Some(b) => b,
+        None => {
+            let b = axum::body::Bytes::from(render_dashboard(&st, now).to_string());
+            if let Ok(mut c) = st.dashboard_cache.lock() {
+                *c = Some((version, now, b.clone()));
+            }
+            b
+        }
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn render_dashboard(st: &AppState, now: i64) -> serde_json::Value {
+    json!({
         "summary": st.dashboard.summary(now),
         "hosts": st.dashboard.hosts(now),
         "topk": {
             "cpu.usage": st.dashboard.topk("cpu.usage", st.topk, st.topk_ttl_ms, now),
             "mem.used_percent": st.dashboard.topk("mem.used_percent", st.topk, st.topk_ttl_ms, now),
         },
-        "cluster": cluster_json(&st),
-    }))
+        "cluster": cluster_json(st),
+    })
 }
 
 type Params = Query<HashMap<String, String>>;

@@ -141,6 +141,8 @@ const HUB_CAPACITY: usize = 1024;
 
 pub struct Dashboard {
     state: RwLock<State>,
+    /// Bumped on every change, so rendered views can be reused until it moves.
+    version: std::sync::atomic::AtomicU64,
     /// Every applied snapshot, for push clients (WebSocket, QUIC).
     hub: tokio::sync::broadcast::Sender<std::sync::Arc<Snapshot>>,
 }
@@ -149,6 +151,7 @@ impl Default for Dashboard {
     fn default() -> Self {
         Dashboard {
             state: RwLock::default(),
+            version: std::sync::atomic::AtomicU64::new(0),
             hub: tokio::sync::broadcast::channel(HUB_CAPACITY).0,
         }
     }
@@ -227,10 +230,21 @@ impl Dashboard {
         }
         st.applied += 1;
         drop(st);
+        self.bump();
         if self.hub.receiver_count() > 0 {
             let _ = self.hub.send(std::sync::Arc::new(s.clone()));
         }
         true
+    }
+
+    fn bump(&self) {
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Changes with every applied snapshot, registry update and source change.
+    pub fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every snapshot applied from now on.
@@ -270,15 +284,21 @@ impl Dashboard {
             v.agent_version = h.agent_version.clone();
             v.interval_ms = h.interval_ms;
         }
+        drop(st);
+        self.bump();
     }
 
     /// Marks a broker's live stream as feeding the dashboard, or not.
     pub fn set_live(&self, broker: &str, live: bool) {
         let mut st = self.write();
-        if live {
-            st.sources.insert(broker.to_string());
+        let changed = if live {
+            st.sources.insert(broker.to_string())
         } else {
-            st.sources.remove(broker);
+            st.sources.remove(broker)
+        };
+        drop(st);
+        if changed {
+            self.bump();
         }
     }
 
@@ -444,6 +464,22 @@ mod tests {
         assert_eq!(rows[0].cpu, Some(20.0));
         assert_eq!(rows[0].spark_cpu, vec![Some(10.0), Some(20.0)]);
         assert_eq!(rows[0].spark_ts, vec![1000, 2000]);
+    }
+
+    #[test]
+    fn the_version_moves_with_every_change_and_only_then() {
+        let d = Dashboard::default();
+        let v0 = d.version();
+        d.apply(&snap("a", 1000, 10.0));
+        let v1 = d.version();
+        assert!(v1 > v0);
+        d.apply(&snap("a", 1000, 10.0));
+        assert_eq!(d.version(), v1, "a duplicate changes nothing");
+        d.set_live("http://b1", true);
+        let v2 = d.version();
+        assert!(v2 > v1);
+        d.set_live("http://b1", true);
+        assert_eq!(d.version(), v2);
     }
 
     #[test]

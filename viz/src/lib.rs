@@ -86,6 +86,7 @@ impl Viz {
             max_points: config.max_points,
             ws: ws::WsCounters::default(),
             ws_heartbeat: Duration::from_secs(config.ws_heartbeat_secs),
+            dashboard_cache: std::sync::Mutex::new(None),
             shutdown: shutdown.clone(),
         });
         tracing::info!(%addr, brokers = ?config.brokers, "viz serving");

@@ -1,0 +1,131 @@
+//! viz dashboard endpoints under load from a second process: p99 latency at 1000 requests/s.
+//!
+//! `cargo bench --bench viz` (env `BENCH_SECS`, default 10; `BENCH_HOSTS`, default 100) —
+//! a release broker and viz; BENCH_HOSTS hosts each send a minute of snapshots (60 metrics);
+//! then this process sends 1000 requests/s (8 keep-alive connections, 125/s each, paced) to a
+//! dashboard endpoint for BENCH_SECS and reports p50/p99/max per endpoint.
+
+#[path = "support.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use ringwatch_proto::ingest_client::IngestClient;
+use ringwatch_proto::{AgentMessage, Batch, Register, agent_message};
+use support::*;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio_stream::wrappers::ReceiverStream;
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One keep-alive connection sending `per_sec` GETs of `path` for `secs`; latencies.
+async fn client(addr: String, path: &'static str, per_sec: u64, secs: u64) -> Vec<Duration> {
+    let stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let mut conn = BufReader::new(stream);
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / per_sec));
+    let until = Instant::now() + Duration::from_secs(secs);
+    let mut lat = Vec::new();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    while Instant::now() < until {
+        tick.tick().await;
+        let t = Instant::now();
+        conn.get_mut()
+            .write_all(request.as_bytes())
+            .await
+            .expect("write");
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            conn.read_line(&mut line).await.expect("header");
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().expect("length");
+            }
+        }
+        let mut body = vec![0u8; length];
+        conn.read_exact(&mut body).await.expect("body");
+        lat.push(t.elapsed());
+    }
+    lat
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let secs: u64 = env("BENCH_SECS", 10);
+    let hosts: usize = env("BENCH_HOSTS", 100);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Proc::start(&[
+        "broker",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().to_str().expect("path"),
+    ]);
+    let url = format!("http://{}", broker.addr("grpc"));
+    let viz = Proc::start(&["viz", "--listen", "127.0.0.1:0", "--broker", &url]);
+    let http = viz.addr("http");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        tokio::time::sleep(Duration::from_secs(1)).await; // viz subscribes
+        for h in 0..hosts {
+            let host = format!("bench-host-{h:04}");
+            let mut ingest = IngestClient::connect(url.clone()).await.expect("connect");
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            let mut acks = ingest.stream(ReceiverStream::new(rx)).await.expect("stream").into_inner();
+            let reg = Register { host_id: host.clone(), agent_version: "bench".into(), interval_ms: 5000, ..Default::default() };
+            tx.send(AgentMessage { body: Some(agent_message::Body::Register(reg)) }).await.expect("send");
+            let now = now_ms();
+            let snapshots = (0..60).map(|i| snapshot(&host, now - (60 - i) * 1000, 60)).collect();
+            tx.send(AgentMessage { body: Some(agent_message::Body::Batch(Batch { seq: 1, snapshots })) }).await.expect("send");
+            acks.message().await.expect("ack").expect("ack");
+        }
+        // Wait until viz shows every host.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let body = reqwest_like(&http, "/api/dashboard/summary").await;
+            if body.contains(&format!("\"hosts\":{hosts}")) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "viz did not show {hosts} hosts: {body}");
+        }
+        for path in ["/api/dashboard/summary", "/api/dashboard/topk?metric=cpu.core.1.usage&k=10", "/api/dashboard"] {
+            let tasks: Vec<_> = (0..8).map(|_| tokio::spawn(client(http.clone(), path, 125, secs))).collect();
+            let mut all = Vec::new();
+            for t in tasks {
+                all.extend(t.await.expect("task"));
+            }
+            let n = all.len();
+            let (p50, p99, max) = percentiles(all);
+            println!("viz {path} with {hosts} hosts: {n} requests in {secs} s ({:.0}/s): p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms", n as f64 / secs as f64);
+        }
+    });
+}
+
+/// One GET on a fresh connection; the body.
+async fn reqwest_like(addr: &str, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    out
+}
