@@ -160,6 +160,11 @@ fn every_endpoint_answers_or_refuses_with_a_reason() {
             400,
             "step",
         ),
+        (
+            "/api/metrics/aggregate?host_id=api-host&metric=cpu.usage&step=100000000h",
+            400,
+            "longest range",
+        ),
         ("/api/metrics/aggregate?host_id=api-host", 400, "metric"),
         (
             "/api/analysis/trend?host_id=api-host&metric=no.such.metric",

@@ -450,8 +450,11 @@ async fn aggregate(State(st): Shared, Query(p): Params) -> ApiResult<serde_json:
     if step < Duration::from_secs(1) {
         return Err(ApiError::bad("step must be at least 1s"));
     }
+    let step_ms = i64::try_from(step.as_millis()).unwrap_or(i64::MAX);
+    if step_ms > st.max_range_ms {
+        return Err(ApiError::bad("step is longer than the longest range"));
+    }
     let (host, metric, start, end, pts) = points(&st, &p).await?;
-    let step_ms = step.as_millis() as i64;
     if (end - start) / step_ms > 10_000 {
         return Err(ApiError::bad("more than 10000 buckets; use a larger step"));
     }
@@ -532,7 +535,9 @@ async fn topk(State(st): Shared, Query(p): Params) -> ApiResult<serde_json::Valu
             .ok_or_else(|| ApiError::bad(format!("k {v:?} must be 1..=1000")))?,
     };
     let window = duration_param(&p, "window", Duration::from_millis(st.topk_ttl_ms as u64))?;
-    let window_ms = (window.as_millis() as i64).min(st.topk_ttl_ms);
+    let window_ms = i64::try_from(window.as_millis())
+        .unwrap_or(i64::MAX)
+        .min(st.topk_ttl_ms);
     Ok(Json(json!({
         "metric": metric, "k": k, "window_ms": window_ms,
         "entries": st.dashboard.topk(&metric, k, window_ms, now_ms()),

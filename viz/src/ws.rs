@@ -100,9 +100,9 @@ fn parse_subscribe(text: &str) -> Result<Filter, String> {
         return Err("at most 10000 hosts and 1000 metric prefixes".into());
     }
     if let Some(p) = s.metrics.iter().find(|p| p.len() > 200) {
+        let shown: String = p.chars().take(32).collect();
         return Err(format!(
-            "metric prefix {:?}… is longer than 200 characters",
-            &p[..32]
+            "metric prefix {shown:?}… is longer than 200 characters"
         ));
     }
     Ok(Filter::new(s.hosts, s.metrics))
@@ -249,5 +249,15 @@ mod tests {
                 .contains("unknown message type")
         );
         assert!(parse_subscribe(r#"{"type":"subscribe","extra":1}"#).is_err());
+        // A long prefix of multi-byte characters is refused, not cut mid-character.
+        let long = format!(
+            r#"{{"type":"subscribe","metrics":["{}"]}}"#,
+            "é".repeat(150)
+        );
+        assert!(
+            parse_subscribe(&long)
+                .unwrap_err()
+                .contains("longer than 200")
+        );
     }
 }
