@@ -20,15 +20,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(120);
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Proc::start(&[
-        "broker",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        dir.path().to_str().expect("path"),
-    ]);
+    let broker = broker(dir.path(), &[]);
     let url = format!("http://{}", broker.addr("grpc"));
     let agent = Proc::start(&[
         "agent",

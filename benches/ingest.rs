@@ -13,19 +13,9 @@ use support::*;
 
 fn run(label: &str, extra: &[&str], streams: usize, secs: u64) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut args = vec![
-        "broker",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--memory-limit-samples",
-        "400000000",
-        "--data-dir",
-        dir.path().to_str().expect("path"),
-    ];
+    let mut args = vec!["--memory-limit-samples", "400000000"];
     args.extend_from_slice(extra);
-    let broker = Proc::start(&args);
+    let broker = broker(dir.path(), &args);
     let url = format!("http://{}", broker.addr("grpc"));
     let cpu0 = broker.cpu_secs();
     let (total, wall) = load(&url, streams, secs);

@@ -9,11 +9,8 @@ mod support;
 use std::time::Instant;
 
 use ringwatch_broker::store::{EmbeddedConfig, EmbeddedStore, RangeQuery, Store};
-use ringwatch_proto::ingest_client::IngestClient;
-use ringwatch_proto::query_client::QueryClient;
-use ringwatch_proto::{AgentMessage, Batch, RangeRequest, Register, agent_message};
+use ringwatch_proto::RangeRequest;
 use support::*;
-use tokio_stream::wrappers::ReceiverStream;
 
 const METRICS: usize = 60;
 const POINTS: i64 = 3600;
@@ -64,34 +61,11 @@ fn main() {
 
     // (b) Through a broker process over gRPC.
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Proc::start(&[
-        "broker",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        dir.path().to_str().expect("path"),
-    ]);
+    let broker = broker(dir.path(), &[]);
     let url = format!("http://{}", broker.addr("grpc"));
     rt.block_on(async {
-        let mut ingest = IngestClient::connect(url.clone()).await.expect("connect");
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let mut replies = ingest.stream(ReceiverStream::new(rx)).await.expect("stream").into_inner();
-        tx.send(AgentMessage { body: Some(agent_message::Body::Register(Register { host_id: "range-host".into(), ..Default::default() })) }).await.expect("send");
-        for (i, chunk) in snaps.chunks(200).enumerate() {
-            tx.send(AgentMessage { body: Some(agent_message::Body::Batch(Batch { seq: i as u64, snapshots: chunk.to_vec() })) }).await.expect("send");
-            replies.message().await.expect("ack").expect("ack");
-        }
-        // A client as viz configures it: larger HTTP/2 windows for range reads.
-        let channel = tonic::transport::Endpoint::from_shared(url.clone())
-            .expect("url")
-            .initial_stream_window_size(Some(1 << 20))
-            .initial_connection_window_size(Some(4 << 20))
-            .connect()
-            .await
-            .expect("connect");
-        let mut client = QueryClient::new(channel).max_decoding_message_size(64 << 20);
+        ingest(&url, "range-host", &snaps).await;
+        let mut client = query_client(&url).await;
         let mut lat = Vec::with_capacity(queries);
         for _ in 0..queries {
             let t = Instant::now();

@@ -14,11 +14,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use redis_servers::{RedisServer, require};
-use ringwatch_proto::ingest_client::IngestClient;
-use ringwatch_proto::query_client::QueryClient;
-use ringwatch_proto::{AgentMessage, Batch, RangeRequest, Register, agent_message};
+use ringwatch_proto::RangeRequest;
 use support::*;
-use tokio_stream::wrappers::ReceiverStream;
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -193,25 +190,9 @@ fn main() {
     let end = now_ms();
     let start = end - 3600 * 1000;
     rt.block_on(async {
-        let mut ingest = IngestClient::connect(url.clone()).await.expect("connect");
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let mut replies = ingest.stream(ReceiverStream::new(rx)).await.expect("stream").into_inner();
-        let reg = Register { host_id: "range-host".into(), ..Default::default() };
-        tx.send(AgentMessage { body: Some(agent_message::Body::Register(reg)) }).await.expect("send");
         let snaps: Vec<_> = (0..3600).map(|i| snapshot("range-host", start + i * 1000, 60)).collect();
-        for (i, chunk) in snaps.chunks(200).enumerate() {
-            let batch = Batch { seq: i as u64, snapshots: chunk.to_vec() };
-            tx.send(AgentMessage { body: Some(agent_message::Body::Batch(batch)) }).await.expect("send");
-            replies.message().await.expect("ack").expect("ack");
-        }
-        let channel = tonic::transport::Endpoint::from_shared(url.clone())
-            .expect("url")
-            .initial_stream_window_size(Some(1 << 20))
-            .initial_connection_window_size(Some(4 << 20))
-            .connect()
-            .await
-            .expect("connect");
-        let mut client = QueryClient::new(channel).max_decoding_message_size(64 << 20);
+        ingest(&url, "range-host", &snaps).await;
+        let mut client = query_client(&url).await;
         // (a) The store API in this process, against the same Redis.
         let store = ringwatch_broker::store::RedisStore::open(ringwatch_broker::Config {
             store: ringwatch_broker::config::StoreKind::Redis,

@@ -197,3 +197,68 @@ pub fn load(url: &str, streams: usize, secs: u64) -> (u64, f64) {
     });
     (total, start.elapsed().as_secs_f64())
 }
+
+/// A release broker on free loopback ports with its store in `dir`.
+pub fn broker(dir: &std::path::Path, extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "broker",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    Proc::start(&args)
+}
+
+/// Registers `host` and writes `snaps` through the ingest stream, 200 per batch, each acked.
+pub async fn ingest(url: &str, host: &str, snaps: &[ringwatch_proto::Snapshot]) {
+    let mut client = IngestClient::connect(url.to_string())
+        .await
+        .expect("connect");
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut acks = client
+        .stream(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let reg = Register {
+        host_id: host.into(),
+        agent_version: "bench".into(),
+        interval_ms: 1000,
+        ..Default::default()
+    };
+    tx.send(AgentMessage {
+        body: Some(agent_message::Body::Register(reg)),
+    })
+    .await
+    .expect("send");
+    for (i, chunk) in snaps.chunks(200).enumerate() {
+        let batch = Batch {
+            seq: i as u64,
+            snapshots: chunk.to_vec(),
+        };
+        tx.send(AgentMessage {
+            body: Some(agent_message::Body::Batch(batch)),
+        })
+        .await
+        .expect("send");
+        acks.message().await.expect("ack").expect("ack");
+    }
+}
+
+/// A query client as viz configures it: larger HTTP/2 windows for range reads.
+pub async fn query_client(
+    url: &str,
+) -> ringwatch_proto::query_client::QueryClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+        .expect("url")
+        .initial_stream_window_size(Some(1 << 20))
+        .initial_connection_window_size(Some(4 << 20))
+        .connect()
+        .await
+        .expect("connect");
+    ringwatch_proto::query_client::QueryClient::new(channel).max_decoding_message_size(64 << 20)
+}

@@ -10,11 +10,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use ringwatch_proto::ingest_client::IngestClient;
-use ringwatch_proto::{AgentMessage, Batch, Register, agent_message};
 use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio_stream::wrappers::ReceiverStream;
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -66,15 +63,7 @@ fn main() {
     let secs: u64 = env("BENCH_SECS", 10);
     let hosts: usize = env("BENCH_HOSTS", 100);
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Proc::start(&[
-        "broker",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        dir.path().to_str().expect("path"),
-    ]);
+    let broker = broker(dir.path(), &[]);
     let url = format!("http://{}", broker.addr("grpc"));
     let viz = Proc::start(&["viz", "--listen", "127.0.0.1:0", "--broker", &url]);
     let http = viz.addr("http");
@@ -86,15 +75,9 @@ fn main() {
         tokio::time::sleep(Duration::from_secs(1)).await; // viz subscribes
         for h in 0..hosts {
             let host = format!("bench-host-{h:04}");
-            let mut ingest = IngestClient::connect(url.clone()).await.expect("connect");
-            let (tx, rx) = tokio::sync::mpsc::channel(4);
-            let mut acks = ingest.stream(ReceiverStream::new(rx)).await.expect("stream").into_inner();
-            let reg = Register { host_id: host.clone(), agent_version: "bench".into(), interval_ms: 5000, ..Default::default() };
-            tx.send(AgentMessage { body: Some(agent_message::Body::Register(reg)) }).await.expect("send");
             let now = now_ms();
-            let snapshots = (0..60).map(|i| snapshot(&host, now - (60 - i) * 1000, 60)).collect();
-            tx.send(AgentMessage { body: Some(agent_message::Body::Batch(Batch { seq: 1, snapshots })) }).await.expect("send");
-            acks.message().await.expect("ack").expect("ack");
+            let snapshots: Vec<_> = (0..60).map(|i| snapshot(&host, now - (60 - i) * 1000, 60)).collect();
+            ingest(&url, &host, &snapshots).await;
         }
         // Wait until viz shows every host.
         let deadline = Instant::now() + Duration::from_secs(30);
