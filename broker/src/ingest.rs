@@ -217,12 +217,7 @@ impl<S: Store> StreamHandler<S> {
         }
         match self.router.write(b.snapshots).await {
             Ok(out) => {
-                self.metrics.batches_acked.inc();
-                self.metrics.snapshots_stored.inc_by(out.stored as u64);
-                self.metrics.samples_stored.inc_by(out.samples);
-                self.metrics
-                    .snapshots_duplicate
-                    .inc_by(out.duplicates as u64);
+                self.metrics.stored(&out);
                 Ok(Some(BrokerMessage {
                     body: Some(broker_message::Body::Ack(Ack {
                         seq: b.seq,

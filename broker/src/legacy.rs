@@ -96,12 +96,7 @@ impl<S: Store> LegacyService<S> {
         self.metrics.batches_received.inc();
         match self.router.write(batch).await {
             Ok(out) => {
-                self.metrics.batches_acked.inc();
-                self.metrics.snapshots_stored.inc_by(out.stored as u64);
-                self.metrics.samples_stored.inc_by(out.samples);
-                self.metrics
-                    .snapshots_duplicate
-                    .inc_by(out.duplicates as u64);
+                self.metrics.stored(&out);
                 *stored += out.stored as u64;
                 *duplicates += out.duplicates as u64;
                 Ok(())

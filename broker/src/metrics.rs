@@ -157,6 +157,14 @@ impl BrokerMetrics {
         BrokerMetrics { registry: r, ..m }
     }
 
+    /// Counts a batch the store took (for ingest and the legacy protocol alike).
+    pub fn stored(&self, out: &crate::store::WriteOutcome) {
+        self.batches_acked.inc();
+        self.snapshots_stored.inc_by(out.stored as u64);
+        self.samples_stored.inc_by(out.samples);
+        self.snapshots_duplicate.inc_by(out.duplicates as u64);
+    }
+
     /// Prometheus text, with store figures read now.
     pub fn render(&self, stats: StoreStats) -> String {
         self.store_hosts.set(stats.hosts as i64);
