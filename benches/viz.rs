@@ -65,7 +65,16 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = broker(dir.path(), &[]);
     let url = format!("http://{}", broker.addr("grpc"));
-    let viz = Proc::start(&["viz", "--listen", "127.0.0.1:0", "--broker", &url]);
+    let viz = Proc::start(&[
+        "viz",
+        "--listen",
+        "127.0.0.1:0",
+        "--broker",
+        &url,
+        "--no-auth",
+        "--quic-listen",
+        "127.0.0.1:0",
+    ]);
     let http = viz.addr("http");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -25,6 +25,21 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-sentinel redis-tools
 fi
 
+# Node.js and npm build the web UI's chart bundle (viz/build.rs runs `npm ci`) and drive the
+# browser test; Debian's Chromium is the browser (tests/viz_ui.rs).
+apt_missing=()
+command -v npm >/dev/null 2>&1 || apt_missing+=(nodejs npm)
+command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
+if [ ${#apt_missing[@]} -gt 0 ]; then
+  echo "installing ${apt_missing[*]}"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_missing[@]}"
+fi
+if [ ! -d viz/web/node_modules/playwright-core ]; then
+  (cd viz/web && npm ci --no-audit --no-fund)
+fi
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 

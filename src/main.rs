@@ -63,6 +63,21 @@ enum Command {
     Up(up::UpArgs),
     /// Read from a broker: latest values, hosts, a host's range.
     Query(query_cmd::QueryArgs),
+    /// Mint an API token for viz (HS256, signed with the secret viz runs with); prints it.
+    Token {
+        /// viewer reads dashboards, metrics and live push; admin also reads viz's config.
+        #[arg(long, value_enum, default_value = "viewer")]
+        role: ringwatch_viz::auth::Role,
+        /// The secret viz was given (--jwt-secret / RINGWATCH_JWT_SECRET).
+        #[arg(long, env = "RINGWATCH_JWT_SECRET", hide_env_values = true)]
+        jwt_secret: String,
+        /// Who the token is for (the `sub` claim; shown in the dashboard).
+        #[arg(long, default_value = "ringwatch-cli")]
+        subject: String,
+        /// How long the token is valid (e.g. 1h, 7d; at most 366 days).
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
 }
 
 fn init_logging(filter: &str, format: &str) -> anyhow::Result<()> {
@@ -162,6 +177,15 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Up(args) => up::run(args, shutdown_on_signals()).await?,
         Command::Query(args) => query_cmd::run(args).await?,
+        Command::Token {
+            role,
+            jwt_secret,
+            subject,
+            ttl,
+        } => println!(
+            "{}",
+            ringwatch_viz::auth::mint(&jwt_secret, &subject, role, ttl)?
+        ),
     }
     Ok(())
 }

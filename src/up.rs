@@ -34,6 +34,13 @@ pub struct UpArgs {
     /// Store in this Redis server (e.g. redis://127.0.0.1:6379) instead of the embedded store.
     #[arg(long)]
     pub redis: Option<String>,
+    /// viz QUIC push address (UDP).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub quic: SocketAddr,
+    /// Require tokens signed with this HS256 secret (mint them with `ringwatch token`); without
+    /// it the dashboard is open to anyone who can reach it, which suits a local run only.
+    #[arg(long, env = "RINGWATCH_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
 }
 
 pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -66,6 +73,9 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     let viz_cfg = ringwatch_viz::Config {
         listen: args.viz,
         brokers: vec![format!("http://{grpc}")],
+        quic_listen: args.quic,
+        no_auth: args.jwt_secret.is_none(),
+        jwt_secret: args.jwt_secret.clone(),
         ..Default::default()
     };
     let viz = ringwatch_viz::Viz::bind(viz_cfg).await?;
@@ -84,7 +94,14 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
         "  agent           host {host}, every {}s, /metrics at http://{agent_metrics}/metrics",
         args.interval_secs
     );
-    println!("  dashboard API   http://{viz_addr}/api/dashboard   (web UI: not built yet)");
+    println!("  dashboard       http://{viz_addr}/");
+    println!("  dashboard API   http://{viz_addr}/api/dashboard   (OpenAPI: /api/openapi.json)");
+    println!("  live push       ws://{viz_addr}/ws");
+    if args.jwt_secret.is_some() {
+        println!("  auth            tokens required: ringwatch token --role viewer");
+    } else {
+        println!("  auth            OFF: anyone who can reach these ports can read everything");
+    }
     println!("  query           ringwatch query latest --broker http://{grpc}");
     println!("Press Ctrl-C to stop.");
 

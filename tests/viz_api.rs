@@ -18,6 +18,9 @@ fn viz(brokers: &[&str]) -> Proc {
         "1",
         "--pull-secs",
         "1",
+        "--no-auth",
+        "--quic-listen",
+        "127.0.0.1:0",
     ];
     for b in brokers {
         args.push("--broker");
@@ -285,4 +288,166 @@ fn viz_fails_over_to_a_second_broker() {
     );
     let (_, after) = get_json(&http, "/api/dashboard/cluster");
     assert_eq!(after["healthy_brokers"], 1, "{after}");
+}
+
+/// A token minted by the real CLI.
+fn token(secret: &str, role: &str) -> String {
+    let out = std::process::Command::new(BIN)
+        .args([
+            "token",
+            "--role",
+            role,
+            "--jwt-secret",
+            secret,
+            "--subject",
+            "tester",
+        ])
+        .output()
+        .expect("run ringwatch token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn tokens_guard_the_api_and_websocket_by_role() {
+    let secret = "a-test-secret-that-is-long-enough-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path(), &[]);
+    let url = broker.grpc_url();
+    let _agent = agent(&[&url], &["--host-id", "auth-host"]);
+    let viz = Proc::start(&[
+        "viz",
+        "--listen",
+        "127.0.0.1:0",
+        "--quic-listen",
+        "127.0.0.1:0",
+        "--broker",
+        &url,
+        "--jwt-secret",
+        secret,
+    ]);
+    let http = viz.addr("http");
+    let viewer = format!("Bearer {}", token(secret, "viewer"));
+    let admin = format!("Bearer {}", token(secret, "admin"));
+    let stranger = format!(
+        "Bearer {}",
+        token("another-secret-entirely-0123456789abcdef", "admin")
+    );
+    let get = |path: &str, auth: Option<&str>| {
+        let (status, body) = match auth {
+            Some(a) => http_get_with(&http, path, &[("Authorization", a)]),
+            None => http_get(&http, path),
+        };
+        (
+            status,
+            serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
+        )
+    };
+    // Public: health, metrics, whether auth is on, the UI.
+    assert_eq!(get("/health", None).0, 200);
+    assert_eq!(get("/api/auth", None).1["required"], true);
+    assert_eq!(http_get(&http, "/").0, 200);
+    wait_for(
+        "3 points of the host's data",
+        Duration::from_secs(30),
+        || {
+            (get(
+                "/api/analysis/trend?host_id=auth-host&metric=cpu.usage",
+                Some(&viewer),
+            )
+            .0 == 200)
+                .then_some(())
+        },
+    );
+    let guarded = [
+        "/api/dashboard",
+        "/api/dashboard/summary",
+        "/api/dashboard/hosts",
+        "/api/dashboard/topk?metric=cpu.usage",
+        "/api/dashboard/cluster",
+        "/api/metrics?host_id=auth-host",
+        "/api/metrics/host/auth-host",
+        "/api/metrics/aggregate?host_id=auth-host&metric=cpu.usage&step=1m",
+        "/api/analysis/trend?host_id=auth-host&metric=cpu.usage",
+        "/api/analysis/topk?metric=cpu.usage",
+        "/api/auth/whoami",
+        "/api/admin/config",
+    ];
+    for path in guarded {
+        let (s, b) = get(path, None);
+        assert_eq!(s, 401, "{path} without a token: {b}");
+        assert!(
+            b["error"].as_str().unwrap().contains("token is required"),
+            "{b}"
+        );
+        let (s, b) = get(path, Some("Bearer not.a.jwt"));
+        assert_eq!(s, 401, "{path} with garbage: {b}");
+        assert!(
+            b["error"].as_str().unwrap().contains("invalid token"),
+            "{b}"
+        );
+        assert_eq!(get(path, Some(&stranger)).0, 401, "{path}, another secret");
+        assert_eq!(
+            get(path, Some("Basic dXNlcjpwdw==")).0,
+            401,
+            "{path}, basic auth"
+        );
+        let (s, b) = get(path, Some(&viewer));
+        if path.starts_with("/api/admin") {
+            assert_eq!(s, 403, "{path} as viewer: {b}");
+            assert!(b["error"].as_str().unwrap().contains("needs admin"), "{b}");
+        } else {
+            assert_eq!(s, 200, "{path} as viewer: {b}");
+        }
+        assert_eq!(get(path, Some(&admin)).0, 200, "{path} as admin");
+    }
+    let (_, me) = get("/api/auth/whoami", Some(&viewer));
+    assert_eq!(
+        (me["subject"].as_str(), me["role"].as_str()),
+        (Some("tester"), Some("viewer"))
+    );
+    let (_, cfg) = get("/api/admin/config", Some(&admin));
+    assert_eq!(
+        cfg["jwt_secret"], "(set)",
+        "the secret never leaves viz: {cfg}"
+    );
+
+    // The WebSocket: refused without a good token, served with one in the query.
+    block_on(async {
+        let ws = format!("ws://{http}/ws");
+        match tokio_tungstenite::connect_async(ws.as_str()).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+            other => panic!("a WebSocket without a token: {:?}", other.map(|_| ())),
+        }
+        let bad = format!("{ws}?token=forged");
+        match tokio_tungstenite::connect_async(bad.as_str()).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+            other => panic!("a WebSocket with a forged token: {:?}", other.map(|_| ())),
+        }
+        let good = format!("{ws}?token={}", viewer.trim_start_matches("Bearer "));
+        let (mut c, _) = tokio_tungstenite::connect_async(good.as_str())
+            .await
+            .expect("connect with a token");
+        use futures_util::StreamExt;
+        let first = tokio::time::timeout(Duration::from_secs(10), c.next())
+            .await
+            .expect("a snapshot in time")
+            .expect("a message")
+            .expect("a good frame");
+        let v: Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
+        assert_eq!(v["type"], "snapshot");
+    });
+    let m = scrape(&http);
+    assert!(
+        metric(&m, "ringwatch_viz_auth_unauthorized_total") >= 50.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "ringwatch_viz_auth_forbidden_total") >= 1.0,
+        "{m}"
+    );
 }

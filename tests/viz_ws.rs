@@ -25,6 +25,9 @@ fn viz(broker: &str) -> Proc {
         broker,
         "--health-secs",
         "1",
+        "--no-auth",
+        "--quic-listen",
+        "127.0.0.1:0",
     ])
 }
 

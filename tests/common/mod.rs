@@ -182,9 +182,18 @@ pub fn agent(brokers: &[&str], extra: &[&str]) -> Proc {
 
 /// GET over plain HTTP/1.0; returns (status, body).
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    http_get_with(addr, path, &[])
+}
+
+/// GET with extra request headers, e.g. `("Authorization", "Bearer …")`.
+pub fn http_get_with(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("write request");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{extra}\r\n").expect("write request");
     let mut resp = String::new();
     s.read_to_string(&mut resp).expect("read response");
     let status = resp

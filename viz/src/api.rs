@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -15,6 +16,7 @@ use ringwatch_proto::{RangeChunk, RangeRequest, Unit};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::auth::{Auth, Identity, Role};
 use crate::brokers::BrokerPool;
 use crate::dashboard::{Dashboard, now_ms};
 use crate::metrics::VizMetrics;
@@ -32,6 +34,9 @@ pub struct AppState {
     /// The last `/api/dashboard` render: (dashboard version, when, body).
     pub dashboard_cache: std::sync::Mutex<Option<(u64, i64, axum::body::Bytes)>>,
     pub shutdown: tokio_util::sync::CancellationToken,
+    pub auth: Auth,
+    /// viz's configuration as an admin may read it (the secret left out).
+    pub admin_config: serde_json::Value,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -48,7 +53,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
+        let mut r = (self.0, Json(json!({"error": self.1}))).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        r
     }
 }
 
@@ -67,9 +79,8 @@ impl From<tonic::Status> for ApiError {
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/metrics", get(metrics))
+    let viewer = Router::new()
+        .route("/api/auth/whoami", get(whoami))
         .route("/api/dashboard", get(dashboard_all))
         .route("/api/dashboard/summary", get(summary))
         .route("/api/dashboard/hosts", get(hosts))
@@ -81,8 +92,85 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/analysis/trend", get(trend))
         .route("/api/analysis/topk", get(topk))
         .route("/ws", get(crate::ws::handler))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_viewer,
+        ));
+    let admin = Router::new()
+        .route("/api/admin/config", get(admin_config))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    Router::new()
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/metrics", get(metrics))
+        .route("/api/auth", get(auth_info))
+        .merge(viewer)
+        .merge(admin)
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(state)
+}
+
+/// The token of a request: `Authorization: Bearer …`, or for `/ws` (browsers cannot set
+/// headers on a WebSocket) a `token` query parameter.
+fn request_token(req: &Request) -> Result<Option<String>, crate::auth::AuthError> {
+    if let Some(h) = req.headers().get(header::AUTHORIZATION) {
+        let h = h
+            .to_str()
+            .map_err(|_| crate::auth::AuthError::Invalid("the header is not text".into()))?;
+        return crate::auth::bearer(h)
+            .map(|t| Some(t.to_string()))
+            .ok_or_else(|| {
+                crate::auth::AuthError::Invalid(
+                    "use the Bearer scheme: Authorization: Bearer <token>".into(),
+                )
+            });
+    }
+    if req.uri().path() == "/ws" {
+        let q: Query<HashMap<String, String>> = Query::try_from_uri(req.uri())
+            .map_err(|_| crate::auth::AuthError::Invalid("bad query string".into()))?;
+        return Ok(q.0.get("token").cloned());
+    }
+    Ok(None)
+}
+
+async fn guard(st: &AppState, need: Role, mut req: Request, next: Next) -> Response {
+    let checked = request_token(&req).and_then(|t| st.auth.check(t.as_deref(), need));
+    match checked {
+        Ok(id) => {
+            req.extensions_mut().insert(id);
+            next.run(req).await
+        }
+        Err(e) => {
+            let status = if e.status() == 403 {
+                st.metrics.auth_forbidden.inc();
+                StatusCode::FORBIDDEN
+            } else {
+                st.metrics.auth_unauthorized.inc();
+                StatusCode::UNAUTHORIZED
+            };
+            tracing::info!(path = req.uri().path(), status = status.as_u16(), reason = %e, "request refused");
+            ApiError(status, e.to_string()).into_response()
+        }
+    }
+}
+
+async fn require_viewer(State(st): Shared, req: Request, next: Next) -> Response {
+    guard(&st, Role::Viewer, req, next).await
+}
+
+async fn require_admin(State(st): Shared, req: Request, next: Next) -> Response {
+    guard(&st, Role::Admin, req, next).await
+}
+
+async fn auth_info(State(st): Shared) -> Json<serde_json::Value> {
+    Json(json!({"required": st.auth.required()}))
+}
+
+async fn whoami(Extension(id): Extension<Identity>) -> Json<Identity> {
+    Json(id)
+}
+
+async fn admin_config(State(st): Shared) -> Json<serde_json::Value> {
+    Json(st.admin_config.clone())
 }
 
 async fn metrics(State(st): Shared) -> impl IntoResponse {

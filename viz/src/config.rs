@@ -2,6 +2,7 @@
 //! flag ids), with defaults that run locally.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +50,31 @@ pub struct Config {
     /// WebSocket heartbeat (ping) period, in seconds; a client silent for two is closed.
     #[arg(long, env = "RINGWATCH_VIZ_WS_HEARTBEAT_SECS", default_value_t = 30)]
     pub ws_heartbeat_secs: u64,
+    /// HS256 secret that signs API tokens (at least 32 bytes). Required unless --no-auth.
+    #[arg(long, env = "RINGWATCH_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Serve everything without tokens (for a local run only; logged loudly).
+    #[arg(long, env = "RINGWATCH_VIZ_NO_AUTH")]
+    pub no_auth: bool,
+    /// QUIC push address (UDP; the same messages as /ws).
+    #[arg(
+        long,
+        env = "RINGWATCH_VIZ_QUIC_LISTEN",
+        default_value = "0.0.0.0:8081"
+    )]
+    pub quic_listen: SocketAddr,
+    /// PEM certificate chain for QUIC; without it viz generates a self-signed one at start.
+    #[arg(long, env = "RINGWATCH_VIZ_QUIC_CERT", requires = "quic_key")]
+    pub quic_cert: Option<PathBuf>,
+    /// PEM private key for --quic-cert.
+    #[arg(long, env = "RINGWATCH_VIZ_QUIC_KEY", requires = "quic_cert")]
+    pub quic_key: Option<PathBuf>,
+    /// Where to write the generated certificate (PEM), for clients to trust with --ca.
+    #[arg(long, env = "RINGWATCH_VIZ_QUIC_CERT_OUT")]
+    pub quic_cert_out: Option<PathBuf>,
+    /// Serve the UI's own files from this folder instead of the built-in copies (UI work).
+    #[arg(long, env = "RINGWATCH_VIZ_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -64,11 +90,30 @@ impl Default for Config {
             max_range_hours: 168,
             max_points: 100_000,
             ws_heartbeat_secs: 30,
+            jwt_secret: None,
+            no_auth: false,
+            quic_listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            quic_cert: None,
+            quic_key: None,
+            quic_cert_out: None,
+            web_dir: None,
         }
     }
 }
 
 impl Config {
+    /// The config as JSON with the secret replaced by whether one is set.
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.insert(
+                "jwt_secret".into(),
+                serde_json::json!(self.jwt_secret.as_ref().map(|_| "(set)")),
+            );
+        }
+        v
+    }
+
     pub fn validate(&self) -> Result<(), VizError> {
         let bad = |m: String| Err(VizError::Config(m));
         if self.brokers.is_empty() {
@@ -99,6 +144,22 @@ impl Config {
         if !(1..=24 * 3650).contains(&self.max_range_hours) || self.max_points == 0 {
             return bad("max_range_hours must be 1..=87600 and max_points at least 1".into());
         }
+        match (&self.jwt_secret, self.no_auth) {
+            (None, false) => {
+                return bad("jwt_secret: set --jwt-secret (or RINGWATCH_JWT_SECRET), or pass --no-auth for a local run".into());
+            }
+            (Some(_), true) => return bad("jwt_secret and no_auth: choose one".into()),
+            (Some(s), false) if s.len() < 32 => {
+                return bad(format!(
+                    "jwt_secret: {} bytes is too short for HS256; use at least 32",
+                    s.len()
+                ));
+            }
+            _ => {}
+        }
+        if self.quic_cert.is_some() != self.quic_key.is_some() {
+            return bad("quic_cert and quic_key: give both or neither".into());
+        }
         Ok(())
     }
 }
@@ -109,15 +170,38 @@ mod tests {
 
     #[test]
     fn defaults_validate_and_errors_name_the_field() {
-        Config::default().validate().unwrap();
+        // No secret and no --no-auth: refused, naming both ways out.
+        let e = Config::default().validate().unwrap_err().to_string();
+        assert!(e.contains("--jwt-secret") && e.contains("--no-auth"), "{e}");
+        let open = Config {
+            no_auth: true,
+            ..Config::default()
+        };
+        open.validate().unwrap();
+        let short = Config {
+            jwt_secret: Some("short".into()),
+            ..Config::default()
+        };
+        assert!(
+            short
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("too short")
+        );
+        let signed = Config {
+            jwt_secret: Some("x".repeat(32)),
+            ..Config::default()
+        };
+        signed.validate().unwrap();
         let c = Config {
             brokers: vec![],
-            ..Config::default()
+            ..open.clone()
         };
         assert!(c.validate().unwrap_err().to_string().contains("brokers"));
         let c = Config {
             topk: 0,
-            ..Config::default()
+            ..open.clone()
         };
         assert!(c.validate().unwrap_err().to_string().contains("topk"));
     }

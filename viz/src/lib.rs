@@ -5,12 +5,14 @@
 //! push, JWT.
 
 pub mod api;
+pub mod auth;
 pub mod brokers;
 pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod feed;
 pub mod metrics;
+pub mod web;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -88,10 +90,20 @@ impl Viz {
             ws_heartbeat: Duration::from_secs(config.ws_heartbeat_secs),
             dashboard_cache: std::sync::Mutex::new(None),
             shutdown: shutdown.clone(),
+            auth: auth::Auth::new(config.jwt_secret.as_deref()),
+            admin_config: config.redacted(),
         });
+        if !state.auth.required() {
+            tracing::warn!(
+                "AUTH IS OFF (--no-auth): anyone who can reach {addr} reads every host's metrics; \
+                 set --jwt-secret for anything but a local run"
+            );
+        }
         tracing::info!(%addr, brokers = ?config.brokers, "viz serving");
         let stop = shutdown.clone();
-        let served = axum::serve(listener, api::router(state))
+        let app =
+            api::router(state).merge(web::router(web::WebAssets::new(config.web_dir.clone())));
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await
             .map_err(VizError::Http);

@@ -29,6 +29,10 @@ pub struct VizMetrics {
     ws_updates: Counter,
     ws_downsampled: Counter,
     ws_dropped: Counter,
+    /// Requests refused for a missing, bad or expired token.
+    pub auth_unauthorized: Counter,
+    /// Requests refused for too small a role.
+    pub auth_forbidden: Counter,
 }
 
 impl VizMetrics {
@@ -51,6 +55,8 @@ impl VizMetrics {
             ws_updates: Counter::default(),
             ws_downsampled: Counter::default(),
             ws_dropped: Counter::default(),
+            auth_unauthorized: Counter::default(),
+            auth_forbidden: Counter::default(),
         };
         r.register("hosts", "Hosts on the dashboard", m.hosts.clone());
         r.register(
@@ -112,6 +118,16 @@ impl VizMetrics {
             "ws_dropped_clients",
             "WebSocket clients dropped for being too slow",
             m.ws_dropped.clone(),
+        );
+        r.register(
+            "auth_unauthorized",
+            "Requests and push clients refused for a missing, bad or expired token (401)",
+            m.auth_unauthorized.clone(),
+        );
+        r.register(
+            "auth_forbidden",
+            "Requests refused for too small a role (403)",
+            m.auth_forbidden.clone(),
         );
         VizMetrics { registry: r, ..m }
     }
