@@ -4,6 +4,7 @@
 mod config_file;
 mod query_cmd;
 mod up;
+mod watch;
 
 use std::path::PathBuf;
 
@@ -63,6 +64,8 @@ enum Command {
     Up(up::UpArgs),
     /// Read from a broker: latest values, hosts, a host's range.
     Query(query_cmd::QueryArgs),
+    /// Watch live updates from viz over QUIC.
+    Watch(watch::WatchArgs),
     /// Mint an API token for viz (HS256, signed with the secret viz runs with); prints it.
     Token {
         /// viewer reads dashboards, metrics and live push; admin also reads viz's config.
@@ -171,12 +174,13 @@ async fn main() -> anyhow::Result<()> {
                 config_file::merge(&args, sub_matches(&matches, "viz")?, file, "viz")?;
             let viz = ringwatch_viz::Viz::bind(cfg).await?;
             announce(
-                serde_json::json!({"event": "ready", "component": "viz", "http": viz.addr().to_string()}),
+                serde_json::json!({"event": "ready", "component": "viz", "http": viz.addr().to_string(), "quic": viz.quic_addr().to_string()}),
             );
             viz.run(shutdown_on_signals()).await?;
         }
         Command::Up(args) => up::run(args, shutdown_on_signals()).await?,
         Command::Query(args) => query_cmd::run(args).await?,
+        Command::Watch(args) => watch::run(args).await?,
         Command::Token {
             role,
             jwt_secret,

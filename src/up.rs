@@ -96,7 +96,10 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     );
     println!("  dashboard       http://{viz_addr}/");
     println!("  dashboard API   http://{viz_addr}/api/dashboard   (OpenAPI: /api/openapi.json)");
-    println!("  live push       ws://{viz_addr}/ws");
+    println!(
+        "  live push       ws://{viz_addr}/ws   and QUIC {q}   (ringwatch watch --quic {q} --insecure)",
+        q = viz.quic_addr()
+    );
     if args.jwt_secret.is_some() {
         println!("  auth            tokens required: ringwatch token --role viewer");
     } else {

@@ -290,28 +290,6 @@ fn viz_fails_over_to_a_second_broker() {
     assert_eq!(after["healthy_brokers"], 1, "{after}");
 }
 
-/// A token minted by the real CLI.
-fn token(secret: &str, role: &str) -> String {
-    let out = std::process::Command::new(BIN)
-        .args([
-            "token",
-            "--role",
-            role,
-            "--jwt-secret",
-            secret,
-            "--subject",
-            "tester",
-        ])
-        .output()
-        .expect("run ringwatch token");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 #[test]
 fn tokens_guard_the_api_and_websocket_by_role() {
     let secret = "a-test-secret-that-is-long-enough-0123456789";

@@ -365,3 +365,25 @@ impl Drop for Up {
         let _ = self.child.wait();
     }
 }
+
+/// An API token minted by the real CLI (`ringwatch token`).
+pub fn token(secret: &str, role: &str) -> String {
+    let out = Command::new(BIN)
+        .args([
+            "token",
+            "--role",
+            role,
+            "--jwt-secret",
+            secret,
+            "--subject",
+            "tester",
+        ])
+        .output()
+        .expect("run ringwatch token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

@@ -29,7 +29,8 @@ pub struct AppState {
     pub topk_ttl_ms: i64,
     pub max_range_ms: i64,
     pub max_points: usize,
-    pub ws: crate::ws::WsCounters,
+    pub ws: crate::push::PushCounters,
+    pub quic: crate::push::PushCounters,
     pub ws_heartbeat: Duration,
     /// The last `/api/dashboard` render: (dashboard version, when, body).
     pub dashboard_cache: std::sync::Mutex<Option<(u64, i64, axum::body::Bytes)>>,
@@ -179,7 +180,7 @@ async fn metrics(State(st): Shared) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        st.metrics.render(&st.dashboard, &st.ws),
+        st.metrics.render(&st.dashboard, &st.ws, &st.quic),
     )
 }
 

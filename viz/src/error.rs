@@ -12,6 +12,8 @@ pub enum VizError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Quic(#[from] crate::quic::QuicError),
     #[error("HTTP server failed: {0}")]
     Http(std::io::Error),
 }

@@ -1,8 +1,8 @@
 //! Ringwatch viz (SPEC S5): keeps the dashboard snapshot in memory, fed by live push from
 //! brokers (with the incremental pull as fallback), and serves the HTTP API.
 //!
-//! Push to clients over WebSocket (`ws.rs`). Not yet here (issue 4 goes on): the web UI, QUIC
-//! push, JWT.
+//! Push to clients over WebSocket (`ws.rs`) and QUIC (`quic.rs`), one session logic
+//! (`push.rs`); tokens (`auth.rs`); the web UI from the binary (`web.rs`).
 
 pub mod api;
 pub mod auth;
@@ -12,6 +12,8 @@ pub mod dashboard;
 pub mod error;
 pub mod feed;
 pub mod metrics;
+pub mod push;
+pub mod quic;
 pub mod web;
 pub mod ws;
 
@@ -30,6 +32,7 @@ pub struct Viz {
     config: Config,
     listener: TcpListener,
     addr: SocketAddr,
+    quic: quic::QuicServer,
 }
 
 impl Viz {
@@ -45,15 +48,28 @@ impl Viz {
             addr: config.listen,
             source,
         })?;
+        let files = config.quic_cert.as_deref().zip(config.quic_key.as_deref());
+        let quic = quic::QuicServer::bind(
+            config.quic_listen,
+            files,
+            config.quic_cert_out.as_deref(),
+            Duration::from_secs(config.ws_heartbeat_secs),
+        )?;
         Ok(Viz {
             config,
             listener,
             addr,
+            quic,
         })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The QUIC push address (UDP).
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic.addr()
     }
 
     /// Serves until `shutdown` is cancelled.
@@ -62,6 +78,7 @@ impl Viz {
             config,
             listener,
             addr,
+            quic,
         } = self;
         let pool = Arc::new(brokers::BrokerPool::new(
             &config.brokers,
@@ -86,7 +103,8 @@ impl Viz {
             topk_ttl_ms: config.topk_ttl_secs as i64 * 1000,
             max_range_ms: config.max_range_hours as i64 * 3_600_000,
             max_points: config.max_points,
-            ws: ws::WsCounters::default(),
+            ws: push::PushCounters::default(),
+            quic: push::PushCounters::default(),
             ws_heartbeat: Duration::from_secs(config.ws_heartbeat_secs),
             dashboard_cache: std::sync::Mutex::new(None),
             shutdown: shutdown.clone(),
@@ -99,7 +117,9 @@ impl Viz {
                  set --jwt-secret for anything but a local run"
             );
         }
-        tracing::info!(%addr, brokers = ?config.brokers, "viz serving");
+        let quic_addr = quic.addr();
+        let quic_task = tokio::spawn(quic.run(state.clone(), shutdown.clone()));
+        tracing::info!(%addr, quic = %quic_addr, brokers = ?config.brokers, "viz serving");
         let stop = shutdown.clone();
         let app =
             api::router(state).merge(web::router(web::WebAssets::new(config.web_dir.clone())));
@@ -109,6 +129,7 @@ impl Viz {
             .map_err(VizError::Http);
         shutdown.cancel();
         let _ = feed_task.await;
+        let _ = quic_task.await;
         let _ = health.await;
         tracing::info!("viz stopped");
         served

@@ -29,6 +29,12 @@ pub struct VizMetrics {
     ws_updates: Counter,
     ws_downsampled: Counter,
     ws_dropped: Counter,
+    quic_clients: Gauge,
+    quic_updates: Counter,
+    quic_downsampled: Counter,
+    quic_dropped: Counter,
+    /// QUIC connections refused: too many clients, a failed handshake, or a bad first message.
+    pub quic_refused: Counter,
     /// Requests refused for a missing, bad or expired token.
     pub auth_unauthorized: Counter,
     /// Requests refused for too small a role.
@@ -55,6 +61,11 @@ impl VizMetrics {
             ws_updates: Counter::default(),
             ws_downsampled: Counter::default(),
             ws_dropped: Counter::default(),
+            quic_clients: Gauge::default(),
+            quic_updates: Counter::default(),
+            quic_downsampled: Counter::default(),
+            quic_dropped: Counter::default(),
+            quic_refused: Counter::default(),
             auth_unauthorized: Counter::default(),
             auth_forbidden: Counter::default(),
         };
@@ -120,6 +131,31 @@ impl VizMetrics {
             m.ws_dropped.clone(),
         );
         r.register(
+            "quic_clients",
+            "Connected QUIC push clients",
+            m.quic_clients.clone(),
+        );
+        r.register(
+            "quic_updates_sent",
+            "Updates sent to QUIC clients",
+            m.quic_updates.clone(),
+        );
+        r.register(
+            "quic_downsampled_updates",
+            "Updates slow QUIC clients skipped",
+            m.quic_downsampled.clone(),
+        );
+        r.register(
+            "quic_dropped_clients",
+            "QUIC clients dropped for being too slow",
+            m.quic_dropped.clone(),
+        );
+        r.register(
+            "quic_refused_connections",
+            "QUIC connections refused (too many clients, failed handshake, bad or missing subscribe)",
+            m.quic_refused.clone(),
+        );
+        r.register(
             "auth_unauthorized",
             "Requests and push clients refused for a missing, bad or expired token (401)",
             m.auth_unauthorized.clone(),
@@ -132,7 +168,12 @@ impl VizMetrics {
         VizMetrics { registry: r, ..m }
     }
 
-    pub fn render(&self, dashboard: &Dashboard, ws: &crate::ws::WsCounters) -> String {
+    pub fn render(
+        &self,
+        dashboard: &Dashboard,
+        ws: &crate::push::PushCounters,
+        quic: &crate::push::PushCounters,
+    ) -> String {
         let s = dashboard.summary(now_ms());
         self.hosts.set(s.hosts as i64);
         self.live_hosts.set(s.live as i64);
@@ -153,6 +194,20 @@ impl VizMetrics {
         set(&self.ws_updates, ws.updates_sent.load(Ordering::Relaxed));
         set(&self.ws_downsampled, ws.downsampled.load(Ordering::Relaxed));
         set(&self.ws_dropped, ws.dropped_clients.load(Ordering::Relaxed));
+        self.quic_clients
+            .set(quic.clients.load(Ordering::Relaxed) as i64);
+        set(
+            &self.quic_updates,
+            quic.updates_sent.load(Ordering::Relaxed),
+        );
+        set(
+            &self.quic_downsampled,
+            quic.downsampled.load(Ordering::Relaxed),
+        );
+        set(
+            &self.quic_dropped,
+            quic.dropped_clients.load(Ordering::Relaxed),
+        );
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();

@@ -1,0 +1,280 @@
+//! One live-push session, whatever carries it (WebSocket in `ws.rs`, QUIC in `quic.rs`): a
+//! client subscribes by host ids and metric-name prefixes (kept in a radix tree), gets a
+//! snapshot of the newest values, then every newer update. Each client reads the dashboard's
+//! broadcast through its own bounded queue: one that reads too slowly skips ahead to the newest
+//! (down-sampled, and told how many updates it skipped); one that stops reading (a send does
+//! not complete in 5 s) is dropped — never allowed to stall the others.
+//!
+//! Client → server: `{"type":"subscribe","hosts":[…],"metrics":["cpu.",…]}` (empty = all; over
+//! QUIC the first one also carries `"token"`).
+//! Server → client: `{"type":"snapshot","hosts":[update…]}`, then
+//! `{"type":"update", host_id, timestamp_ms, metrics:{name:{value,unit}}}`,
+//! `{"type":"downsampled","skipped":n}`, `{"type":"error","error":…}`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use radix_trie::Trie;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::api::AppState;
+use crate::dashboard::HostUpdate;
+
+/// Largest message a client may send.
+pub const MAX_CLIENT_MESSAGE: usize = 64 << 10;
+/// A send that takes longer than this drops the client.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Counters of one push transport, read by /metrics.
+#[derive(Debug, Default)]
+pub struct PushCounters {
+    pub clients: AtomicU64,
+    pub updates_sent: AtomicU64,
+    pub downsampled: AtomicU64,
+    pub dropped_clients: AtomicU64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscribe {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    metrics: Vec<String>,
+    /// The API token, for transports without request headers (QUIC).
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// What a client asked for.
+#[derive(Default, Debug)]
+pub struct Filter {
+    hosts: HashSet<String>,
+    prefixes: Option<Trie<String, ()>>,
+}
+
+impl Filter {
+    pub fn new(hosts: Vec<String>, prefixes: Vec<String>) -> Filter {
+        let prefixes = (!prefixes.is_empty()).then(|| {
+            let mut t = Trie::new();
+            for p in prefixes {
+                // "cpu.*" and "cpu." mean the same prefix.
+                let p = p.strip_suffix('*').unwrap_or(&p).to_string();
+                t.insert(p, ());
+            }
+            t
+        });
+        Filter {
+            hosts: hosts.into_iter().collect(),
+            prefixes,
+        }
+    }
+
+    pub fn host(&self, h: &str) -> bool {
+        self.hosts.is_empty() || self.hosts.contains(h)
+    }
+
+    pub fn metric(&self, name: &str) -> bool {
+        match &self.prefixes {
+            None => true,
+            // The longest subscribed prefix that `name` starts with, if any.
+            Some(t) => t.get_ancestor_value(name).is_some(),
+        }
+    }
+}
+
+/// A subscribe message, checked; the filter it asks for and the token it carries.
+pub fn parse_subscribe(text: &str) -> Result<(Filter, Option<String>), String> {
+    let s: Subscribe = serde_json::from_str(text).map_err(|e| format!("bad message: {e}"))?;
+    if s.kind != "subscribe" {
+        return Err(format!(
+            "unknown message type {:?}; send {{\"type\":\"subscribe\",…}}",
+            s.kind
+        ));
+    }
+    if s.hosts.len() > 10_000 || s.metrics.len() > 1_000 {
+        return Err("at most 10000 hosts and 1000 metric prefixes".into());
+    }
+    if let Some(p) = s.metrics.iter().find(|p| p.len() > 200) {
+        let shown: String = p.chars().take(32).collect();
+        return Err(format!(
+            "metric prefix {shown:?}… is longer than 200 characters"
+        ));
+    }
+    Ok((Filter::new(s.hosts, s.metrics), s.token))
+}
+
+/// What a client sent.
+pub enum Incoming {
+    Text(String),
+    /// Something that is not a JSON text message.
+    Unusable,
+    /// A sign of life with nothing to act on (a pong).
+    Alive,
+    Closed,
+}
+
+/// A carrier of one push session. `recv` must be cancel-safe.
+pub trait Transport: Send {
+    /// Sends one message; false when the client is gone or did not take it within 5 s.
+    fn send(&mut self, text: String) -> impl Future<Output = bool> + Send;
+    fn recv(&mut self) -> impl Future<Output = Incoming> + Send;
+    /// A heartbeat; false when the client is gone.
+    fn ping(&mut self) -> impl Future<Output = bool> + Send;
+    /// Whether a client silent for two heartbeats is closed here (QUIC's own keep-alive and
+    /// idle timeout do that job for it).
+    const SILENCE_CLOSES: bool;
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+async fn snapshot<T: Transport>(
+    t: &mut T,
+    st: &AppState,
+    filter: &Filter,
+    last: &mut HashMap<String, i64>,
+) -> bool {
+    let hosts: Vec<HostUpdate> = st
+        .dashboard
+        .current(|h| filter.host(h), |m| filter.metric(m));
+    last.clear();
+    for h in &hosts {
+        last.insert(h.host_id.clone(), h.timestamp_ms);
+    }
+    t.send(json!({"type": "snapshot", "hosts": hosts}).to_string())
+        .await
+}
+
+/// Runs one client's session until it leaves, is dropped, or viz stops.
+pub async fn serve<T: Transport>(mut t: T, st: &AppState, c: &PushCounters, mut filter: Filter) {
+    c.clients.fetch_add(1, Ordering::Relaxed);
+    // Subscribed before the snapshot is taken: nothing falls between the two.
+    let mut rx = st.dashboard.subscribe();
+    let mut last: HashMap<String, i64> = HashMap::new();
+    let mut ping = tokio::time::interval(st.ws_heartbeat);
+    ping.tick().await;
+    let mut heard = Instant::now();
+    let mut ok = snapshot(&mut t, st, &filter, &mut last).await;
+    while ok {
+        tokio::select! {
+            _ = st.shutdown.cancelled() => {
+                t.close().await;
+                break;
+            }
+            r = rx.recv() => match r {
+                Ok(s) => {
+                    if !filter.host(&s.host_id) || s.timestamp_ms <= last.get(&s.host_id).copied().unwrap_or(0) {
+                        continue;
+                    }
+                    last.insert(s.host_id.clone(), s.timestamp_ms);
+                    let mut update = serde_json::to_value(HostUpdate::of(&s, |m| filter.metric(m))).unwrap_or_default();
+                    update["type"] = json!("update");
+                    ok = t.send(update.to_string()).await;
+                    if ok {
+                        c.updates_sent.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        tracing::warn!("a push client did not take an update within 5 s; dropped");
+                        c.dropped_clients.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    // Reading too slowly: skip ahead to the newest and say so.
+                    c.downsampled.fetch_add(n, Ordering::Relaxed);
+                    tracing::debug!(skipped = n, "a push client fell behind; down-sampled");
+                    ok = t.send(json!({"type": "downsampled", "skipped": n}).to_string()).await;
+                    if !ok {
+                        tracing::warn!("a push client did not take a message within 5 s; dropped");
+                        c.dropped_clients.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(RecvError::Closed) => break,
+            },
+            m = t.recv() => {
+                heard = Instant::now();
+                match m {
+                    Incoming::Text(text) => match parse_subscribe(&text) {
+                        Ok((f, _)) => {
+                            filter = f;
+                            ok = snapshot(&mut t, st, &filter, &mut last).await;
+                        }
+                        Err(e) => ok = t.send(json!({"type": "error", "error": e}).to_string()).await,
+                    },
+                    Incoming::Unusable => {
+                        ok = t.send(json!({"type": "error", "error": "send JSON text messages"}).to_string()).await;
+                    }
+                    Incoming::Alive => {}
+                    Incoming::Closed => break,
+                }
+            }
+            _ = ping.tick() => {
+                if T::SILENCE_CLOSES && heard.elapsed() > st.ws_heartbeat * 2 {
+                    tracing::info!("a push client went silent; closed");
+                    break;
+                }
+                ok = t.ping().await;
+            }
+        }
+    }
+    c.clients.fetch_sub(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_select_metrics_and_hosts_select_hosts() {
+        let f = Filter::new(
+            vec!["a".into()],
+            vec!["cpu.".into(), "net.eth0*".into(), "mem.used".into()],
+        );
+        assert!(f.metric("cpu.usage"));
+        assert!(f.metric("cpu.core.3.usage"));
+        assert!(f.metric("net.eth0.rx_bytes_per_sec"));
+        assert!(f.metric("mem.used_percent"));
+        assert!(!f.metric("mem.total"));
+        assert!(!f.metric("net.eth1.rx_bytes_per_sec"));
+        assert!(!f.metric("cp"));
+        assert!(f.host("a") && !f.host("b"));
+        let all = Filter::default();
+        assert!(all.metric("anything") && all.host("anyone"));
+    }
+
+    #[test]
+    fn subscribe_messages_are_checked() {
+        assert!(
+            parse_subscribe(r#"{"type":"subscribe","hosts":["h"],"metrics":["cpu."]}"#).is_ok()
+        );
+        assert!(parse_subscribe(r#"{"type":"subscribe"}"#).is_ok());
+        let (_, token) = parse_subscribe(r#"{"type":"subscribe","token":"t"}"#).unwrap();
+        assert_eq!(token.as_deref(), Some("t"));
+        assert!(
+            parse_subscribe("not json")
+                .err()
+                .unwrap()
+                .contains("bad message")
+        );
+        assert!(
+            parse_subscribe(r#"{"type":"hello"}"#)
+                .err()
+                .unwrap()
+                .contains("unknown message type")
+        );
+        assert!(parse_subscribe(r#"{"type":"subscribe","extra":1}"#).is_err());
+        // A long prefix of multi-byte characters is refused, not cut mid-character.
+        let long = format!(
+            r#"{{"type":"subscribe","metrics":["{}"]}}"#,
+            "é".repeat(150)
+        );
+        assert!(
+            parse_subscribe(&long)
+                .err()
+                .unwrap()
+                .contains("longer than 200")
+        );
+    }
+}

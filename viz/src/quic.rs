@@ -1,0 +1,478 @@
+//! QUIC push (SPEC S5): the same messages as `/ws`, one JSON text per line on a bidirectional
+//! stream the client opens. The client's first line is a subscribe that also carries its
+//! token; a missing or bad token gets an error line and the connection is closed with code 401.
+//! TLS 1.3 with the configured certificate, or a self-signed one generated at start (written
+//! to `quic_cert_out` for clients to trust). The client half (`Client`) serves `ringwatch
+//! watch --quic`, the tests and the benchmarks.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::rustls;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use serde_json::json;
+use tokio_stream::StreamExt;
+use tokio_util::codec::{FramedRead, LinesCodec};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::AppState;
+use crate::auth::Role;
+use crate::push::{Incoming, MAX_CLIENT_MESSAGE, SEND_TIMEOUT, Transport};
+
+/// The application protocol both ends name in the TLS handshake.
+pub const ALPN: &[u8] = b"ringwatch-push/1";
+/// Most QUIC clients at once; more are refused.
+pub const MAX_CLIENTS: u64 = 10_000;
+/// Time for a client to finish the handshake and send its subscribe.
+const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client waits for the handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest line the client takes from a server.
+const MAX_SERVER_MESSAGE: usize = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuicError {
+    #[error("QUIC TLS setup: {0}")]
+    Tls(String),
+    #[error("cannot bind QUIC on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the generated certificate to {path}: {source}")]
+    CertOut {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("QUIC connection: {0}")]
+    Connect(String),
+    #[error("the server refused: {0}")]
+    Refused(String),
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn tls_err(e: impl std::fmt::Display) -> QuicError {
+    QuicError::Tls(e.to_string())
+}
+
+/// The certificate chain and key: read from PEM files, or generated (self-signed for
+/// localhost, 127.0.0.1, ::1 and this machine's name), with the generated PEM returned.
+fn certificate(
+    files: Option<(&Path, &Path)>,
+) -> Result<
+    (
+        Vec<CertificateDer<'static>>,
+        PrivateKeyDer<'static>,
+        Option<String>,
+    ),
+    QuicError,
+> {
+    if let Some((cert, key)) = files {
+        let chain = CertificateDer::pem_file_iter(cert)
+            .map_err(|e| tls_err(format!("{}: {e}", cert.display())))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| tls_err(format!("{}: {e}", cert.display())))?;
+        if chain.is_empty() {
+            return Err(tls_err(format!("{}: no certificate in it", cert.display())));
+        }
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| tls_err(format!("{}: {e}", key.display())))?;
+        return Ok((chain, key, None));
+    }
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+    if let Ok(h) = hostname_of_machine() {
+        names.push(h);
+    }
+    let generated = rcgen::generate_simple_self_signed(names).map_err(tls_err)?;
+    let pem = generated.cert.pem();
+    let key = PrivatePkcs8KeyDer::from(generated.signing_key.serialize_der());
+    Ok((vec![generated.cert.der().clone()], key.into(), Some(pem)))
+}
+
+fn hostname_of_machine() -> Result<String, std::io::Error> {
+    let h = std::fs::read_to_string("/proc/sys/kernel/hostname")?;
+    let h = h.trim();
+    if h.is_empty() || h.parse::<std::net::IpAddr>().is_ok() {
+        return Err(std::io::Error::other("no usable hostname"));
+    }
+    Ok(h.to_string())
+}
+
+/// A bound QUIC endpoint, not yet serving.
+pub struct QuicServer {
+    endpoint: quinn::Endpoint,
+    addr: SocketAddr,
+}
+
+impl QuicServer {
+    pub fn bind(
+        listen: SocketAddr,
+        files: Option<(&Path, &Path)>,
+        cert_out: Option<&Path>,
+        heartbeat: Duration,
+    ) -> Result<QuicServer, QuicError> {
+        let (chain, key, generated) = certificate(files)?;
+        if let Some(pem) = &generated {
+            match cert_out {
+                Some(path) => std::fs::write(path, pem).map_err(|source| QuicError::CertOut {
+                    path: path.to_path_buf(),
+                    source,
+                })?,
+                None => tracing::info!(
+                    "QUIC uses a self-signed certificate generated at start; set --quic-cert-out to hand it to clients (--ca), or give --quic-cert/--quic-key"
+                ),
+            }
+        }
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(tls_err)?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(tls_err)?;
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        let crypto = QuicServerConfig::try_from(tls).map_err(tls_err)?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport
+            .max_concurrent_bidi_streams(1u32.into())
+            .max_concurrent_uni_streams(0u32.into())
+            .keep_alive_interval(Some(heartbeat))
+            .max_idle_timeout(
+                quinn::IdleTimeout::try_from(heartbeat * 2 + Duration::from_secs(5)).ok(),
+            );
+        server.transport_config(Arc::new(transport));
+        let endpoint =
+            quinn::Endpoint::server(server, listen).map_err(|source| QuicError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let addr = endpoint.local_addr().map_err(|source| QuicError::Bind {
+            addr: listen,
+            source,
+        })?;
+        Ok(QuicServer { endpoint, addr })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Accepts clients until `shutdown`.
+    pub async fn run(self, st: Arc<AppState>, shutdown: CancellationToken) {
+        let endpoint = self.endpoint;
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                incoming = endpoint.accept() => {
+                    let Some(incoming) = incoming else { break };
+                    if st.quic.clients.load(Ordering::Relaxed) >= MAX_CLIENTS {
+                        st.metrics.quic_refused.inc();
+                        tracing::warn!(peer = %incoming.remote_address(), max = MAX_CLIENTS, "QUIC client refused: too many clients");
+                        incoming.refuse();
+                        continue;
+                    }
+                    tasks.spawn(client(incoming, st.clone()));
+                }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        // Sessions see the same shutdown and close their streams; then the endpoint goes.
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        endpoint.close(0u32.into(), b"viz stopping");
+        let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    }
+}
+
+struct QuicTransport {
+    conn: quinn::Connection,
+    send: quinn::SendStream,
+    lines: FramedRead<quinn::RecvStream, LinesCodec>,
+}
+
+impl Transport for QuicTransport {
+    const SILENCE_CLOSES: bool = false;
+
+    async fn send(&mut self, mut text: String) -> bool {
+        text.push('\n');
+        matches!(
+            tokio::time::timeout(SEND_TIMEOUT, self.send.write_all(text.as_bytes())).await,
+            Ok(Ok(()))
+        )
+    }
+
+    async fn recv(&mut self) -> Incoming {
+        match self.lines.next().await {
+            Some(Ok(line)) => Incoming::Text(line),
+            Some(Err(_)) | None => Incoming::Closed,
+        }
+    }
+
+    async fn ping(&mut self) -> bool {
+        // QUIC keeps the connection alive and times it out by itself.
+        self.conn.close_reason().is_none()
+    }
+
+    async fn close(&mut self) {
+        let _ = self.send.finish();
+        self.conn.close(0u32.into(), b"viz stopping");
+    }
+}
+
+/// Refuses a client with an error line and a close code.
+async fn refuse(
+    st: &AppState,
+    conn: &quinn::Connection,
+    send: &mut quinn::SendStream,
+    code: u32,
+    reason: &str,
+) {
+    st.metrics.quic_refused.inc();
+    if code == 401 {
+        st.metrics.auth_unauthorized.inc();
+    }
+    tracing::info!(peer = %conn.remote_address(), code, reason, "QUIC client refused");
+    let line = format!(
+        "{}\n",
+        json!({"type": "error", "status": code, "error": reason})
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), send.write_all(line.as_bytes())).await;
+    let _ = send.finish();
+    // Give the error line a moment to leave before the close overtakes it.
+    let _ = tokio::time::timeout(Duration::from_millis(500), send.stopped()).await;
+    conn.close(code.into(), reason.as_bytes());
+}
+
+async fn client(incoming: quinn::Incoming, st: Arc<AppState>) {
+    let peer = incoming.remote_address();
+    let opened = tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, async {
+        let conn = incoming.await.map_err(|e| e.to_string())?;
+        let (send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((conn, send, recv))
+    })
+    .await;
+    let (conn, mut send, recv) = match opened {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            st.metrics.quic_refused.inc();
+            tracing::info!(%peer, error = %e, "QUIC client did not connect");
+            return;
+        }
+        Err(_) => {
+            st.metrics.quic_refused.inc();
+            tracing::info!(%peer, "QUIC client did not open a stream within 10 s");
+            return;
+        }
+    };
+    let mut lines = FramedRead::new(recv, LinesCodec::new_with_max_length(MAX_CLIENT_MESSAGE));
+    let first = match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, lines.next()).await {
+        Ok(Some(Ok(line))) => line,
+        Ok(Some(Err(e))) => {
+            return refuse(
+                &st,
+                &conn,
+                &mut send,
+                400,
+                &format!("bad first message: {e}"),
+            )
+            .await;
+        }
+        Ok(None) => return,
+        Err(_) => {
+            return refuse(
+                &st,
+                &conn,
+                &mut send,
+                408,
+                "send a subscribe message first, within 10 s",
+            )
+            .await;
+        }
+    };
+    let (filter, token) = match crate::push::parse_subscribe(&first) {
+        Ok(f) => f,
+        Err(e) => return refuse(&st, &conn, &mut send, 400, &e).await,
+    };
+    if let Err(e) = st.auth.check(token.as_deref(), Role::Viewer) {
+        return refuse(&st, &conn, &mut send, e.status().into(), &e.to_string()).await;
+    }
+    let t = QuicTransport { conn, send, lines };
+    crate::push::serve(t, &st, &st.quic, filter).await;
+}
+
+/// How a client trusts the server.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTrust {
+    /// PEM certificates to trust (e.g. the one viz wrote to --quic-cert-out).
+    pub ca: Option<PathBuf>,
+    /// Trust any certificate (a self-signed one on a local run); the connection is still
+    /// encrypted but not authenticated.
+    pub insecure: bool,
+}
+
+/// A live subscription over QUIC.
+pub struct Client {
+    _endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    _send: quinn::SendStream,
+    lines: FramedRead<quinn::RecvStream, LinesCodec>,
+}
+
+impl Client {
+    /// Connects to `addr` (`server_name` is checked against the certificate) and subscribes.
+    pub async fn subscribe(
+        addr: SocketAddr,
+        server_name: &str,
+        trust: &ClientTrust,
+        token: Option<&str>,
+        hosts: &[String],
+        metrics: &[String],
+    ) -> Result<Client, QuicError> {
+        let builder = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(tls_err)?;
+        let mut tls = if trust.insecure {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())))
+                .with_no_client_auth()
+        } else {
+            let Some(ca) = &trust.ca else {
+                return Err(tls_err(
+                    "give --ca with the server's certificate, or --insecure for a self-signed one",
+                ));
+            };
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(ca)
+                .map_err(|e| tls_err(format!("{}: {e}", ca.display())))?
+            {
+                roots
+                    .add(cert.map_err(|e| tls_err(format!("{}: {e}", ca.display())))?)
+                    .map_err(tls_err)?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        };
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        let crypto = QuicClientConfig::try_from(tls).map_err(tls_err)?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(Some(Duration::from_secs(10)));
+        config.transport_config(Arc::new(transport));
+        let local: SocketAddr = if addr.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let mut endpoint =
+            quinn::Endpoint::client(local).map_err(|e| QuicError::Connect(e.to_string()))?;
+        endpoint.set_default_client_config(config);
+        let connecting = endpoint
+            .connect(addr, server_name)
+            .map_err(|e| QuicError::Connect(e.to_string()))?;
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| QuicError::Connect(format!("no answer from {addr} within 10 s")))?
+            .map_err(|e| QuicError::Connect(e.to_string()))?;
+        let (mut send, recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| QuicError::Connect(e.to_string()))?;
+        let mut hello = json!({"type": "subscribe", "hosts": hosts, "metrics": metrics});
+        if let Some(t) = token {
+            hello["token"] = json!(t);
+        }
+        send.write_all(format!("{hello}\n").as_bytes())
+            .await
+            .map_err(|e| QuicError::Connect(e.to_string()))?;
+        Ok(Client {
+            _endpoint: endpoint,
+            conn,
+            _send: send,
+            lines: FramedRead::new(recv, LinesCodec::new_with_max_length(MAX_SERVER_MESSAGE)),
+        })
+    }
+
+    /// The next message; an error line from the server (a refusal) becomes `Refused`; None
+    /// when the server closed the stream.
+    pub async fn next(&mut self) -> Option<Result<serde_json::Value, QuicError>> {
+        match self.lines.next().await? {
+            Ok(line) => Some(match serde_json::from_str::<serde_json::Value>(&line) {
+                Ok(v) if v["type"] == "error" && v.get("status").is_some() => {
+                    Err(QuicError::Refused(format!(
+                        "{} {}",
+                        v["status"],
+                        v["error"].as_str().unwrap_or("")
+                    )))
+                }
+                Ok(v) => Ok(v),
+                Err(e) => Err(QuicError::Connect(format!("bad line from the server: {e}"))),
+            }),
+            Err(e) => Some(Err(QuicError::Connect(match self.conn.close_reason() {
+                Some(r) => r.to_string(),
+                None => e.to_string(),
+            }))),
+        }
+    }
+}
+
+/// Accepts any server certificate (for `--insecure` only); signatures are still checked.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
