@@ -127,7 +127,11 @@
     /** Compact axis label for a bytes/s value. */
     rateAxis(v) {
       if (v === 0) return '0';
-      return fmt.bytes(v, '/s').replace('.00 ', ' ').replace(/\.0 /, ' ');
+      const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+      let i = 0;
+      let x = Math.abs(v);
+      while (x >= 1024 && i < units.length - 1) { x /= 1024; i++; }
+      return String(Number(x.toFixed(x < 10 ? 2 : x < 100 ? 1 : 0))) + ' ' + units[i] + '/s';
     },
     ago(ms, now = serverNow()) {
       if (!ms) return 'never';
@@ -381,7 +385,8 @@
   function hostState(r, now = serverNow()) {
     if (!r.last_seen_ms) return 'gone';
     const interval = r.interval_ms || 5000;
-    const slack = live.state === 'open' ? 1000 : POLL_MS + 1000;
+    const pushed = live.state === 'open' && (!dash.data || dash.data.summary.live_push);
+    const slack = pushed ? 1000 : POLL_MS + 1000;
     const age = now - r.last_seen_ms;
     if (age <= 3 * interval + slack) return 'live';
     if (age <= 600000) return 'stale';
@@ -399,7 +404,7 @@
       if (r.mem != null) s.mem.push(r.mem);
     }
     const avg = (a) => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : null);
-    const max = (a) => (a.length ? Math.max(...a) : null);
+    const max = (a) => (a.length ? a.reduce((x, y) => (y > x ? y : x), -Infinity) : null);
     return {
       hosts: s.hosts, live: s.live, stale: s.stale, gone: s.gone,
       cpu_avg: avg(s.cpu), cpu_max: max(s.cpu), mem_avg: avg(s.mem), mem_max: max(s.mem),
@@ -486,11 +491,12 @@
     setLiveState('connecting');
     ws.onopen = () => {
       opened = true;
+      const again = live.everOpened;
       live.everOpened = true;
       live.attempt = 0;
       sendSubscribe();
       setLiveState('open');
-      emit('live-reconnected');
+      if (again) emit('live-reconnected');
     };
     ws.onmessage = (ev) => {
       let m;
@@ -572,6 +578,7 @@
     dash.error = null;
     rows.clear();
     live.running = false;
+    live.everOpened = false;
     clearTimeout(live.timer);
     if (live.ws) {
       const ws = live.ws;
@@ -650,7 +657,8 @@
         const when = live.state === 'closed' ? 'reconnecting in ' + secs + ' s' : 'connecting';
         reasons.push({
           kind: 'ws',
-          text: 'The live connection to viz is down (' + when + ', attempt ' + Math.max(1, live.attempt) + '). Values are refreshed every few seconds instead and may be delayed.',
+          text: 'The live connection to viz is down (' + when + ', attempt ' + Math.max(1, live.attempt) + ').'
+            + (dash.error ? '' : ' Values are refreshed every few seconds instead and may be delayed.'),
         });
         action = h('button', { class: 'btn btn-small', type: 'button', 'data-testid': 'reconnect', onclick: reconnectNow }, icon('retry'), 'Reconnect now');
       }
@@ -685,7 +693,7 @@
     banner.replaceChildren(
       icon('warn', 'banner-icon'),
       h('div', { class: 'banner-text' }, reasons.map((r) => h('p', { 'data-reason': r.kind }, r.text))),
-      action,
+      ...(action ? [action] : []),
     );
   }
   on('live-state', renderStatus);
@@ -1024,9 +1032,17 @@
       }
     }
 
+    // Top-K membership comes from viz (re-read every few seconds); values from the live rows, so
+    // the panel agrees with the table between two reads.
     function renderTopk(list, el, key) {
-      const entries = (dash.data && dash.data.topk && dash.data.topk[key]) || [];
-      const sig = JSON.stringify(entries.map((e) => [e.host_id, e.value]));
+      const field = FIELD_OF[key];
+      const entries = ((dash.data && dash.data.topk && dash.data.topk[key]) || []).map((e) => {
+        const r = rows.get(e.host_id);
+        return r && r.last_seen_ms > e.timestamp_ms && r[field] != null ? Object.assign({}, e, { value: r[field] }) : e;
+      }).sort((a, b) => b.value - a.value || a.host_id.localeCompare(b.host_id));
+      const now = serverNow();
+      const stateOf = (id) => (rows.has(id) ? hostState(rows.get(id), now) : 'gone');
+      const sig = JSON.stringify(entries.map((e) => [e.host_id, e.value, stateOf(e.host_id)]));
       if (el.dataset.sig === sig) return;
       el.dataset.sig = sig;
       if (!entries.length) {
@@ -1035,7 +1051,8 @@
       }
       el.replaceChildren(...entries.map((e, i) => {
         const lvl = level(e.value);
-        return h('li', { 'data-testid': list + '-' + e.host_id },
+        const st = stateOf(e.host_id);
+        return h('li', { 'data-testid': list + '-' + e.host_id, class: 'st-' + st, title: st === 'live' ? null : STATE_LABEL[st] + ': value from ' + fmt.ago(e.timestamp_ms, now) },
           h('span', { class: 'rank' }, String(i + 1)),
           h('a', { href: '#/host/' + encodeURIComponent(e.host_id), class: 'topk-host' }, e.host_id),
           h('span', { class: 'topk-val lvl-' + lvl }, fmt.pct(e.value)),
@@ -1106,7 +1123,8 @@
           if (!ref) { ref = rowRefs(id); refs.set(id, ref); }
           frag.append(ref.tr);
         }
-        for (const [id, ref] of refs) if (!ids.includes(id)) ref.tr.remove();
+        const shown = new Set(ids);
+        for (const [id, ref] of refs) if (!shown.has(id)) ref.tr.remove();
         tbody.append(frag);
         order = ids;
       }
@@ -1131,8 +1149,9 @@
       renderTopk('topk-cpu', topCpu, 'cpu.usage');
       renderTopk('topk-mem', topMem, 'mem.used_percent');
       if (dash.data) {
-        setText(updated, 'Snapshot ' + fmt.ago(dash.data.summary.generated_ms, now)
-          + (live.state === 'open' ? ' · live values streaming' : ''));
+        const how = live.state !== 'open' ? ' · live connection down'
+          : dash.data.summary.live_push ? ' · live values streaming' : ' · brokers polled, values may lag';
+        setText(updated, 'Snapshot ' + fmt.ago(dash.data.summary.generated_ms, now) + how);
       }
     }
     function schedule() {
@@ -1250,13 +1269,14 @@
       }, pct),
       Object.assign({
         id: 'disk', title: 'Disk space',
-        series: [{ name: 'disk.used_percent', label: 'All disks' }].concat(
+        // Per mount only when there is more than one (else it is the same line twice).
+        series: [{ name: 'disk.used_percent', label: 'All disks' }].concat(mounts.length < 2 ? [] :
           mounts.slice(0, 5).map((m) => ({ name: 'disk.' + m + '.used_percent', label: m === 'root' ? '/' : m }))),
       }, pct),
       {
         id: 'net', title: 'Network', fill: true, unit: 'bytes/s',
         series: [{ name: 'net.rx_bytes_per_sec', label: 'Received' }, { name: 'net.tx_bytes_per_sec', label: 'Sent' }],
-        fmt: fmt.rate, axis: fmt.rateAxis,
+        fmt: fmt.rate, axis: fmt.rateAxis, incrs: BYTE_INCRS,
         range: (u, min, max) => [0, Math.max(1024, (max || 0) * 1.15)],
       },
       {
@@ -1406,8 +1426,11 @@
           })),
         ],
         axes: [
-          Object.assign({}, axis, { space: 70 }),
-          Object.assign({}, axis, { size: 64, values: (u, vals) => vals.map((v) => (v == null ? '' : def.axis(v))) }),
+          Object.assign({}, axis, { space: 70, values: timeTicks }),
+          Object.assign({}, axis, {
+            size: 70, incrs: def.incrs,
+            values: (u, vals) => vals.map((v) => (v == null ? '' : def.axis(v))),
+          }),
         ],
         hooks: {
           setSelect: [(u) => {
@@ -1450,6 +1473,8 @@
       else this.u.batch(() => { this.u.setData(this.data()); this.applyScale(); });
       setAttr(this.el, 'data-points', this.points);
       setAttr(this.el, 'data-last-ts', this.lastTs);
+      setAttr(this.el, 'aria-busy', !!this.group.loading);
+      if (this.group.loaded) setAttr(this.el, 'data-range', this.group.loaded);
       this.renderLegend(this.u.cursor.idx);
       const g = this.group;
       if (g.error) this.showMsg(g.error, true);
@@ -1487,6 +1512,26 @@
     }
   }
 
+  // Axis steps for bytes/s: 1, 2, 5 × powers of 1024, so ticks read "5 MiB/s", not "4.77 MiB/s".
+  const BYTE_INCRS = [];
+  for (let p = 0; p < 6; p++) for (const m of [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]) BYTE_INCRS.push(m * 1024 ** p);
+
+  const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+  const pad2 = (n) => String(n).padStart(2, '0');
+  /** x-axis labels: 24-hour local time; the date under the first tick and at midnight. */
+  function timeTicks(u, splits, axisIdx, space, incr) {
+    return splits.map((s, i) => {
+      if (s == null) return '';
+      const d = new Date(s * 1000);
+      const day = MONTHS[d.getMonth()] + ' ' + d.getDate();
+      if (incr >= 86400) return day;
+      let t = pad2(d.getHours()) + ':' + pad2(d.getMinutes());
+      if (incr < 60) t += ':' + pad2(d.getSeconds());
+      const prev = i > 0 && splits[i - 1] != null ? new Date(splits[i - 1] * 1000) : null;
+      return !prev || prev.getDate() !== d.getDate() ? t + '\n' + day : t;
+    });
+  }
+
   function palette() {
     return {
       muted: cssVar('--muted'),
@@ -1498,13 +1543,14 @@
   function hostView(view, id, params) {
     title(id);
     subscribe([id], []);
-    let rangeId = params.get('range') || store.get(RANGE_KEY) || '1h';
-    if (!RANGES.some((r) => r.id === rangeId)) rangeId = '1h';
+    let rangeId = params.get('range') || store.get(RANGE_KEY) || '15m';
+    if (!RANGES.some((r) => r.id === rangeId)) rangeId = '15m';
 
     const state = h('span', { class: 'pill', 'data-testid': 'host-state' });
     const chips = h('span', { class: 'chips' });
     const meta = h('dl', { class: 'meta', 'data-testid': 'host-meta' });
     const tiles = h('div', { class: 'tiles', 'data-testid': 'host-tiles' });
+    const outage = h('div', { class: 'callout', 'data-testid': 'host-outage', hidden: true, role: 'status' });
     const chartsEl = h('div', { class: 'charts' });
     const rangeBtns = RANGES.map((r) => h('button', {
       type: 'button', class: 'seg-btn', 'data-testid': 'range-' + r.id, 'aria-pressed': String(r.id === rangeId),
@@ -1517,6 +1563,7 @@
         h('a', { href: '#/' }, icon('back'), 'Overview'), h('span', { class: 'sep' }, '/'), h('span', {}, id)),
       h('div', { class: 'host-head' }, h('h1', {}, id), state, chips),
       meta,
+      outage,
       tiles,
       h('div', { class: 'toolbar' },
         h('div', { class: 'seg', role: 'group', 'aria-label': 'Time range' }, rangeBtns),
@@ -1532,7 +1579,7 @@
     let charts = [];
     const group = {
       syncKey: 'rw-host-' + Math.random().toString(36).slice(2),
-      start: 0, end: 0, step: 0, gapSecs: 5, zoom: null, loading: true, error: '',
+      start: 0, end: 0, step: 0, gapSecs: 5, zoom: null, loading: true, loaded: '', error: '',
       zoomTo(min, max) {
         group.zoom = [min, max];
         resetZoom.hidden = false;
@@ -1577,9 +1624,19 @@
         meta.replaceChildren(...items.map(([k, v]) => h('div', { class: 'meta-item', 'data-testid': 'meta-' + k.toLowerCase().replace(/\s+/g, '-') }, h('dt', {}, k), h('dd', {}, v))));
       }
       if (st !== 'live') {
-        state.title = 'No data for ' + fmt.ago(lastSeen, now).replace(' ago', '');
+        const gap = lastSeen ? fmt.ago(lastSeen, now).replace(' ago', '') : '';
+        state.title = lastSeen ? 'No data for ' + gap : 'No data yet';
+        outage.hidden = false;
+        outage.dataset.state = st;
+        const text = !lastSeen
+          ? 'No data from ' + id + ' has arrived yet.'
+          : 'No data from ' + id + ' for ' + gap + ' (expected every ' + fmt.interval(interval) + '). '
+            + (st === 'gone' ? 'The host is gone: its agent stopped or was removed. ' : 'Its agent may be down or cut off from the brokers. ')
+            + 'The values below are the last that arrived, at ' + fmt.time(lastSeen) + '.';
+        if (outage.textContent !== text) outage.replaceChildren(icon('warn'), h('span', {}, text));
       } else {
         state.title = '';
+        outage.hidden = true;
       }
       section.dataset.state = st;
     }
@@ -1601,8 +1658,9 @@
         tile('tile-mem', 'Memory', fmt.pct(mem), v('mem.total') != null ? fmt.bytes(v('mem.used')) + ' of ' + fmt.bytes(v('mem.total')) : '', level(mem)),
         tile('tile-swap', 'Swap', fmt.pct(v('swap.used_percent')), v('swap.total') ? fmt.bytes(v('swap.used')) + ' of ' + fmt.bytes(v('swap.total')) : 'no swap'),
         tile('tile-disk', 'Disk', fmt.pct(disk), v('disk.total') != null ? fmt.bytes(v('disk.used')) + ' of ' + fmt.bytes(v('disk.total')) : '', level(disk, 80, 90)),
-        tile('tile-net', 'Network', h('span', { class: 'netv' }, icon('down'), fmt.rate(v('net.rx_bytes_per_sec'))),
-          h('span', { class: 'netv' }, icon('up'), fmt.rate(v('net.tx_bytes_per_sec')))),
+        tile('tile-net', 'Network', [
+          h('span', { class: 'netv', title: 'received' }, icon('down'), fmt.rate(v('net.rx_bytes_per_sec'))),
+          h('span', { class: 'netv', title: 'sent' }, icon('up'), fmt.rate(v('net.tx_bytes_per_sec')))]),
         tile('tile-load', 'Load', fmt.num(v('load.1')), '5 min ' + fmt.num(v('load.5')) + ' · 15 min ' + fmt.num(v('load.15'))),
       ];
       tiles.replaceChildren(...list);
@@ -1664,6 +1722,7 @@
         if (seq !== loadSeq || currentView !== view) return;
         for (const c of charts) fillChart(c, byName, r.step);
         group.loading = false;
+        group.loaded = r.id;
         const ms = Math.round(performance.now() - t0);
         const pts = Math.max(0, ...charts.map((c) => c.points));
         setText(status, (r.step ? pts + ' points (' + r.step / 1000 + ' s averages)' : pts + ' points') + ' · ' + ms + ' ms');
@@ -1741,7 +1800,7 @@
       rangeId = idr;
       store.set(RANGE_KEY, idr);
       for (const b of rangeBtns) b.setAttribute('aria-pressed', String(b.dataset.testid === 'range-' + idr));
-      history.replaceState(null, '', '#/host/' + encodeURIComponent(id) + (idr !== '1h' ? '?range=' + idr : ''));
+      history.replaceState(null, '', '#/host/' + encodeURIComponent(id) + (idr !== '15m' ? '?range=' + idr : ''));
       loadRange();
     }
 
@@ -1810,7 +1869,7 @@
         if (applyLive(u)) scheduleCharts();
       }),
       // After the live feed was down or skipped updates, read the range again: no gap is shown.
-      on('live-reconnected', () => { if (live.everOpened && !group.loading && charts.length) loadRange(); }),
+      on('live-reconnected', () => { if (!group.loading && charts.length) loadRange(); }),
       on('live-downsampled', () => { if (!group.loading) setTimeout(() => { if (currentView === view) loadRange(); }, 1000); }),
       on('dashboard', renderHead),
       on('theme', () => { for (const c of charts) c.build(); }),
@@ -1827,7 +1886,7 @@
   function clusterView(view) {
     title('Cluster');
     subscribe([], OVERVIEW_METRICS);
-    const body = h('div', {});
+    const body = h('div', { class: 'view' });
     main.append(h('section', { class: 'view', 'data-testid': 'view-cluster' },
       h('div', { class: 'page-head' }, h('h1', {}, 'Cluster'), h('span', { class: 'muted' }, 'Brokers as viz sees them')),
       body));
