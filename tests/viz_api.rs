@@ -429,3 +429,206 @@ fn tokens_guard_the_api_and_websocket_by_role() {
         "{m}"
     );
 }
+
+/// `path` with its `{…}` parameters and required query parameters filled in from the
+/// operation's parameters: host ids with `host`, metrics with cpu.usage.
+fn example_url(path: &str, op: &Value, host: &str) -> String {
+    let mut url = path.to_string();
+    let mut query = Vec::new();
+    for p in op["parameters"].as_array().into_iter().flatten() {
+        let name = p["name"].as_str().unwrap();
+        let value = match name {
+            "id" | "host_id" => host,
+            "metric" => "cpu.usage",
+            other => {
+                assert_ne!(
+                    p["required"], true,
+                    "{path}: no example value for the required parameter {other}"
+                );
+                continue;
+            }
+        };
+        match p["in"].as_str() {
+            Some("path") => url = url.replace(&format!("{{{name}}}"), value),
+            Some("query") if p["required"] == true => query.push(format!("{name}={value}")),
+            _ => {}
+        }
+    }
+    assert!(!url.contains('{'), "{path}: a path parameter left unfilled");
+    if !query.is_empty() {
+        url = format!("{url}?{}", query.join("&"));
+    }
+    url
+}
+
+/// The component schema `r` points to (`#/components/schemas/Name`), or `r` itself.
+fn resolve<'a>(doc: &'a Value, r: &'a Value) -> &'a Value {
+    match r["$ref"].as_str() {
+        Some(name) => {
+            &doc["components"]["schemas"][name.trim_start_matches("#/components/schemas/")]
+        }
+        None => r,
+    }
+}
+
+/// Every property `schema` requires is in `body`, one level down into objects and arrays.
+fn check_required(doc: &Value, schema: &Value, body: &Value, what: &str, depth: u32) {
+    let schema = resolve(doc, schema);
+    if let Some(items) = schema.get("items") {
+        if let Some(first) = body.as_array().and_then(|a| a.first()) {
+            check_required(doc, items, first, what, depth);
+        }
+        return;
+    }
+    for name in schema["required"].as_array().into_iter().flatten() {
+        let name = name.as_str().unwrap();
+        assert!(
+            body.get(name).is_some(),
+            "{what}: {name} is required by the document but missing: {body}"
+        );
+        if depth > 0 {
+            let property = &schema["properties"][name];
+            check_required(doc, property, &body[name], what, depth - 1);
+        }
+    }
+}
+
+#[test]
+fn the_openapi_document_is_public_and_describes_every_route_as_served() {
+    let secret = "a-test-secret-that-is-long-enough-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path(), &[]);
+    let url = broker.grpc_url();
+    let _agent = agent(&[&url], &["--host-id", "openapi-host"]);
+    let viz = Proc::start(&[
+        "viz",
+        "--listen",
+        "127.0.0.1:0",
+        "--quic-listen",
+        "127.0.0.1:0",
+        "--broker",
+        &url,
+        "--jwt-secret",
+        secret,
+    ]);
+    let http = viz.addr("http");
+    let admin = format!("Bearer {}", token(secret, "admin"));
+
+    // Public: no token.
+    let (s, body) = http_get(&http, "/api/openapi.json");
+    assert_eq!(s, 200, "{body}");
+    let doc: Value = serde_json::from_str(&body).expect("the document parses");
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{}",
+        doc["openapi"]
+    );
+    assert_eq!(doc["info"]["title"], "Ringwatch viz API");
+    assert!(
+        doc["info"]["version"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty())
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let paths = doc["paths"].as_object().expect("paths");
+    let routes = ringwatch_viz::api::served_paths();
+    assert_eq!(paths.len(), routes.len(), "one path per route");
+    assert_eq!(
+        paths
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        routes
+    );
+
+    // Wait for enough data that every route has something to answer with.
+    wait_for(
+        "3 points of the host's data",
+        Duration::from_secs(30),
+        || {
+            let (s, _) = http_get_with(
+                &http,
+                "/api/analysis/trend?host_id=openapi-host&metric=cpu.usage",
+                &[("Authorization", &admin)],
+            );
+            (s == 200).then_some(())
+        },
+    );
+
+    let public = ["/health", "/metrics", "/api/auth", "/api/openapi.json"];
+    for (path, item) in paths {
+        let methods: Vec<&String> = item.as_object().unwrap().keys().collect();
+        assert_eq!(methods, ["get"], "{path}: only GET is served");
+        let op = &item["get"];
+        let guarded = op["security"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+        assert_eq!(
+            guarded,
+            !public.contains(&path.as_str()),
+            "{path}: bearer security requirement"
+        );
+        let responses = op["responses"].as_object().unwrap();
+        if path == "/ws" {
+            assert!(responses.contains_key("101"), "/ws upgrades: {op}");
+        } else {
+            let ok = &responses["200"]["content"];
+            assert!(
+                ok.as_object()
+                    .is_some_and(|c| !c.is_empty() && c.values().all(|m| m["schema"].is_object())),
+                "{path}: the 200 response has a schema: {op}"
+            );
+        }
+        for (code, r) in responses {
+            if let Some(json) = r["content"].get("application/json")
+                && (code.starts_with('4') || code.starts_with('5'))
+            {
+                assert_eq!(
+                    json["schema"]["$ref"], "#/components/schemas/ErrorBody",
+                    "{path} {code}"
+                );
+            }
+        }
+
+        let target = example_url(path, op, "openapi-host");
+        // Without a token: 401 exactly where the document says a token is needed.
+        let (s, b) = http_get(&http, &target);
+        if guarded {
+            assert_eq!(s, 401, "{target} without a token: {b}");
+            assert!(responses.contains_key("401"), "{path}: 401 documented");
+        } else {
+            assert_ne!(s, 401, "{target} is public: {b}");
+            assert_ne!(s, 404, "{target}: {b}");
+        }
+        // With one: a documented answer, and never the router's fallback.
+        let (s, b) = http_get_with(&http, &target, &[("Authorization", &admin)]);
+        let fallback = s == 404
+            && serde_json::from_str::<Value>(&b).is_ok_and(|v| v["error"] == "no such endpoint");
+        assert!(!fallback, "{target} fell through to the fallback");
+        assert!(
+            responses.contains_key(&s.to_string()),
+            "{target} answered {s}, which the document does not list: {b}"
+        );
+        if path == "/ws" {
+            // A plain GET is not an upgrade; the upgrade itself is tested with a real client
+            // in tokens_guard_the_api_and_websocket_by_role.
+            assert_eq!(s, 400, "{target}: {b}");
+            continue;
+        }
+        assert_eq!(s, 200, "{target}: {b}");
+        let content = responses["200"]["content"].as_object().unwrap();
+        if let Some(json) = content.get("application/json") {
+            let body: Value =
+                serde_json::from_str(&b).unwrap_or_else(|e| panic!("{target}: not JSON ({e})"));
+            check_required(&doc, &json["schema"], &body, &target, 2);
+        } else {
+            assert!(
+                content.keys().all(|k| k.starts_with("text/plain")),
+                "{path}: {content:?}"
+            );
+        }
+    }
+}

@@ -1,24 +1,34 @@
 //! The HTTP API (axum). Dashboard endpoints answer from memory; detail queries go to brokers.
-//! Every error is JSON `{"error": reason}` with the right status: 400 bad parameters, 404
-//! unknown host, 503 no broker answered.
+//! Every error is JSON `{"error": reason}` with the right status: 400 bad parameters, 401 no or
+//! a bad token, 403 too small a role, 404 unknown host, 413 too much data, 503 no broker answered.
+//!
+//! The routes and their OpenAPI document come from one list (`api`): each handler's
+//! `#[utoipa::path]` gives its path, parameters and responses, and `routes!` registers the same
+//! handler on the router, so the document served at `/api/openapi.json` cannot drift from it.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use ringwatch_proto::{RangeChunk, RangeRequest, Unit};
 use serde::Serialize;
-use serde_json::json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+use utoipa::{OpenApi, PartialSchema, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{Auth, Identity, Role};
-use crate::brokers::BrokerPool;
-use crate::dashboard::{Dashboard, now_ms};
+use crate::brokers::{BrokerPool, BrokerStatus};
+use crate::dashboard::{Dashboard, HostDetail, HostRow, Summary, TopEntry, now_ms};
 use crate::metrics::VizMetrics;
 
 pub struct AppState {
@@ -37,7 +47,7 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     pub auth: Auth,
     /// viz's configuration as an admin may read it (the secret left out).
-    pub admin_config: serde_json::Value,
+    pub admin_config: AdminConfig,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -52,9 +62,17 @@ impl ApiError {
     }
 }
 
+/// The body of every error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Why, in words.
+    #[schema(example = "missing parameter host_id")]
+    pub error: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut r = (self.0, Json(json!({"error": self.1}))).into_response();
+        let mut r = (self.0, Json(ErrorBody { error: self.1 })).into_response();
         if self.0 == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -79,35 +97,179 @@ impl From<tonic::Status> for ApiError {
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
+type ApiRouter = OpenApiRouter<Arc<AppState>>;
+
+/// The security scheme guarded routes name.
+pub const BEARER: &str = "bearer";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Ringwatch viz API",
+        version = env!("CARGO_PKG_VERSION"),
+        description = "Live host metrics from memory, history and analysis from the brokers, and push over WebSocket.",
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "service", description = "Health, Prometheus metrics, this document"),
+        (name = "auth", description = "Whether tokens are needed, and who a token is"),
+        (name = "dashboard", description = "The live dashboard, from viz's memory"),
+        (name = "metrics", description = "Stored history, from the brokers"),
+        (name = "analysis", description = "Trends and Top-K"),
+        (name = "push", description = "Live snapshots over WebSocket"),
+        (name = "admin", description = "viz's own configuration (role admin)"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        doc.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An HS256 JWT with role viewer or admin (mint one with `ringwatch token`). \
+                         Not needed when viz runs with --no-auth.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every route of the API with its OpenAPI operation, from one list. The routes behind a
+/// guard are marked in the document from that guard: bearer token, 401 (and 403 for admin).
+/// With no `state` the guards themselves are left out: that router only yields the document.
+fn api(state: Option<&Arc<AppState>>) -> ApiRouter {
+    let viewer = ApiRouter::default()
+        .routes(routes!(whoami))
+        .routes(routes!(dashboard_all))
+        .routes(routes!(summary))
+        .routes(routes!(hosts))
+        .routes(routes!(dashboard_topk))
+        .routes(routes!(cluster))
+        .routes(routes!(range))
+        .routes(routes!(host))
+        .routes(routes!(aggregate))
+        .routes(routes!(trend))
+        .routes(routes!(analysis_topk))
+        .routes(routes!(ws));
+    let admin = ApiRouter::default().routes(routes!(admin_config));
+    let (viewer, admin) = match state {
+        Some(st) => (
+            viewer.route_layer(middleware::from_fn_with_state(st.clone(), require_viewer)),
+            admin.route_layer(middleware::from_fn_with_state(st.clone(), require_admin)),
+        ),
+        None => (viewer, admin),
+    };
+    ApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(metrics))
+        .routes(routes!(auth_info))
+        .routes(routes!(openapi_json))
+        .merge(guarded(viewer, Role::Viewer))
+        .merge(guarded(admin, Role::Admin))
+}
+
+/// Marks every operation of `r` as needing a bearer token with role `need`.
+fn guarded(mut r: ApiRouter, need: Role) -> ApiRouter {
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name(ErrorBody::name())))
+                    .build(),
+            )
+            .build()
+    };
+    let unauthorized = ResponseBuilder::from(error(
+        "No token, or a bad or expired one (only when viz runs with --jwt-secret)",
+    ))
+    .header(
+        "WWW-Authenticate",
+        utoipa::openapi::header::HeaderBuilder::new()
+            .schema(String::schema())
+            .description(Some("Bearer"))
+            .build(),
+    )
+    .build();
+    let forbidden = error("The token's role is viewer; this needs admin");
+    for item in r.get_openapi_mut().paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for op in ops.into_iter().flatten() {
+            op.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
+            let responses = &mut op.responses.responses;
+            responses.insert("401".into(), unauthorized.clone().into());
+            if need == Role::Admin {
+                responses.insert("403".into(), forbidden.clone().into());
+            }
+        }
+    }
+    r
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
-    let viewer = Router::new()
-        .route("/api/auth/whoami", get(whoami))
-        .route("/api/dashboard", get(dashboard_all))
-        .route("/api/dashboard/summary", get(summary))
-        .route("/api/dashboard/hosts", get(hosts))
-        .route("/api/dashboard/topk", get(topk))
-        .route("/api/dashboard/cluster", get(cluster))
-        .route("/api/metrics", get(range))
-        .route("/api/metrics/host/{id}", get(host))
-        .route("/api/metrics/aggregate", get(aggregate))
-        .route("/api/analysis/trend", get(trend))
-        .route("/api/analysis/topk", get(topk))
-        .route("/ws", get(crate::ws::handler))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            require_viewer,
-        ));
-    let admin = Router::new()
-        .route("/api/admin/config", get(admin_config))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
-    Router::new()
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/metrics", get(metrics))
-        .route("/api/auth", get(auth_info))
-        .merge(viewer)
-        .merge(admin)
+    // Built (and checked) once, before the first request.
+    openapi_body();
+    Router::from(api(Some(&state)))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(state)
+}
+
+/// The OpenAPI document of `router`, built once.
+pub fn openapi() -> &'static utoipa::openapi::OpenApi {
+    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOC.get_or_init(|| api(None).into_openapi())
+}
+
+/// The document as JSON, serialized once.
+fn openapi_body() -> axum::body::Bytes {
+    static BODY: OnceLock<axum::body::Bytes> = OnceLock::new();
+    BODY.get_or_init(|| {
+        serde_json::to_vec(openapi())
+            .expect("the OpenAPI document serializes")
+            .into()
+    })
+    .clone()
+}
+
+/// The paths the API router serves, read from a router built from the same list as `router`
+/// (for tests that hold the document to the router).
+pub fn served_paths() -> BTreeSet<String> {
+    route_paths(&Router::from(api(None)))
+}
+
+/// The paths `router` serves, read from the router itself: axum has no way to list its routes
+/// but its `Debug` output, whose path table holds each route's path (the fallback's are left out).
+pub fn route_paths<S>(router: &Router<S>) -> BTreeSet<String> {
+    let dbg = format!("{router:?}");
+    let table = dbg.split("fallback_router").next().unwrap_or_default();
+    table
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| s.starts_with('/') && !s.contains("__private__axum"))
+        .map(str::to_string)
+        .collect()
 }
 
 /// The token of a request: `Authorization: Bearer …`, or for `/ws` (browsers cannot set
@@ -162,18 +324,169 @@ async fn require_admin(State(st): Shared, req: Request, next: Next) -> Response 
     guard(&st, Role::Admin, req, next).await
 }
 
-async fn auth_info(State(st): Shared) -> Json<serde_json::Value> {
-    Json(json!({"required": st.auth.required()}))
+/// Parameter descriptions shared by several operations.
+const HOST_ID: &str = "The host's id: 1–253 characters of [A-Za-z0-9._-].";
+const METRIC: &str = "One metric name, e.g. cpu.usage: 1–200 characters of [A-Za-z0-9._:-].";
+const START_TIME: &str = "Start of the range, an RFC 3339 time (e.g. 2026-11-23T10:00:00Z); \
+     default an hour before end_time. The range is at most viz's --max-range-hours long \
+     (default 168).";
+const END_TIME: &str =
+    "End of the range, an RFC 3339 time (e.g. 2026-11-23T11:00:00Z); default now.";
+const K: &str = "How many hosts, 1..=1000; default viz's --topk (10).";
+const WINDOW: &str = "Leave out hosts whose newest value is older than this: a duration like 60s, \
+     5m or 1h; default, and at most, viz's --topk-ttl-secs (1h).";
+const TOPK_METRIC: &str = "The metric to rank by, e.g. mem.used_percent: 1–200 characters of \
+     [A-Za-z0-9._:-]; default cpu.usage.";
+
+/// viz is up.
+#[utoipa::path(get, path = "/health", tag = "service",
+    responses((status = 200, description = "Always, while viz serves", body = HealthBody)))]
+async fn health() -> Json<HealthBody> {
+    Json(HealthBody { status: "ok" })
 }
 
+/// viz is up.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthBody {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// Whether the API needs a token.
+#[utoipa::path(get, path = "/api/auth", tag = "auth",
+    responses((status = 200, description = "Whether tokens are checked", body = AuthInfo)))]
+async fn auth_info(State(st): Shared) -> Json<AuthInfo> {
+    Json(AuthInfo {
+        required: st.auth.required(),
+    })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthInfo {
+    /// True when viz runs with --jwt-secret; false with --no-auth (everyone is an admin).
+    pub required: bool,
+}
+
+/// This document.
+///
+/// OpenAPI, generated from the code that serves the routes. Public.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "service",
+    responses((status = 200, description = "The OpenAPI document", body = Object,
+        content_type = "application/json")))]
+async fn openapi_json() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], openapi_body()).into_response()
+}
+
+/// Who the token is.
+#[utoipa::path(get, path = "/api/auth/whoami", tag = "auth",
+    responses((status = 200, description = "The caller (anonymous admin with --no-auth)", body = Identity)))]
 async fn whoami(Extension(id): Extension<Identity>) -> Json<Identity> {
     Json(id)
 }
 
-async fn admin_config(State(st): Shared) -> Json<serde_json::Value> {
+/// viz's configuration as an admin may read it: the JWT secret replaced by whether one is set.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AdminConfig {
+    /// HTTP address (API, dashboard, /metrics).
+    #[schema(value_type = String, example = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Broker gRPC endpoints.
+    pub brokers: Vec<String>,
+    /// Top-K size by default.
+    pub topk: usize,
+    /// Top-K entries older than this are left out, in seconds.
+    pub topk_ttl_secs: u64,
+    /// Incremental pull period while live push is broken, in seconds.
+    pub pull_secs: u64,
+    /// How far back the fallback pull and the gap fill look, in seconds.
+    pub fallback_window_secs: u64,
+    /// Broker health-check period, in seconds.
+    pub health_secs: u64,
+    /// Longest range one query may ask for, in hours.
+    pub max_range_hours: u64,
+    /// Most points one query returns.
+    pub max_points: usize,
+    /// WebSocket heartbeat (ping) period, in seconds.
+    pub ws_heartbeat_secs: u64,
+    /// "(set)" when a secret is set, else null: the secret itself never leaves viz.
+    #[schema(example = "(set)")]
+    #[schema(required)]
+    pub jwt_secret: Option<&'static str>,
+    /// Whether viz serves everything without tokens.
+    pub no_auth: bool,
+    /// QUIC push address (UDP).
+    #[schema(value_type = String, example = "0.0.0.0:8081")]
+    pub quic_listen: SocketAddr,
+    /// PEM certificate chain for QUIC; null: a generated self-signed one.
+    #[schema(value_type = Option<String>, required)]
+    pub quic_cert: Option<PathBuf>,
+    /// PEM private key for quic_cert.
+    #[schema(value_type = Option<String>, required)]
+    pub quic_key: Option<PathBuf>,
+    /// Where the generated certificate is written.
+    #[schema(value_type = Option<String>, required)]
+    pub quic_cert_out: Option<PathBuf>,
+    /// The folder the UI's own files are served from; null: the built-in copies.
+    #[schema(value_type = Option<String>, required)]
+    pub web_dir: Option<PathBuf>,
+}
+
+impl From<&crate::Config> for AdminConfig {
+    fn from(c: &crate::Config) -> Self {
+        // Every field named: a new config field does not compile until it is shown (or left
+        // out) here.
+        let crate::Config {
+            listen,
+            brokers,
+            topk,
+            topk_ttl_secs,
+            pull_secs,
+            fallback_window_secs,
+            health_secs,
+            max_range_hours,
+            max_points,
+            ws_heartbeat_secs,
+            jwt_secret,
+            no_auth,
+            quic_listen,
+            quic_cert,
+            quic_key,
+            quic_cert_out,
+            web_dir,
+        } = c.clone();
+        AdminConfig {
+            listen,
+            brokers,
+            topk,
+            topk_ttl_secs,
+            pull_secs,
+            fallback_window_secs,
+            health_secs,
+            max_range_hours,
+            max_points,
+            ws_heartbeat_secs,
+            jwt_secret: jwt_secret.map(|_| "(set)"),
+            no_auth,
+            quic_listen,
+            quic_cert,
+            quic_key,
+            quic_cert_out,
+            web_dir,
+        }
+    }
+}
+
+/// viz's configuration.
+#[utoipa::path(get, path = "/api/admin/config", tag = "admin",
+    responses((status = 200, description = "The configuration, the secret left out", body = AdminConfig)))]
+async fn admin_config(State(st): Shared) -> Json<AdminConfig> {
     Json(st.admin_config.clone())
 }
 
+/// Prometheus metrics of viz itself.
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", body = String,
+        content_type = "text/plain; version=0.0.4; charset=utf-8")))]
 async fn metrics(State(st): Shared) -> impl IntoResponse {
     (
         [(
@@ -184,36 +497,87 @@ async fn metrics(State(st): Shared) -> impl IntoResponse {
     )
 }
 
-async fn summary(State(st): Shared) -> Json<crate::dashboard::Summary> {
+/// The fleet at a glance.
+#[utoipa::path(get, path = "/api/dashboard/summary", tag = "dashboard",
+    responses((status = 200, description = "Host counts and averages", body = Summary)))]
+async fn summary(State(st): Shared) -> Json<Summary> {
     Json(st.dashboard.summary(now_ms()))
 }
 
-async fn hosts(State(st): Shared) -> Json<Vec<crate::dashboard::HostRow>> {
+/// Every host's row.
+#[utoipa::path(get, path = "/api/dashboard/hosts", tag = "dashboard",
+    responses((status = 200, description = "One row per known host, by host id", body = Vec<HostRow>)))]
+async fn hosts(State(st): Shared) -> Json<Vec<HostRow>> {
     Json(st.dashboard.hosts(now_ms()))
 }
 
-async fn cluster(State(st): Shared) -> Json<serde_json::Value> {
-    Json(cluster_json(&st))
+/// The brokers as viz sees them.
+#[utoipa::path(get, path = "/api/dashboard/cluster", tag = "dashboard",
+    responses((status = 200, description = "Brokers, their health and the live feed", body = ClusterBody)))]
+async fn cluster(State(st): Shared) -> Json<ClusterBody> {
+    Json(cluster_body(&st))
 }
 
-fn cluster_json(st: &AppState) -> serde_json::Value {
+/// The brokers as viz sees them, and what feeds the dashboard.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterBody {
+    /// Every configured broker, in configuration order.
+    pub brokers: Vec<BrokerStatus>,
+    /// How many of them are healthy.
+    pub healthy_brokers: usize,
+    /// Whether live push from a broker feeds the dashboard now (false: fallback pull).
+    pub live_push: bool,
+    /// The brokers streaming to viz now.
+    pub sources: Vec<String>,
+    /// The broker cluster's leader: null until the Raft control plane arrives.
+    #[schema(required)]
+    pub leader: Option<String>,
+    /// The ring's epoch: null until the Raft control plane arrives.
+    #[schema(required)]
+    pub ring_epoch: Option<u64>,
+}
+
+fn cluster_body(st: &AppState) -> ClusterBody {
     let summary = st.dashboard.summary(now_ms());
     let brokers = st.pool.status();
     let healthy = brokers.iter().filter(|b| b.healthy).count();
-    json!({
-        "brokers": brokers,
-        "healthy_brokers": healthy,
-        "live_push": summary.live_push,
-        "sources": summary.sources,
+    ClusterBody {
+        brokers,
+        healthy_brokers: healthy,
+        live_push: summary.live_push,
+        sources: summary.sources,
         // The broker cluster (leader, ring epoch) arrives with the Raft control plane.
-        "leader": null,
-        "ring_epoch": null,
-    })
+        leader: None,
+        ring_epoch: None,
+    }
 }
 
-/// `/api/dashboard`, rendered once per dashboard change and reused for up to a second (host
-/// states and the brokers' health move with time, so a render is never older than that).
+/// The whole dashboard in one answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DashboardBody {
+    pub summary: Summary,
+    pub hosts: Vec<HostRow>,
+    pub topk: DashboardTopK,
+    pub cluster: ClusterBody,
+}
+
+/// The dashboard's Top-Ks (viz's --topk hosts, within --topk-ttl-secs).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DashboardTopK {
+    #[serde(rename = "cpu.usage")]
+    pub cpu_usage: Vec<TopEntry>,
+    #[serde(rename = "mem.used_percent")]
+    pub mem_used_percent: Vec<TopEntry>,
+}
+
+/// The whole dashboard: summary, hosts, Top-K of CPU and memory, cluster.
+///
+/// Rendered once per dashboard change and reused for up to a second.
+#[utoipa::path(get, path = "/api/dashboard", tag = "dashboard",
+    responses((status = 200, description = "The dashboard", body = DashboardBody)))]
 async fn dashboard_all(State(st): Shared) -> Response {
+    // Host states and the brokers' health move with time, so a render is never older than a
+    // second.
     let now = now_ms();
     let version = st.dashboard.version();
     let cached = st.dashboard_cache.lock().ok().and_then(|c| {
@@ -224,7 +588,13 @@ async fn dashboard_all(State(st): Shared) -> Response {
     let body = match cached {
         Some(b) => b,
         None => {
-            let b = axum::body::Bytes::from(render_dashboard(&st, now).to_string());
+            let b = match serde_json::to_vec(&render_dashboard(&st, now)) {
+                Ok(b) => axum::body::Bytes::from(b),
+                Err(e) => {
+                    return ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+                        .into_response();
+                }
+            };
             if let Ok(mut c) = st.dashboard_cache.lock() {
                 *c = Some((version, now, b.clone()));
             }
@@ -234,16 +604,40 @@ async fn dashboard_all(State(st): Shared) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn render_dashboard(st: &AppState, now: i64) -> serde_json::Value {
-    json!({
-        "summary": st.dashboard.summary(now),
-        "hosts": st.dashboard.hosts(now),
-        "topk": {
-            "cpu.usage": st.dashboard.topk("cpu.usage", st.topk, st.topk_ttl_ms, now),
-            "mem.used_percent": st.dashboard.topk("mem.used_percent", st.topk, st.topk_ttl_ms, now),
+fn render_dashboard(st: &AppState, now: i64) -> DashboardBody {
+    DashboardBody {
+        summary: st.dashboard.summary(now),
+        hosts: st.dashboard.hosts(now),
+        topk: DashboardTopK {
+            cpu_usage: st.dashboard.topk("cpu.usage", st.topk, st.topk_ttl_ms, now),
+            mem_used_percent: st
+                .dashboard
+                .topk("mem.used_percent", st.topk, st.topk_ttl_ms, now),
         },
-        "cluster": cluster_json(st),
-    })
+        cluster: cluster_body(st),
+    }
+}
+
+// The session itself is in `ws.rs` and `push.rs`; this is the route and its document.
+/// Live push over a WebSocket.
+///
+/// Upgrades to a WebSocket of JSON text messages. The server sends
+/// `{"type":"snapshot","hosts":[…]}` with every host's newest values, then
+/// `{"type":"update","host_id":…,"timestamp_ms":…,"metrics":{name:{"value":…,"unit":…}}}` for
+/// each new snapshot, `{"type":"downsampled","skipped":n}` when the client reads too slowly, and
+/// `{"type":"error","error":…}`. The client may send
+/// `{"type":"subscribe","hosts":[…],"metrics":["cpu.",…]}` (empty lists: everything). Browsers
+/// cannot set headers on a WebSocket, so the token may come as the `token` query parameter.
+#[utoipa::path(get, path = "/ws", tag = "push",
+    params(("token" = Option<String>, Query,
+        description = "The bearer token (JWT), for clients that cannot set the Authorization header")),
+    responses(
+        (status = 101, description = "Switching Protocols: the WebSocket"),
+        (status = 400, description = "Not a WebSocket upgrade request (plain text from the upgrade check)",
+            body = String, content_type = "text/plain; charset=utf-8"),
+    ))]
+async fn ws(upgrade: WebSocketUpgrade, st: Shared) -> Response {
+    crate::ws::handler(upgrade, st).await
 }
 
 type Params = Query<HashMap<String, String>>;
@@ -362,19 +756,27 @@ async fn fetch(
     Ok(chunks)
 }
 
-#[derive(Debug, Serialize, Default)]
+/// One metric over the range.
+#[derive(Debug, Serialize, Default, ToSchema)]
 pub struct Series {
     pub name: String,
+    /// The unit's name (percent, bytes, …; empty when unspecified).
     pub unit: &'static str,
     /// One per timestamp; null where the host did not report the metric.
     pub values: Vec<Option<f64>>,
 }
 
-#[derive(Debug, Serialize, Default)]
+/// A host's history: one timestamp column and a series per metric, aligned.
+#[derive(Debug, Serialize, Default, ToSchema)]
 pub struct RangeBody {
     pub host_id: String,
+    /// RFC 3339, milliseconds.
+    #[schema(format = DateTime)]
     pub start_time: String,
+    /// RFC 3339, milliseconds.
+    #[schema(format = DateTime)]
     pub end_time: String,
+    /// Unix ms, oldest first.
     pub timestamps: Vec<i64>,
     pub series: Vec<Series>,
 }
@@ -419,6 +821,25 @@ pub fn join(host: &str, start: i64, end: i64, chunks: &[RangeChunk]) -> RangeBod
     body
 }
 
+/// A host's stored history.
+///
+/// At most viz's --max-points (default 100000) snapshots.
+#[utoipa::path(get, path = "/api/metrics", tag = "metrics",
+    params(
+        ("host_id" = String, Query, description = HOST_ID, max_length = 253, pattern = "^[A-Za-z0-9._-]+$"),
+        ("metrics" = Option<String>, Query, description = "Comma-separated metric names, at most \
+            256, each up to 200 characters of [A-Za-z0-9._:-] optionally ending in * (a prefix), \
+            e.g. cpu.usage,mem.*; default every metric.", example = "cpu.usage,mem.*"),
+        ("start_time" = Option<String>, Query, format = DateTime, description = START_TIME),
+        ("end_time" = Option<String>, Query, format = DateTime, description = END_TIME),
+    ),
+    responses(
+        (status = 200, description = "The series over the range", body = RangeBody),
+        (status = 400, description = "A missing or bad parameter, or a range too long", body = ErrorBody),
+        (status = 404, description = "Unknown host", body = ErrorBody),
+        (status = 413, description = "More data than a broker returns at once", body = ErrorBody),
+        (status = 503, description = "No broker answered", body = ErrorBody),
+    ))]
 async fn range(State(st): Shared, Query(p): Params) -> ApiResult<RangeBody> {
     let host = host_param(&p)?;
     let (start, end) = time_range(&p, st.max_range_ms)?;
@@ -427,10 +848,14 @@ async fn range(State(st): Shared, Query(p): Params) -> ApiResult<RangeBody> {
     Ok(Json(join(&host, start, end, &chunks)))
 }
 
-async fn host(
-    State(st): Shared,
-    Path(id): Path<String>,
-) -> ApiResult<crate::dashboard::HostDetail> {
+/// A host's newest values, from memory.
+#[utoipa::path(get, path = "/api/metrics/host/{id}", tag = "metrics",
+    params(("id" = String, Path, description = "The host's id")),
+    responses(
+        (status = 200, description = "The host and all its newest values", body = HostDetail),
+        (status = 404, description = "Unknown host", body = ErrorBody),
+    ))]
+async fn host(State(st): Shared, Path(id): Path<String>) -> ApiResult<HostDetail> {
     st.dashboard
         .host(&id, now_ms())
         .map(Json)
@@ -465,17 +890,65 @@ fn duration_param(
 }
 
 /// One bucket of an aggregate.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, ToSchema)]
 pub struct Bucket {
+    /// Start of the bucket (Unix ms), aligned to the range's start.
     pub start: i64,
+    /// Points in the bucket (buckets without points are left out).
     pub count: usize,
     pub sum: f64,
     pub avg: f64,
     pub min: f64,
     pub max: f64,
+    /// Nearest-rank percentiles.
     pub p50: f64,
     pub p90: f64,
     pub p99: f64,
+}
+
+/// A metric of a host in buckets.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AggregateBody {
+    pub host_id: String,
+    pub metric: String,
+    pub step_ms: i64,
+    #[schema(format = DateTime)]
+    pub start_time: String,
+    #[schema(format = DateTime)]
+    pub end_time: String,
+    pub buckets: Vec<Bucket>,
+}
+
+/// A metric's least-squares trend.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrendBody {
+    pub host_id: String,
+    pub metric: String,
+    #[schema(format = DateTime)]
+    pub start_time: String,
+    #[schema(format = DateTime)]
+    pub end_time: String,
+    /// Points in the range (at least 2).
+    pub points: usize,
+    /// The oldest value.
+    pub first: f64,
+    /// The newest value.
+    pub last: f64,
+    /// Least-squares slope, in the metric's unit per hour.
+    pub slope_per_hour: f64,
+    /// rising, falling or flat (a change within 1 % of the range's spread is flat).
+    #[schema(example = "flat")]
+    pub direction: &'static str,
+}
+
+/// The hosts with the highest newest value of a metric.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopKBody {
+    pub metric: String,
+    pub k: usize,
+    /// The window used (ms), capped at viz's --topk-ttl-secs.
+    pub window_ms: i64,
+    pub entries: Vec<TopEntry>,
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -534,7 +1007,25 @@ async fn points(
     Ok((host, metric, start, end, pts))
 }
 
-async fn aggregate(State(st): Shared, Query(p): Params) -> ApiResult<serde_json::Value> {
+/// A metric of a host in time buckets: count, sum, avg, min, max and percentiles.
+#[utoipa::path(get, path = "/api/metrics/aggregate", tag = "metrics",
+    params(
+        ("host_id" = String, Query, description = HOST_ID, max_length = 253, pattern = "^[A-Za-z0-9._-]+$"),
+        ("metric" = String, Query, description = METRIC, max_length = 200, pattern = "^[A-Za-z0-9._:-]+$"),
+        ("step" = Option<String>, Query, description = "Bucket width: a duration like 60s, 5m or \
+            1h; default 1m, at least 1s, at most the longest range; at most 10000 buckets.",
+            example = "5m"),
+        ("start_time" = Option<String>, Query, format = DateTime, description = START_TIME),
+        ("end_time" = Option<String>, Query, format = DateTime, description = END_TIME),
+    ),
+    responses(
+        (status = 200, description = "The buckets that have points, oldest first", body = AggregateBody),
+        (status = 400, description = "A missing or bad parameter, a range too long, or too many buckets", body = ErrorBody),
+        (status = 404, description = "Unknown host", body = ErrorBody),
+        (status = 413, description = "More data than a broker returns at once", body = ErrorBody),
+        (status = 503, description = "No broker answered", body = ErrorBody),
+    ))]
+async fn aggregate(State(st): Shared, Query(p): Params) -> ApiResult<AggregateBody> {
     let step = duration_param(&p, "step", Duration::from_secs(60))?;
     if step < Duration::from_secs(1) {
         return Err(ApiError::bad("step must be at least 1s"));
@@ -547,11 +1038,14 @@ async fn aggregate(State(st): Shared, Query(p): Params) -> ApiResult<serde_json:
     if (end - start) / step_ms > 10_000 {
         return Err(ApiError::bad("more than 10000 buckets; use a larger step"));
     }
-    Ok(Json(json!({
-        "host_id": host, "metric": metric, "step_ms": step_ms,
-        "start_time": rfc3339(start), "end_time": rfc3339(end),
-        "buckets": buckets(&pts, start, step_ms),
-    })))
+    Ok(Json(AggregateBody {
+        buckets: buckets(&pts, start, step_ms),
+        host_id: host,
+        metric,
+        step_ms,
+        start_time: rfc3339(start),
+        end_time: rfc3339(end),
+    }))
 }
 
 /// Least-squares slope per hour, and a direction with a 1 %-of-range dead band.
@@ -593,7 +1087,22 @@ pub fn trend_of(pts: &[(i64, f64)]) -> Option<(f64, &'static str)> {
     Some((slope, direction))
 }
 
-async fn trend(State(st): Shared, Query(p): Params) -> ApiResult<serde_json::Value> {
+/// Whether a metric of a host rises, falls or stays flat over the range.
+#[utoipa::path(get, path = "/api/analysis/trend", tag = "analysis",
+    params(
+        ("host_id" = String, Query, description = HOST_ID, max_length = 253, pattern = "^[A-Za-z0-9._-]+$"),
+        ("metric" = String, Query, description = METRIC, max_length = 200, pattern = "^[A-Za-z0-9._:-]+$"),
+        ("start_time" = Option<String>, Query, format = DateTime, description = START_TIME),
+        ("end_time" = Option<String>, Query, format = DateTime, description = END_TIME),
+    ),
+    responses(
+        (status = 200, description = "The trend", body = TrendBody),
+        (status = 400, description = "A missing or bad parameter, or a range too long", body = ErrorBody),
+        (status = 404, description = "Unknown host, or fewer than 2 points of the metric in the range", body = ErrorBody),
+        (status = 413, description = "More data than a broker returns at once", body = ErrorBody),
+        (status = 503, description = "No broker answered", body = ErrorBody),
+    ))]
+async fn trend(State(st): Shared, Query(p): Params) -> ApiResult<TrendBody> {
     let (host, metric, start, end, pts) = points(&st, &p).await?;
     let Some((slope, direction)) = trend_of(&pts) else {
         return Err(ApiError(
@@ -601,16 +1110,50 @@ async fn trend(State(st): Shared, Query(p): Params) -> ApiResult<serde_json::Val
             format!("fewer than 2 points of {metric} for {host} in the range"),
         ));
     };
-    Ok(Json(json!({
-        "host_id": host, "metric": metric,
-        "start_time": rfc3339(start), "end_time": rfc3339(end),
-        "points": pts.len(),
-        "first": pts[0].1, "last": pts[pts.len() - 1].1,
-        "slope_per_hour": slope, "direction": direction,
-    })))
+    Ok(Json(TrendBody {
+        host_id: host,
+        metric,
+        start_time: rfc3339(start),
+        end_time: rfc3339(end),
+        points: pts.len(),
+        first: pts[0].1,
+        last: pts[pts.len() - 1].1,
+        slope_per_hour: slope,
+        direction,
+    }))
 }
 
-async fn topk(State(st): Shared, Query(p): Params) -> ApiResult<serde_json::Value> {
+/// Top-K on the dashboard: the hosts with the highest newest value of a metric, from memory.
+#[utoipa::path(get, path = "/api/dashboard/topk", tag = "dashboard",
+    params(
+        ("metric" = Option<String>, Query, description = TOPK_METRIC, max_length = 200, pattern = "^[A-Za-z0-9._:-]+$"),
+        ("k" = Option<u32>, Query, description = K, minimum = 1, maximum = 1000),
+        ("window" = Option<String>, Query, description = WINDOW, example = "10m"),
+    ),
+    responses(
+        (status = 200, description = "The Top-K, highest first", body = TopKBody),
+        (status = 400, description = "A bad metric, k or window", body = ErrorBody),
+    ))]
+async fn dashboard_topk(st: Shared, p: Params) -> ApiResult<TopKBody> {
+    topk(st, p).await
+}
+
+/// Top-K analysis: the hosts with the highest newest value of a metric, from memory.
+#[utoipa::path(get, path = "/api/analysis/topk", tag = "analysis",
+    params(
+        ("metric" = Option<String>, Query, description = TOPK_METRIC, max_length = 200, pattern = "^[A-Za-z0-9._:-]+$"),
+        ("k" = Option<u32>, Query, description = K, minimum = 1, maximum = 1000),
+        ("window" = Option<String>, Query, description = WINDOW, example = "10m"),
+    ),
+    responses(
+        (status = 200, description = "The Top-K, highest first", body = TopKBody),
+        (status = 400, description = "A bad metric, k or window", body = ErrorBody),
+    ))]
+async fn analysis_topk(st: Shared, p: Params) -> ApiResult<TopKBody> {
+    topk(st, p).await
+}
+
+async fn topk(State(st): Shared, Query(p): Params) -> ApiResult<TopKBody> {
     let metric = match p.get("metric").filter(|m| !m.is_empty()) {
         Some(_) => metric_param(&p)?,
         None => "cpu.usage".to_string(),
@@ -627,16 +1170,168 @@ async fn topk(State(st): Shared, Query(p): Params) -> ApiResult<serde_json::Valu
     let window_ms = i64::try_from(window.as_millis())
         .unwrap_or(i64::MAX)
         .min(st.topk_ttl_ms);
-    Ok(Json(json!({
-        "metric": metric, "k": k, "window_ms": window_ms,
-        "entries": st.dashboard.topk(&metric, k, window_ms, now_ms()),
-    })))
+    Ok(Json(TopKBody {
+        entries: st.dashboard.topk(&metric, k, window_ms, now_ms()),
+        metric,
+        k,
+        window_ms,
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use ringwatch_proto::Column;
+
+    /// The API's state with one broker that is not there (needs a Tokio runtime).
+    fn test_state() -> Arc<AppState> {
+        let pool = Arc::new(
+            BrokerPool::new(&["http://127.0.0.1:1".to_string()], Duration::from_secs(1)).unwrap(),
+        );
+        Arc::new(AppState {
+            dashboard: Arc::default(),
+            metrics: Arc::new(VizMetrics::new(Arc::default(), pool.clone())),
+            pool,
+            topk: 10,
+            topk_ttl_ms: 3_600_000,
+            max_range_ms: 3_600_000,
+            max_points: 1000,
+            ws: Default::default(),
+            quic: Default::default(),
+            ws_heartbeat: Duration::from_secs(30),
+            dashboard_cache: Default::default(),
+            shutdown: Default::default(),
+            auth: Auth::new(None),
+            admin_config: AdminConfig::from(&crate::Config::default()),
+        })
+    }
+
+    #[test]
+    fn the_openapi_document_builds_and_names_every_route() {
+        let doc: serde_json::Value = serde_json::from_slice(&openapi_body()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+        assert_eq!(doc["info"]["title"], "Ringwatch viz API");
+        assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(
+            doc["components"]["securitySchemes"][BEARER]["scheme"],
+            "bearer"
+        );
+        let paths = doc["paths"].as_object().unwrap();
+        let documented: BTreeSet<String> = paths.keys().cloned().collect();
+        assert_eq!(
+            documented,
+            served_paths(),
+            "the document against the router"
+        );
+        let public = ["/health", "/metrics", "/api/auth", "/api/openapi.json"];
+        let guarded = [
+            "/api/auth/whoami",
+            "/api/dashboard",
+            "/api/dashboard/summary",
+            "/api/dashboard/hosts",
+            "/api/dashboard/topk",
+            "/api/dashboard/cluster",
+            "/api/metrics",
+            "/api/metrics/host/{id}",
+            "/api/metrics/aggregate",
+            "/api/analysis/trend",
+            "/api/analysis/topk",
+            "/ws",
+            "/api/admin/config",
+        ];
+        let named: BTreeSet<String> = public
+            .iter()
+            .chain(&guarded)
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(documented, named);
+        let error_ref = "#/components/schemas/ErrorBody";
+        for (path, item) in paths {
+            let op = &item["get"];
+            assert!(op.is_object(), "{path}: a GET");
+            let security = op["security"].as_array();
+            if public.contains(&path.as_str()) {
+                assert!(security.is_none(), "{path} is public: {op}");
+            } else {
+                assert_eq!(
+                    security.unwrap(),
+                    &vec![serde_json::json!({ BEARER: [] })],
+                    "{path}"
+                );
+                assert_eq!(
+                    op["responses"]["401"]["content"]["application/json"]["schema"]["$ref"],
+                    error_ref,
+                    "{path}"
+                );
+            }
+            assert_eq!(
+                op["responses"]["403"].is_object(),
+                path.starts_with("/api/admin"),
+                "{path}: 403 only for admin"
+            );
+            let ok = if path == "/ws" { "101" } else { "200" };
+            let ok = &op["responses"][ok];
+            assert!(ok.is_object(), "{path}: {op}");
+            if path != "/ws" {
+                let content = ok["content"].as_object().unwrap();
+                assert!(
+                    content.values().all(|c| c["schema"].is_object()),
+                    "{path}: {ok}"
+                );
+            }
+            for (code, r) in op["responses"].as_object().unwrap() {
+                if (code.starts_with('4') || code.starts_with('5'))
+                    && let Some(json) = r["content"].get("application/json")
+                {
+                    assert_eq!(json["schema"]["$ref"], error_ref, "{path} {code}");
+                }
+            }
+        }
+        let params = |path: &str| paths[path]["get"]["parameters"].as_array().unwrap().clone();
+        let p = params("/api/metrics/aggregate");
+        let host = p.iter().find(|p| p["name"] == "host_id").unwrap();
+        assert_eq!(
+            (host["in"].as_str(), host["required"].as_bool()),
+            (Some("query"), Some(true))
+        );
+        let start = p.iter().find(|p| p["name"] == "start_time").unwrap();
+        assert_eq!(start["required"], false);
+        assert!(start["description"].as_str().unwrap().contains("RFC 3339"));
+        assert_eq!(params("/api/metrics/host/{id}")[0]["in"], "path");
+        assert_eq!(params("/ws")[0]["name"], "token");
+        for name in [
+            "TrendBody",
+            "AggregateBody",
+            "DashboardBody",
+            "ClusterBody",
+            "AdminConfig",
+        ] {
+            assert!(doc["components"]["schemas"][name].is_object(), "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_router_serves_exactly_the_documented_paths() {
+        let served = route_paths(&router(test_state()));
+        assert!(served.contains("/api/metrics/host/{id}"), "{served:?}");
+        let documented: BTreeSet<String> = openapi().paths.paths.keys().cloned().collect();
+        assert_eq!(served, documented);
+    }
+
+    #[test]
+    fn the_admin_config_is_the_redacted_config() {
+        let mut c = crate::Config::default();
+        assert_eq!(
+            serde_json::to_value(AdminConfig::from(&c)).unwrap(),
+            c.redacted()
+        );
+        c.jwt_secret = Some("s".repeat(40));
+        c.web_dir = Some("/srv/web".into());
+        c.quic_cert = Some("/etc/cert.pem".into());
+        let shown = serde_json::to_value(AdminConfig::from(&c)).unwrap();
+        assert_eq!(shown, c.redacted());
+        assert_eq!(shown["jwt_secret"], "(set)");
+    }
 
     #[test]
     fn buckets_hold_the_right_statistics() {

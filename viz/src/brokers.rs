@@ -25,10 +25,14 @@ struct Broker {
 }
 
 /// What viz knows of one broker, for the cluster view.
-#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, PartialEq, utoipa::ToSchema)]
 pub struct BrokerStatus {
+    /// The broker's gRPC endpoint.
     pub url: String,
+    /// Whether its last health check or call succeeded.
     pub healthy: bool,
+    /// Why it is unhealthy (the last error); null when healthy.
+    #[schema(required)]
     pub last_error: Option<String>,
 }
 

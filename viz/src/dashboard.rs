@@ -19,9 +19,12 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Value {
+/// A metric's newest value.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct MetricValue {
     pub value: f64,
+    /// The unit's name: percent, bytes, bytes_per_second, count, per_second, seconds, load,
+    /// hertz, or empty when unspecified.
     pub unit: &'static str,
 }
 
@@ -38,14 +41,14 @@ struct HostView {
 
 impl HostView {
     /// The newest values whose names `keep` selects.
-    fn values(&self, keep: impl Fn(&str) -> bool) -> BTreeMap<String, Value> {
+    fn values(&self, keep: impl Fn(&str) -> bool) -> BTreeMap<String, MetricValue> {
         self.metrics
             .iter()
             .filter(|(n, _)| keep(n))
             .map(|(n, (v, u))| {
                 (
                     n.clone(),
-                    Value {
+                    MetricValue {
                         value: *v,
                         unit: unit_name(*u),
                     },
@@ -80,36 +83,66 @@ pub fn host_state(age_ms: i64, interval_ms: u32) -> &'static str {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The fleet at a glance.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Summary {
+    /// Hosts known (live, stale and gone).
     pub hosts: usize,
+    /// Hosts whose newest data is at most 3 of their intervals old.
     pub live: usize,
+    /// Hosts whose newest data is older than that, up to 10 minutes.
     pub stale: usize,
+    /// Hosts silent for more than 10 minutes.
     pub gone: usize,
+    /// Mean CPU % of the hosts not gone; null with none.
+    #[schema(required)]
     pub cpu_avg: Option<f64>,
+    /// Highest CPU % of the hosts not gone; null with none.
+    #[schema(required)]
     pub cpu_max: Option<f64>,
+    /// Mean memory used % of the hosts not gone; null with none.
+    #[schema(required)]
     pub mem_avg: Option<f64>,
+    /// Highest memory used % of the hosts not gone; null with none.
+    #[schema(required)]
     pub mem_max: Option<f64>,
     /// Whether live push from a broker feeds the dashboard now (false: fallback pull).
     pub live_push: bool,
     /// The brokers streaming to viz now.
     pub sources: Vec<String>,
+    /// When this was computed (Unix ms).
     pub generated_ms: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One host's row on the dashboard.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HostRow {
     pub host_id: String,
+    /// live, stale or gone (see Summary).
     pub state: &'static str,
+    /// Timestamp of the newest data (Unix ms; 0 if none yet).
     pub last_seen_ms: i64,
     pub labels: BTreeMap<String, String>,
     pub agent_version: String,
+    /// The agent's collection interval (ms; 0 if not known yet).
     pub interval_ms: u32,
+    /// Newest cpu.usage (percent).
+    #[schema(required)]
     pub cpu: Option<f64>,
+    /// Newest mem.used_percent.
+    #[schema(required)]
     pub mem: Option<f64>,
+    /// Newest load.1.
+    #[schema(required)]
     pub load1: Option<f64>,
+    /// Newest disk.used_percent.
+    #[schema(required)]
     pub disk: Option<f64>,
+    /// Newest net.rx_bytes_per_sec.
+    #[schema(required)]
     pub net_rx: Option<f64>,
+    /// Newest net.tx_bytes_per_sec.
+    #[schema(required)]
     pub net_tx: Option<f64>,
     /// Timestamps of the recent history, oldest first.
     pub spark_ts: Vec<i64>,
@@ -117,23 +150,30 @@ pub struct HostRow {
     pub spark_cpu: Vec<Option<f64>>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// One host in a Top-K, highest value first.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct TopEntry {
     pub host_id: String,
     pub value: f64,
     pub unit: &'static str,
+    /// When the host reported it (Unix ms).
     pub timestamp_ms: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One host with all its newest values.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HostDetail {
     pub host_id: String,
+    /// live, stale or gone (see Summary).
     pub state: &'static str,
+    /// Timestamp of the newest data (Unix ms; 0 if none yet).
     pub last_seen_ms: i64,
     pub labels: BTreeMap<String, String>,
     pub agent_version: String,
+    /// The agent's collection interval (ms; 0 if not known yet).
     pub interval_ms: u32,
-    pub metrics: BTreeMap<String, Value>,
+    /// Every metric's newest value, by name.
+    pub metrics: BTreeMap<String, MetricValue>,
 }
 
 /// Snapshots held per push client before it lags.
@@ -162,7 +202,7 @@ impl Default for Dashboard {
 pub struct HostUpdate {
     pub host_id: String,
     pub timestamp_ms: i64,
-    pub metrics: BTreeMap<String, Value>,
+    pub metrics: BTreeMap<String, MetricValue>,
 }
 
 impl HostUpdate {
@@ -178,7 +218,7 @@ impl HostUpdate {
                 .map(|m| {
                     (
                         m.name.clone(),
-                        Value {
+                        MetricValue {
                             value: m.value,
                             unit: unit_name(m.unit),
                         },

@@ -109,7 +109,7 @@ impl Viz {
             dashboard_cache: std::sync::Mutex::new(None),
             shutdown: shutdown.clone(),
             auth: auth::Auth::new(config.jwt_secret.as_deref()),
-            admin_config: config.redacted(),
+            admin_config: api::AdminConfig::from(&config),
         });
         if !state.auth.required() {
             tracing::warn!(
