@@ -184,7 +184,7 @@ pub struct Dashboard {
     /// Bumped on every change, so rendered views can be reused until it moves.
     version: std::sync::atomic::AtomicU64,
     /// Every applied snapshot, for push clients (WebSocket, QUIC).
-    hub: tokio::sync::broadcast::Sender<std::sync::Arc<Snapshot>>,
+    hub: tokio::sync::broadcast::Sender<std::sync::Arc<Published>>,
 }
 
 impl Default for Dashboard {
@@ -227,6 +227,64 @@ impl HostUpdate {
                 .collect(),
         }
     }
+}
+
+/// An applied snapshot as push clients get it. The JSON of its whole update is rendered once,
+/// by the first client that sends it, and shared by every client with no metric filter: with
+/// a thousand dashboards open, one serialization per snapshot instead of a thousand.
+pub struct Published {
+    pub snapshot: Snapshot,
+    full: std::sync::OnceLock<bytes::Bytes>,
+}
+
+impl Published {
+    pub fn new(snapshot: Snapshot) -> Published {
+        Published {
+            snapshot,
+            full: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// `{"type":"update",…}` with every metric, UTF-8 JSON.
+    pub fn full_update(&self) -> bytes::Bytes {
+        self.full
+            .get_or_init(|| update_json(&self.snapshot, |_| true))
+            .clone()
+    }
+}
+
+/// `{"type":"update", host_id, timestamp_ms, metrics:{name:{value,unit}}}` with the metrics
+/// `keep` selects, as UTF-8 JSON.
+pub fn update_json(s: &Snapshot, keep: impl Fn(&str) -> bool) -> bytes::Bytes {
+    #[derive(Serialize)]
+    struct Update<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        host_id: &'a str,
+        timestamp_ms: i64,
+        metrics: BTreeMap<&'a str, MetricValue>,
+    }
+    let u = Update {
+        kind: "update",
+        host_id: &s.host_id,
+        timestamp_ms: s.timestamp_ms,
+        metrics: s
+            .metrics
+            .iter()
+            .filter(|m| keep(&m.name))
+            .map(|m| {
+                (
+                    m.name.as_str(),
+                    MetricValue {
+                        value: m.value,
+                        unit: unit_name(m.unit),
+                    },
+                )
+            })
+            .collect(),
+    };
+    // Serializing plain strings, numbers and maps cannot fail.
+    serde_json::to_vec(&u).unwrap_or_default().into()
 }
 
 fn unit_name(u: i32) -> &'static str {
@@ -272,7 +330,9 @@ impl Dashboard {
         drop(st);
         self.bump();
         if self.hub.receiver_count() > 0 {
-            let _ = self.hub.send(std::sync::Arc::new(s.clone()));
+            let _ = self
+                .hub
+                .send(std::sync::Arc::new(Published::new(s.clone())));
         }
         true
     }
@@ -288,7 +348,7 @@ impl Dashboard {
     }
 
     /// Every snapshot applied from now on.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<Snapshot>> {
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<Published>> {
         self.hub.subscribe()
     }
 

@@ -15,13 +15,18 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use radix_trie::Trie;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::api::AppState;
-use crate::dashboard::HostUpdate;
+use crate::dashboard::{HostUpdate, update_json};
+
+fn text(v: serde_json::Value) -> Bytes {
+    Bytes::from(v.to_string())
+}
 
 /// Largest message a client may send.
 pub const MAX_CLIENT_MESSAGE: usize = 64 << 10;
@@ -79,6 +84,11 @@ impl Filter {
         self.hosts.is_empty() || self.hosts.contains(h)
     }
 
+    /// Whether every metric is wanted (no prefix given).
+    pub fn all_metrics(&self) -> bool {
+        self.prefixes.is_none()
+    }
+
     pub fn metric(&self, name: &str) -> bool {
         match &self.prefixes {
             None => true,
@@ -121,8 +131,9 @@ pub enum Incoming {
 
 /// A carrier of one push session. `recv` must be cancel-safe.
 pub trait Transport: Send {
-    /// Sends one message; false when the client is gone or did not take it within 5 s.
-    fn send(&mut self, text: String) -> impl Future<Output = bool> + Send;
+    /// Sends one message (UTF-8 JSON); false when the client is gone or did not take it
+    /// within 5 s.
+    fn send(&mut self, text: Bytes) -> impl Future<Output = bool> + Send;
     fn recv(&mut self) -> impl Future<Output = Incoming> + Send;
     /// A heartbeat; false when the client is gone.
     fn ping(&mut self) -> impl Future<Output = bool> + Send;
@@ -145,7 +156,7 @@ async fn snapshot<T: Transport>(
     for h in &hosts {
         last.insert(h.host_id.clone(), h.timestamp_ms);
     }
-    t.send(json!({"type": "snapshot", "hosts": hosts}).to_string())
+    t.send(text(json!({"type": "snapshot", "hosts": hosts})))
         .await
 }
 
@@ -166,14 +177,18 @@ pub async fn serve<T: Transport>(mut t: T, st: &AppState, c: &PushCounters, mut 
                 break;
             }
             r = rx.recv() => match r {
-                Ok(s) => {
+                Ok(p) => {
+                    let s = &p.snapshot;
                     if !filter.host(&s.host_id) || s.timestamp_ms <= last.get(&s.host_id).copied().unwrap_or(0) {
                         continue;
                     }
                     last.insert(s.host_id.clone(), s.timestamp_ms);
-                    let mut update = serde_json::to_value(HostUpdate::of(&s, |m| filter.metric(m))).unwrap_or_default();
-                    update["type"] = json!("update");
-                    ok = t.send(update.to_string()).await;
+                    let update = if filter.all_metrics() {
+                        p.full_update()
+                    } else {
+                        update_json(s, |m| filter.metric(m))
+                    };
+                    ok = t.send(update).await;
                     if ok {
                         c.updates_sent.fetch_add(1, Ordering::Relaxed);
                     } else {
@@ -185,7 +200,7 @@ pub async fn serve<T: Transport>(mut t: T, st: &AppState, c: &PushCounters, mut 
                     // Reading too slowly: skip ahead to the newest and say so.
                     c.downsampled.fetch_add(n, Ordering::Relaxed);
                     tracing::debug!(skipped = n, "a push client fell behind; down-sampled");
-                    ok = t.send(json!({"type": "downsampled", "skipped": n}).to_string()).await;
+                    ok = t.send(text(json!({"type": "downsampled", "skipped": n}))).await;
                     if !ok {
                         tracing::warn!("a push client did not take a message within 5 s; dropped");
                         c.dropped_clients.fetch_add(1, Ordering::Relaxed);
@@ -196,15 +211,15 @@ pub async fn serve<T: Transport>(mut t: T, st: &AppState, c: &PushCounters, mut 
             m = t.recv() => {
                 heard = Instant::now();
                 match m {
-                    Incoming::Text(text) => match parse_subscribe(&text) {
+                    Incoming::Text(message) => match parse_subscribe(&message) {
                         Ok((f, _)) => {
                             filter = f;
                             ok = snapshot(&mut t, st, &filter, &mut last).await;
                         }
-                        Err(e) => ok = t.send(json!({"type": "error", "error": e}).to_string()).await,
+                        Err(e) => ok = t.send(text(json!({"type": "error", "error": e}))).await,
                     },
                     Incoming::Unusable => {
-                        ok = t.send(json!({"type": "error", "error": "send JSON text messages"}).to_string()).await;
+                        ok = t.send(text(json!({"type": "error", "error": "send JSON text messages"}))).await;
                     }
                     Incoming::Alive => {}
                     Incoming::Closed => break,

@@ -206,12 +206,12 @@ struct QuicTransport {
 impl Transport for QuicTransport {
     const SILENCE_CLOSES: bool = false;
 
-    async fn send(&mut self, mut text: String) -> bool {
-        text.push('\n');
-        matches!(
-            tokio::time::timeout(SEND_TIMEOUT, self.send.write_all(text.as_bytes())).await,
-            Ok(Ok(()))
-        )
+    async fn send(&mut self, text: bytes::Bytes) -> bool {
+        let write = async {
+            self.send.write_chunk(text).await?;
+            self.send.write_all(b"\n").await
+        };
+        matches!(tokio::time::timeout(SEND_TIMEOUT, write).await, Ok(Ok(())))
     }
 
     async fn recv(&mut self) -> Incoming {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
+use bytes::Bytes;
 
 use crate::api::AppState;
 use crate::push::{Filter, Incoming, MAX_CLIENT_MESSAGE, SEND_TIMEOUT, Transport};
@@ -23,8 +24,11 @@ struct WsTransport(WebSocket);
 impl Transport for WsTransport {
     const SILENCE_CLOSES: bool = true;
 
-    async fn send(&mut self, text: String) -> bool {
-        let m = Message::Text(Utf8Bytes::from(text));
+    async fn send(&mut self, text: Bytes) -> bool {
+        let Ok(text) = Utf8Bytes::try_from(text) else {
+            return true; // never: every message is serialized JSON
+        };
+        let m = Message::Text(text);
         matches!(
             tokio::time::timeout(SEND_TIMEOUT, self.0.send(m)).await,
             Ok(Ok(()))
