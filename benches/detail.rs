@@ -148,6 +148,26 @@ fn main() {
         let (from, to) = (t(start), t(end + 1000));
         let page = format!("/api/metrics?host_id={HOST}&start_time={from}&end_time={to}&metrics={}", PAGE.join(","));
         let all = format!("/api/metrics?host_id={HOST}&start_time={from}&end_time={to}");
+        // The broker's part: the same read over gRPC, straight from this process.
+        let mut q = query_client(&url).await;
+        for (what, names) in [("9 series", PAGE.iter().map(|s| s.to_string()).collect::<Vec<_>>()), ("all 60", vec![])] {
+            let mut lat = Vec::new();
+            for i in 0..queries + 5 {
+                let t = Instant::now();
+                let req = ringwatch_proto::RangeRequest { host_id: HOST.into(), start_ms: start, end_ms: end + 1000, metric_names: names.clone(), limit: 100_000 };
+                let mut stream = q.range(req).await.expect("range").into_inner();
+                let mut rows = 0;
+                while let Some(c) = stream.message().await.expect("chunk") {
+                    rows += c.timestamps_ms.len();
+                }
+                assert_eq!(rows, 3600);
+                if i >= 5 {
+                    lat.push(t.elapsed());
+                }
+            }
+            let (p50, p99, max) = percentiles(lat);
+            println!("  broker gRPC range on Redis, {what}: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms");
+        }
         for (what, path) in [("the host page's 9 series", page), ("all 60 metrics", all)] {
             run(&http, &path, 5).await; // warm the connections
             let (lat, size) = run(&http, &path, queries).await;
