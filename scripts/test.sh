@@ -13,29 +13,15 @@ need_component() {
 need_component fmt rustfmt
 need_component clippy clippy
 
+source scripts/need.sh
 # Real Redis servers (standalone, sentinel, cluster) for the storage tests.
-missing=()
-for bin in redis-server redis-sentinel redis-cli; do
-  command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing redis-server redis-sentinel redis-tools (missing: ${missing[*]})"
-  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-sentinel redis-tools
-fi
-
+need_apt redis-server redis-server redis-sentinel redis-tools
+need_apt redis-sentinel redis-server redis-sentinel redis-tools
+need_apt redis-cli redis-server redis-sentinel redis-tools
 # Node.js and npm build the web UI's chart bundle (viz/build.rs runs `npm ci`) and drive the
-# browser test; Debian's Chromium is the browser (tests/viz_ui.rs).
-apt_missing=()
-command -v npm >/dev/null 2>&1 || apt_missing+=(nodejs npm)
-command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
-if [ ${#apt_missing[@]} -gt 0 ]; then
-  echo "installing ${apt_missing[*]}"
-  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_missing[@]}"
-fi
+# browser test (viz/web/tests/ui.mjs, playwright-core); Debian's Chromium is the browser.
+need_apt npm nodejs npm
+need_apt chromium chromium
 if [ ! -d viz/web/node_modules/playwright-core ]; then
   (cd viz/web && npm ci --no-audit --no-fund)
 fi
