@@ -108,6 +108,47 @@ fn every_endpoint_answers_or_refuses_with_a_reason() {
             .all(|x| x["values"].as_array().unwrap().len() == n)
     );
 
+    // Averaged into buckets: over the same range, one bucket of two hours holds every row, and
+    // its value is the mean of the raw values.
+    let (from, to) = (
+        m["start_time"].as_str().unwrap(),
+        m["end_time"].as_str().unwrap(),
+    );
+    let (s, avg) = get_json(
+        &http,
+        &format!(
+            "/api/metrics?host_id=api-host&metrics=cpu.usage&step=2h&start_time={from}&end_time={to}"
+        ),
+    );
+    assert_eq!(s, 200, "{avg}");
+    assert_eq!(avg["step_ms"], 7_200_000);
+    let raw_cpu: Vec<f64> = m["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "cpu.usage")
+        .unwrap()["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    let rows: u64 = avg["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_u64().unwrap())
+        .sum();
+    assert_eq!(rows, n as u64, "{avg}");
+    assert_eq!(avg["timestamps"].as_array().unwrap().len(), 1, "{avg}");
+    let mean = avg["series"][0]["values"][0].as_f64().unwrap();
+    let expected = raw_cpu.iter().sum::<f64>() / raw_cpu.len() as f64;
+    assert!((mean - expected).abs() < 1e-6, "{mean} vs {expected}");
+    for bad in ["0s", "abc", "1000000h"] {
+        let (s, e) = get_json(&http, &format!("/api/metrics?host_id=api-host&step={bad}"));
+        assert_eq!(s, 400, "step={bad}: {e}");
+    }
+
     let (s, d) = get_json(&http, "/api/metrics/host/api-host");
     assert_eq!(s, 200);
     assert_eq!(d["metrics"]["cpu.usage"]["unit"], "percent");

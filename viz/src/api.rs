@@ -776,9 +776,49 @@ pub struct RangeBody {
     /// RFC 3339, milliseconds.
     #[schema(format = DateTime)]
     pub end_time: String,
-    /// Unix ms, oldest first.
+    /// Unix ms, oldest first (with `step`: each bucket's start).
     pub timestamps: Vec<i64>,
     pub series: Vec<Series>,
+    /// The bucket width when `step` was given; absent for raw points.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_ms: Option<i64>,
+    /// With `step`: the snapshots averaged into each bucket.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rows: Vec<u32>,
+}
+
+/// `body` averaged into buckets of `step_ms` aligned to `start`: one timestamp per bucket that
+/// has rows (the bucket's start), and per series the mean of the values it has there (null
+/// where it has none).
+pub fn downsample(mut body: RangeBody, start: i64, step_ms: i64) -> RangeBody {
+    // Row ranges of each bucket; timestamps arrive in order.
+    let mut bounds: Vec<(i64, usize, usize)> = Vec::new();
+    for (i, &t) in body.timestamps.iter().enumerate() {
+        let b = start + (t - start).div_euclid(step_ms) * step_ms;
+        match bounds.last_mut() {
+            Some((last, _, end)) if *last == b => *end = i + 1,
+            _ => bounds.push((b, i, i + 1)),
+        }
+    }
+    for s in &mut body.series {
+        s.values = bounds
+            .iter()
+            .map(|&(_, from, to)| {
+                let (sum, n) = s.values[from..to]
+                    .iter()
+                    .flatten()
+                    .fold((0.0, 0u32), |(sum, n), v| (sum + v, n + 1));
+                (n > 0).then(|| sum / f64::from(n))
+            })
+            .collect();
+    }
+    body.timestamps = bounds.iter().map(|&(b, _, _)| b).collect();
+    body.rows = bounds
+        .iter()
+        .map(|&(_, from, to)| (to - from) as u32)
+        .collect();
+    body.step_ms = Some(step_ms);
+    body
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -832,6 +872,9 @@ pub fn join(host: &str, start: i64, end: i64, chunks: &[RangeChunk]) -> RangeBod
             e.g. cpu.usage,mem.*; default every metric.", example = "cpu.usage,mem.*"),
         ("start_time" = Option<String>, Query, format = DateTime, description = START_TIME),
         ("end_time" = Option<String>, Query, format = DateTime, description = END_TIME),
+        ("step" = Option<String>, Query, description = "Average into buckets of this width (a \
+            duration like 30s or 5m; at least 1s; at most 10000 buckets) — one request for a long \
+            range of several series; default: every point.", example = "30s"),
     ),
     responses(
         (status = 200, description = "The series over the range", body = RangeBody),
@@ -844,8 +887,37 @@ async fn range(State(st): Shared, Query(p): Params) -> ApiResult<RangeBody> {
     let host = host_param(&p)?;
     let (start, end) = time_range(&p, st.max_range_ms)?;
     let names = metric_list(&p)?;
+    let step_ms = match p.get("step").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(_) => Some(step_param(&st, &p, start, end)?),
+    };
     let chunks = fetch(&st, &host, start, end, names).await?;
-    Ok(Json(join(&host, start, end, &chunks)))
+    let body = join(&host, start, end, &chunks);
+    Ok(Json(match step_ms {
+        Some(step) => downsample(body, start, step),
+        None => body,
+    }))
+}
+
+/// `step` as milliseconds: at least 1 s, at most the longest range, at most 10000 buckets.
+fn step_param(
+    st: &AppState,
+    p: &HashMap<String, String>,
+    start: i64,
+    end: i64,
+) -> Result<i64, ApiError> {
+    let step = duration_param(p, "step", Duration::from_secs(60))?;
+    if step < Duration::from_secs(1) {
+        return Err(ApiError::bad("step must be at least 1s"));
+    }
+    let step_ms = i64::try_from(step.as_millis()).unwrap_or(i64::MAX);
+    if step_ms > st.max_range_ms {
+        return Err(ApiError::bad("step is longer than the longest range"));
+    }
+    if (end - start) / step_ms > 10_000 {
+        return Err(ApiError::bad("more than 10000 buckets; use a larger step"));
+    }
+    Ok(step_ms)
 }
 
 /// A host's newest values, from memory.
@@ -1026,18 +1098,9 @@ async fn points(
         (status = 503, description = "No broker answered", body = ErrorBody),
     ))]
 async fn aggregate(State(st): Shared, Query(p): Params) -> ApiResult<AggregateBody> {
-    let step = duration_param(&p, "step", Duration::from_secs(60))?;
-    if step < Duration::from_secs(1) {
-        return Err(ApiError::bad("step must be at least 1s"));
-    }
-    let step_ms = i64::try_from(step.as_millis()).unwrap_or(i64::MAX);
-    if step_ms > st.max_range_ms {
-        return Err(ApiError::bad("step is longer than the longest range"));
-    }
+    let (start, end) = time_range(&p, st.max_range_ms)?;
+    let step_ms = step_param(&st, &p, start, end)?;
     let (host, metric, start, end, pts) = points(&st, &p).await?;
-    if (end - start) / step_ms > 10_000 {
-        return Err(ApiError::bad("more than 10000 buckets; use a larger step"));
-    }
     Ok(Json(AggregateBody {
         buckets: buckets(&pts, start, step_ms),
         host_id: host,
@@ -1204,6 +1267,34 @@ mod tests {
             auth: Auth::new(None),
             admin_config: AdminConfig::from(&crate::Config::default()),
         })
+    }
+
+    #[test]
+    fn downsample_averages_each_series_per_bucket() {
+        let body = RangeBody {
+            host_id: "h".into(),
+            timestamps: vec![1000, 2000, 31_000, 32_000, 95_000],
+            series: vec![
+                Series {
+                    name: "a".into(),
+                    unit: "percent",
+                    values: vec![Some(1.0), Some(3.0), None, Some(10.0), None],
+                },
+                Series {
+                    name: "b".into(),
+                    unit: "",
+                    values: vec![None, None, Some(5.0), Some(7.0), Some(1.0)],
+                },
+            ],
+            ..Default::default()
+        };
+        let d = downsample(body, 0, 30_000);
+        // Buckets 0, 30 s and 90 s have rows; 60 s has none and is left out.
+        assert_eq!(d.timestamps, vec![0, 30_000, 90_000]);
+        assert_eq!(d.series[0].values, vec![Some(2.0), Some(10.0), None]);
+        assert_eq!(d.series[1].values, vec![None, Some(6.0), Some(1.0)]);
+        assert_eq!(d.step_ms, Some(30_000));
+        assert_eq!(d.rows, vec![2, 2, 1]);
     }
 
     #[test]

@@ -1710,14 +1710,14 @@
           byName = new Map();
           for (const s of body.series || []) byName.set(s.name, { ts: body.timestamps, vs: s.values });
         } else {
+          // One request: the server averages every series into buckets of the step.
+          const q = new URLSearchParams({ host_id: id, start_time: start, end_time: end, metrics: names.join(','), step: r.step / 1000 + 's' });
+          const body = await api('/api/metrics?' + q, { signal: ctl.signal });
           byName = new Map();
-          const stepArg = r.step / 1000 + 's';
-          await Promise.all(names.map(async (name) => {
-            const q = new URLSearchParams({ host_id: id, metric: name, start_time: start, end_time: end, step: stepArg });
-            const body = await api('/api/metrics/aggregate?' + q, { signal: ctl.signal });
-            const b = body.buckets || [];
-            byName.set(name, { ts: b.map((x) => x.start), vs: b.map((x) => x.avg), counts: b.map((x) => x.count) });
-          }));
+          const rows = body.rows || [];
+          for (const s of body.series || []) {
+            byName.set(s.name, { ts: body.timestamps, vs: s.values, counts: s.values.map((v, k) => (v == null ? 0 : rows[k] || 1)) });
+          }
         }
         if (seq !== loadSeq || currentView !== view) return;
         for (const c of charts) fillChart(c, byName, r.step);
