@@ -1,5 +1,5 @@
 //! `ringwatch up`: the main job. A local Ringwatch in one process: a broker with the embedded
-//! store on loopback, an agent collecting this machine's real metrics, and viz with the
+//! store on loopback, an agent collecting this machine's real metrics, and viz with
 //! the dashboard (web UI, API, WebSocket and QUIC push). Stops on Ctrl-C.
 
 use std::net::SocketAddr;

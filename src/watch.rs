@@ -44,6 +44,11 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot resolve {}", args.quic))?
         .next()
         .with_context(|| format!("{} resolves to no address", args.quic))?;
+    if args.insecure && args.token.is_some() && !addr.ip().is_loopback() {
+        eprintln!(
+            "warning: --insecure sends your token to {addr} without checking who answers; use --ca with viz's certificate"
+        );
+    }
     let trust = ClientTrust {
         ca: args.ca.clone(),
         insecure: args.insecure,

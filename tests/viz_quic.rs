@@ -245,3 +245,75 @@ fn quic_and_websocket_clients_see_the_same_updates() {
         assert_eq!(a, b, "QUIC and WebSocket disagree");
     });
 }
+
+#[test]
+fn a_half_closed_client_keeps_its_updates_and_a_session_ends_with_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, _agent, viz, cert) = stack(dir.path());
+    let quic: std::net::SocketAddr = viz.addr("quic").parse().unwrap();
+    let trust = ClientTrust {
+        ca: Some(cert.clone()),
+        insecure: false,
+    };
+    let hosts = vec!["quic-host".to_string()];
+    block_on(async {
+        // Subscribe, then close the sending side, as a request-style client does.
+        let viewer = token(SECRET, "viewer");
+        let mut q = Client::subscribe(quic, "127.0.0.1", &trust, Some(&viewer), &hosts, &[])
+            .await
+            .expect("subscribe");
+        q.done_subscribing();
+        let mut updates = 0;
+        while updates < 3 {
+            let v = tokio::time::timeout(Duration::from_secs(10), q.next())
+                .await
+                .expect("a message in time")
+                .expect("still open after the half-close")
+                .expect("ok");
+            if v["type"] == "update" {
+                updates += 1;
+            }
+        }
+
+        // A token that expires in 3 s: updates until then, then a 401 and the end.
+        let out = Command::new(BIN)
+            .args([
+                "token",
+                "--role",
+                "viewer",
+                "--jwt-secret",
+                SECRET,
+                "--ttl",
+                "3s",
+            ])
+            .output()
+            .expect("ringwatch token");
+        let short = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let mut q = Client::subscribe(quic, "127.0.0.1", &trust, Some(&short), &hosts, &[])
+            .await
+            .expect("subscribe with a short token");
+        let started = std::time::Instant::now();
+        let mut got_update = false;
+        let end = loop {
+            match tokio::time::timeout(Duration::from_secs(10), q.next()).await {
+                Ok(Some(Ok(v))) => got_update |= v["type"] == "update",
+                Ok(Some(Err(e))) => break e.to_string(),
+                Ok(None) => panic!("closed without saying why"),
+                Err(_) => panic!(
+                    "still open 10 s after a message, {:?} in",
+                    started.elapsed()
+                ),
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the session outlived its token"
+            );
+        };
+        assert!(got_update, "updates before the token expired");
+        assert!(end.contains("401") && end.contains("expired"), "{end}");
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "ended too early: {end}"
+        );
+    });
+}

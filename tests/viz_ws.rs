@@ -158,10 +158,35 @@ fn a_snapshot_then_filtered_updates_within_two_intervals() {
             err["error"].as_str().unwrap().contains("bad message"),
             "{err}"
         );
+        // A page from another origin may not open the socket (a visitor's browser would
+        // otherwise hand it every host's metrics).
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = format!("ws://{http}/ws").into_client_request().unwrap();
+        req.headers_mut()
+            .insert("Origin", "http://evil.example".parse().unwrap());
+        match tokio_tungstenite::connect_async(req).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+            other => panic!("a foreign page's WebSocket: {:?}", other.map(|_| ())),
+        }
+        // viz's own page may.
+        let mut req = format!("ws://{http}/ws").into_client_request().unwrap();
+        req.headers_mut()
+            .insert("Origin", format!("http://{http}").parse().unwrap());
+        tokio_tungstenite::connect_async(req)
+            .await
+            .expect("a same-origin WebSocket");
     });
     let m = scrape(&http);
     assert!(
         metric(&m, "ringwatch_viz_ws_updates_sent_total") >= 3.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "ringwatch_viz_ws_bad_messages_total") >= 1.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "ringwatch_viz_ws_refused_upgrades_total") >= 1.0,
         "{m}"
     );
 }

@@ -14,7 +14,11 @@ fn main() {
     let dist = web.join("node_modules/uplot/dist");
     println!("cargo:rerun-if-changed=web/package-lock.json");
     println!("cargo:rerun-if-changed=web/node_modules/uplot/package.json");
-    if !dist.join(ASSETS[0]).exists() {
+    println!("cargo:rerun-if-changed=web/node_modules/uplot/dist");
+    // Installed and still the version the lockfile pins? Otherwise install it.
+    let wanted = locked_version(&web.join("package-lock.json"), "node_modules/uplot");
+    let have = locked_version(&web.join("node_modules/uplot/package.json"), "");
+    if !dist.join(ASSETS[0]).exists() || wanted.is_none() || wanted != have {
         npm_ci(&web);
     }
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -29,9 +33,29 @@ fn main() {
     }
 }
 
+/// The `version` of `package` in a package-lock.json (or, with "", of a package.json).
+fn locked_version(file: &Path, package: &str) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let entry = if package.is_empty() {
+        &json
+    } else {
+        &json["packages"][package]
+    };
+    entry["version"].as_str().map(str::to_string)
+}
+
 fn npm_ci(web: &Path) {
+    // The build needs only the runtime packages; the browser test's are installed by
+    // scripts/test.sh. No install scripts run.
     let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
+        .args([
+            "ci",
+            "--no-audit",
+            "--no-fund",
+            "--omit=dev",
+            "--ignore-scripts",
+        ])
         .current_dir(web)
         .status();
     match status {

@@ -625,7 +625,8 @@ fn render_dashboard(st: &AppState, now: i64) -> DashboardBody {
 /// `{"type":"snapshot","hosts":[…]}` with every host's newest values, then
 /// `{"type":"update","host_id":…,"timestamp_ms":…,"metrics":{name:{"value":…,"unit":…}}}` for
 /// each new snapshot, `{"type":"downsampled","skipped":n}` when the client reads too slowly, and
-/// `{"type":"error","error":…}`. The client may send
+/// `{"type":"error","error":…}` (with `"status":401` when the token expires; the socket closes).
+/// A browser page from another origin is refused. The client may send
 /// `{"type":"subscribe","hosts":[…],"metrics":["cpu.",…]}` (empty lists: everything). Browsers
 /// cannot set headers on a WebSocket, so the token may come as the `token` query parameter.
 #[utoipa::path(get, path = "/ws", tag = "push",
@@ -635,9 +636,16 @@ fn render_dashboard(st: &AppState, now: i64) -> DashboardBody {
         (status = 101, description = "Switching Protocols: the WebSocket"),
         (status = 400, description = "Not a WebSocket upgrade request (plain text from the upgrade check)",
             body = String, content_type = "text/plain; charset=utf-8"),
+        (status = 403, description = "A browser page from another origin", body = ErrorBody),
+        (status = 503, description = "Too many WebSocket clients", body = ErrorBody),
     ))]
-async fn ws(upgrade: WebSocketUpgrade, st: Shared) -> Response {
-    crate::ws::handler(upgrade, st).await
+async fn ws(
+    upgrade: WebSocketUpgrade,
+    st: Shared,
+    who: Extension<Identity>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    crate::ws::handler(upgrade, st, who, headers).await
 }
 
 type Params = Query<HashMap<String, String>>;
@@ -785,6 +793,10 @@ pub struct RangeBody {
     /// With `step`: the snapshots averaged into each bucket.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rows: Vec<u32>,
+    /// True when the range held more snapshots than one query returns (viz's --max-points):
+    /// only the oldest were read; ask for a shorter range.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 /// `body` averaged into buckets of `step_ms` aligned to `start`: one timestamp per bucket that
@@ -892,7 +904,8 @@ async fn range(State(st): Shared, Query(p): Params) -> ApiResult<RangeBody> {
         Some(_) => Some(step_param(&st, &p, start, end)?),
     };
     let chunks = fetch(&st, &host, start, end, names).await?;
-    let body = join(&host, start, end, &chunks);
+    let mut body = join(&host, start, end, &chunks);
+    body.truncated = body.timestamps.len() >= st.max_points;
     Ok(Json(match step_ms {
         Some(step) => downsample(body, start, step),
         None => body,
@@ -1355,10 +1368,11 @@ mod tests {
                     "{path}"
                 );
             }
+            // 403: too small a role (admin routes), or a page from another origin (/ws).
             assert_eq!(
                 op["responses"]["403"].is_object(),
-                path.starts_with("/api/admin"),
-                "{path}: 403 only for admin"
+                path.starts_with("/api/admin") || path == "/ws",
+                "{path}: 403 only for admin and /ws"
             );
             let ok = if path == "/ws" { "101" } else { "200" };
             let ok = &op["responses"][ok];

@@ -55,6 +55,9 @@ pub struct Identity {
     pub role: Role,
     /// When the token expires (RFC 3339); null when auth is off.
     pub expires_at: Option<String>,
+    /// The same as Unix ms, for live sessions to end when the token does.
+    #[serde(skip)]
+    pub expires_ms: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -112,6 +115,7 @@ impl Auth {
                 subject: "anonymous".into(),
                 role: Role::Admin,
                 expires_at: None,
+                expires_ms: None,
             });
         };
         let token = token
@@ -126,6 +130,16 @@ impl Auth {
         let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
         let c = data.claims;
+        // A token from elsewhere may claim to live for centuries; the cap `mint` keeps is kept
+        // here too (and keeps the date printable).
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if c.exp > now + MAX_TTL.as_secs() + 60 {
+            return Err(AuthError::Invalid(
+                "it expires more than 366 days from now; mint a shorter-lived one".into(),
+            ));
+        }
         if c.role < need {
             return Err(AuthError::Forbidden {
                 have: c.role.as_str(),
@@ -139,6 +153,7 @@ impl Auth {
                 humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(c.exp))
                     .to_string(),
             ),
+            expires_ms: Some(c.exp as i64 * 1000),
         })
     }
 }
@@ -256,6 +271,21 @@ mod tests {
         .unwrap();
         let e = auth.check(Some(&old), Role::Viewer).unwrap_err();
         assert!(e.to_string().contains("xpired"), "{e}");
+        // One that claims to live for ages is refused, not trusted (nor does it break the date).
+        let forever = Claims {
+            sub: "forever".into(),
+            role: Role::Admin,
+            iat: 1_000,
+            exp: u64::MAX / 2,
+        };
+        let forever = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &forever,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        let e = auth.check(Some(&forever), Role::Viewer).unwrap_err();
+        assert!(e.to_string().contains("366 days"), "{e}");
     }
 
     #[test]

@@ -33,8 +33,10 @@ pub struct VizMetrics {
     quic_updates: Counter,
     quic_downsampled: Counter,
     quic_dropped: Counter,
-    /// QUIC connections refused: too many clients, a failed handshake, or a bad first message.
-    pub quic_refused: Counter,
+    quic_refused: Counter,
+    quic_bad: Counter,
+    ws_refused: Counter,
+    ws_bad: Counter,
     /// Requests refused for a missing, bad or expired token.
     pub auth_unauthorized: Counter,
     /// Requests refused for too small a role.
@@ -66,6 +68,9 @@ impl VizMetrics {
             quic_downsampled: Counter::default(),
             quic_dropped: Counter::default(),
             quic_refused: Counter::default(),
+            quic_bad: Counter::default(),
+            ws_refused: Counter::default(),
+            ws_bad: Counter::default(),
             auth_unauthorized: Counter::default(),
             auth_forbidden: Counter::default(),
         };
@@ -156,6 +161,21 @@ impl VizMetrics {
             m.quic_refused.clone(),
         );
         r.register(
+            "quic_bad_messages",
+            "Messages from QUIC clients refused (not JSON, not a subscribe, too long)",
+            m.quic_bad.clone(),
+        );
+        r.register(
+            "ws_refused_upgrades",
+            "WebSocket upgrades refused (too many clients, a page from another origin)",
+            m.ws_refused.clone(),
+        );
+        r.register(
+            "ws_bad_messages",
+            "Messages from WebSocket clients refused (not JSON, not a subscribe, too long)",
+            m.ws_bad.clone(),
+        );
+        r.register(
             "auth_unauthorized",
             "Requests and push clients refused for a missing, bad or expired token (401)",
             m.auth_unauthorized.clone(),
@@ -208,6 +228,10 @@ impl VizMetrics {
             &self.quic_dropped,
             quic.dropped_clients.load(Ordering::Relaxed),
         );
+        set(&self.quic_refused, quic.refused.load(Ordering::Relaxed));
+        set(&self.quic_bad, quic.bad_messages.load(Ordering::Relaxed));
+        set(&self.ws_refused, ws.refused.load(Ordering::Relaxed));
+        set(&self.ws_bad, ws.bad_messages.load(Ordering::Relaxed));
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();

@@ -40,6 +40,29 @@ pub struct PushCounters {
     pub updates_sent: AtomicU64,
     pub downsampled: AtomicU64,
     pub dropped_clients: AtomicU64,
+    /// Client messages refused: not JSON, not a subscribe, too long.
+    pub bad_messages: AtomicU64,
+    /// Clients refused before a session: too many, a foreign page, a bad first message.
+    pub refused: AtomicU64,
+}
+
+/// Most push clients at once, per transport.
+pub const MAX_CLIENTS: u64 = 10_000;
+
+/// Counts a connected client for as long as it lives, however its session ends.
+struct Connected<'a>(&'a AtomicU64);
+
+impl<'a> Connected<'a> {
+    fn new(n: &'a AtomicU64) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Connected(n)
+    }
+}
+
+impl Drop for Connected<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +147,8 @@ pub enum Incoming {
     Text(String),
     /// Something that is not a JSON text message.
     Unusable,
+    /// A message the transport refused (too long, broken framing); the session ends.
+    Bad(String),
     /// A sign of life with nothing to act on (a pong).
     Alive,
     Closed,
@@ -160,9 +185,31 @@ async fn snapshot<T: Transport>(
         .await
 }
 
-/// Runs one client's session until it leaves, is dropped, or viz stops.
-pub async fn serve<T: Transport>(mut t: T, st: &AppState, c: &PushCounters, mut filter: Filter) {
-    c.clients.fetch_add(1, Ordering::Relaxed);
+fn bad_message(c: &PushCounters, reason: &str) {
+    c.bad_messages.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(reason, "a push client sent a bad message");
+}
+
+/// Runs one client's session until it leaves, is dropped, its token expires (`expires_ms`,
+/// Unix ms), or viz stops.
+pub async fn serve<T: Transport>(
+    mut t: T,
+    st: &AppState,
+    c: &PushCounters,
+    mut filter: Filter,
+    expires_ms: Option<i64>,
+) {
+    let _connected = Connected::new(&c.clients);
+    let expiry = async {
+        match expires_ms {
+            Some(at) => {
+                let left = (at - crate::dashboard::now_ms()).max(0) as u64;
+                tokio::time::sleep(Duration::from_millis(left)).await
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expiry);
     // Subscribed before the snapshot is taken: nothing falls between the two.
     let mut rx = st.dashboard.subscribe();
     let mut last: HashMap<String, i64> = HashMap::new();
@@ -173,6 +220,12 @@ pub async fn serve<T: Transport>(mut t: T, st: &AppState, c: &PushCounters, mut 
     while ok {
         tokio::select! {
             _ = st.shutdown.cancelled() => {
+                t.close().await;
+                break;
+            }
+            _ = &mut expiry => {
+                tracing::info!("a push client's token expired; closed");
+                let _ = t.send(text(json!({"type": "error", "status": 401, "error": "the token expired; sign in again"}))).await;
                 t.close().await;
                 break;
             }
@@ -216,10 +269,18 @@ pub async fn serve<T: Transport>(mut t: T, st: &AppState, c: &PushCounters, mut 
                             filter = f;
                             ok = snapshot(&mut t, st, &filter, &mut last).await;
                         }
-                        Err(e) => ok = t.send(text(json!({"type": "error", "error": e}))).await,
+                        Err(e) => {
+                            bad_message(c, &e);
+                            ok = t.send(text(json!({"type": "error", "error": e}))).await;
+                        }
                     },
                     Incoming::Unusable => {
+                        bad_message(c, "not a text message");
                         ok = t.send(text(json!({"type": "error", "error": "send JSON text messages"}))).await;
+                    }
+                    Incoming::Bad(reason) => {
+                        bad_message(c, &reason);
+                        break;
                     }
                     Incoming::Alive => {}
                     Incoming::Closed => break,
@@ -234,7 +295,6 @@ pub async fn serve<T: Transport>(mut t: T, st: &AppState, c: &PushCounters, mut 
             }
         }
     }
-    c.clients.fetch_sub(1, Ordering::Relaxed);
 }
 
 #[cfg(test)]

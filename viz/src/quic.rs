@@ -22,13 +22,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::AppState;
 use crate::auth::Role;
-use crate::push::{Incoming, MAX_CLIENT_MESSAGE, SEND_TIMEOUT, Transport};
+use crate::push::{Incoming, MAX_CLIENT_MESSAGE, MAX_CLIENTS, SEND_TIMEOUT, Transport};
 
 /// The application protocol both ends name in the TLS handshake.
 pub const ALPN: &[u8] = b"ringwatch-push/1";
-/// Most QUIC clients at once; more are refused.
-pub const MAX_CLIENTS: u64 = 10_000;
-/// Time for a client to finish the handshake and send its subscribe.
+/// Time for a client to finish the handshake and send its subscribe, in all.
 const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a client waits for the handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -167,24 +165,34 @@ impl QuicServer {
         self.addr
     }
 
-    /// Accepts clients until `shutdown`.
+    /// Accepts clients until `shutdown`. Every connection holds one of `MAX_CLIENTS` places
+    /// from its first packet to its end (handshakes and silent clients included).
     pub async fn run(self, st: Arc<AppState>, shutdown: CancellationToken) {
         let endpoint = self.endpoint;
+        let places = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS as usize));
         let mut tasks = tokio::task::JoinSet::new();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 incoming = endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
-                    if st.quic.clients.load(Ordering::Relaxed) >= MAX_CLIENTS {
-                        st.metrics.quic_refused.inc();
+                    let Ok(place) = places.clone().try_acquire_owned() else {
+                        st.quic.refused.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(peer = %incoming.remote_address(), max = MAX_CLIENTS, "QUIC client refused: too many clients");
                         incoming.refuse();
                         continue;
-                    }
-                    tasks.spawn(client(incoming, st.clone()));
+                    };
+                    let st = st.clone();
+                    tasks.spawn(async move {
+                        client(incoming, st).await;
+                        drop(place);
+                    });
                 }
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Err(e) = done {
+                        tracing::error!(error = %e, "a QUIC session task failed");
+                    }
+                }
             }
         }
         // Sessions see the same shutdown and close their streams; then the endpoint goes.
@@ -201,6 +209,8 @@ struct QuicTransport {
     conn: quinn::Connection,
     send: quinn::SendStream,
     lines: FramedRead<quinn::RecvStream, LinesCodec>,
+    /// The client finished its side of the stream: no more subscribes, updates go on.
+    input_done: bool,
 }
 
 impl Transport for QuicTransport {
@@ -215,9 +225,17 @@ impl Transport for QuicTransport {
     }
 
     async fn recv(&mut self) -> Incoming {
+        if self.input_done {
+            return std::future::pending().await;
+        }
         match self.lines.next().await {
             Some(Ok(line)) => Incoming::Text(line),
-            Some(Err(_)) | None => Incoming::Closed,
+            Some(Err(e)) => Incoming::Bad(e.to_string()),
+            None => {
+                // A half-close (the usual end of a request); the connection stays up.
+                self.input_done = true;
+                Incoming::Alive
+            }
         }
     }
 
@@ -228,7 +246,9 @@ impl Transport for QuicTransport {
 
     async fn close(&mut self) {
         let _ = self.send.finish();
-        self.conn.close(0u32.into(), b"viz stopping");
+        // Let what was written (a last error line) arrive before the close overtakes it.
+        let _ = tokio::time::timeout(Duration::from_millis(500), self.send.stopped()).await;
+        self.conn.close(0u32.into(), b"session ended");
     }
 }
 
@@ -240,7 +260,7 @@ async fn refuse(
     code: u32,
     reason: &str,
 ) {
-    st.metrics.quic_refused.inc();
+    st.quic.refused.fetch_add(1, Ordering::Relaxed);
     if code == 401 {
         st.metrics.auth_unauthorized.inc();
     }
@@ -258,7 +278,9 @@ async fn refuse(
 
 async fn client(incoming: quinn::Incoming, st: Arc<AppState>) {
     let peer = incoming.remote_address();
-    let opened = tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, async {
+    // One deadline for the handshake, the stream and the subscribe.
+    let deadline = tokio::time::Instant::now() + FIRST_MESSAGE_TIMEOUT;
+    let opened = tokio::time::timeout_at(deadline, async {
         let conn = incoming.await.map_err(|e| e.to_string())?;
         let (send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
         Ok::<_, String>((conn, send, recv))
@@ -267,50 +289,48 @@ async fn client(incoming: quinn::Incoming, st: Arc<AppState>) {
     let (conn, mut send, recv) = match opened {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            st.metrics.quic_refused.inc();
+            st.quic.refused.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%peer, error = %e, "QUIC client did not connect");
             return;
         }
         Err(_) => {
-            st.metrics.quic_refused.inc();
+            st.quic.refused.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%peer, "QUIC client did not open a stream within 10 s");
             return;
         }
     };
     let mut lines = FramedRead::new(recv, LinesCodec::new_with_max_length(MAX_CLIENT_MESSAGE));
-    let first = match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, lines.next()).await {
+    let first = match tokio::time::timeout_at(deadline, lines.next()).await {
         Ok(Some(Ok(line))) => line,
         Ok(Some(Err(e))) => {
-            return refuse(
-                &st,
-                &conn,
-                &mut send,
-                400,
-                &format!("bad first message: {e}"),
-            )
-            .await;
+            let reason = format!("bad first message: {e}");
+            return refuse(&st, &conn, &mut send, 400, &reason).await;
         }
-        Ok(None) => return,
+        Ok(None) => {
+            st.quic.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%peer, "QUIC client closed its stream before subscribing");
+            return;
+        }
         Err(_) => {
-            return refuse(
-                &st,
-                &conn,
-                &mut send,
-                408,
-                "send a subscribe message first, within 10 s",
-            )
-            .await;
+            let reason = "send a subscribe message first, within 10 s";
+            return refuse(&st, &conn, &mut send, 408, reason).await;
         }
     };
     let (filter, token) = match crate::push::parse_subscribe(&first) {
         Ok(f) => f,
         Err(e) => return refuse(&st, &conn, &mut send, 400, &e).await,
     };
-    if let Err(e) = st.auth.check(token.as_deref(), Role::Viewer) {
-        return refuse(&st, &conn, &mut send, e.status().into(), &e.to_string()).await;
-    }
-    let t = QuicTransport { conn, send, lines };
-    crate::push::serve(t, &st, &st.quic, filter).await;
+    let who = match st.auth.check(token.as_deref(), Role::Viewer) {
+        Ok(who) => who,
+        Err(e) => return refuse(&st, &conn, &mut send, e.status().into(), &e.to_string()).await,
+    };
+    let t = QuicTransport {
+        conn,
+        send,
+        lines,
+        input_done: false,
+    };
+    crate::push::serve(t, &st, &st.quic, filter, who.expires_ms).await;
 }
 
 /// How a client trusts the server.
@@ -327,7 +347,7 @@ pub struct ClientTrust {
 pub struct Client {
     _endpoint: quinn::Endpoint,
     conn: quinn::Connection,
-    _send: quinn::SendStream,
+    send: quinn::SendStream,
     lines: FramedRead<quinn::RecvStream, LinesCodec>,
 }
 
@@ -400,9 +420,15 @@ impl Client {
         Ok(Client {
             _endpoint: endpoint,
             conn,
-            _send: send,
+            send,
             lines: FramedRead::new(recv, LinesCodec::new_with_max_length(MAX_SERVER_MESSAGE)),
         })
+    }
+
+    /// Tells the server no more subscribes follow (finishes this side of the stream); updates
+    /// keep coming.
+    pub fn done_subscribing(&mut self) {
+        let _ = self.send.finish();
     }
 
     /// The next message; an error line from the server (a refusal) becomes `Refused`; None
