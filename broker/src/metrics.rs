@@ -32,6 +32,7 @@ pub struct BrokerMetrics {
     store_snapshots: Gauge,
     store_samples: Gauge,
     store_disk_bytes: Gauge,
+    store_metric_names: Gauge,
     evicted: Family<Labels1, Counter>,
     wal_corrupt_tails: Counter,
     store_write_retries: Counter,
@@ -62,6 +63,7 @@ impl BrokerMetrics {
             store_snapshots: Gauge::default(),
             store_samples: Gauge::default(),
             store_disk_bytes: Gauge::default(),
+            store_metric_names: Gauge::default(),
             evicted: Family::default(),
             wal_corrupt_tails: Counter::default(),
             store_write_retries: Counter::default(),
@@ -135,6 +137,11 @@ impl BrokerMetrics {
             m.store_disk_bytes.clone(),
         );
         r.register(
+            "store_metric_names",
+            "Distinct metric names held in memory (embedded store)",
+            m.store_metric_names.clone(),
+        );
+        r.register(
             "store_evicted_snapshots",
             "Snapshots dropped by the store, by reason (retention, memory_limit)",
             m.evicted.clone(),
@@ -171,6 +178,7 @@ impl BrokerMetrics {
         self.store_snapshots.set(stats.snapshots as i64);
         self.store_samples.set(stats.samples as i64);
         self.store_disk_bytes.set(stats.disk_bytes as i64);
+        self.store_metric_names.set(stats.metric_names as i64);
         let set = |c: &Counter, v: u64| c.inner().store(v, Ordering::Relaxed);
         set(
             &self.evicted.get_or_create(&[("reason", "retention")]),

@@ -107,7 +107,27 @@ impl State {
         }
         self.snapshots -= rows;
         self.cells -= cells;
+        if rows > 0 && self.names.release_due() {
+            self.release_names();
+        }
         rows
+    }
+
+    /// Releases the metric names no block holds any more (at most once per 1024 new names,
+    /// so the pass over every block is paid rarely).
+    fn release_names(&mut self) {
+        let mut used = vec![false; self.names.len()];
+        for h in self.hosts.values() {
+            h.series.mark_names(&mut used);
+        }
+        let released = self.names.release_unused(&used);
+        if released > 0 {
+            tracing::debug!(
+                released,
+                live = self.names.live(),
+                "released unused metric names"
+            );
+        }
     }
 
     fn oldest_newest(&self) -> Option<(i64, i64)> {
@@ -527,11 +547,15 @@ impl Store for EmbeddedStore {
     }
 
     fn stats(&self) -> StoreStats {
-        let (hosts, snapshots, samples) = self
-            .inner
-            .state
-            .read()
-            .map_or((0, 0, 0), |s| (s.hosts.len() as u64, s.snapshots, s.cells));
+        let (hosts, snapshots, samples, metric_names) =
+            self.inner.state.read().map_or((0, 0, 0, 0), |s| {
+                (
+                    s.hosts.len() as u64,
+                    s.snapshots,
+                    s.cells,
+                    s.names.live() as u64,
+                )
+            });
         let c = &self.inner.counters;
         StoreStats {
             hosts,
@@ -541,6 +565,7 @@ impl Store for EmbeddedStore {
             evicted_retention: c.evicted_retention.load(Ordering::Relaxed),
             evicted_memory: c.evicted_memory.load(Ordering::Relaxed),
             wal_corrupt_tails: c.wal_corrupt_tails.load(Ordering::Relaxed),
+            metric_names,
             ..StoreStats::default()
         }
     }
@@ -747,5 +772,33 @@ mod tests {
             "the newest is kept"
         );
         assert!(store.counters().evicted_memory.load(Ordering::Relaxed) >= 20);
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_made_up_metric_names_does_not_grow_memory_without_bound() {
+        let store = EmbeddedStore::open(EmbeddedConfig {
+            memory_limit_samples: 2_000,
+            ..Default::default()
+        })
+        .unwrap();
+        let now = now_ms();
+        // 400 snapshots of 50 names never seen before: 20 000 names in all.
+        for i in 0..400 {
+            let mut s = snap("flood", now - 400_000 + i * 1000, 50);
+            for (j, m) in s.metrics.iter_mut().enumerate() {
+                m.name = format!("junk.{i}.{j}");
+            }
+            store.write(&[s]).await.unwrap();
+        }
+        let stats = store.stats();
+        assert!(stats.samples <= 2_000, "{stats:?}");
+        // The names still held are bounded by the data held (plus one release's slack).
+        assert!(stats.metric_names <= stats.samples + 1024 + 50, "{stats:?}");
+        let got = rows(&store, range("flood", 0, now)).await;
+        let newest = got.last().unwrap();
+        assert_eq!(
+            newest.metrics[0].name, "junk.399.0",
+            "names read back right"
+        );
     }
 }

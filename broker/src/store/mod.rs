@@ -72,6 +72,8 @@ pub struct StoreStats {
     pub evicted_memory: u64,
     /// Log segments found with a torn tail at start-up (embedded store).
     pub wal_corrupt_tails: u64,
+    /// Distinct metric names held in memory (embedded store; unused ones are released).
+    pub metric_names: u64,
     /// Store round trips that failed and were retried (Redis).
     pub write_retries: u64,
     /// Writes given up after retrying: not acknowledged, the agent keeps the data (Redis).

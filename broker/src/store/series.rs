@@ -15,11 +15,16 @@ pub(crate) const BLOCK_ROWS: usize = 512;
 /// Value cells per range chunk (512 KiB of doubles), so no message nears the size limit.
 pub(crate) const CHUNK_CELLS: usize = 65_536;
 
-/// Metric names interned to ids, shared by every host.
+/// Metric names interned to ids, shared by every host. Names no block uses any more (a
+/// container's interface gone past retention, or a flood of made-up names evicted by the
+/// memory limit) are released and their ids reused, so the table is bounded by what is held.
 #[derive(Default)]
 pub(crate) struct Names {
     ids: HashMap<Box<str>, u32>,
     names: Vec<Box<str>>,
+    free: Vec<u32>,
+    /// Names interned since the last `release_unused`.
+    fresh: usize,
 }
 
 impl Names {
@@ -27,8 +32,17 @@ impl Names {
         if let Some(&id) = self.ids.get(name) {
             return id;
         }
-        let id = self.names.len() as u32;
-        self.names.push(name.into());
+        self.fresh += 1;
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.names[id as usize] = name.into();
+                id
+            }
+            None => {
+                self.names.push(name.into());
+                (self.names.len() - 1) as u32
+            }
+        };
         self.ids.insert(name.into(), id);
         id
     }
@@ -37,8 +51,35 @@ impl Names {
         self.names.get(id as usize).map_or("", |n| n)
     }
 
+    /// One past the largest id (ids index caches of this size).
     pub(crate) fn len(&self) -> usize {
         self.names.len()
+    }
+
+    /// Names in use.
+    pub(crate) fn live(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether enough names came since the last release for one to be worth a pass.
+    pub(crate) fn release_due(&self) -> bool {
+        self.fresh >= 1024
+    }
+
+    /// Releases every id `used` marks false; returns how many.
+    pub(crate) fn release_unused(&mut self, used: &[bool]) -> usize {
+        self.fresh = 0;
+        let mut released = 0;
+        for (id, name) in self.names.iter_mut().enumerate() {
+            if name.is_empty() || used.get(id).copied().unwrap_or(false) {
+                continue;
+            }
+            self.ids.remove(&**name);
+            *name = Box::from("");
+            self.free.push(id as u32);
+            released += 1;
+        }
+        released
     }
 }
 
@@ -183,6 +224,17 @@ impl Series {
         Inserted::New(snap.metrics.len() as u64, cells)
     }
 
+    /// Marks in `used` (indexed by name id) every name a block of this series holds.
+    pub(crate) fn mark_names(&self, used: &mut [bool]) {
+        for b in &self.blocks {
+            for c in &b.cols {
+                if let Some(u) = used.get_mut(c.name as usize) {
+                    *u = true;
+                }
+            }
+        }
+    }
+
     /// Drops every row older than `cutoff`; returns (rows, cells) dropped.
     pub(crate) fn evict_before(&mut self, cutoff: i64) -> (u64, u64) {
         let (mut rows, mut cells) = (0, 0);
@@ -282,6 +334,40 @@ mod tests {
 
     fn rows(chunks: &[RangeChunk]) -> Vec<Snapshot> {
         chunks.iter().flat_map(|c| c.to_snapshots("h")).collect()
+    }
+
+    #[test]
+    fn names_no_block_holds_are_released_and_reused() {
+        let mut names = Names::default();
+        let mut s = Series::default();
+        for t in 0..(BLOCK_ROWS as i64 * 2) {
+            // A new made-up name in every row, plus one that stays.
+            let odd = format!("junk.{t}");
+            put(&mut s, &mut names, &snap(t, &["cpu.usage", odd.as_str()]));
+        }
+        let before = names.live();
+        assert_eq!(before, BLOCK_ROWS * 2 + 1);
+        // Retention drops the first block: its junk names are held by nothing now.
+        s.evict_before(BLOCK_ROWS as i64);
+        let mut used = vec![false; names.len()];
+        s.mark_names(&mut used);
+        assert!(names.release_due());
+        assert_eq!(names.release_unused(&used), BLOCK_ROWS);
+        assert_eq!(names.live(), BLOCK_ROWS + 1);
+        // What is still held reads back by name; a new name takes a freed id.
+        let rows = rows(&s.range(0, i64::MAX, usize::MAX, &names, &mut |_| true));
+        assert_eq!(rows.len(), BLOCK_ROWS);
+        assert!(
+            rows.iter()
+                .all(|r| r.metrics.iter().any(|m| m.name == "cpu.usage"))
+        );
+        let last = format!("junk.{}", BLOCK_ROWS * 2 - 1);
+        assert!(rows[BLOCK_ROWS - 1].metrics.iter().any(|m| m.name == last));
+        let len = names.len();
+        names.intern("brand.new");
+        assert_eq!(names.len(), len, "a freed id was reused");
+        let id = names.intern("brand.new");
+        assert_eq!(names.name(id), "brand.new");
     }
 
     #[test]
