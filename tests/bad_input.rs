@@ -192,13 +192,27 @@ fn bad_batches_are_rejected_with_reasons_and_the_stream_goes_on() {
         .await;
         let ack = expect_ack(a.reply().await, 11);
         assert_eq!((ack.stored, ack.duplicates), (0, 2));
+        // One bad snapshot in a batch: the others are stored, the bad one is named in the Ack.
+        a.batch(
+            12,
+            vec![
+                snap("h1", now - 3000, 39.0),
+                snap("h1", now - 2500, f64::NAN),
+                snap("h1", now - 2000, 40.0),
+            ],
+        )
+        .await;
+        let ack = expect_ack(a.reply().await, 12);
+        assert_eq!(ack.stored, 2);
+        assert_eq!(ack.rejected_timestamps_ms, vec![now - 2500]);
+        assert!(ack.reject_reason.contains("NaN"), "{}", ack.reject_reason);
         let stored = range_all(&url, "h1").await;
         assert_eq!(
             stored
                 .iter()
                 .map(|s| s.metrics[0].value)
                 .collect::<Vec<_>>(),
-            vec![41.0, 42.0]
+            vec![39.0, 40.0, 41.0, 42.0]
         );
     });
     let m = scrape(&broker.addr("admin"));
@@ -221,7 +235,14 @@ fn bad_batches_are_rejected_with_reasons_and_the_stream_goes_on() {
         metric(&m, "ringwatch_broker_snapshots_duplicate_total"),
         2.0
     );
-    assert_eq!(metric(&m, "ringwatch_broker_snapshots_stored_total"), 2.0);
+    assert_eq!(metric(&m, "ringwatch_broker_snapshots_stored_total"), 4.0);
+    assert_eq!(
+        metric(
+            &m,
+            "ringwatch_broker_rejected_snapshots_total{reason=\"non_finite_value\""
+        ),
+        1.0
+    );
 }
 
 #[test]

@@ -239,6 +239,18 @@ impl Buffer {
 
     /// Removes the entries with `first_ms <= timestamp <= last_ms` (an acknowledged or
     /// rejected batch) and returns what was removed.
+    /// What the snapshots at these timestamps hold (those still buffered).
+    pub fn measure(&self, timestamps: &[i64]) -> Dropped {
+        let mut out = Dropped::default();
+        for &ts in timestamps {
+            let i = self.entries.partition_point(|e| e.timestamp_ms < ts);
+            if let Some(e) = self.entries.get(i).filter(|e| e.timestamp_ms == ts) {
+                out.add(e.as_dropped());
+            }
+        }
+        out
+    }
+
     pub fn remove_range(&mut self, first_ms: i64, last_ms: i64) -> Dropped {
         let a = self.entries.partition_point(|e| e.timestamp_ms < first_ms);
         let b = self.entries.partition_point(|e| e.timestamp_ms <= last_ms);

@@ -4,7 +4,8 @@
 //! order of round-trip time, unhealthy ones last; after a full cycle they are probed again.
 //! On a stream the agent sends `Register` first, then batches with increasing `seq`, at most
 //! `max_in_flight` unacknowledged, and a `Heartbeat` every `heartbeat` period. An `Ack` removes
-//! the batch's snapshots from the buffer; a `Reject` drops them (counted, reason `rejected`).
+//! the batch's snapshots from the buffer (those it lists as refused are counted as dropped,
+//! reason `rejected`); a `Reject` drops them all (counted the same way).
 //! A stream error, a transport error or a missing ack within `ack_timeout` counts a reconnect,
 //! sleeps the next back-off delay and moves on to the next broker.
 
@@ -296,9 +297,26 @@ impl Sender {
                     tracing::warn!(seq = ack.seq, "ack for an unknown batch");
                     return;
                 };
-                self.shared.with(|b| b.remove_range(f.first_ms, f.last_ms));
+                let refused = &ack.rejected_timestamps_ms;
+                let dropped = self.shared.with(|b| {
+                    let dropped = b.measure(refused);
+                    b.remove_range(f.first_ms, f.last_ms);
+                    dropped
+                });
+                if !refused.is_empty() {
+                    metrics.record_drop(DropReason::Rejected, dropped);
+                    tracing::warn!(
+                        seq = ack.seq,
+                        refused = refused.len(),
+                        reason = %ack.reject_reason,
+                        dropped_snapshots = dropped.snapshots,
+                        "broker refused some snapshots of a batch; they are dropped, the rest is stored"
+                    );
+                }
                 metrics.batches_acked.inc();
-                metrics.snapshots_acked.inc_by(f.snapshots);
+                metrics
+                    .snapshots_acked
+                    .inc_by(f.snapshots.saturating_sub(refused.len() as u64));
                 metrics.duplicates_acked.inc_by(u64::from(ack.duplicates));
                 backoff.reset();
                 tracing::trace!(
@@ -422,6 +440,8 @@ pub(crate) mod tests {
     pub(crate) struct TestBroker {
         pub log: Arc<Mutex<Vec<AgentMessage>>>,
         pub reject: Vec<u64>,
+        /// Batches whose first snapshot is refused (the rest stored).
+        pub refuse_first: Vec<u64>,
     }
 
     #[tonic::async_trait]
@@ -448,10 +468,21 @@ pub(crate) mod tests {
                             reason: "test says no".into(),
                         })
                     } else {
+                        let refused: Vec<i64> = if this.refuse_first.contains(&b.seq) {
+                            b.snapshots.iter().take(1).map(|s| s.timestamp_ms).collect()
+                        } else {
+                            Vec::new()
+                        };
                         broker_message::Body::Ack(Ack {
                             seq: b.seq,
-                            stored: b.snapshots.len() as u32,
+                            stored: (b.snapshots.len() - refused.len()) as u32,
                             duplicates: 0,
+                            reject_reason: if refused.is_empty() {
+                                String::new()
+                            } else {
+                                "test refuses one".into()
+                            },
+                            rejected_timestamps_ms: refused,
                         })
                     };
                     if tx
@@ -604,6 +635,37 @@ pub(crate) mod tests {
             .expect("sender stops promptly")
             .expect("join");
         assert_eq!(m.connected.get(), 0);
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn snapshots_refused_within_an_acked_batch_are_counted_as_dropped() {
+        let stop = CancellationToken::new();
+        let broker = TestBroker {
+            refuse_first: vec![1],
+            ..TestBroker::default()
+        };
+        let addr = serve(broker.clone(), stop.clone()).await;
+        let shared = shared_with(3);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(
+            Sender::new(sender_config(addr), shared.clone())
+                .run(shutdown.clone(), CancellationToken::new()),
+        );
+        let m = &shared.metrics;
+        wait_until("the buffer to empty", || shared.with(|b| b.is_empty())).await;
+        wait_until("two acks", || m.batches_acked.get() == 2).await;
+        // Batch 1 held snapshots 1 and 2; the broker refused snapshot 1 and stored 2.
+        assert_eq!(m.batches_rejected.get(), 0);
+        assert_eq!(m.snapshots_acked.get(), 2);
+        assert_eq!(m.dropped_snapshots(DropReason::Rejected), 1);
+        assert_eq!(m.dropped_samples(Priority::Detail, DropReason::Rejected), 1);
+        assert_eq!(m.dropped_samples(Priority::Total, DropReason::Rejected), 1);
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(3), task)
+            .await
+            .expect("sender stops promptly")
+            .expect("join");
         stop.cancel();
     }
 

@@ -212,10 +212,35 @@ impl<S: Store> StreamHandler<S> {
                 },
             ));
         };
-        if let Err(rej) = validate::check_batch(&b.snapshots, host, &self.limits, now_ms()) {
+        if let Err(rej) = validate::check_batch_shape(&b.snapshots, &self.limits) {
             return Err(self.reject(b.seq, rej));
         }
-        match self.router.write(b.snapshots).await {
+        // Each snapshot on its own: the good ones are stored, the bad ones refused by
+        // timestamp in the Ack. Only a batch with nothing good is rejected whole.
+        let now = now_ms();
+        let (mut good, mut refused) = (Vec::with_capacity(b.snapshots.len()), Vec::new());
+        for s in b.snapshots {
+            match validate::check_snapshot(&s, host, &self.limits, now) {
+                Ok(()) => good.push(s),
+                Err(rej) => refused.push((s.timestamp_ms, rej)),
+            }
+        }
+        if good.is_empty() {
+            let (_, first) = refused.swap_remove(0);
+            return Err(self.reject(b.seq, first));
+        }
+        let mut reject_reason = String::new();
+        if let Some((_, first)) = refused.first() {
+            for (_, rej) in &refused {
+                self.metrics
+                    .rejected_snapshots
+                    .get_or_create(&[("reason", rej.label)])
+                    .inc();
+            }
+            tracing::warn!(host, seq = b.seq, refused = refused.len(), stored = good.len(), reason = %first.reason, "snapshots refused; the rest of the batch is stored");
+            reject_reason = first.reason.clone();
+        }
+        match self.router.write(good).await {
             Ok(out) => {
                 self.metrics.stored(&out);
                 Ok(Some(BrokerMessage {
@@ -223,6 +248,8 @@ impl<S: Store> StreamHandler<S> {
                         seq: b.seq,
                         stored: out.stored,
                         duplicates: out.duplicates,
+                        rejected_timestamps_ms: refused.iter().map(|(ts, _)| *ts).collect(),
+                        reject_reason,
                     })),
                 }))
             }

@@ -22,6 +22,8 @@ pub struct BrokerMetrics {
     pub snapshots_duplicate: Counter,
     /// Refused input by reason (`validate::Rejection::label`).
     pub rejected: Family<Labels1, Counter>,
+    /// Snapshots refused within a batch whose other snapshots were stored.
+    pub rejected_snapshots: Family<Labels1, Counter>,
     /// Streams ended by an error, by kind.
     pub stream_errors: Family<Labels1, Counter>,
     pub ingest_streams: Gauge,
@@ -55,6 +57,7 @@ impl BrokerMetrics {
             samples_stored: Counter::default(),
             snapshots_duplicate: Counter::default(),
             rejected: Family::default(),
+            rejected_snapshots: Family::default(),
             stream_errors: Family::default(),
             ingest_streams: Gauge::default(),
             store_write_errors: Counter::default(),
@@ -99,6 +102,11 @@ impl BrokerMetrics {
             "rejected_batches",
             "Input refused, by reason",
             m.rejected.clone(),
+        );
+        r.register(
+            "rejected_snapshots",
+            "Snapshots refused within a batch whose other snapshots were stored, by reason",
+            m.rejected_snapshots.clone(),
         );
         r.register(
             "stream_errors",

@@ -84,13 +84,22 @@ pub fn check_register(r: &Register) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// Checks a batch of `host`'s snapshots against the limits at wall-clock `now_ms`.
+/// Checks a batch of `host`'s snapshots against the limits at wall-clock `now_ms`: the batch's
+/// shape, then every snapshot (the first bad one refuses the whole batch).
 pub fn check_batch(
     snapshots: &[Snapshot],
     host: &str,
     limits: &Limits,
     now_ms: i64,
 ) -> Result<(), Rejection> {
+    check_batch_shape(snapshots, limits)?;
+    snapshots
+        .iter()
+        .try_for_each(|s| check_snapshot(s, host, limits, now_ms))
+}
+
+/// Checks what refuses a batch as a whole: empty, or more snapshots than allowed.
+pub fn check_batch_shape(snapshots: &[Snapshot], limits: &Limits) -> Result<(), Rejection> {
     if snapshots.is_empty() {
         return Err(Rejection::invalid(
             "empty_batch",
@@ -108,63 +117,71 @@ pub fn check_batch(
             ),
         });
     }
-    for s in snapshots {
-        if s.host_id != host {
-            check_host_id(&s.host_id)?;
-            return Err(Rejection {
-                code: tonic::Code::PermissionDenied,
-                label: "host_mismatch",
-                reason: format!(
-                    "snapshot for host {:?} on a stream registered as {:?}",
-                    s.host_id, host
-                ),
-            });
-        }
-        let (lo, hi) = (
-            now_ms - limits.retention_ms,
-            now_ms + limits.max_future_skew_ms,
-        );
-        if s.timestamp_ms < lo || s.timestamp_ms > hi {
+    Ok(())
+}
+
+/// Checks one snapshot of `host` against the limits at wall-clock `now_ms`.
+pub fn check_snapshot(
+    s: &Snapshot,
+    host: &str,
+    limits: &Limits,
+    now_ms: i64,
+) -> Result<(), Rejection> {
+    if s.host_id != host {
+        check_host_id(&s.host_id)?;
+        return Err(Rejection {
+            code: tonic::Code::PermissionDenied,
+            label: "host_mismatch",
+            reason: format!(
+                "snapshot for host {:?} on a stream registered as {:?}",
+                s.host_id, host
+            ),
+        });
+    }
+    let (lo, hi) = (
+        now_ms - limits.retention_ms,
+        now_ms + limits.max_future_skew_ms,
+    );
+    if s.timestamp_ms < lo || s.timestamp_ms > hi {
+        return Err(Rejection::invalid(
+            "timestamp_out_of_range",
+            format!(
+                "timestamp_ms {} is outside the accepted window [{lo}, {hi}] (retention behind, clock skew ahead of the broker's clock)",
+                s.timestamp_ms
+            ),
+        ));
+    }
+    if s.metrics.len() > limits.max_metrics_per_snapshot {
+        return Err(Rejection {
+            code: tonic::Code::ResourceExhausted,
+            label: "too_many_metrics",
+            reason: format!(
+                "snapshot at {} has {} metrics; at most {}",
+                s.timestamp_ms,
+                s.metrics.len(),
+                limits.max_metrics_per_snapshot
+            ),
+        });
+    }
+    for m in &s.metrics {
+        check_metric_name(&m.name)?;
+        let window_ok = m
+            .window
+            .is_none_or(|w| w.min.is_finite() && w.max.is_finite() && w.avg.is_finite());
+        if !m.value.is_finite() || !window_ok {
             return Err(Rejection::invalid(
-                "timestamp_out_of_range",
+                "non_finite_value",
                 format!(
-                    "timestamp_ms {} is outside the accepted window [{lo}, {hi}] (retention behind, clock skew ahead of the broker's clock)",
-                    s.timestamp_ms
+                    "metric {:?} at {} has a NaN or infinite value",
+                    m.name, s.timestamp_ms
                 ),
             ));
         }
-        if s.metrics.len() > limits.max_metrics_per_snapshot {
-            return Err(Rejection {
-                code: tonic::Code::ResourceExhausted,
-                label: "too_many_metrics",
-                reason: format!(
-                    "snapshot at {} has {} metrics; at most {}",
-                    s.timestamp_ms,
-                    s.metrics.len(),
-                    limits.max_metrics_per_snapshot
-                ),
-            });
-        }
-        for m in &s.metrics {
-            check_metric_name(&m.name)?;
-            let window_ok = m
-                .window
-                .is_none_or(|w| w.min.is_finite() && w.max.is_finite() && w.avg.is_finite());
-            if !m.value.is_finite() || !window_ok {
-                return Err(Rejection::invalid(
-                    "non_finite_value",
-                    format!(
-                        "metric {:?} at {} has a NaN or infinite value",
-                        m.name, s.timestamp_ms
-                    ),
-                ));
-            }
-            if ringwatch_proto::Unit::try_from(m.unit).is_err() {
-                return Err(Rejection::invalid(
-                    "bad_unit",
-                    format!("metric {:?} has unknown unit {}", m.name, m.unit),
-                ));
-            }
+        if ringwatch_proto::Unit::try_from(m.unit).is_err() {
+            return Err(Rejection::invalid(
+                "bad_unit",
+                format!("metric {:?} has unknown unit {}", m.name, m.unit),
+            ));
         }
     }
     Ok(())
