@@ -94,6 +94,10 @@ pub struct Buffer {
     sent_upto: Option<i64>,
     last_timestamp: Option<i64>,
     dropped: Dropped,
+    /// What was shed from snapshots already sent but not yet acknowledged, by timestamp: not a
+    /// loss if their batch is acknowledged (the broker has them whole), a loss if it is rejected
+    /// or has to be sent again.
+    provisional: Vec<(i64, Dropped)>,
 }
 
 impl Buffer {
@@ -110,6 +114,7 @@ impl Buffer {
             sent_upto: None,
             last_timestamp: None,
             dropped: Dropped::default(),
+            provisional: Vec::new(),
         }
     }
 
@@ -172,20 +177,24 @@ impl Buffer {
 
         while self.entries.len() >= self.max_entries {
             match self.evict_oldest() {
-                Some(d) => dropped.add(d),
+                Some((ts, d)) => self.shed(ts, d, &mut dropped),
                 None => break,
             }
         }
         while self.samples + entry.metrics.len() > budget {
             if let Some(i) = self.oldest_with_details() {
                 let e = &mut self.entries[i];
-                let n = e.strip();
+                let (ts, n) = (e.timestamp_ms, e.strip());
                 self.samples -= n as usize;
-                dropped.detail_samples += n;
+                let d = Dropped {
+                    detail_samples: n,
+                    ..Dropped::default()
+                };
+                self.shed(ts, d, &mut dropped);
             } else if entry.has_details() {
                 dropped.detail_samples += entry.strip();
-            } else if let Some(d) = self.evict_oldest() {
-                dropped.add(d);
+            } else if let Some((ts, d)) = self.evict_oldest() {
+                self.shed(ts, d, &mut dropped);
             } else {
                 break;
             }
@@ -203,11 +212,37 @@ impl Buffer {
         found
     }
 
-    fn evict_oldest(&mut self) -> Option<Dropped> {
+    /// (timestamp, what it held) of the oldest entry, removed.
+    fn evict_oldest(&mut self) -> Option<(i64, Dropped)> {
         let e = self.entries.pop_front()?;
         self.no_detail_prefix = self.no_detail_prefix.saturating_sub(1);
         self.samples -= e.metrics.len();
-        Some(e.as_dropped())
+        Some((e.timestamp_ms, e.as_dropped()))
+    }
+
+    /// Data shed from the snapshot at `ts`: a drop now, or, if that snapshot is in flight,
+    /// one only if its batch does not land (see `settle`).
+    fn shed(&mut self, ts: i64, d: Dropped, dropped: &mut Dropped) {
+        if self.sent_upto.is_some_and(|s| ts <= s) {
+            self.provisional.push((ts, d));
+        } else {
+            dropped.add(d);
+        }
+    }
+
+    /// Settles what was shed from the in-flight snapshots in `first_ms..=last_ms`: nothing was
+    /// lost if their batch was `delivered`; otherwise it is a drop now, returned.
+    pub fn settle(&mut self, first_ms: i64, last_ms: i64, delivered: bool) -> Dropped {
+        let mut lost = Dropped::default();
+        self.provisional.retain(|&(ts, d)| {
+            let settled = (first_ms..=last_ms).contains(&ts);
+            if settled && !delivered {
+                lost.add(d);
+            }
+            !settled
+        });
+        self.dropped.add(lost);
+        lost
     }
 
     /// Hands out up to `max` snapshots not yet sent on this stream, oldest first.
@@ -233,12 +268,17 @@ impl Buffer {
     }
 
     /// Forgets what was sent: the next batches start again at the oldest entry (reconnect).
-    pub fn reset_cursor(&mut self) {
+    /// What was shed from in-flight snapshots is now lost (they go again as they are); returned.
+    pub fn reset_cursor(&mut self) -> Dropped {
         self.sent_upto = None;
+        let mut lost = Dropped::default();
+        for (_, d) in self.provisional.drain(..) {
+            lost.add(d);
+        }
+        self.dropped.add(lost);
+        lost
     }
 
-    /// Removes the entries with `first_ms <= timestamp <= last_ms` (an acknowledged or
-    /// rejected batch) and returns what was removed.
     /// What the snapshots at these timestamps hold (those still buffered).
     pub fn measure(&self, timestamps: &[i64]) -> Dropped {
         let mut out = Dropped::default();
@@ -251,6 +291,8 @@ impl Buffer {
         out
     }
 
+    /// Removes the entries with `first_ms <= timestamp <= last_ms` (an acknowledged or
+    /// rejected batch) and returns what was removed.
     pub fn remove_range(&mut self, first_ms: i64, last_ms: i64) -> Dropped {
         let a = self.entries.partition_point(|e| e.timestamp_ms < first_ms);
         let b = self.entries.partition_point(|e| e.timestamp_ms <= last_ms);
@@ -443,6 +485,47 @@ mod tests {
         assert!(!b.has_unsent());
         assert!(b.next_batch(10, "h").is_empty());
         assert!(b.remove_range(100, 200).is_empty());
+    }
+
+    #[test]
+    fn shedding_in_flight_data_counts_only_if_its_batch_does_not_land() {
+        // Room for 3 full snapshots (1 total + 1 detail each).
+        let mut b = Buffer::new(3);
+        for ts in 1..=3 {
+            b.push(samples(ts, 1, 1));
+        }
+        let sent = b.next_batch(2, "h"); // 1 and 2 in flight
+        assert_eq!(sent.len(), 2);
+        // A fourth strips the oldest detail: snapshot 1's, which is in flight.
+        let now = b.push(samples(4, 1, 1));
+        assert!(now.is_empty(), "not a drop yet: {now:?}");
+        // Acknowledged: the broker has snapshot 1 whole; nothing was lost.
+        assert!(b.settle(1, 2, true).is_empty());
+        b.remove_range(1, 2);
+        assert!(b.dropped_full().is_empty());
+
+        // In flight again, then the stream breaks: what was shed is lost after all.
+        let mut b = Buffer::new(3);
+        for ts in 1..=3 {
+            b.push(samples(ts, 1, 1));
+        }
+        b.next_batch(1, "h"); // 1 in flight
+        // Strips 1's detail (in flight: pending) and 2's (not sent: a drop at once).
+        let now = b.push(samples(4, 1, 1));
+        assert_eq!(now.detail_samples, 1);
+        assert_eq!(b.dropped_full().detail_samples, 1);
+        let lost = b.reset_cursor();
+        assert_eq!(lost.detail_samples, 1);
+        assert_eq!(b.dropped_full().detail_samples, 2);
+
+        // Rejected: lost too.
+        let mut b = Buffer::new(3);
+        for ts in 1..=3 {
+            b.push(samples(ts, 1, 1));
+        }
+        b.next_batch(1, "h");
+        b.push(samples(4, 1, 1));
+        assert_eq!(b.settle(1, 1, false).detail_samples, 1);
     }
 
     #[test]

@@ -208,7 +208,17 @@ impl Sender {
         let mut inbound = response.into_inner();
         tracing::info!(%broker, "streaming to broker");
         self.shared.metrics.connected.set(1);
-        self.shared.with(|b| b.reset_cursor());
+        let lost = self.shared.with(|b| b.reset_cursor());
+        if !lost.is_empty() {
+            self.shared
+                .metrics
+                .record_drop(DropReason::BufferFull, lost);
+            tracing::warn!(
+                detail_samples = lost.detail_samples,
+                snapshots = lost.snapshots,
+                "data shed from unacknowledged snapshots while the buffer was full is lost: they are sent again without it"
+            );
+        }
         self.pump(&tx, &mut inbound, shutdown, backoff).await
     }
 
@@ -300,6 +310,7 @@ impl Sender {
                 let refused = &ack.rejected_timestamps_ms;
                 let dropped = self.shared.with(|b| {
                     let dropped = b.measure(refused);
+                    b.settle(f.first_ms, f.last_ms, true);
                     b.remove_range(f.first_ms, f.last_ms);
                     dropped
                 });
@@ -331,7 +342,13 @@ impl Sender {
                     tracing::warn!(seq = rej.seq, reason = %rej.reason, "reject for an unknown batch");
                     return;
                 };
-                let dropped = self.shared.with(|b| b.remove_range(f.first_ms, f.last_ms));
+                let (dropped, shed) = self.shared.with(|b| {
+                    let shed = b.settle(f.first_ms, f.last_ms, false);
+                    (b.remove_range(f.first_ms, f.last_ms), shed)
+                });
+                if !shed.is_empty() {
+                    metrics.record_drop(DropReason::BufferFull, shed);
+                }
                 metrics.batches_rejected.inc();
                 metrics.record_drop(DropReason::Rejected, dropped);
                 tracing::warn!(
