@@ -425,3 +425,28 @@ fn up_with_redis_runs_the_local_stack_on_redis() {
     let (ok, _) = up.stop();
     assert!(ok);
 }
+
+#[test]
+fn every_broker_on_one_redis_counts_every_host() {
+    let redis = RedisServer::start();
+    let a = redis_broker(&[redis.url()], &[]);
+    let b = redis_broker(&[redis.url()], &[]);
+    let (url_a, url_b) = (a.grpc_url(), b.grpc_url());
+    let _x = agent(&[&url_a], &["--host-id", "host-x"]);
+    let _y = agent(&[&url_b], &["--host-id", "host-y"]);
+    for (url, host) in [(&url_a, "host-x"), (&url_b, "host-y")] {
+        wait_for("the host stored", Duration::from_secs(30), || {
+            (!block_on(range_all(url, host)).is_empty()).then_some(())
+        });
+    }
+    // Each broker registered one host, and each reports both: the registry is shared.
+    for (broker, url) in [(&a, &url_a), (&b, &url_b)] {
+        block_on(async {
+            let mut q = QueryClient::connect(url.clone()).await.unwrap();
+            let listed = q.hosts(HostsRequest {}).await.unwrap().into_inner().hosts;
+            assert_eq!(listed.len(), 2);
+        });
+        let m = scrape(&broker.addr("admin"));
+        assert_eq!(metric(&m, "ringwatch_broker_store_hosts"), 2.0, "{m}");
+    }
+}

@@ -48,6 +48,9 @@ struct Counters {
     retries: AtomicU64,
     failures: AtomicU64,
     snapshots: AtomicU64,
+    /// Hosts in the registry set (every broker's), as last read: at each registration and
+    /// each host listing. Zero until then.
+    registry_size: AtomicU64,
 }
 
 /// The Redis store. Cheap to clone.
@@ -270,6 +273,10 @@ impl RedisStore {
             })
             .await?;
         ids.sort();
+        self.inner
+            .counters
+            .registry_size
+            .store(ids.len() as u64, Ordering::Relaxed);
         Ok(ids)
     }
 
@@ -657,12 +664,21 @@ impl Store for RedisStore {
         // The registry set lives in another cluster slot than the host's keys.
         let mut sadd = redis::cmd("SADD");
         sadd.arg(k.registry()).arg(&host.host_id);
-        self.many(
-            "register",
-            vec![host_cmd, expire, sadd],
-            self.inner.cfg.write_retry,
-        )
-        .await?;
+        let mut scard = redis::cmd("SCARD");
+        scard.arg(k.registry());
+        let replies = self
+            .many(
+                "register",
+                vec![host_cmd, expire, sadd, scard],
+                self.inner.cfg.write_retry,
+            )
+            .await?;
+        if let Some(Value::Int(n)) = replies.get(3) {
+            self.inner
+                .counters
+                .registry_size
+                .store((*n).max(0) as u64, Ordering::Relaxed);
+        }
         if let Ok(mut l) = self.inner.labels.write() {
             l.insert(host.host_id.clone(), host.labels.clone());
         }
@@ -921,7 +937,11 @@ impl Store for RedisStore {
     fn stats(&self) -> StoreStats {
         let c = &self.inner.counters;
         StoreStats {
-            hosts: self.inner.labels.read().map_or(0, |l| l.len() as u64),
+            // Every broker's hosts, as last read; before the first read, the ones registered here.
+            hosts: match c.registry_size.load(Ordering::Relaxed) {
+                0 => self.inner.labels.read().map_or(0, |l| l.len() as u64),
+                n => n,
+            },
             snapshots: c.snapshots.load(Ordering::Relaxed),
             write_retries: c.retries.load(Ordering::Relaxed),
             write_failures: c.failures.load(Ordering::Relaxed),
