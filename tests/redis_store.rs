@@ -450,3 +450,32 @@ fn every_broker_on_one_redis_counts_every_host() {
         assert_eq!(metric(&m, "ringwatch_broker_store_hosts"), 2.0, "{m}");
     }
 }
+
+#[test]
+fn a_tls_redis_with_a_private_ca_is_trusted_only_with_that_ca() {
+    let (redis, tls_port, certs) = RedisServer::start_tls();
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let ca = certs.path().join("ca.pem");
+    // Without the CA, the broker will not trust the server: never ready, nothing stored.
+    let untrusting = redis_broker(std::slice::from_ref(&url), &[]);
+    let admin = untrusting.addr("admin");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        http_get(&admin, "/ready").0,
+        503,
+        "ready without trusting the server"
+    );
+    // With it: stored over TLS, readable back, and the keys are really in that Redis.
+    let broker = redis_broker(&[url], &["--redis-ca-file", ca.to_str().unwrap()]);
+    let grpc = broker.grpc_url();
+    let _agent = agent(&[&grpc], &["--host-id", "tls-host"]);
+    wait_for("snapshots stored over TLS", Duration::from_secs(30), || {
+        (block_on(range_all(&grpc, "tls-host")).len() >= 2).then_some(())
+    });
+    assert_eq!(http_get(&broker.addr("admin"), "/ready").0, 200);
+    let n: i64 = redis::cmd("ZCARD")
+        .arg("monitor:index:metrics:{tls-host}")
+        .query(&mut redis.conn())
+        .unwrap();
+    assert!(n >= 2, "{n} snapshots indexed");
+}

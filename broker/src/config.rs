@@ -148,6 +148,10 @@ pub struct Config {
     /// Redis password (prefer the env variable to a flag).
     #[arg(long, env = "RINGWATCH_BROKER_REDIS_PASSWORD", hide_env_values = true)]
     pub redis_password: Option<String>,
+    /// PEM CA certificate to trust for rediss:// servers whose CA is not a public one
+    /// (standalone and cluster modes).
+    #[arg(long, env = "RINGWATCH_BROKER_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
     /// Prefix of every Redis key.
     #[arg(
         long,
@@ -208,6 +212,7 @@ impl Default for Config {
             redis_master_name: "mymaster".into(),
             redis_username: None,
             redis_password: None,
+            redis_ca_file: None,
             redis_key_prefix: "monitor:".into(),
             redis_timeout_ms: 2000,
             redis_write_retry_secs: 10,
@@ -297,6 +302,23 @@ impl Config {
             if self.redis_mode == RedisMode::Cluster && self.redis_min_replicas > 0 {
                 return bad("redis_min_replicas: not supported in cluster mode".into());
             }
+            if let Some(ca) = &self.redis_ca_file {
+                if self.redis_mode == RedisMode::Sentinel {
+                    return bad("redis_ca_file: not supported in sentinel mode yet".into());
+                }
+                if self.redis_urls.iter().any(|u| !u.starts_with("rediss://")) {
+                    return bad(format!(
+                        "redis_ca_file: {} is given but not every --redis-url is rediss:// (TLS)",
+                        ca.display()
+                    ));
+                }
+                if !ca.is_file() {
+                    return bad(format!(
+                        "redis_ca_file: {} is not a readable file",
+                        ca.display()
+                    ));
+                }
+            }
             if self.redis_mode == RedisMode::Sentinel && self.redis_master_name.is_empty() {
                 return bad("redis_master_name: needed in sentinel mode".into());
             }
@@ -339,6 +361,7 @@ impl Config {
                 password: self.redis_password.clone(),
                 connect_timeout: timeout,
                 response_timeout: timeout,
+                ca_file: self.redis_ca_file.clone(),
             },
             key_prefix: self.redis_key_prefix.clone(),
             retention: self.retention(),
@@ -401,5 +424,45 @@ mod tests {
             ..Config::default()
         };
         assert!(c.validate().unwrap_err().to_string().contains("node_id"));
+    }
+
+    #[test]
+    fn a_redis_ca_file_needs_tls_urls_a_file_and_not_sentinel() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let tls = Config {
+            store: StoreKind::Redis,
+            redis_urls: vec!["rediss://127.0.0.1:6380".into()],
+            redis_ca_file: Some(file.path().to_path_buf()),
+            ..Config::default()
+        };
+        tls.validate().unwrap();
+        let plain = Config {
+            redis_urls: vec!["redis://127.0.0.1:6379".into()],
+            ..tls.clone()
+        };
+        let e = plain.validate().unwrap_err().to_string();
+        assert!(e.contains("rediss://"), "{e}");
+        let missing = Config {
+            redis_ca_file: Some("/nonexistent/ca.pem".into()),
+            ..tls.clone()
+        };
+        assert!(
+            missing
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("readable")
+        );
+        let sentinel = Config {
+            redis_mode: RedisMode::Sentinel,
+            ..tls
+        };
+        assert!(
+            sentinel
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("sentinel")
+        );
     }
 }

@@ -56,6 +56,41 @@ impl RedisServer {
         Self::start_with(&["--save", "", "--appendonly", "no"])
     }
 
+    /// A server that also takes TLS, on the returned port, with a certificate for 127.0.0.1
+    /// signed by a private CA: the returned folder holds `ca.pem` for clients to trust.
+    pub fn start_tls() -> (RedisServer, u16, tempfile::TempDir) {
+        let certs = tempfile::tempdir().expect("tempdir");
+        let generated =
+            rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".into()])
+                .expect("a certificate");
+        let (cert, key, ca) = (
+            certs.path().join("redis.pem"),
+            certs.path().join("redis.key"),
+            certs.path().join("ca.pem"),
+        );
+        std::fs::write(&cert, generated.cert.pem()).expect("write cert");
+        std::fs::write(&key, generated.signing_key.serialize_pem()).expect("write key");
+        std::fs::write(&ca, generated.cert.pem()).expect("write ca");
+        let tls_port = free_port();
+        let server = Self::start_with(&[
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-cert-file",
+            cert.to_str().expect("utf-8"),
+            "--tls-key-file",
+            key.to_str().expect("utf-8"),
+            "--tls-ca-cert-file",
+            ca.to_str().expect("utf-8"),
+            "--tls-auth-clients",
+            "no",
+        ]);
+        (server, tls_port, certs)
+    }
+
     /// A server with the given extra arguments (e.g. persistence, replicaof, cluster mode).
     pub fn start_with(extra: &[&str]) -> RedisServer {
         let dir = tempfile::tempdir().expect("tempdir");

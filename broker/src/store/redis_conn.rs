@@ -42,6 +42,9 @@ pub struct RedisSettings {
     pub password: Option<String>,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    /// A PEM file of the CA that signed the servers' certificates (for `rediss://` servers
+    /// whose CA is not a public one). Standalone and cluster modes.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -54,6 +57,7 @@ impl std::fmt::Debug for RedisSettings {
             )
             .field("master_name", &self.master_name)
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -110,6 +114,8 @@ pub struct Connector {
     settings: RedisSettings,
     current: Mutex<Option<Conn>>,
     sentinel: Option<Mutex<SentinelClient>>,
+    /// The CA to trust for TLS, read from `ca_file`.
+    certs: Option<redis::TlsCertificates>,
 }
 
 impl Connector {
@@ -118,6 +124,28 @@ impl Connector {
         if settings.urls.is_empty() {
             return Err(invalid("no Redis URL given"));
         }
+        let certs = match &settings.ca_file {
+            None => None,
+            Some(path) => {
+                if settings.mode == RedisMode::Sentinel {
+                    return Err(invalid("a CA file is not supported in sentinel mode yet"));
+                }
+                if settings.urls.iter().any(|u| !u.starts_with("rediss://")) {
+                    return Err(invalid("a CA file needs rediss:// URLs"));
+                }
+                let pem = std::fs::read(path).map_err(|e| {
+                    redis::RedisError::from((
+                        redis::ErrorKind::InvalidClientConfig,
+                        "cannot read the Redis CA file",
+                        format!("{}: {e}", path.display()),
+                    ))
+                })?;
+                Some(redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                })
+            }
+        };
         let sentinel = match settings.mode {
             RedisMode::Sentinel => {
                 let mut redis_info = redis::RedisConnectionInfo::default();
@@ -143,6 +171,7 @@ impl Connector {
             settings,
             current: Mutex::new(None),
             sentinel,
+            certs,
         })
     }
 
@@ -191,7 +220,11 @@ impl Connector {
             .set_response_timeout(Some(s.response_timeout));
         match s.mode {
             RedisMode::Standalone => {
-                let client = redis::Client::open(self.info(&s.urls[0])?)?;
+                let info = self.info(&s.urls[0])?;
+                let client = match &self.certs {
+                    Some(certs) => redis::Client::build_with_tls(info, certs.clone())?,
+                    None => redis::Client::open(info)?,
+                };
                 let cfg = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(s.connect_timeout))
                     .set_response_timeout(Some(s.response_timeout))
@@ -218,11 +251,14 @@ impl Connector {
                     .iter()
                     .map(|u| self.info(u))
                     .collect::<RedisResult<Vec<_>>>()?;
-                let client = ClusterClient::builder(nodes)
+                let mut builder = ClusterClient::builder(nodes)
                     .connection_timeout(s.connect_timeout)
                     .response_timeout(s.response_timeout)
-                    .retries(3)
-                    .build()?;
+                    .retries(3);
+                if let Some(certs) = &self.certs {
+                    builder = builder.certs(certs.clone());
+                }
+                let client = builder.build()?;
                 Ok(Conn::Cluster(client.get_async_connection().await?))
             }
         }
@@ -252,6 +288,7 @@ mod tests {
             password: Some("pw2".into()),
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
+            ca_file: None,
         };
         let dbg = format!("{s:?}");
         assert!(!dbg.contains("pw"), "{dbg}");
@@ -267,6 +304,7 @@ mod tests {
             password: None,
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
+            ca_file: None,
         };
         assert!(Connector::new(s.clone()).is_err());
         let s = RedisSettings {
