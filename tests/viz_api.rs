@@ -459,6 +459,39 @@ fn tokens_guard_the_api_and_websocket_by_role() {
             .expect("a good frame");
         let v: Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
         assert_eq!(v["type"], "snapshot");
+        // As the web UI does it: the token in the subprotocol list, not the URL.
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let offer = |token: &str| {
+            let mut req = ws.as_str().into_client_request().unwrap();
+            req.headers_mut().insert(
+                "Sec-WebSocket-Protocol",
+                format!("ringwatch, ringwatch.bearer.{token}")
+                    .parse()
+                    .unwrap(),
+            );
+            req
+        };
+        let (mut c, resp) =
+            tokio_tungstenite::connect_async(offer(viewer.trim_start_matches("Bearer ")))
+                .await
+                .expect("connect with the token as a subprotocol");
+        assert_eq!(
+            resp.headers()
+                .get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok()),
+            Some("ringwatch"),
+            "viz answers with its protocol, never echoing the token"
+        );
+        let first = tokio::time::timeout(Duration::from_secs(10), c.next())
+            .await
+            .expect("a snapshot in time")
+            .expect("a message")
+            .expect("a good frame");
+        assert!(first.to_text().unwrap().contains("snapshot"));
+        match tokio_tungstenite::connect_async(offer("forged")).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+            other => panic!("a forged subprotocol token: {:?}", other.map(|_| ())),
+        }
     });
     let m = scrape(&http);
     assert!(

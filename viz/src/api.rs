@@ -273,7 +273,8 @@ pub fn route_paths<S>(router: &Router<S>) -> BTreeSet<String> {
 }
 
 /// The token of a request: `Authorization: Bearer …`, or for `/ws` (browsers cannot set
-/// headers on a WebSocket) a `token` query parameter.
+/// headers on a WebSocket) a `ringwatch.bearer.<token>` subprotocol or a `token` query
+/// parameter.
 fn request_token(req: &Request) -> Result<Option<String>, crate::auth::AuthError> {
     if let Some(h) = req.headers().get(header::AUTHORIZATION) {
         let h = h
@@ -288,6 +289,18 @@ fn request_token(req: &Request) -> Result<Option<String>, crate::auth::AuthError
             });
     }
     if req.uri().path() == "/ws" {
+        // Browsers: a subprotocol "ringwatch.bearer.<token>" (kept out of URLs and logs), or
+        // the `token` query parameter.
+        let offered = req
+            .headers()
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .find_map(|p| p.trim().strip_prefix(crate::ws::BEARER_PROTOCOL_PREFIX));
+        if let Some(t) = offered {
+            return Ok(Some(t.to_string()));
+        }
         let q: Query<HashMap<String, String>> = Query::try_from_uri(req.uri())
             .map_err(|_| crate::auth::AuthError::Invalid("bad query string".into()))?;
         return Ok(q.0.get("token").cloned());

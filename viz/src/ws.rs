@@ -1,6 +1,7 @@
 //! WebSocket push (`/ws`): the push session of `push.rs` over a WebSocket, with a ping every
 //! heartbeat; a client silent for two heartbeats is closed. The token arrives with the upgrade
-//! request (checked by the API's guard), as `?token=` since browsers cannot set headers here;
+//! request (checked by the API's guard): browsers cannot set headers here, so it comes as a
+//! subprotocol `ringwatch.bearer.<token>` next to `ringwatch` (or as `?token=`);
 //! the session ends when the token expires. A browser page from another origin is refused.
 
 use std::sync::Arc;
@@ -18,6 +19,11 @@ use serde_json::json;
 use crate::api::AppState;
 use crate::auth::Identity;
 use crate::push::{Filter, Incoming, MAX_CLIENT_MESSAGE, MAX_CLIENTS, SEND_TIMEOUT, Transport};
+
+/// The subprotocol viz speaks; a client may offer it with `ringwatch.bearer.<token>`.
+pub const PROTOCOL: &str = "ringwatch";
+/// The prefix of the subprotocol that carries a browser's token.
+pub const BEARER_PROTOCOL_PREFIX: &str = "ringwatch.bearer.";
 
 pub async fn handler(
     ws: WebSocketUpgrade,
@@ -37,6 +43,7 @@ pub async fn handler(
     }
     let expires = who.expires_ms;
     ws.max_message_size(MAX_CLIENT_MESSAGE)
+        .protocols([PROTOCOL])
         .on_upgrade(move |socket| async move {
             crate::push::serve(WsTransport(socket), &st, &st.ws, Filter::default(), expires).await
         })

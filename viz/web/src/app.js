@@ -466,8 +466,13 @@
     const u = new URL('/ws', location.href);
     u.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
     u.hash = '';
-    if (auth.token && auth.required) u.searchParams.set('token', auth.token);
     return u.toString();
+  }
+
+  // The token rides in the WebSocket subprotocol list, not the URL, so it stays out of
+  // access logs: viz picks "ringwatch" and reads "ringwatch.bearer.<token>".
+  function wsProtocols() {
+    return auth.token && auth.required ? ['ringwatch', 'ringwatch.bearer.' + auth.token] : ['ringwatch'];
   }
 
   function setLiveState(s) {
@@ -481,7 +486,7 @@
     if (!live.running || live.ws) return;
     let ws;
     try {
-      ws = new WebSocket(wsUrl());
+      ws = new WebSocket(wsUrl(), wsProtocols());
     } catch (e) {
       scheduleReconnect();
       return;
