@@ -67,16 +67,23 @@ struct State {
     duplicates: u64,
 }
 
+/// A host is stale after missing this many intervals…
+pub const STALE_AFTER_INTERVALS: u32 = 3;
+/// …and gone after this long without data.
+pub const GONE_AFTER_MS: i64 = 600_000;
+/// The interval assumed for a host that has not said its own.
+pub const DEFAULT_INTERVAL_MS: u32 = 5000;
+
 /// Live / stale / gone from the age of a host's newest data.
 pub fn host_state(age_ms: i64, interval_ms: u32) -> &'static str {
     let interval = if interval_ms == 0 {
-        5000
+        DEFAULT_INTERVAL_MS
     } else {
-        interval_ms as i64
+        interval_ms
     };
-    if age_ms <= 3 * interval {
+    if age_ms <= i64::from(STALE_AFTER_INTERVALS) * i64::from(interval) {
         "live"
-    } else if age_ms <= 600_000 {
+    } else if age_ms <= GONE_AFTER_MS {
         "stale"
     } else {
         "gone"
@@ -112,6 +119,12 @@ pub struct Summary {
     pub sources: Vec<String>,
     /// When this was computed (Unix ms).
     pub generated_ms: i64,
+    /// The rule behind `state`: a host is live while its newest data is at most this many of
+    /// its intervals old (`default_interval_ms` when it has not said), stale until
+    /// `gone_after_ms`, then gone — for clients that age rows between reads.
+    pub stale_after_intervals: u32,
+    pub gone_after_ms: i64,
+    pub default_interval_ms: u32,
 }
 
 /// One host's row on the dashboard.
@@ -446,6 +459,9 @@ impl Dashboard {
             live_push: !st.sources.is_empty(),
             sources: st.sources.iter().cloned().collect(),
             generated_ms: now,
+            stale_after_intervals: STALE_AFTER_INTERVALS,
+            gone_after_ms: GONE_AFTER_MS,
+            default_interval_ms: DEFAULT_INTERVAL_MS,
         }
     }
 

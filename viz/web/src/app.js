@@ -384,12 +384,14 @@
    * how we receive it (WebSocket: at once; polling: every few seconds). */
   function hostState(r, now = serverNow()) {
     if (!r.last_seen_ms) return 'gone';
-    const interval = r.interval_ms || 5000;
+    // The rule comes with the summary (viz's host_state); these are its values until then.
+    const rule = (dash.data && dash.data.summary) || {};
+    const interval = r.interval_ms || rule.default_interval_ms || 5000;
     const pushed = live.state === 'open' && (!dash.data || dash.data.summary.live_push);
     const slack = pushed ? 1000 : POLL_MS + 1000;
     const age = now - r.last_seen_ms;
-    if (age <= 3 * interval + slack) return 'live';
-    if (age <= 600000) return 'stale';
+    if (age <= (rule.stale_after_intervals || 3) * interval + slack) return 'live';
+    if (age <= (rule.gone_after_ms || 600000)) return 'stale';
     return 'gone';
   }
 
