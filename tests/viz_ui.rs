@@ -2,7 +2,9 @@
 //! `viz/web/tests/ui.mjs` drives Debian's Chromium through playwright-core — signs in with a
 //! viewer token minted by `ringwatch token`, sees the host's row and its sparkline move, opens
 //! the host, sees the four charts drawn and one grow live, switches range and theme, and fails
-//! on any console or page error. Screenshots land in `target/ui-artifacts`.
+//! on any console or page error; then, with the broker killed (-9), sees the host turn stale
+//! with its marker and the delay banner (`outage.mjs`), and live again once the broker is back.
+//! Screenshots land in `target/ui-artifacts`.
 //!
 //! Needs node, /usr/bin/chromium and `viz/web/node_modules` (the build already needs the last);
 //! when they are missing this test fails and says how to install them — it never skips.
@@ -83,9 +85,9 @@ fn mint(secret: &str) -> String {
     token
 }
 
-/// Runs `node ui.mjs` with `env`, up to `limit`; (exit success, stdout + stderr).
-fn run_ui(env: &[(&str, &str)], limit: Duration) -> (bool, String) {
-    let script = root().join("viz/web/tests/ui.mjs");
+/// Runs `node viz/web/tests/<script>` with `env`, up to `limit`; (exit success, output).
+fn run_node(script: &str, env: &[(&str, &str)], limit: Duration) -> (bool, String) {
+    let script = root().join("viz/web/tests").join(script);
     let mut child = Command::new("node")
         .arg(&script)
         .current_dir(root().join("viz/web"))
@@ -141,7 +143,8 @@ fn assert_png(path: &Path) {
 fn the_dashboard_signs_in_and_shows_a_host_live_in_a_real_browser() {
     require_tools();
     let dir = tempfile::tempdir().unwrap();
-    let broker = broker(dir.path(), &[]);
+    let mut broker = broker(dir.path(), &[]);
+    let (grpc, admin) = (broker.addr("grpc"), broker.addr("admin"));
     let url = broker.grpc_url();
     let _agent = agent(&[&url], &["--host-id", HOST, "--label", "role=web"]);
     let _other = agent(&[&url], &["--host-id", "ui-host-2", "--label", "role=db"]);
@@ -190,18 +193,16 @@ fn the_dashboard_signs_in_and_shows_a_host_live_in_a_real_browser() {
         }
     }
     let dashboard = format!("http://{http}/");
-    let (ok, output) = run_ui(
-        &[
-            ("RINGWATCH_URL", dashboard.as_str()),
-            ("RINGWATCH_TOKEN", token.as_str()),
-            ("RINGWATCH_HOST", HOST),
-            (
-                "RINGWATCH_ARTIFACTS",
-                artifacts.to_str().expect("utf-8 path"),
-            ),
-        ],
-        Duration::from_secs(240),
-    );
+    let env = [
+        ("RINGWATCH_URL", dashboard.as_str()),
+        ("RINGWATCH_TOKEN", token.as_str()),
+        ("RINGWATCH_HOST", HOST),
+        (
+            "RINGWATCH_ARTIFACTS",
+            artifacts.to_str().expect("utf-8 path"),
+        ),
+    ];
+    let (ok, output) = run_node("ui.mjs", &env, Duration::from_secs(240));
     println!("---- ui.mjs ----\n{output}");
     assert!(
         ok,
@@ -211,6 +212,26 @@ fn the_dashboard_signs_in_and_shows_a_host_live_in_a_real_browser() {
     );
     assert_png(&artifacts.join("overview.png"));
     assert_png(&artifacts.join("host.png"));
+
+    // The outage, honestly: kill -9 the broker viz streams from; the page shows the host stale
+    // with its marker and says the data may be delayed. Then the broker comes back on the same
+    // address and store, and the page goes back to live with neither.
+    broker.kill9();
+    for (expect, restart) in [("outage", true), ("recovered", false)] {
+        let mut env = env.to_vec();
+        env.push(("RINGWATCH_EXPECT", expect));
+        let (ok, output) = run_node("outage.mjs", &env, Duration::from_secs(120));
+        println!("---- outage.mjs ({expect}) ----\n{output}");
+        assert!(
+            ok,
+            "the {expect} check failed:\n{output}\n---- viz log ----\n{}",
+            viz.logs()
+        );
+        assert_png(&artifacts.join(format!("{expect}.png")));
+        if restart {
+            broker = broker_on(&grpc, &admin, dir.path(), &[]);
+        }
+    }
 }
 
 /// GET with a bearer token over plain HTTP/1.0; the JSON body on 200.
