@@ -182,10 +182,14 @@
     if (s === 'dark' || s === 'light') return s;
     return darkQuery && darkQuery.matches ? 'dark' : 'light';
   }
+  // Theme colours, read once per theme: reading computed style after the table changed would
+  // force the browser to recompute every row's style, once per sparkline.
+  const cssVars = new Map();
   function applyTheme() {
     const t = theme();
     if (document.documentElement.dataset.theme !== t) {
       document.documentElement.dataset.theme = t;
+      cssVars.clear();
       emit('theme', t);
     }
     const btn = $('[data-testid="theme-toggle"]');
@@ -206,7 +210,12 @@
     else if (darkQuery.addListener) darkQuery.addListener(f);
   }
   function cssVar(name) {
-    return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+    let v = cssVars.get(name);
+    if (v === undefined) {
+      v = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+      cssVars.set(name, v);
+    }
+    return v;
   }
 
   function $(sel, root = document) { return root.querySelector(sel); }
@@ -949,9 +958,19 @@
     const table = h('table', { class: 'hosts', 'data-testid': 'hosts-table' },
       h('caption', { class: 'sr-only' }, 'Hosts; column headers sort the table'),
       h('thead', {}, h('tr', {}, ths)), tbody);
+    // A page of rows at a time: a thousand live rows would keep the browser busy restyling
+    // the table; sorting and filtering still see every host.
+    const PAGE_ROWS = 100;
+    let shownRows = PAGE_ROWS;
+    const moreText = h('span', { class: 'muted' });
+    const moreBtn = h('button', { type: 'button', class: 'btn-link', 'data-testid': 'show-more' }, 'Show more');
+    const allBtn = h('button', { type: 'button', class: 'btn-link', 'data-testid': 'show-all' }, 'Show all');
+    const more = h('div', { class: 'table-more', hidden: true, 'data-testid': 'table-more' }, moreText, moreBtn, allBtn);
+    moreBtn.addEventListener('click', () => { shownRows += PAGE_ROWS; everything(); });
+    allBtn.addEventListener('click', () => { shownRows = Infinity; everything(); });
     const hostsPanel = h('section', { class: 'panel hosts-panel' },
       h('div', { class: 'panel-head' }, h('h2', {}, 'Hosts'), count, h('div', { class: 'spacer' }), filterInput),
-      h('div', { class: 'table-wrap' }, table), empty);
+      h('div', { class: 'table-wrap' }, table), more, empty);
 
     const topCpu = h('ol', { class: 'topk' });
     const topMem = h('ol', { class: 'topk' });
@@ -967,8 +986,10 @@
       cards,
       h('div', { class: 'overview-grid' }, hostsPanel, side)));
 
-    const refs = new Map(); // host_id -> row refs
+    const refs = new Map(); // host_id -> row refs (the rows on the page)
     let order = [];
+    let fullOrder = []; // every host, sorted
+    let known = new Set();
 
     function rowRefs(id) {
       const link = h('a', { href: '#/host/' + encodeURIComponent(id), class: 'host-link' }, id);
@@ -1098,8 +1119,15 @@
 
     let scheduled = false;
     let lastOrderAt = 0;
+    let lastRenderAt = 0;
+    let lastFullAt = 0;
+    // Rows whose data changed since the last render; the rest are refreshed once a second (for
+    // "x s ago" and states), so a thousand hosts streaming cost only the rows that moved.
+    let dirty = new Set();
+    let allDirty = true;
     function render(force) {
       const now = serverNow();
+      lastRenderAt = Date.now();
       const th = theme();
       renderCards(now);
       // Re-sort at most once a second on live updates, so rows do not jump under the pointer.
@@ -1108,17 +1136,23 @@
         if (r.host_id.toLowerCase().includes(filter)) return true;
         return Object.entries(r.labels || {}).some(([k, v]) => (k + '=' + v).toLowerCase().includes(filter));
       });
-      let ids;
-      if (force || Date.now() - lastOrderAt > 1000 || list.length !== order.length || list.some((r) => !refs.has(r.host_id))) {
+      let all;
+      if (force || Date.now() - lastOrderAt > 1000 || list.length !== fullOrder.length || list.some((r) => !known.has(r.host_id))) {
         list.sort(compareRows(sort.key, sort.dir, now));
-        ids = list.map((r) => r.host_id);
+        all = list.map((r) => r.host_id);
+        known = new Set(all);
         lastOrderAt = Date.now();
       } else {
         const visible = new Set(list.map((r) => r.host_id));
-        ids = order.filter((id) => visible.has(id));
+        all = fullOrder.filter((id) => visible.has(id));
       }
+      fullOrder = all;
+      const ids = all.slice(0, shownRows);
+      more.hidden = ids.length >= all.length;
+      if (!more.hidden) setText(moreText, 'Showing ' + ids.length + ' of ' + all.length + ' hosts · ');
+      const onPage = new Set(ids);
       for (const id of [...refs.keys()]) {
-        if (!rows.has(id)) {
+        if (!onPage.has(id)) {
           refs.get(id).tr.remove();
           refs.delete(id);
         }
@@ -1135,19 +1169,25 @@
         tbody.append(frag);
         order = ids;
       }
-      for (const id of ids) updateRow(refs.get(id), rows.get(id), now, th);
+      const full = force || allDirty || Date.now() - lastFullAt >= 1000;
+      if (full) lastFullAt = Date.now();
+      for (const id of ids) {
+        if (full || dirty.has(id)) updateRow(refs.get(id), rows.get(id), now, th);
+      }
+      dirty = new Set();
+      allDirty = false;
       for (const t of ths) {
         const k = t.dataset.key;
         t.setAttribute('aria-sort', k === sort.key ? (sort.dir === 'asc' ? 'ascending' : 'descending') : 'none');
       }
-      setText(count, filter ? ids.length + ' of ' + rows.size : String(rows.size));
+      setText(count, filter ? all.length + ' of ' + rows.size : String(rows.size));
       if (!rows.size) {
         empty.hidden = false;
         empty.replaceChildren(dash.data || dash.error
           ? h('div', {}, h('p', {}, h('b', {}, 'No hosts have reported yet.')),
             h('p', { class: 'muted' }, 'Start an agent pointed at a broker, e.g. ', h('code', {}, 'ringwatch agent --broker http://broker:9093')))
           : h('p', { class: 'muted' }, 'Loading hosts…'));
-      } else if (!ids.length) {
+      } else if (!all.length) {
         empty.hidden = false;
         empty.replaceChildren(h('p', { class: 'muted' }, 'No host matches “' + filter + '”.'));
       } else {
@@ -1161,19 +1201,27 @@
         setText(updated, 'Snapshot ' + fmt.ago(dash.data.summary.generated_ms, now) + how);
       }
     }
-    function schedule() {
+    // At most four renders a second: a table read by people needs no more, and a busy fleet
+    // would otherwise keep the browser's main thread from anything else.
+    const MIN_RENDER_MS = 250;
+    function schedule(now = false) {
       if (scheduled) return;
       scheduled = true;
-      requestAnimationFrame(() => { scheduled = false; if (currentView === view) render(false); });
+      const wait = now ? 0 : Math.max(0, MIN_RENDER_MS - (Date.now() - lastRenderAt));
+      const go = () => requestAnimationFrame(() => { scheduled = false; if (currentView === view) render(false); });
+      if (wait) setTimeout(go, wait); else go();
     }
+    // New data as a whole (a dashboard read, a snapshot, a state change) is drawn at the next
+    // frame; a stream of single updates at most every MIN_RENDER_MS.
+    const everything = () => { allDirty = true; schedule(true); };
 
     render(true);
     view.cleanup.push(
-      on('dashboard', schedule),
-      on('live-update', schedule),
-      on('live-snapshot', schedule),
-      on('live-state', schedule),
-      on('theme', () => { for (const ref of refs.values()) ref.sig = ''; schedule(); }),
+      on('dashboard', everything),
+      on('live-update', (m) => { dirty.add(m.host_id); schedule(); }),
+      on('live-snapshot', everything),
+      on('live-state', everything),
+      on('theme', () => { for (const ref of refs.values()) ref.sig = ''; everything(); }),
     );
     const tick = setInterval(schedule, 1000);
     view.cleanup.push(() => clearInterval(tick));
