@@ -1,7 +1,8 @@
 // How fast the dashboard opens and how busy it keeps the browser, with many hosts streaming:
 // run by `cargo bench --bench ui`. Env: RINGWATCH_URL, RINGWATCH_HOSTS (rows to expect),
 // RINGWATCH_WATCH_SECS (how long to watch live updates), RINGWATCH_CHROMIUM, RINGWATCH_PROFILE
-// (set: also print, on stderr, the page's requests and where the main thread spent its time).
+// (set: also print, on stderr, the page's requests and where the main thread spent its time),
+// RINGWATCH_SHOT (a path: a full-page screenshot after watching).
 // Prints one JSON line of measurements; exit 1 with a reason on failure.
 
 import { existsSync } from 'node:fs';
@@ -81,6 +82,7 @@ try {
     const cells = [...document.querySelectorAll('[data-testid^="spark-"]')].slice(0, 50);
     return { ts: cells.map((c) => c.getAttribute('data-last-ts')), long: window.__long, heap: performance.memory ? performance.memory.usedJSHeapSize : 0 };
   });
+  if (process.env.RINGWATCH_SHOT) await page.screenshot({ path: process.env.RINGWATCH_SHOT, fullPage: true });
   const moved = after.ts.filter((t, i) => t !== before[i]).length;
   const longMs = after.long.reduce((a, b) => a + b, 0);
   console.log(JSON.stringify({
