@@ -34,13 +34,6 @@ const PAGE: &[&str] = &[
     "load.15",
 ];
 
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 /// A snapshot with the page's series and per-core/per-disk detail: 60 metrics.
 fn agent_like(ts: i64) -> Snapshot {
     let mut metrics: Vec<Metric> = PAGE
@@ -122,21 +115,9 @@ fn main() {
         &redis.url(),
     ]);
     let url = format!("http://{}", broker.addr("grpc"));
-    let viz = Proc::start(&[
-        "viz",
-        "--listen",
-        "127.0.0.1:0",
-        "--broker",
-        &url,
-        "--no-auth",
-        "--quic-listen",
-        "127.0.0.1:0",
-    ]);
+    let viz = viz(&url);
     let http = viz.addr("http");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
         let end = now_ms() / 1000 * 1000;
         let start = end - 3_600_000;

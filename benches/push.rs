@@ -24,13 +24,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 const HOST: &str = "push-bench";
 
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 fn now_us() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -109,21 +102,9 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = broker(dir.path(), &[]);
     let url = format!("http://{}", broker.addr("grpc"));
-    let viz = Proc::start(&[
-        "viz",
-        "--listen",
-        "127.0.0.1:0",
-        "--broker",
-        &url,
-        "--no-auth",
-        "--quic-listen",
-        "127.0.0.1:0",
-    ]);
+    let viz = viz(&url);
     let http = viz.addr("http");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
         tokio::time::sleep(Duration::from_secs(1)).await; // viz subscribes to the broker
         let ready = Arc::new(AtomicUsize::new(0));

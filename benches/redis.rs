@@ -17,13 +17,6 @@ use redis_servers::{RedisServer, require};
 use ringwatch_proto::RangeRequest;
 use support::*;
 
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 fn used_memory(redis: &RedisServer) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg("memory")
@@ -183,10 +176,7 @@ fn main() {
     let _: () = redis::cmd("FLUSHALL")
         .query(&mut redis.conn())
         .expect("FLUSHALL");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let end = now_ms();
     let start = end - 3600 * 1000;
     rt.block_on(async {

@@ -77,6 +77,36 @@ impl Drop for Proc {
     }
 }
 
+/// A bench setting from the environment, or its default.
+pub fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A release viz (auth off) on free loopback ports, fed by the broker at `url`.
+pub fn viz(url: &str) -> Proc {
+    Proc::start(&[
+        "viz",
+        "--listen",
+        "127.0.0.1:0",
+        "--broker",
+        url,
+        "--no-auth",
+        "--quic-listen",
+        "127.0.0.1:0",
+    ])
+}
+
+/// The bench process's own tokio runtime.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -179,10 +209,7 @@ pub async fn stream(url: String, host: String, until: Instant) -> u64 {
 
 /// `streams` concurrent ingest streams against `url` for `secs`: (samples acknowledged, wall s).
 pub fn load(url: &str, streams: usize, secs: u64) -> (u64, f64) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let start = Instant::now();
     let until = start + Duration::from_secs(secs);
     let total = rt.block_on(async {

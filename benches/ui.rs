@@ -19,13 +19,6 @@ use ringwatch_proto::{AgentMessage, Batch, Metric, Register, Snapshot, Unit, age
 use support::*;
 use tokio_stream::wrappers::ReceiverStream;
 
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 /// A snapshot with what the overview shows plus per-core detail: 24 metrics.
 fn agent_like(host: &str, ts: i64, seed: usize) -> Snapshot {
     let wave = ((ts / 1000 + seed as i64) % 60) as f64;
@@ -128,21 +121,9 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = broker(dir.path(), &[]);
     let url = format!("http://{}", broker.addr("grpc"));
-    let viz = Proc::start(&[
-        "viz",
-        "--listen",
-        "127.0.0.1:0",
-        "--broker",
-        &url,
-        "--no-auth",
-        "--quic-listen",
-        "127.0.0.1:0",
-    ]);
+    let viz = viz(&url);
     let http = viz.addr("http");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
         tokio::time::sleep(Duration::from_secs(1)).await; // viz subscribes
         let until = Instant::now() + Duration::from_secs(watch + 120);

@@ -13,13 +13,6 @@ use std::time::{Duration, Instant};
 use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 /// One keep-alive connection sending `per_sec` GETs of `path` for `secs`; latencies.
 async fn client(addr: String, path: &'static str, per_sec: u64, secs: u64) -> Vec<Duration> {
     let stream = tokio::net::TcpStream::connect(&addr)
@@ -65,21 +58,9 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = broker(dir.path(), &[]);
     let url = format!("http://{}", broker.addr("grpc"));
-    let viz = Proc::start(&[
-        "viz",
-        "--listen",
-        "127.0.0.1:0",
-        "--broker",
-        &url,
-        "--no-auth",
-        "--quic-listen",
-        "127.0.0.1:0",
-    ]);
+    let viz = viz(&url);
     let http = viz.addr("http");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
         tokio::time::sleep(Duration::from_secs(1)).await; // viz subscribes
         for h in 0..hosts {
