@@ -150,6 +150,7 @@ fn main() {
             })
             .collect();
         ready.wait().await;
+        let (viz_cpu0, broker_cpu0, t_cpu) = (viz.cpu_secs(), broker.cpu_secs(), Instant::now());
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/viz/web/tests/load.mjs");
         let out = tokio::process::Command::new("node")
             .arg(script)
@@ -167,6 +168,14 @@ fn main() {
             String::from_utf8_lossy(&out.stderr)
         );
         eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        let wall = t_cpu.elapsed().as_secs_f64();
+        println!(
+            "ui: meanwhile viz used {:.0} % of a core (RSS {} MiB) and the broker {:.0} % (RSS {} MiB)",
+            (viz.cpu_secs() - viz_cpu0) / wall * 100.0,
+            viz.status_kb("VmRSS") / 1024,
+            (broker.cpu_secs() - broker_cpu0) / wall * 100.0,
+            broker.status_kb("VmRSS") / 1024,
+        );
         println!(
             "ui: {hosts} hosts reporting every {} s (≈{:.0} updates/s to the page): {}",
             interval_ms / 1000,
