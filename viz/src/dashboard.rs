@@ -159,7 +159,9 @@ pub struct HostRow {
     pub net_tx: Option<f64>,
     /// Timestamps of the recent history, oldest first.
     pub spark_ts: Vec<i64>,
-    /// CPU % at those timestamps (null where the host did not report it).
+    /// CPU % at those timestamps, to 0.01 (a sparkline needs no more, and a thousand hosts'
+    /// worth of 17-digit doubles would double the dashboard's size); null where the host did
+    /// not report it.
     pub spark_cpu: Vec<Option<f64>>,
 }
 
@@ -488,7 +490,7 @@ impl Dashboard {
                     spark_cpu: h
                         .spark
                         .iter()
-                        .map(|p| p.1.is_finite().then_some(p.1))
+                        .map(|p| p.1.is_finite().then(|| (p.1 * 100.0).round() / 100.0))
                         .collect(),
                 }
             })
@@ -579,6 +581,12 @@ mod tests {
         let rows = d.hosts(2000);
         assert_eq!(rows[0].cpu, Some(20.0));
         assert_eq!(rows[0].spark_cpu, vec![Some(10.0), Some(20.0)]);
+        // Sparkline values are kept to 0.01: short in JSON.
+        let d = Dashboard::default();
+        let mut s = snap("r", 1000, 12.345_678_901_234_567);
+        s.metrics.retain(|m| m.name == "cpu.usage");
+        d.apply(&s);
+        assert_eq!(d.hosts(2000)[0].spark_cpu, vec![Some(12.35)]);
         assert_eq!(rows[0].spark_ts, vec![1000, 2000]);
     }
 
