@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use redis_servers::RedisServer;
 use ringwatch_proto::{Metric, Snapshot, Unit};
 use support::*;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 
 const HOST: &str = "detail-host";
 /// What the host page charts (viz/web/src/app.js).
@@ -71,26 +71,8 @@ async fn run(addr: &str, path: &str, n: usize) -> (Vec<Duration>, usize) {
     let mut size = 0;
     for _ in 0..n {
         let t = Instant::now();
-        conn.get_mut()
-            .write_all(request.as_bytes())
-            .await
-            .expect("write");
-        let mut length = 0usize;
-        let mut status = String::new();
-        conn.read_line(&mut status).await.expect("status");
+        let (status, length) = keepalive_get(&mut conn, &request).await;
         assert!(status.contains(" 200 "), "{path}: {status}");
-        loop {
-            let mut line = String::new();
-            conn.read_line(&mut line).await.expect("header");
-            if line == "\r\n" {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = v.trim().parse().expect("length");
-            }
-        }
-        let mut body = vec![0u8; length];
-        conn.read_exact(&mut body).await.expect("body");
         lat.push(t.elapsed());
         size = length;
     }

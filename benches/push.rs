@@ -17,9 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use ringwatch_proto::ingest_client::IngestClient;
-use ringwatch_proto::{AgentMessage, Batch, Metric, Register, Unit, agent_message};
+use ringwatch_proto::{Metric, Unit};
 use support::*;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_tungstenite::tungstenite::Message;
 
 const HOST: &str = "push-bench";
@@ -126,23 +125,7 @@ fn main() {
 
         // The paced sender: one snapshot per batch, stamped with its send time.
         let mut ingest = IngestClient::connect(url.clone()).await.expect("connect");
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        let mut acks = ingest
-            .stream(ReceiverStream::new(rx))
-            .await
-            .expect("stream")
-            .into_inner();
-        let register = Register {
-            host_id: HOST.into(),
-            agent_version: "bench".into(),
-            interval_ms: (1000 / rate) as u32,
-            ..Default::default()
-        };
-        tx.send(AgentMessage {
-            body: Some(agent_message::Body::Register(register)),
-        })
-        .await
-        .expect("register");
+        let (tx, mut acks) = open_stream(&mut ingest, HOST, (1000 / rate) as u32, 16).await;
         let acked = tokio::spawn(async move {
             let mut n = 0u64;
             while let Ok(Some(_)) = acks.message().await {
@@ -161,14 +144,7 @@ fn main() {
                 unit: Unit::Unspecified as i32,
                 window: None,
             });
-            tx.send(AgentMessage {
-                body: Some(agent_message::Body::Batch(Batch {
-                    seq,
-                    snapshots: vec![s],
-                })),
-            })
-            .await
-            .expect("send");
+            tx.send(batch(seq, vec![s])).await.expect("send");
         }
         drop(tx);
         let acked = acked.await.expect("acks");

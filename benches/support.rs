@@ -141,6 +141,72 @@ pub fn snapshot(host: &str, ts: i64, n: usize) -> ringwatch_proto::Snapshot {
     }
 }
 
+/// An ingest stream on `client` with `host` registered: (sender, the broker's replies).
+pub async fn open_stream(
+    client: &mut IngestClient<tonic::transport::Channel>,
+    host: &str,
+    interval_ms: u32,
+    queue: usize,
+) -> (
+    tokio::sync::mpsc::Sender<AgentMessage>,
+    tonic::Streaming<ringwatch_proto::BrokerMessage>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(queue);
+    let replies = client
+        .stream(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let register = Register {
+        host_id: host.into(),
+        agent_version: "bench".into(),
+        interval_ms,
+        ..Default::default()
+    };
+    tx.send(AgentMessage {
+        body: Some(agent_message::Body::Register(register)),
+    })
+    .await
+    .expect("register");
+    (tx, replies)
+}
+
+/// A batch message.
+pub fn batch(seq: u64, snapshots: Vec<ringwatch_proto::Snapshot>) -> AgentMessage {
+    AgentMessage {
+        body: Some(agent_message::Body::Batch(Batch { seq, snapshots })),
+    }
+}
+
+/// One GET written on a keep-alive HTTP/1.1 connection and its response read to the last
+/// byte: (status line, body length).
+pub async fn keepalive_get(
+    conn: &mut tokio::io::BufReader<tokio::net::TcpStream>,
+    request: &str,
+) -> (String, usize) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    conn.get_mut()
+        .write_all(request.as_bytes())
+        .await
+        .expect("write");
+    let mut status = String::new();
+    conn.read_line(&mut status).await.expect("status");
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        conn.read_line(&mut line).await.expect("header");
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().expect("length");
+        }
+    }
+    let mut body = vec![0u8; length];
+    conn.read_exact(&mut body).await.expect("body");
+    (status, length)
+}
+
 pub const SNAPS_PER_BATCH: usize = 100;
 pub const METRICS: usize = 50;
 pub const IN_FLIGHT: usize = 8;
@@ -151,43 +217,25 @@ pub async fn stream(url: String, host: String, until: Instant) -> u64 {
         .await
         .expect("connect")
         .max_decoding_message_size(64 << 20);
-    let (tx, rx) = tokio::sync::mpsc::channel(IN_FLIGHT * 2);
-    let mut replies = client
-        .stream(ReceiverStream::new(rx))
-        .await
-        .expect("stream")
-        .into_inner();
-    let register = Register {
-        host_id: host.clone(),
-        agent_version: "bench".into(),
-        interval_ms: 1000,
-        ..Default::default()
-    };
-    tx.send(AgentMessage {
-        body: Some(agent_message::Body::Register(register)),
-    })
-    .await
-    .expect("send");
+    let (tx, mut replies) = open_stream(&mut client, &host, 1000, IN_FLIGHT * 2).await;
     // Timestamps march forward from 5 hours ago, 10 ms apart: always new, always accepted.
     let mut ts = now_ms() - 5 * 3600 * 1000;
     let mut seq = 0u64;
     let mut in_flight = 0usize;
     let mut acked_samples = 0u64;
-    let batch = |seq: u64, ts: &mut i64| {
+    let next_batch = |seq: u64, ts: &mut i64| {
         let snapshots = (0..SNAPS_PER_BATCH)
             .map(|_| {
                 *ts += 10;
                 snapshot(&host, *ts, METRICS)
             })
             .collect();
-        AgentMessage {
-            body: Some(agent_message::Body::Batch(Batch { seq, snapshots })),
-        }
+        batch(seq, snapshots)
     };
     loop {
         while in_flight < IN_FLIGHT && Instant::now() < until {
             seq += 1;
-            tx.send(batch(seq, &mut ts)).await.expect("send");
+            tx.send(next_batch(seq, &mut ts)).await.expect("send");
             in_flight += 1;
         }
         if in_flight == 0 {
@@ -245,33 +293,11 @@ pub async fn ingest(url: &str, host: &str, snaps: &[ringwatch_proto::Snapshot]) 
     let mut client = IngestClient::connect(url.to_string())
         .await
         .expect("connect");
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let mut acks = client
-        .stream(ReceiverStream::new(rx))
-        .await
-        .expect("stream")
-        .into_inner();
-    let reg = Register {
-        host_id: host.into(),
-        agent_version: "bench".into(),
-        interval_ms: 1000,
-        ..Default::default()
-    };
-    tx.send(AgentMessage {
-        body: Some(agent_message::Body::Register(reg)),
-    })
-    .await
-    .expect("send");
+    let (tx, mut acks) = open_stream(&mut client, host, 1000, 4).await;
     for (i, chunk) in snaps.chunks(200).enumerate() {
-        let batch = Batch {
-            seq: i as u64,
-            snapshots: chunk.to_vec(),
-        };
-        tx.send(AgentMessage {
-            body: Some(agent_message::Body::Batch(batch)),
-        })
-        .await
-        .expect("send");
+        tx.send(batch(i as u64, chunk.to_vec()))
+            .await
+            .expect("send");
         acks.message().await.expect("ack").expect("ack");
     }
 }

@@ -15,9 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ringwatch_proto::ingest_client::IngestClient;
-use ringwatch_proto::{AgentMessage, Batch, Metric, Register, Snapshot, Unit, agent_message};
+use ringwatch_proto::{Metric, Snapshot, Unit};
 use support::*;
-use tokio_stream::wrappers::ReceiverStream;
 
 /// A snapshot with what the overview shows plus per-core detail: 24 metrics.
 fn agent_like(host: &str, ts: i64, seed: usize) -> Snapshot {
@@ -63,31 +62,12 @@ async fn host(
 ) {
     let name = format!("ui-bench-{id:04}");
     let mut client = IngestClient::new(channel);
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
-    let mut acks = client
-        .stream(ReceiverStream::new(rx))
-        .await
-        .expect("stream")
-        .into_inner();
-    let reg = Register {
-        host_id: name.clone(),
-        agent_version: "bench".into(),
-        interval_ms: interval_ms as u32,
-        ..Default::default()
-    };
-    let send = |seq: u64, snapshots: Vec<Snapshot>| AgentMessage {
-        body: Some(agent_message::Body::Batch(Batch { seq, snapshots })),
-    };
-    tx.send(AgentMessage {
-        body: Some(agent_message::Body::Register(reg)),
-    })
-    .await
-    .expect("register");
+    let (tx, mut acks) = open_stream(&mut client, &name, interval_ms as u32, 8).await;
     let now = now_ms();
     let history = (0..60)
         .map(|i| agent_like(&name, now - (60 - i) * interval_ms, id))
         .collect();
-    tx.send(send(1, history)).await.expect("history");
+    tx.send(batch(1, history)).await.expect("history");
     acks.message().await.expect("ack").expect("ack");
     ready.wait().await;
     // Spread the hosts evenly over the interval.
@@ -99,7 +79,7 @@ async fn host(
         tick.tick().await;
         seq += 1;
         if tx
-            .send(send(seq, vec![agent_like(&name, now_ms(), id)]))
+            .send(batch(seq, vec![agent_like(&name, now_ms(), id)]))
             .await
             .is_err()
         {

@@ -11,7 +11,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::*;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// One keep-alive connection sending `per_sec` GETs of `path` for `secs`; latencies.
 async fn client(addr: String, path: &'static str, per_sec: u64, secs: u64) -> Vec<Duration> {
@@ -27,23 +27,7 @@ async fn client(addr: String, path: &'static str, per_sec: u64, secs: u64) -> Ve
     while Instant::now() < until {
         tick.tick().await;
         let t = Instant::now();
-        conn.get_mut()
-            .write_all(request.as_bytes())
-            .await
-            .expect("write");
-        let mut length = 0usize;
-        loop {
-            let mut line = String::new();
-            conn.read_line(&mut line).await.expect("header");
-            if line == "\r\n" {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = v.trim().parse().expect("length");
-            }
-        }
-        let mut body = vec![0u8; length];
-        conn.read_exact(&mut body).await.expect("body");
+        keepalive_get(&mut conn, &request).await;
         lat.push(t.elapsed());
     }
     lat

@@ -9,24 +9,9 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-fn viz(brokers: &[&str]) -> Proc {
-    let mut args = vec![
-        "viz",
-        "--listen",
-        "127.0.0.1:0",
-        "--health-secs",
-        "1",
-        "--pull-secs",
-        "1",
-        "--no-auth",
-        "--quic-listen",
-        "127.0.0.1:0",
-    ];
-    for b in brokers {
-        args.push("--broker");
-        args.push(b);
-    }
-    Proc::start(&args)
+/// viz without auth, pulling every second while a broker does not stream.
+fn open_viz(brokers: &[&str]) -> Proc {
+    viz(brokers, &["--pull-secs", "1", "--no-auth"])
 }
 
 fn get_json(addr: &str, path: &str) -> (u16, Value) {
@@ -51,7 +36,7 @@ fn every_endpoint_answers_or_refuses_with_a_reason() {
     let broker = broker(dir.path(), &[]);
     let url = broker.grpc_url();
     let _agent = agent(&[&url], &["--host-id", "api-host", "--zone", "z9"]);
-    let viz = viz(&[&url]);
+    let viz = open_viz(&[&url]);
     let http = viz.addr("http");
     wait_for(
         "the host on the dashboard, by live push",
@@ -244,7 +229,7 @@ fn a_killed_broker_shows_stale_then_resumes_without_gap_or_duplicate() {
     let (grpc, admin) = (b1.addr("grpc"), b1.addr("admin"));
     let url = b1.grpc_url();
     let _agent = agent(&[&url], &["--host-id", "outage-host"]);
-    let viz = viz(&[&url]);
+    let viz = open_viz(&[&url]);
     let http = viz.addr("http");
     wait_for("live", Duration::from_secs(30), || {
         host_row(&http, "outage-host").filter(|r| r["state"] == "live")
@@ -301,7 +286,7 @@ fn viz_fails_over_to_a_second_broker() {
     let b2 = broker(d2.path(), &[]);
     let (u1, u2) = (b1.grpc_url(), b2.grpc_url());
     let _agent = agent(&[&u1, &u2], &["--host-id", "failover-host"]);
-    let viz = viz(&[&u1, &u2]);
+    let viz = open_viz(&[&u1, &u2]);
     let http = viz.addr("http");
     wait_for("live", Duration::from_secs(30), || {
         host_row(&http, "failover-host").filter(|r| r["state"] == "live")
@@ -338,17 +323,7 @@ fn tokens_guard_the_api_and_websocket_by_role() {
     let broker = broker(dir.path(), &[]);
     let url = broker.grpc_url();
     let _agent = agent(&[&url], &["--host-id", "auth-host"]);
-    let viz = Proc::start(&[
-        "viz",
-        "--listen",
-        "127.0.0.1:0",
-        "--quic-listen",
-        "127.0.0.1:0",
-        "--broker",
-        &url,
-        "--jwt-secret",
-        secret,
-    ]);
+    let viz = viz(&[&url], &["--jwt-secret", secret]);
     let http = viz.addr("http");
     let viewer = format!("Bearer {}", token(secret, "viewer"));
     let admin = format!("Bearer {}", token(secret, "admin"));
@@ -574,17 +549,7 @@ fn the_openapi_document_is_public_and_describes_every_route_as_served() {
     let broker = broker(dir.path(), &[]);
     let url = broker.grpc_url();
     let _agent = agent(&[&url], &["--host-id", "openapi-host"]);
-    let viz = Proc::start(&[
-        "viz",
-        "--listen",
-        "127.0.0.1:0",
-        "--quic-listen",
-        "127.0.0.1:0",
-        "--broker",
-        &url,
-        "--jwt-secret",
-        secret,
-    ]);
+    let viz = viz(&[&url], &["--jwt-secret", secret]);
     let http = viz.addr("http");
     let admin = format!("Bearer {}", token(secret, "admin"));
 

@@ -21,19 +21,11 @@ fn stack(dir: &std::path::Path) -> (Proc, Proc, Proc, std::path::PathBuf) {
     let url = broker.grpc_url();
     let agent = agent(&[&url], &["--host-id", "quic-host"]);
     let cert = dir.join("viz-quic.pem");
-    let viz = Proc::start(&[
-        "viz",
-        "--listen",
-        "127.0.0.1:0",
-        "--quic-listen",
-        "127.0.0.1:0",
-        "--quic-cert-out",
-        cert.to_str().unwrap(),
-        "--broker",
-        &url,
-        "--jwt-secret",
-        SECRET,
-    ]);
+    let cert_out = cert.to_str().unwrap();
+    let viz = viz(
+        &[&url],
+        &["--quic-cert-out", cert_out, "--jwt-secret", SECRET],
+    );
     (broker, agent, viz, cert)
 }
 

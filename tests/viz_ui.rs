@@ -149,19 +149,7 @@ fn the_dashboard_signs_in_and_shows_a_host_live_in_a_real_browser() {
     let _agent = agent(&[&url], &["--host-id", HOST, "--label", "role=web"]);
     let _other = agent(&[&url], &["--host-id", "ui-host-2", "--label", "role=db"]);
     let secret = secret();
-    let viz = Proc::start(&[
-        "viz",
-        "--listen",
-        "127.0.0.1:0",
-        "--broker",
-        &url,
-        "--health-secs",
-        "1",
-        "--jwt-secret",
-        &secret,
-        "--quic-listen",
-        "127.0.0.1:0",
-    ]);
+    let viz = viz(&[&url], &["--jwt-secret", &secret]);
     let http = viz.addr("http");
     let (status, body) = http_get(&http, "/api/auth");
     assert_eq!(status, 200, "/api/auth: {body}");

@@ -16,21 +16,6 @@ use tokio_tungstenite::tungstenite::Message;
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-fn viz(broker: &str) -> Proc {
-    Proc::start(&[
-        "viz",
-        "--listen",
-        "127.0.0.1:0",
-        "--broker",
-        broker,
-        "--health-secs",
-        "1",
-        "--no-auth",
-        "--quic-listen",
-        "127.0.0.1:0",
-    ])
-}
-
 async fn connect(http: &str, subscribe: &str) -> Ws {
     let connecting = tokio_tungstenite::connect_async(format!("ws://{http}/ws"));
     let (mut ws, _) = tokio::time::timeout(Duration::from_secs(10), connecting)
@@ -68,7 +53,7 @@ fn a_snapshot_then_filtered_updates_within_two_intervals() {
     let url = broker.grpc_url();
     let _agent = agent(&[&url], &["--host-id", "ws-host"]);
     let _other = agent(&[&url], &["--host-id", "other-host"]);
-    let viz = viz(&url);
+    let viz = viz(&[&url], &["--no-auth"]);
     let http = viz.addr("http");
     wait_for(
         "both hosts with data on the dashboard",
@@ -196,7 +181,7 @@ fn a_client_that_stops_reading_is_dropped_and_does_not_delay_others() {
     let dir = tempfile::tempdir().unwrap();
     let broker = broker(dir.path(), &[]);
     let url = broker.grpc_url();
-    let viz = viz(&url);
+    let viz = viz(&[&url], &["--no-auth"]);
     let http = viz.addr("http");
     std::thread::sleep(Duration::from_secs(2)); // viz subscribes to the broker
     block_on(async {

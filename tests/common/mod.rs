@@ -180,6 +180,26 @@ pub fn agent(brokers: &[&str], extra: &[&str]) -> Proc {
     Proc::start(&args)
 }
 
+/// viz on free loopback ports (HTTP and QUIC) fed by `brokers`, checking brokers every second;
+/// `extra` must say how it authenticates (`--no-auth` or `--jwt-secret …`).
+pub fn viz(brokers: &[&str], extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "viz",
+        "--listen",
+        "127.0.0.1:0",
+        "--quic-listen",
+        "127.0.0.1:0",
+        "--health-secs",
+        "1",
+    ];
+    for b in brokers {
+        args.push("--broker");
+        args.push(b);
+    }
+    args.extend_from_slice(extra);
+    Proc::start(&args)
+}
+
 /// GET over plain HTTP/1.0; returns (status, body).
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     http_get_with(addr, path, &[])

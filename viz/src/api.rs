@@ -1082,13 +1082,14 @@ pub fn buckets(points: &[(i64, f64)], start: i64, step_ms: i64) -> Vec<Bucket> {
         .collect()
 }
 
+/// One metric's points of the host `p` names, over `start..=end`: (host, metric, points).
 async fn points(
     st: &AppState,
     p: &HashMap<String, String>,
-) -> Result<(String, String, i64, i64, Vec<(i64, f64)>), ApiError> {
+    (start, end): (i64, i64),
+) -> Result<(String, String, Vec<(i64, f64)>), ApiError> {
     let host = host_param(p)?;
     let metric = metric_param(p)?;
-    let (start, end) = time_range(p, st.max_range_ms)?;
     let chunks = fetch(st, &host, start, end, vec![metric.clone()]).await?;
     let mut pts = Vec::new();
     for c in &chunks {
@@ -1102,7 +1103,7 @@ async fn points(
             );
         }
     }
-    Ok((host, metric, start, end, pts))
+    Ok((host, metric, pts))
 }
 
 /// A metric of a host in time buckets: count, sum, avg, min, max and percentiles.
@@ -1126,7 +1127,7 @@ async fn points(
 async fn aggregate(State(st): Shared, Query(p): Params) -> ApiResult<AggregateBody> {
     let (start, end) = time_range(&p, st.max_range_ms)?;
     let step_ms = step_param(&st, &p, start, end)?;
-    let (host, metric, start, end, pts) = points(&st, &p).await?;
+    let (host, metric, pts) = points(&st, &p, (start, end)).await?;
     Ok(Json(AggregateBody {
         buckets: buckets(&pts, start, step_ms),
         host_id: host,
@@ -1192,7 +1193,8 @@ pub fn trend_of(pts: &[(i64, f64)]) -> Option<(f64, &'static str)> {
         (status = 503, description = "No broker answered", body = ErrorBody),
     ))]
 async fn trend(State(st): Shared, Query(p): Params) -> ApiResult<TrendBody> {
-    let (host, metric, start, end, pts) = points(&st, &p).await?;
+    let (start, end) = time_range(&p, st.max_range_ms)?;
+    let (host, metric, pts) = points(&st, &p, (start, end)).await?;
     let Some((slope, direction)) = trend_of(&pts) else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
@@ -1438,16 +1440,22 @@ mod tests {
 
     #[test]
     fn the_admin_config_is_the_redacted_config() {
+        // Every field of the config as it serializes, the secret replaced by whether one is set.
+        let redacted = |c: &crate::Config| {
+            let mut v = serde_json::to_value(c).unwrap();
+            v["jwt_secret"] = serde_json::json!(c.jwt_secret.as_ref().map(|_| "(set)"));
+            v
+        };
         let mut c = crate::Config::default();
         assert_eq!(
             serde_json::to_value(AdminConfig::from(&c)).unwrap(),
-            c.redacted()
+            redacted(&c)
         );
         c.jwt_secret = Some("s".repeat(40));
         c.web_dir = Some("/srv/web".into());
         c.quic_cert = Some("/etc/cert.pem".into());
         let shown = serde_json::to_value(AdminConfig::from(&c)).unwrap();
-        assert_eq!(shown, c.redacted());
+        assert_eq!(shown, redacted(&c));
         assert_eq!(shown["jwt_secret"], "(set)");
     }
 

@@ -102,18 +102,6 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The config as JSON with the secret replaced by whether one is set.
-    pub fn redacted(&self) -> serde_json::Value {
-        let mut v = serde_json::to_value(self).unwrap_or_default();
-        if let Some(o) = v.as_object_mut() {
-            o.insert(
-                "jwt_secret".into(),
-                serde_json::json!(self.jwt_secret.as_ref().map(|_| "(set)")),
-            );
-        }
-        v
-    }
-
     pub fn validate(&self) -> Result<(), VizError> {
         let bad = |m: String| Err(VizError::Config(m));
         if self.brokers.is_empty() {

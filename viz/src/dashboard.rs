@@ -226,20 +226,7 @@ impl HostUpdate {
         HostUpdate {
             host_id: s.host_id.clone(),
             timestamp_ms: s.timestamp_ms,
-            metrics: s
-                .metrics
-                .iter()
-                .filter(|m| keep(&m.name))
-                .map(|m| {
-                    (
-                        m.name.clone(),
-                        MetricValue {
-                            value: m.value,
-                            unit: unit_name(m.unit),
-                        },
-                    )
-                })
-                .collect(),
+            metrics: values(s, keep).map(|(n, v)| (n.to_string(), v)).collect(),
         }
     }
 }
@@ -283,23 +270,26 @@ pub fn update_json(s: &Snapshot, keep: impl Fn(&str) -> bool) -> bytes::Bytes {
         kind: "update",
         host_id: &s.host_id,
         timestamp_ms: s.timestamp_ms,
-        metrics: s
-            .metrics
-            .iter()
-            .filter(|m| keep(&m.name))
-            .map(|m| {
-                (
-                    m.name.as_str(),
-                    MetricValue {
-                        value: m.value,
-                        unit: unit_name(m.unit),
-                    },
-                )
-            })
-            .collect(),
+        metrics: values(s, keep).collect(),
     };
     // Serializing plain strings, numbers and maps cannot fail.
     serde_json::to_vec(&u).unwrap_or_default().into()
+}
+
+/// The metrics of `s` that `keep` selects, as (name, value with its unit's name).
+fn values<'a>(
+    s: &'a Snapshot,
+    keep: impl Fn(&str) -> bool + 'a,
+) -> impl Iterator<Item = (&'a str, MetricValue)> + 'a {
+    s.metrics.iter().filter(move |m| keep(&m.name)).map(|m| {
+        (
+            m.name.as_str(),
+            MetricValue {
+                value: m.value,
+                unit: unit_name(m.unit),
+            },
+        )
+    })
 }
 
 fn unit_name(u: i32) -> &'static str {

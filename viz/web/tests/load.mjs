@@ -5,24 +5,14 @@
 // RINGWATCH_SHOT (a path: a full-page screenshot after watching).
 // Prints one JSON line of measurements; exit 1 with a reason on failure.
 
-import { existsSync } from 'node:fs';
-import { chromium } from 'playwright-core';
+import { launch } from './browser.mjs';
 
 const URL_ = process.env.RINGWATCH_URL;
 const HOSTS = Number(process.env.RINGWATCH_HOSTS || 0);
 const WATCH = Number(process.env.RINGWATCH_WATCH_SECS || 10);
-const CHROMIUM = process.env.RINGWATCH_CHROMIUM || '/usr/bin/chromium';
 if (!URL_ || !HOSTS) { console.error('FAIL: set RINGWATCH_URL and RINGWATCH_HOSTS'); process.exit(1); }
-if (!existsSync(CHROMIUM)) { console.error(`FAIL: no Chromium at ${CHROMIUM}`); process.exit(1); }
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  ],
-});
+const browser = await launch();
 try {
   const page = await (await browser.newContext({ viewport: { width: 1440, height: 900 } })).newPage();
   page.setDefaultTimeout(60_000);

@@ -8,16 +8,15 @@
 // RINGWATCH_ARTIFACTS, RINGWATCH_EXPECT (outage | recovered), RINGWATCH_CHROMIUM.
 // Exit 0 on success; otherwise a reason, a failure screenshot, exit 1.
 
-import { mkdirSync, existsSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launch } from './browser.mjs';
 
 const URL_ = process.env.RINGWATCH_URL;
 const TOKEN = process.env.RINGWATCH_TOKEN || '';
 const HOST = process.env.RINGWATCH_HOST;
 const EXPECT = process.env.RINGWATCH_EXPECT;
 const ART = resolve(process.env.RINGWATCH_ARTIFACTS || 'ui-artifacts');
-const CHROMIUM = process.env.RINGWATCH_CHROMIUM || '/usr/bin/chromium';
 const WAIT = 40_000;
 
 const tid = (id) => `[data-testid="${id}"]`;
@@ -27,19 +26,10 @@ function fail(msg) {
 }
 if (!URL_ || !HOST) fail('set RINGWATCH_URL and RINGWATCH_HOST');
 if (EXPECT !== 'outage' && EXPECT !== 'recovered') fail('set RINGWATCH_EXPECT to outage or recovered');
-if (!existsSync(CHROMIUM)) fail(`no Chromium at ${CHROMIUM}: apt-get install -y chromium`);
 mkdirSync(ART, { recursive: true });
 
 let page;
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  timeout: 30_000,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  ],
-});
+const browser = await launch();
 try {
   const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
   context.setDefaultTimeout(WAIT);

@@ -10,15 +10,14 @@
 // reload), visits the cluster page, and fails on any console error or page error. Every wait is
 // bounded. Exit 0 on success; otherwise a reason, a failure screenshot, exit 1.
 
-import { mkdirSync, existsSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launch } from './browser.mjs';
 
 const URL_ = process.env.RINGWATCH_URL;
 const TOKEN = process.env.RINGWATCH_TOKEN || '';
 const HOST = process.env.RINGWATCH_HOST;
 const ART = resolve(process.env.RINGWATCH_ARTIFACTS || 'ui-artifacts');
-const CHROMIUM = process.env.RINGWATCH_CHROMIUM || '/usr/bin/chromium';
 const WAIT = 20_000;
 const OVERALL = 180_000;
 
@@ -28,7 +27,6 @@ function fail(msg) {
 }
 if (!URL_) fail('set RINGWATCH_URL to the viz address, e.g. http://127.0.0.1:8080/');
 if (!HOST) fail('set RINGWATCH_HOST to a host id an agent reports as');
-if (!existsSync(CHROMIUM)) fail(`no Chromium at ${CHROMIUM}: apt-get install -y chromium`);
 mkdirSync(ART, { recursive: true });
 
 const started = Date.now();
@@ -92,15 +90,7 @@ async function visible(sel, what) {
 }
 
 async function main() {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30_000,
-    args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    ],
-  });
+  browser = await launch();
   const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, colorScheme: 'light' });
   context.setDefaultTimeout(WAIT);
   page = await context.newPage();
