@@ -413,15 +413,15 @@ fn tokens_guard_the_api_and_websocket_by_role() {
     // The WebSocket: refused without a good token, served with one in the query.
     block_on(async {
         let ws = format!("ws://{http}/ws");
-        match tokio_tungstenite::connect_async(ws.as_str()).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
-            other => panic!("a WebSocket without a token: {:?}", other.map(|_| ())),
-        }
+        assert_eq!(
+            ws_refusal(ws.as_str(), "a WebSocket without a token").await,
+            401
+        );
         let bad = format!("{ws}?token=forged");
-        match tokio_tungstenite::connect_async(bad.as_str()).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
-            other => panic!("a WebSocket with a forged token: {:?}", other.map(|_| ())),
-        }
+        assert_eq!(
+            ws_refusal(bad.as_str(), "a WebSocket with a forged token").await,
+            401
+        );
         let good = format!("{ws}?token={}", viewer.trim_start_matches("Bearer "));
         let (mut c, _) = tokio_tungstenite::connect_async(good.as_str())
             .await
@@ -463,10 +463,10 @@ fn tokens_guard_the_api_and_websocket_by_role() {
             .expect("a message")
             .expect("a good frame");
         assert!(first.to_text().unwrap().contains("snapshot"));
-        match tokio_tungstenite::connect_async(offer("forged")).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
-            other => panic!("a forged subprotocol token: {:?}", other.map(|_| ())),
-        }
+        assert_eq!(
+            ws_refusal(offer("forged"), "a forged subprotocol token").await,
+            401
+        );
     });
     let m = scrape(&http);
     assert!(

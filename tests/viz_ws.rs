@@ -149,10 +149,7 @@ fn a_snapshot_then_filtered_updates_within_two_intervals() {
         let mut req = format!("ws://{http}/ws").into_client_request().unwrap();
         req.headers_mut()
             .insert("Origin", "http://evil.example".parse().unwrap());
-        match tokio_tungstenite::connect_async(req).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
-            other => panic!("a foreign page's WebSocket: {:?}", other.map(|_| ())),
-        }
+        assert_eq!(ws_refusal(req, "a foreign page's WebSocket").await, 403);
         // viz's own page may.
         let mut req = format!("ws://{http}/ws").into_client_request().unwrap();
         req.headers_mut()

@@ -200,6 +200,18 @@ pub fn viz(brokers: &[&str], extra: &[&str]) -> Proc {
     Proc::start(&args)
 }
 
+/// The HTTP status with which viz refuses a WebSocket upgrade; panics, naming `what`, if the
+/// upgrade is accepted or fails otherwise.
+pub async fn ws_refusal<R>(req: R, what: &str) -> u16
+where
+    R: tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+{
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
+        other => panic!("{what}: not refused: {:?}", other.map(|_| ())),
+    }
+}
+
 /// GET over plain HTTP/1.0; returns (status, body).
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     http_get_with(addr, path, &[])

@@ -159,9 +159,8 @@ pub struct HostRow {
     pub net_tx: Option<f64>,
     /// Timestamps of the recent history, oldest first.
     pub spark_ts: Vec<i64>,
-    /// CPU % at those timestamps, to 0.01 (a sparkline needs no more, and a thousand hosts'
-    /// worth of 17-digit doubles would double the dashboard's size); null where the host did
-    /// not report it.
+    /// CPU % at those timestamps, to 0.01 (a sparkline needs no more; with 17-digit doubles a
+    /// host's row is about half as large again); null where the host did not report it.
     pub spark_cpu: Vec<Option<f64>>,
 }
 
