@@ -1,5 +1,6 @@
 //! `ringwatch`: one binary, one container image. Dispatches the components (`agent`,
-//! `broker`, `viz`), the local stack (`up`) and the clients (`query`).
+//! `broker`, `viz`), the local stack (`up`), the clients (`query`, `watch`, `token`) and the
+//! load generator and its checker (`loadgen`, `verify`).
 
 mod config_file;
 mod query_cmd;
@@ -66,6 +67,18 @@ enum Command {
     Query(query_cmd::QueryArgs),
     /// Watch live updates from viz over QUIC.
     Watch(watch::WatchArgs),
+    /// Simulate many hosts streaming to brokers as agents do, and record every acknowledged
+    /// snapshot in a ledger (for capacity planning and for `verify`).
+    Loadgen {
+        /// YAML config file (field names as the flags, e.g. `hosts: 10000`, `interval: 1s`).
+        #[arg(long, env = "RINGWATCH_LOADGEN_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: ringwatch_loadgen::LoadgenConfig,
+    },
+    /// Read every host of a loadgen ledger back from the brokers and check that nothing
+    /// acknowledged is lost, duplicated, wrong or out of order; exits 0 only then.
+    Verify(ringwatch_loadgen::VerifyConfig),
     /// Mint an API token for viz (HS256, signed with the secret viz runs with); prints it.
     Token {
         /// viewer reads dashboards, metrics and live push; admin also reads viz's config.
@@ -177,6 +190,29 @@ async fn main() -> anyhow::Result<()> {
                 serde_json::json!({"event": "ready", "component": "viz", "http": viz.addr().to_string(), "quic": viz.quic_addr().to_string()}),
             );
             viz.run(shutdown_on_signals()).await?;
+        }
+        Command::Loadgen { config, args } => {
+            let file = config.as_deref().map(config_file::read_yaml).transpose()?;
+            let cfg: ringwatch_loadgen::LoadgenConfig =
+                config_file::merge(&args, sub_matches(&matches, "loadgen")?, file, "loadgen")?;
+            let json = cfg.json;
+            let summary = ringwatch_loadgen::run(cfg, shutdown_on_signals()).await?;
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                print!("{}", summary.text());
+            }
+        }
+        Command::Verify(cfg) => {
+            let report = ringwatch_loadgen::verify::run(&cfg).await?;
+            if cfg.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.text());
+            }
+            if !report.ok {
+                std::process::exit(1);
+            }
         }
         Command::Up(args) => up::run(args, shutdown_on_signals()).await?,
         Command::Query(args) => query_cmd::run(args).await?,

@@ -381,6 +381,15 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 /// Probes every broker's gRPC health service (`Check` with service "") and returns them
 /// ordered by round-trip time, unhealthy ones last (in configuration order).
 pub async fn probe(brokers: &[String], timeout: Duration) -> Vec<String> {
+    probe_rtt(brokers, timeout)
+        .await
+        .into_iter()
+        .map(|(b, _)| b)
+        .collect()
+}
+
+/// As [`probe`], with each broker's round-trip time (`None`: unhealthy or unreachable).
+pub async fn probe_rtt(brokers: &[String], timeout: Duration) -> Vec<(String, Option<Duration>)> {
     let mut set = JoinSet::new();
     for (i, broker) in brokers.iter().enumerate() {
         let broker = broker.clone();
@@ -404,7 +413,7 @@ pub async fn probe(brokers: &[String], timeout: Duration) -> Vec<String> {
     for (_, broker, rtt) in &results {
         tracing::debug!(%broker, ?rtt, healthy = rtt.is_some(), "broker probed");
     }
-    results.into_iter().map(|(_, b, _)| b).collect()
+    results.into_iter().map(|(_, b, rtt)| (b, rtt)).collect()
 }
 
 async fn probe_one(broker: &str, timeout: Duration) -> bool {
