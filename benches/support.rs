@@ -315,3 +315,95 @@ pub async fn query_client(
         .expect("connect");
     ringwatch_proto::query_client::QueryClient::new(channel).max_decoding_message_size(64 << 20)
 }
+
+/// The redis-benchmark ceiling on the Redis at `port`, pipelined 16 deep: first the plain
+/// commands, then the exact commands one snapshot of `metrics` metrics needs (HSET of its
+/// fields, ZADD, EXPIRE, SET of the packed values), each on random keys. Prints each figure and
+/// returns the snapshots per second those commands allow; flushes the server after.
+pub fn redis_ceiling(port: u16, metrics: usize) -> f64 {
+    let bench = |args: &[String], n: &str| -> f64 {
+        let port = port.to_string();
+        let out = Command::new("redis-benchmark")
+            .args(["-p", &port, "-P", "16", "-q", "-n", n, "-r", "100000000"])
+            .args(args)
+            .output()
+            .expect("redis-benchmark (apt-get install -y redis-tools)");
+        let text = String::from_utf8_lossy(&out.stdout).replace('\r', "\n");
+        let line = text
+            .lines()
+            .rfind(|l| l.contains("requests per second"))
+            .unwrap_or("")
+            .to_string();
+        let before = line.split("requests per second").next().unwrap_or("");
+        before
+            .rsplit(':')
+            .next()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    for t in ["set", "hset", "zadd"] {
+        let rps = bench(&["-t".to_string(), t.to_string()], "2000000");
+        println!("redis-benchmark -P 16 -t {t}: {rps:.0} requests/s");
+    }
+    let snap = snapshot("h", now_ms(), metrics);
+    let mut hset: Vec<String> = vec![
+        "HSET".into(),
+        "monitor:metrics:{h}:__rand_int__".into(),
+        "host_id".into(),
+        "h".into(),
+        "timestamp".into(),
+        "1".into(),
+    ];
+    for m in &snap.metrics {
+        hset.push(format!("metric:{}", m.name));
+        hset.push(format!("{{\"value\":{},\"unit\":\"percent\"}}", m.value));
+    }
+    let packed = ringwatch_broker::store::keys::encode_packed(0, &snap.metrics);
+    let mix: Vec<(&str, Vec<String>)> = vec![
+        ("HSET of a snapshot's fields", hset),
+        (
+            "ZADD",
+            [
+                "ZADD",
+                "monitor:index:metrics:{h}",
+                "__rand_int__",
+                "monitor:metrics:{h}:__rand_int__",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+        (
+            "EXPIRE",
+            ["EXPIRE", "monitor:metrics:{h}:__rand_int__", "604800"]
+                .map(String::from)
+                .to_vec(),
+        ),
+        (
+            "SET packed EX",
+            vec![
+                "SET".into(),
+                "monitor:packed:{h}:__rand_int__".into(),
+                packed.clone(),
+                "EX".into(),
+                "604800".into(),
+            ],
+        ),
+    ];
+    let mut seconds_per_snapshot = 0.0;
+    for (name, args) in &mix {
+        let rps = bench(args, "300000");
+        println!("redis-benchmark -P 16 {name}: {rps:.0} requests/s");
+        seconds_per_snapshot += 1.0 / rps.max(1.0);
+    }
+    let cap = 1.0 / seconds_per_snapshot;
+    println!(
+        "  ceiling for the commands one snapshot of {metrics} metrics needs: {cap:.0} snapshots/s = {:.0} samples/s",
+        cap * metrics as f64
+    );
+    let flushed = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "FLUSHALL"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(flushed, "redis-cli FLUSHALL");
+    cap
+}

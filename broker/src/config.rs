@@ -181,7 +181,8 @@ pub struct Config {
     )]
     pub redis_buffer_snapshots: usize,
     /// Replicas that must have each write (Redis WAIT) before agents are acknowledged, so a
-    /// fail-over loses nothing acknowledged. Standalone and sentinel modes.
+    /// fail-over loses nothing acknowledged. Every mode: in a cluster, WAIT runs on the master
+    /// that took the batch (one host's keys share a slot).
     #[arg(long, env = "RINGWATCH_BROKER_REDIS_MIN_REPLICAS", default_value_t = 0)]
     pub redis_min_replicas: u32,
 }
@@ -298,9 +299,6 @@ impl Config {
                     "redis_urls: {:?} must start with redis:// or rediss:// (TLS)",
                     crate::store::redis_conn::redact(u)
                 ));
-            }
-            if self.redis_mode == RedisMode::Cluster && self.redis_min_replicas > 0 {
-                return bad("redis_min_replicas: not supported in cluster mode".into());
             }
             if let Some(ca) = &self.redis_ca_file {
                 if self.redis_mode == RedisMode::Sentinel {

@@ -220,11 +220,11 @@ pub async fn run(cfg: LoadgenConfig, stop: CancellationToken) -> Result<Summary,
         "loadgen starting"
     );
 
-    // Hosts start spread over one interval (live) or one second (backfill), not all at once.
+    // Hosts connect spread over one interval (at most 5 s; backfill: 1 s), not all at once.
     let ramp = if backfill {
         Duration::from_secs(1)
     } else {
-        cfg.interval
+        cfg.interval.min(Duration::from_secs(5))
     };
     let mut set = JoinSet::new();
     for h in 0..cfg.hosts {

@@ -3,7 +3,11 @@
 //! to a file that is printed if a test fails while the process is alive.
 #![allow(dead_code)]
 
+pub mod loadgen;
+pub mod proxy;
 pub mod redis_servers;
+
+pub use redis_servers::signal;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -24,6 +28,12 @@ pub struct Proc {
     lines: mpsc::Receiver<serde_json::Value>,
     pub log: PathBuf,
     _logdir: tempfile::TempDir,
+    /// The arguments it was started with (for `restart`).
+    args: Vec<String>,
+    /// The logs of earlier runs of this process (before `restart`).
+    earlier_logs: String,
+    /// Lines read past by `latest_event` that another event may still want.
+    stash: std::cell::RefCell<std::collections::VecDeque<serde_json::Value>>,
 }
 
 impl Proc {
@@ -64,7 +74,36 @@ impl Proc {
             lines: rx,
             log,
             _logdir: logdir,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            earlier_logs: String::new(),
+            stash: Default::default(),
         }
+    }
+
+    /// Kills it with SIGKILL if it still runs, then starts it again with the same arguments
+    /// (give it fixed ports, e.g. with `broker_fixed`, to get the same addresses back).
+    pub fn restart(&mut self) {
+        self.kill9();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let fresh = Proc::start(&args);
+        let earlier = format!(
+            "{}{}\n---- restarted ----\n",
+            self.earlier_logs,
+            self.logs()
+        );
+        let mut old = std::mem::replace(self, fresh);
+        self.earlier_logs = earlier;
+        let _ = old.child.wait();
+    }
+
+    /// SIGSTOP: the process stops and holds its sockets open.
+    pub fn pause(&self) {
+        signal(self.pid(), "STOP");
+    }
+
+    /// SIGCONT after `pause`.
+    pub fn resume(&self) {
+        signal(self.pid(), "CONT");
     }
 
     pub fn addr(&self, key: &str) -> String {
@@ -107,15 +146,47 @@ impl Proc {
 
     /// The next JSON line with `event` == `name` (up to `timeout`).
     pub fn event(&self, name: &str, timeout: Duration) -> Option<serde_json::Value> {
+        {
+            let mut stash = self.stash.borrow_mut();
+            if let Some(i) = stash.iter().position(|v| v["event"] == name) {
+                return stash.remove(i);
+            }
+        }
         let deadline = Instant::now() + timeout;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.lines.recv_timeout(left) {
                 Ok(v) if v["event"] == name => return Some(v),
+                // Kept for a later `event` (e.g. a summary that comes while waiting for
+                // progress); progress lines while waiting for something else are not needed.
+                Ok(v) if v["event"] != "progress" => self.stash.borrow_mut().push_back(v),
                 Ok(_) => continue,
                 Err(_) => return None,
             }
         }
         None
+    }
+
+    /// The newest line with `event` == `name` printed so far, or the next one (up to
+    /// `timeout`); older ones are skipped, other events kept for `event`.
+    pub fn latest_event(&self, name: &str, timeout: Duration) -> Option<serde_json::Value> {
+        let mut newest = None;
+        let mut stash = self.stash.borrow_mut();
+        stash.retain(|v| {
+            let hit = v["event"] == name;
+            if hit {
+                newest = Some(v.clone());
+            }
+            !hit
+        });
+        while let Ok(v) = self.lines.try_recv() {
+            if v["event"] == name {
+                newest = Some(v);
+            } else {
+                stash.push_back(v);
+            }
+        }
+        drop(stash);
+        newest.or_else(|| self.event(name, timeout))
     }
 
     pub fn logs(&self) -> String {
@@ -130,13 +201,52 @@ impl Drop for Proc {
             let _ = self.child.wait();
             if std::thread::panicking() {
                 eprintln!(
-                    "---- logs of {BIN} (pid {}) ----\n{}",
+                    "---- logs of {BIN} {:?} (pid {}) ----\n{}{}",
+                    self.args.first(),
                     self.child.id(),
+                    self.earlier_logs,
                     self.logs()
                 );
             }
         }
     }
+}
+
+/// A free loopback address (`127.0.0.1:port`), for a process that must come back on it.
+pub fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").to_string()
+}
+
+/// A broker on fixed free loopback ports, so `restart` brings it back at the same address.
+pub fn broker_fixed(data_dir: &Path, extra: &[&str]) -> Proc {
+    broker_on(&free_addr(), &free_addr(), data_dir, extra)
+}
+
+/// A broker on free loopback ports storing in Redis at `urls` (the server, the sentinels or
+/// the cluster seeds, as `--redis-mode` in `extra` says).
+pub fn redis_broker(urls: &[String], extra: &[&str]) -> Proc {
+    let mut args: Vec<String> = [
+        "broker",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--node-id",
+        "redis-broker",
+        "--store",
+        "redis",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for u in urls {
+        args.push("--redis-url".into());
+        args.push(u.clone());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Proc::start(&args)
 }
 
 /// A broker on free loopback ports with its store in `data_dir`.

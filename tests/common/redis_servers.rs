@@ -18,6 +18,16 @@ pub fn require(bin: &str) -> PathBuf {
     panic!("{bin} is not installed; install it with: {INSTALL} (scripts/test.sh does this)");
 }
 
+/// Sends `kill -SIG pid` (e.g. "STOP", "CONT", "KILL").
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
 /// A port `p` with `p` and `p + 10000` (the cluster bus) both free.
 pub fn free_port() -> u16 {
     loop {
@@ -120,10 +130,15 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::File::create(self.dir.path().join("redis.log")).expect("log");
+        // Redis logs to stdout; keep it (appending across restarts) for a failing test.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("redis.log"))
+            .expect("log");
         let child = Command::new(&self.bin)
             .args(&self.args)
-            .stdout(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
             .expect("spawn redis-server");
@@ -143,6 +158,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
@@ -157,6 +177,16 @@ impl RedisServer {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// SIGSTOP: the server stops answering and keeps its connections open.
+    pub fn pause(&self) {
+        signal(self.pid(), "STOP");
+    }
+
+    /// SIGCONT after `pause`.
+    pub fn resume(&self) {
+        signal(self.pid(), "CONT");
     }
 
     /// Starts again on the same port and directory.
@@ -223,7 +253,7 @@ impl SentinelGroup {
                 std::fs::File::create(dir.path().join(format!("sentinel-{i}.log"))).expect("log");
             let child = Command::new(&bin)
                 .arg(&conf)
-                .stdout(Stdio::null())
+                .stdout(log.try_clone().expect("log"))
                 .stderr(log)
                 .spawn()
                 .expect("spawn redis-sentinel");
@@ -254,6 +284,23 @@ impl SentinelGroup {
             .collect()
     }
 
+    /// Every server's and sentinel's log, for a failing test to print.
+    pub fn logs(&self) -> String {
+        let mut out = format!(
+            "---- first master (port {}) ----\n{}\n---- first replica (port {}) ----\n{}\n",
+            self.master.port,
+            self.master.log(),
+            self.replica.port,
+            self.replica.log()
+        );
+        for (i, (_, port)) in self.sentinels.iter().enumerate() {
+            let log = std::fs::read_to_string(self._dir.path().join(format!("sentinel-{i}.log")))
+                .unwrap_or_default();
+            out.push_str(&format!("---- sentinel {i} (port {port}) ----\n{log}\n"));
+        }
+        out
+    }
+
     /// The master's port as the sentinels see it now.
     pub fn current_master(&self, master_name: &str) -> Option<u16> {
         let (_, port) = self.sentinels.first()?;
@@ -275,15 +322,20 @@ impl Drop for SentinelGroup {
     }
 }
 
-/// Three masters in a Redis Cluster, created with `redis-cli --cluster create`.
+/// Three masters in a Redis Cluster, created with `redis-cli --cluster create`, each with
+/// `replicas` replicas.
 pub struct Cluster {
     pub nodes: Vec<RedisServer>,
 }
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Self::start_with_replicas(0)
+    }
+
+    pub fn start_with_replicas(replicas: usize) -> Cluster {
         let cli = require("redis-cli");
-        let nodes: Vec<RedisServer> = (0..3)
+        let nodes: Vec<RedisServer> = (0..3 * (1 + replicas))
             .map(|_| {
                 RedisServer::start_with(&[
                     "--save",
@@ -306,7 +358,7 @@ impl Cluster {
         let out = Command::new(cli)
             .args(["--cluster", "create"])
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli --cluster create");
         assert!(
@@ -314,24 +366,108 @@ impl Cluster {
             "cluster create failed: {}",
             String::from_utf8_lossy(&out.stdout)
         );
+        let cluster = Cluster { nodes };
+        cluster.wait_ok(&(0..cluster.nodes.len()).collect::<Vec<_>>());
+        if replicas > 0 {
+            // Every replica attached and in sync before anything depends on it.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while cluster
+                .nodes
+                .iter()
+                .filter(|n| cluster.role(n) == "slave")
+                .any(|n| !info(n, "replication").contains("master_link_status:up"))
+            {
+                assert!(Instant::now() < deadline, "replicas did not sync");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        cluster
+    }
+
+    /// Starts a new node and attaches it as a replica of `nodes[master]`; returns its index.
+    pub fn add_replica(&mut self, master: usize) -> usize {
+        let node = RedisServer::start_with(&[
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "2000",
+        ]);
+        let id: String = redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut self.nodes[master].conn())
+            .expect("CLUSTER MYID");
+        let out = Command::new(require("redis-cli"))
+            .args(["--cluster", "add-node"])
+            .arg(format!("127.0.0.1:{}", node.port))
+            .arg(format!("127.0.0.1:{}", self.nodes[master].port))
+            .args(["--cluster-slave", "--cluster-master-id", &id])
+            .output()
+            .expect("redis-cli --cluster add-node");
+        assert!(
+            out.status.success(),
+            "add-node failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         let deadline = Instant::now() + Duration::from_secs(30);
-        for n in &nodes {
-            loop {
-                let info: String = redis::cmd("CLUSTER")
-                    .arg("INFO")
-                    .query(&mut n.conn())
-                    .unwrap_or_default();
-                if info.contains("cluster_state:ok") {
-                    break;
-                }
+        while !info(&node, "replication").contains("master_link_status:up") {
+            assert!(Instant::now() < deadline, "the new replica did not sync");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    /// Waits until the nodes at `indices` report `cluster_state:ok`.
+    pub fn wait_ok(&self, indices: &[usize]) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for &i in indices {
+            while !info_cluster(&self.nodes[i]).contains("cluster_state:ok") {
                 assert!(Instant::now() < deadline, "cluster did not reach state ok");
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        Cluster { nodes }
+    }
+
+    /// `master` or `slave` (what ROLE says), or "" if the node does not answer.
+    pub fn role(&self, node: &RedisServer) -> String {
+        let mut c = match redis::Client::open(node.url())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
+        {
+            Ok(c) => c,
+            Err(_) => return String::new(),
+        };
+        redis::cmd("ROLE")
+            .query::<Vec<redis::Value>>(&mut c)
+            .ok()
+            .and_then(|v| match v.first() {
+                Some(redis::Value::BulkString(b)) => Some(String::from_utf8_lossy(b).into()),
+                Some(redis::Value::SimpleString(s)) => Some(s.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
     }
 
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
     }
+}
+
+fn info(node: &RedisServer, section: &str) -> String {
+    redis::Client::open(node.url())
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
+        .and_then(|mut c| redis::cmd("INFO").arg(section).query::<String>(&mut c))
+        .unwrap_or_default()
+}
+
+fn info_cluster(node: &RedisServer) -> String {
+    redis::Client::open(node.url())
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
+        .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
+        .unwrap_or_default()
 }

@@ -604,6 +604,8 @@ impl Store for RedisStore {
         let mut pipe = self.write_pipeline(snapshots);
         let min_replicas = self.inner.cfg.min_replicas;
         if min_replicas > 0 {
+            // In a cluster the pipeline goes to the master of its keys' slot (one host's keys
+            // share the `{host}` hash tag) and WAIT, which names no key, rides along to it.
             let wait_ms = self.inner.cfg.settings.response_timeout.as_millis() as u64 / 2;
             pipe.cmd("WAIT").arg(min_replicas).arg(wait_ms.max(1));
         }

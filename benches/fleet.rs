@@ -1,0 +1,387 @@
+//! Ingest at the shape users have: many hosts, each its own stream and connection, one small
+//! batch per interval, driven by `ringwatch loadgen` (a separate release process) against one
+//! release broker.
+//!
+//! `cargo bench --bench fleet` — env `FLEET_HOSTS` (10000), `FLEET_SECS` (40 per load phase),
+//! `FLEET_METRICS` (60), `FLEET_STORE` (`embedded`, `redis` or `both`; default `embedded`).
+//!
+//! Phases, each on a fresh broker:
+//! 1. **connected and idle**: every host connects and registers, no data (1 h interval): the
+//!    broker's RSS per connected host.
+//! 2. **1 s interval**: one snapshot per host per second. Measured in a window after the ramp:
+//!    acknowledged samples/s, broker CPU → samples/s per broker core, broker RSS, acknowledgement
+//!    latency (p50/p99 of each second's figures in the window, and loadgen's whole run).
+//! 3. **capacity**: the same hosts at a 100 ms interval, more than the broker can take: what it
+//!    sustains is its capacity on this machine (100 %), with the latency at that point.
+//! 4. **50 %**: the interval that offers half of (3).
+//!
+//! Then `ringwatch verify` on phase 2's ledger (hosts × snapshots checked per second), and
+//! loadgen's own cost (snapshots per loadgen CPU second). With Redis, the redis-benchmark ceiling
+//! for the same commands is measured first, in the same run.
+
+#[path = "../tests/common/redis_servers.rs"]
+#[allow(dead_code)]
+mod redis_servers;
+#[path = "support.rs"]
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use redis_servers::RedisServer;
+use support::*;
+
+struct Store {
+    label: &'static str,
+    redis: Option<RedisServer>,
+}
+
+impl Store {
+    fn broker(&self, dir: &std::path::Path) -> Proc {
+        let mut args = vec![
+            "broker",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--max-streams",
+            "200000",
+            "--memory-limit-samples",
+            "1000000000",
+        ];
+        let url;
+        match &self.redis {
+            None => args.extend(["--data-dir", dir.to_str().expect("utf-8 path")]),
+            Some(r) => {
+                url = r.url();
+                args.extend([
+                    "--store",
+                    "redis",
+                    "--redis-url",
+                    &url,
+                    "--redis-buffer-snapshots",
+                    "1000000",
+                ]);
+                let flushed = Command::new("redis-cli")
+                    .args(["-p", &r.port.to_string(), "FLUSHALL"])
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+                assert!(flushed, "FLUSHALL");
+            }
+        }
+        Proc::start(&args)
+    }
+}
+
+/// A loadgen process (release, JSON lines) whose lines are read on a thread.
+struct Loadgen {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl Loadgen {
+    fn start(url: &str, ledger: &std::path::Path, args: &[String]) -> Loadgen {
+        let mut child = Command::new(BIN)
+            .args(["loadgen", "--json", "--broker", url, "--ledger"])
+            .arg(ledger)
+            .args(args)
+            .env("RINGWATCH_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn loadgen");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        Loadgen { child, lines }
+    }
+
+    /// Every line until `deadline` (or until the summary).
+    fn lines_until(&self, deadline: Instant) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(v) => {
+                    let end = v["event"] == "summary";
+                    out.push(v);
+                    if end {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
+    fn summary(&self) -> serde_json::Value {
+        self.lines_until(Instant::now() + Duration::from_secs(600))
+            .into_iter()
+            .rfind(|v| v["event"] == "summary")
+            .expect("loadgen summary")
+    }
+}
+
+impl Drop for Loadgen {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn f(v: &serde_json::Value, k: &str) -> f64 {
+    v[k].as_f64().unwrap_or(0.0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// What one load phase measured.
+struct Phase {
+    offered_per_s: f64,
+    acked_per_s: f64,
+    broker_cores: f64,
+    rss_mib: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    run_p99_ms: f64,
+    summary: serde_json::Value,
+    /// `ringwatch verify` on the phase's ledger, when asked for.
+    verify: Option<serde_json::Value>,
+}
+
+/// Runs `hosts` at `interval_ms` for `secs` on a fresh broker; measures the window after a
+/// warm-up of 2 intervals + 8 s, up to 4 s before the end.
+fn phase(
+    store: &Store,
+    hosts: u32,
+    metrics: usize,
+    interval_ms: u64,
+    secs: u64,
+    ledger: &std::path::Path,
+    verify: bool,
+) -> Phase {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = store.broker(dir.path());
+    let url = format!("http://{}", broker.addr("grpc"));
+    let args: Vec<String> = [
+        "--hosts".to_string(),
+        hosts.to_string(),
+        "--interval".into(),
+        format!("{interval_ms}ms"),
+        "--metrics".into(),
+        metrics.to_string(),
+        "--duration".into(),
+        format!("{secs}s"),
+        "--drain-timeout".into(),
+        "20s".into(),
+    ]
+    .to_vec();
+    let lg = Loadgen::start(&url, ledger, &args);
+    let start = Instant::now();
+    let warm = Duration::from_millis(2 * interval_ms) + Duration::from_secs(8);
+    let _ = lg.lines_until(start + warm);
+    let (cpu0, t0) = (broker.cpu_secs(), Instant::now());
+    let window =
+        lg.lines_until(start + Duration::from_secs(secs).saturating_sub(Duration::from_secs(4)));
+    let (cpu1, t1) = (broker.cpu_secs(), Instant::now());
+    let rss_mib = broker.status_kb("VmRSS") as f64 / 1024.0;
+    let progress: Vec<&serde_json::Value> =
+        window.iter().filter(|v| v["event"] == "progress").collect();
+    let acked = match (progress.first(), progress.last()) {
+        (Some(a), Some(b)) => f(b, "acked") - f(a, "acked"),
+        _ => 0.0,
+    };
+    let span = match (progress.first(), progress.last()) {
+        (Some(a), Some(b)) => f(b, "elapsed_s") - f(a, "elapsed_s"),
+        _ => 0.0,
+    };
+    let summary = lg.summary();
+    let verify = verify.then(|| {
+        let out = Command::new(BIN)
+            .args([
+                "verify",
+                "--json",
+                "--concurrency",
+                "32",
+                "--broker",
+                &url,
+                "--ledger",
+            ])
+            .arg(ledger)
+            .output()
+            .expect("run verify");
+        serde_json::from_slice(&out.stdout).expect("verify report")
+    });
+    Phase {
+        offered_per_s: f64::from(hosts) * 1000.0 / interval_ms as f64,
+        acked_per_s: acked / span.max(1e-3),
+        broker_cores: (cpu1 - cpu0) / t1.duration_since(t0).as_secs_f64(),
+        rss_mib,
+        p50_ms: median(progress.iter().map(|p| f(p, "ack_p50_ms")).collect()),
+        p99_ms: median(progress.iter().map(|p| f(p, "ack_p99_ms")).collect()),
+        run_p99_ms: f(&summary["ack_latency"], "p99_ms"),
+        summary,
+        verify,
+    }
+}
+
+fn report(label: &str, what: &str, p: &Phase, metrics: usize, ceiling: Option<f64>) {
+    let samples = p.acked_per_s * metrics as f64;
+    if let Some(cap) = ceiling {
+        println!(
+            "fleet [{label}] {what}: {:.0} % of the redis-benchmark ceiling",
+            p.acked_per_s / cap * 100.0
+        );
+    }
+    println!(
+        "fleet [{label}] {what}: offered {:.0} snapshots/s, acknowledged {:.0}/s = {:.0} samples/s; broker {:.2} cores = {:.0} samples/s per broker core; broker RSS {:.0} MiB; ack latency p50 {:.1} ms p99 {:.1} ms (median of per-second figures), whole run p99 {:.1} ms; loadgen {:.0} snapshots per CPU second",
+        p.offered_per_s,
+        p.acked_per_s,
+        samples,
+        p.broker_cores,
+        samples / p.broker_cores.max(1e-3),
+        p.rss_mib,
+        p.p50_ms,
+        p.p99_ms,
+        p.run_p99_ms,
+        f(&p.summary, "snapshots_per_loadgen_cpu_s"),
+    );
+}
+
+fn run(store: Store, hosts: u32, metrics: usize, secs: u64, ceiling: Option<f64>) {
+    let label = store.label;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger = dir.path().join("ledger");
+
+    // 1. Connected and idle: RSS per connected host.
+    {
+        let data = tempfile::tempdir().expect("tempdir");
+        let broker = store.broker(data.path());
+        let url = format!("http://{}", broker.addr("grpc"));
+        std::thread::sleep(Duration::from_secs(1));
+        let rss0 = broker.status_kb("VmRSS");
+        let lg = Loadgen::start(
+            &url,
+            &ledger,
+            &[
+                "--hosts".into(),
+                hosts.to_string(),
+                "--interval".into(),
+                "1h".into(),
+                "--snapshots".into(),
+                "1".into(),
+            ],
+        );
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut connected = 0.0;
+        while Instant::now() < deadline && connected < f64::from(hosts) {
+            if let Some(p) = lg
+                .lines_until(Instant::now() + Duration::from_secs(2))
+                .into_iter()
+                .rfind(|v| v["event"] == "progress")
+            {
+                connected = f(&p, "connected");
+            }
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        let rss1 = broker.status_kb("VmRSS");
+        println!(
+            "fleet [{label}] idle: {connected:.0} hosts connected and registered: broker RSS {:.1} → {:.1} MiB = {:.1} KB per connected host",
+            rss0 as f64 / 1024.0,
+            rss1 as f64 / 1024.0,
+            (rss1.saturating_sub(rss0)) as f64 * 1.024 / f64::from(hosts)
+        );
+    }
+
+    // 2. The realistic shape: one snapshot per host per second; then verify its ledger.
+    let one = phase(&store, hosts, metrics, 1000, secs, &ledger, true);
+    report(label, "1 s interval", &one, metrics, ceiling);
+    if let Some(v) = &one.verify {
+        println!(
+            "fleet [{label}] verify: {} hosts, {} snapshots checked in {} s = {} snapshots/s; ok={} lost={} duplicates={} wrong={}",
+            v["hosts"],
+            v["stored"],
+            v["seconds"],
+            v["snapshots_per_s"],
+            v["ok"],
+            v["lost"],
+            v["duplicates"],
+            v["wrong_values"]
+        );
+    }
+
+    // 3. Capacity: more than the broker can take.
+    let cap = phase(&store, hosts, metrics, 100, secs, &ledger, false);
+    report(
+        label,
+        "capacity (100 ms interval offered)",
+        &cap,
+        metrics,
+        ceiling,
+    );
+
+    // 4. Half of capacity.
+    let half_interval = ((f64::from(hosts) * 1000.0 / (cap.acked_per_s / 2.0)).round() as u64)
+        .clamp(100, 3_600_000);
+    let half = phase(&store, hosts, metrics, half_interval, secs, &ledger, false);
+    report(
+        label,
+        &format!("50 % of capacity ({half_interval} ms interval)"),
+        &half,
+        metrics,
+        ceiling,
+    );
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let hosts: u32 = env("FLEET_HOSTS", 10_000);
+    let secs: u64 = env("FLEET_SECS", 40);
+    let metrics: usize = env("FLEET_METRICS", 60);
+    let which: String = env("FLEET_STORE", "embedded".to_string());
+    if which == "embedded" || which == "both" {
+        run(
+            Store {
+                label: "embedded, log on disk",
+                redis: None,
+            },
+            hosts,
+            metrics,
+            secs,
+            None,
+        );
+    }
+    if which == "redis" || which == "both" {
+        let redis = RedisServer::start();
+        let cap = redis_ceiling(redis.port, metrics);
+        println!("fleet [redis] redis-benchmark ceiling: {cap:.0} snapshots/s");
+        run(
+            Store {
+                label: "redis",
+                redis: Some(redis),
+            },
+            hosts,
+            metrics,
+            secs,
+            Some(cap),
+        );
+    }
+}
