@@ -2,7 +2,7 @@
 //! directories and stopped when dropped: standalone, a sentinel group, and a cluster.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const INSTALL: &str = "apt-get install -y redis-server redis-sentinel redis-tools";
