@@ -210,19 +210,39 @@ pub struct SentinelGroup {
     _dir: tempfile::TempDir,
 }
 
+/// No persistence: a restarted server comes back empty.
+pub const NO_PERSISTENCE: &[&str] = &["--save", "", "--appendonly", "no"];
+
+/// The server settings README documents for sentinel deployments: every write in the AOF and
+/// fsynced before it is answered (a restarted server comes back with what it acknowledged), and
+/// no write taken without a replica connected.
+pub const DURABLE: &[&str] = &[
+    "--save",
+    "",
+    "--appendonly",
+    "yes",
+    "--appendfsync",
+    "always",
+    "--min-replicas-to-write",
+    "1",
+    "--min-replicas-max-lag",
+    "10",
+];
+
 impl SentinelGroup {
+    /// Master and replica without persistence.
     pub fn start(master_name: &str) -> SentinelGroup {
+        Self::start_with(master_name, NO_PERSISTENCE)
+    }
+
+    /// Master and replica started with `server` settings (e.g. `DURABLE`).
+    pub fn start_with(master_name: &str, server: &[&str]) -> SentinelGroup {
         let bin = require("redis-sentinel");
-        let master = RedisServer::start();
+        let master = RedisServer::start_with(server);
         let replicaof = format!("127.0.0.1 {}", master.port);
-        let replica = RedisServer::start_with(&[
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--replicaof",
-            &replicaof,
-        ]);
+        let mut args = server.to_vec();
+        args.extend(["--replicaof", &replicaof]);
+        let replica = RedisServer::start_with(&args);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let info: String = redis::cmd("INFO")
@@ -299,6 +319,24 @@ impl SentinelGroup {
             out.push_str(&format!("---- sentinel {i} (port {port}) ----\n{log}\n"));
         }
         out
+    }
+
+    /// The master's port if every sentinel names the same one now.
+    pub fn agreed_master(&self, master_name: &str) -> Option<u16> {
+        let ports: Vec<Option<u16>> = self
+            .sentinels
+            .iter()
+            .map(|(_, port)| {
+                let addr: Vec<String> = redis::cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(master_name)
+                    .query(&mut client(*port))
+                    .ok()?;
+                addr.get(1)?.parse().ok()
+            })
+            .collect();
+        let first = (*ports.first()?)?;
+        ports.iter().all(|p| *p == Some(first)).then_some(first)
     }
 
     /// The master's port as the sentinels see it now.
