@@ -4,12 +4,13 @@
 //! oversized message ends that stream with the decoder's status (other streams are untouched);
 //! a store failure ends the stream with UNAVAILABLE so the agent keeps the batch and resends it.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use ringwatch_proto::ingest_server::Ingest;
 use ringwatch_proto::{Ack, AgentMessage, BrokerMessage, Reject, agent_message, broker_message};
-use tokio::sync::{Semaphore, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -33,11 +34,12 @@ pub struct IngestService<S> {
     pub(crate) shutdown: CancellationToken,
 }
 
-type Out = mpsc::Sender<Result<BrokerMessage, Status>>;
+/// The replies of one ingest stream, produced as hyper asks for them.
+type Replies = Pin<Box<dyn Stream<Item = Result<BrokerMessage, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl<S: Store> Ingest for IngestService<S> {
-    type StreamStream = ReceiverStream<Result<BrokerMessage, Status>>;
+    type StreamStream = Replies;
 
     async fn stream(
         &self,
@@ -53,25 +55,64 @@ impl<S: Store> Ingest for IngestService<S> {
                 "too many open ingest streams on this broker; try another broker",
             )
         })?;
-        let peer = req.remote_addr();
-        let inbound = req.into_inner();
-        let (tx, rx) = mpsc::channel(64);
-        let handler = StreamHandler {
-            router: self.router.clone(),
-            store: self.store.clone(),
-            metrics: self.metrics.clone(),
-            limits: self.limits,
-            host: None,
+        self.metrics.ingest_streams.inc();
+        // The session is the response stream itself: it reads, stores and answers in the task
+        // hyper already runs for this HTTP/2 stream, so a connected agent costs no task and no
+        // queue of its own (a broker holds one stream per agent).
+        let session = Session {
+            handler: StreamHandler {
+                router: self.router.clone(),
+                store: self.store.clone(),
+                metrics: self.metrics.clone(),
+                limits: self.limits,
+                host: None,
+            },
+            peer: req.remote_addr(),
+            inbound: req.into_inner(),
+            shutdown: self.shutdown.clone(),
+            ended: false,
+            _permit: permit,
         };
-        let shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let metrics = handler.metrics.clone();
-            metrics.ingest_streams.inc();
-            handler.run(inbound, tx, shutdown, peer).await;
-            metrics.ingest_streams.dec();
+        let replies = futures_util::stream::unfold(session, |mut s| async move {
+            let reply = s.next_reply().await?;
+            Some((reply, s))
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(Box::pin(replies)))
+    }
+}
+
+/// One agent's stream: what it has said so far and where its replies go.
+struct Session<S> {
+    handler: StreamHandler<S>,
+    peer: Option<std::net::SocketAddr>,
+    inbound: Streaming<AgentMessage>,
+    shutdown: CancellationToken,
+    /// An error ended the stream: nothing more is read or answered.
+    ended: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<S> Drop for Session<S> {
+    fn drop(&mut self) {
+        self.handler.metrics.ingest_streams.dec();
+    }
+}
+
+impl<S: Store> Session<S> {
+    /// Reads messages until one has a reply (an ack, a reject, or an error that ends the
+    /// stream); `None` once the agent is done or the stream has ended.
+    async fn next_reply(&mut self) -> Option<Result<BrokerMessage, Status>> {
+        if self.ended {
+            return None;
+        }
+        let reply = self
+            .handler
+            .next_reply(&mut self.inbound, &self.shutdown, self.peer)
+            .await;
+        if matches!(reply, Some(Err(_))) {
+            self.ended = true;
+        }
+        reply
     }
 }
 
@@ -84,25 +125,23 @@ struct StreamHandler<S> {
 }
 
 impl<S: Store> StreamHandler<S> {
-    async fn run(
-        mut self,
-        mut inbound: Streaming<AgentMessage>,
-        tx: Out,
-        shutdown: CancellationToken,
+    async fn next_reply(
+        &mut self,
+        inbound: &mut Streaming<AgentMessage>,
+        shutdown: &CancellationToken,
         peer: Option<std::net::SocketAddr>,
-    ) {
+    ) -> Option<Result<BrokerMessage, Status>> {
         loop {
             let msg = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
-                    let _ = tx.send(Err(Status::unavailable("broker is shutting down; reconnect to another broker"))).await;
-                    return;
+                    return Some(Err(Status::unavailable("broker is shutting down; reconnect to another broker")));
                 }
                 m = inbound.message() => m,
             };
             let msg = match msg {
                 Ok(Some(m)) => m,
-                Ok(None) => return,
+                Ok(None) => return None,
                 Err(status) => {
                     let kind = match status.code() {
                         tonic::Code::ResourceExhausted | tonic::Code::OutOfRange => "oversized",
@@ -113,9 +152,14 @@ impl<S: Store> StreamHandler<S> {
                         .stream_errors
                         .get_or_create(&[("kind", kind)])
                         .inc();
-                    tracing::warn!(?peer, host = ?self.host, code = ?status.code(), message = status.message(), "ingest stream ended by bad input or transport error");
-                    let _ = tx.send(Err(status)).await;
-                    return;
+                    // A client that goes away (a fleet reconnecting, a killed process) is normal
+                    // and counted; only bad input is worth a line each.
+                    if kind == "transport" {
+                        tracing::debug!(?peer, host = ?self.host, code = ?status.code(), message = status.message(), "ingest stream ended by a transport error");
+                    } else {
+                        tracing::warn!(?peer, host = ?self.host, code = ?status.code(), message = status.message(), "ingest stream ended by bad input");
+                    }
+                    return Some(Err(status));
                 }
             };
             let reply = match msg.body {
@@ -131,8 +175,7 @@ impl<S: Store> StreamHandler<S> {
                     if let Err(rej) = validate::check_register(&r) {
                         self.count(&rej);
                         tracing::warn!(?peer, reason = %rej.reason, "registration refused");
-                        let _ = tx.send(Err(rej.status())).await;
-                        return;
+                        return Some(Err(rej.status()));
                     }
                     let record = HostRecord {
                         host_id: r.host_id.clone(),
@@ -143,10 +186,7 @@ impl<S: Store> StreamHandler<S> {
                     };
                     if let Err(e) = self.store.register(record).await {
                         tracing::error!(error = %e, "store failed to register a host");
-                        let _ = tx
-                            .send(Err(Status::unavailable(format!("store unavailable: {e}"))))
-                            .await;
-                        return;
+                        return Some(Err(Status::unavailable(format!("store unavailable: {e}"))));
                     }
                     tracing::info!(host = %r.host_id, ?peer, "agent registered");
                     self.host = Some(r.host_id);
@@ -162,17 +202,11 @@ impl<S: Store> StreamHandler<S> {
                 }
                 Some(agent_message::Body::Batch(b)) => self.batch(b).await,
             };
-            let send = match reply {
+            match reply {
                 Ok(None) => continue,
-                Ok(Some(ack)) => tx.send(Ok(ack)).await,
-                Err(Ok(reject)) => tx.send(Ok(reject)).await,
-                Err(Err(status)) => {
-                    let _ = tx.send(Err(status)).await;
-                    return;
-                }
-            };
-            if send.is_err() {
-                return; // the agent went away
+                Ok(Some(ack)) => return Some(Ok(ack)),
+                Err(Ok(reject)) => return Some(Ok(reject)),
+                Err(Err(status)) => return Some(Err(status)),
             }
         }
     }

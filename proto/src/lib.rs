@@ -12,6 +12,7 @@ pub mod monitor {
     tonic::include_proto!("monitor");
 }
 
+pub mod codec;
 pub mod rules;
 
 pub use v1::*;
