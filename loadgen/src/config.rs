@@ -133,6 +133,13 @@ pub struct LoadgenConfig {
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
 
+    /// Leave the first part of the run out of the summary's latency figures (the ramp-up:
+    /// connecting, registering), as the end (hosts finishing) always is; acknowledgements are
+    /// counted all the same.
+    #[arg(long, env = "RINGWATCH_LOADGEN_WARMUP", default_value = "0s", value_parser = duration)]
+    #[serde(with = "humantime_serde")]
+    pub warmup: Duration,
+
     /// The acknowledgement ledger to write (read it back with `ringwatch verify`).
     #[arg(
         long,
@@ -172,6 +179,7 @@ impl Default for LoadgenConfig {
             heartbeat: Duration::from_secs(10),
             backoff_max: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(60),
+            warmup: Duration::ZERO,
             ledger: PathBuf::from("loadgen.ledger"),
             json: false,
             quiet: false,

@@ -182,6 +182,12 @@ pub async fn run(cfg: LoadgenConfig, stop: CancellationToken) -> Result<Summary,
         let last = grid.ts(grid.hosts - 1, grid.snapshots_per_host - 1);
         started + Duration::from_millis((last - now).max(0) as u64) + cfg.drain_timeout
     };
+    // The summary's latency leaves out the end of a live run: from when the first host's last
+    // snapshot comes due, hosts finish and close their streams, which is not the steady state.
+    let cool_from = (!backfill).then(|| {
+        let first_last = grid.ts(0, grid.snapshots_per_host - 1);
+        started + Duration::from_millis((first_last - now).max(0) as u64)
+    });
     let connections = cfg.connections();
     let ctx = Arc::new(Ctx {
         plan: Plan {
@@ -201,7 +207,7 @@ pub async fn run(cfg: LoadgenConfig, stop: CancellationToken) -> Result<Summary,
         },
         brokers: Brokers::new(&cfg.brokers, cfg.hosts, connections, cfg.connect_timeout)?,
         ledger,
-        stats: Stats::default(),
+        stats: Stats::with_window(cfg.warmup, cool_from.map(Instant::into_std)),
         stop: stop.clone(),
     });
     if cfg.json {

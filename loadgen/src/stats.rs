@@ -23,8 +23,13 @@ pub struct Stats {
     pub snapshots_dropped: AtomicU64,
     pub reconnects: AtomicU64,
     pub ack_timeouts: AtomicU64,
-    /// Acknowledgement latency in microseconds: the whole run, and since the last progress line.
+    /// Acknowledgement latency in microseconds: the whole run (after the warm-up), and since
+    /// the last progress line.
     latency: Mutex<(Histogram<u64>, Histogram<u64>)>,
+    /// Acknowledgements outside [warm_from, cool_from) are left out of the whole-run latency:
+    /// the ramp-up, and the end when hosts finish and close their streams.
+    warm_from: Instant,
+    cool_from: Option<Instant>,
     last_error: Mutex<Option<String>>,
     last_reject: Mutex<Option<String>>,
     /// When a host's error was last logged (errors of many hosts at once are logged once a
@@ -50,6 +55,8 @@ impl Default for Stats {
             reconnects: AtomicU64::new(0),
             ack_timeouts: AtomicU64::new(0),
             latency: Mutex::new((histogram(), histogram())),
+            warm_from: Instant::now(),
+            cool_from: None,
             last_error: Mutex::new(None),
             last_reject: Mutex::new(None),
             log_gate: Mutex::new((Instant::now() - Duration::from_secs(10), 0)),
@@ -90,6 +97,16 @@ impl Latency {
 }
 
 impl Stats {
+    /// Counters whose whole-run latency leaves out acknowledgements in the first `warmup` and
+    /// from `cool_from` on.
+    pub fn with_window(warmup: Duration, cool_from: Option<Instant>) -> Stats {
+        Stats {
+            warm_from: Instant::now() + warmup,
+            cool_from,
+            ..Stats::default()
+        }
+    }
+
     pub fn sent(&self, n: u64) {
         add(&self.snapshots_sent, n);
     }
@@ -98,8 +115,12 @@ impl Stats {
         add(&self.snapshots_acked, n);
         add(&self.duplicates, duplicates);
         let us = (latency.as_micros() as u64).clamp(1, 3_600_000_000);
+        let now = Instant::now();
+        let warm = now >= self.warm_from && self.cool_from.is_none_or(|c| now < c);
         if let Ok(mut l) = self.latency.lock() {
-            let _ = l.0.record(us);
+            if warm {
+                let _ = l.0.record(us);
+            }
             let _ = l.1.record(us);
         }
     }
@@ -358,6 +379,19 @@ mod tests {
         assert_eq!(r2.latency_total, r.latency_total);
         assert_eq!(s.last_error().as_deref(), Some("boom"));
         assert_eq!(s.last_reject().as_deref(), Some("bad"));
+    }
+
+    #[test]
+    fn the_ramp_up_and_the_end_are_left_out_of_the_whole_run_latency_only() {
+        let s = Stats::with_window(Duration::from_secs(3600), None);
+        s.acked(1, 0, Duration::from_millis(500));
+        let r = s.read();
+        assert_eq!(r.acked, 1);
+        assert_eq!(r.latency_total, Latency::default());
+        assert_eq!(r.latency_recent.max_ms, 500.0);
+        let s = Stats::with_window(Duration::ZERO, Some(Instant::now()));
+        s.acked(1, 0, Duration::from_millis(500));
+        assert_eq!(s.read().latency_total, Latency::default(), "past the end");
     }
 
     #[test]

@@ -162,6 +162,8 @@ struct Inner {
     memory_watermark: AtomicU64,
     counters: EmbeddedCounters,
     disk_bytes: AtomicU64,
+    /// Log segments closed by rotation and not yet fsynced.
+    unsynced: Mutex<Vec<std::fs::File>>,
 }
 
 /// The embedded store. Cheap to clone.
@@ -220,6 +222,7 @@ impl EmbeddedStore {
                 memory_watermark: AtomicU64::new(0),
                 counters,
                 disk_bytes: AtomicU64::new(disk),
+                unsynced: Mutex::new(Vec::new()),
             }),
         };
         store.enforce_memory_limit();
@@ -257,7 +260,13 @@ impl EmbeddedStore {
                     .map_err(|_| StoreError::Unavailable("log lock poisoned".into()))?;
                 let out = f(&mut w)?;
                 if w.wants_rotation() {
-                    w.rotate()?;
+                    // The closed segment is fsynced by the next sync (within the fsync interval,
+                    // or before this write's ack when every write is synced), not here: an
+                    // fsync of a whole segment under the log's lock stalled every writer.
+                    let closed = w.rotate()?;
+                    if let Ok(mut unsynced) = self.inner.unsynced.lock() {
+                        unsynced.push(closed);
+                    }
                     // The new segment starts with the registry so deleting old segments never
                     // forgets a host.
                     let hosts: Vec<HostInfo> = self
@@ -278,10 +287,27 @@ impl EmbeddedStore {
     }
 
     fn sync_now(&self) -> Result<(), StoreError> {
-        let file = self.with_wal(|w| w.sync_handle())?;
-        if let Some(f) = file {
-            f.sync_data().map_err(|e| StoreError::io("wal", e))?;
+        let handles = self.with_wal(|w| Ok((w.sync_handle()?, w.dir().to_path_buf())))?;
+        let Some((active, dir)) = handles else {
+            return Ok(());
+        };
+        // Segments closed since the last sync first, then the folder that names the new ones.
+        let closed: Vec<std::fs::File> = self
+            .inner
+            .unsynced
+            .lock()
+            .map(|mut u| std::mem::take(&mut *u))
+            .unwrap_or_default();
+        if !closed.is_empty() {
+            for f in &closed {
+                f.sync_data()
+                    .map_err(|e| StoreError::io("wal segment", e))?;
+            }
+            std::fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| StoreError::io(&dir, e))?;
         }
+        active.sync_data().map_err(|e| StoreError::io("wal", e))?;
         Ok(())
     }
 
@@ -605,6 +631,37 @@ mod tests {
             metric_names: vec![],
             limit: usize::MAX,
         }
+    }
+
+    #[tokio::test]
+    async fn a_rotated_segment_is_synced_by_the_next_sync_not_under_the_log_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = EmbeddedConfig {
+            data_dir: Some(dir.path().to_path_buf()),
+            segment_max_bytes: 4096,
+            ..EmbeddedConfig::default()
+        };
+        let now = now_ms();
+        {
+            let store = EmbeddedStore::open(cfg.clone()).unwrap();
+            for i in 0..40 {
+                store
+                    .write(&[snap("h", now - 40_000 + i * 1000, 20)])
+                    .await
+                    .unwrap();
+            }
+            let waiting = store.inner.unsynced.lock().unwrap().len();
+            assert!(
+                waiting >= 2,
+                "rotations leave closed segments to the next sync: {waiting}"
+            );
+            store.flush().await.unwrap();
+            assert_eq!(store.inner.unsynced.lock().unwrap().len(), 0);
+        }
+        let segments = std::fs::read_dir(dir.path()).unwrap().count();
+        assert!(segments >= 3, "{segments} segments");
+        let store = EmbeddedStore::open(cfg).unwrap();
+        assert_eq!(rows(&store, range("h", now - 60_000, now)).await.len(), 40);
     }
 
     #[tokio::test]

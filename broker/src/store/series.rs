@@ -92,13 +92,25 @@ struct Col {
 struct Block {
     ts: Vec<i64>,
     cols: Vec<Col>,
+    /// The capacity a new column starts with (see `first_capacity`).
+    first_cap: usize,
+}
+
+/// The rows a block's new columns are first sized for: 4 to 35, from the host id. Hosts that
+/// arrive together (a fleet reconnecting after a broker restart) fill their blocks in step; if
+/// their columns all started at the same size, every doubling would fall on the same instant
+/// for all of them (10,000 hosts × 60 columns reallocated at once, under the store's lock).
+/// Starting sizes spread over a 9× range spread each doubling over that range of rows.
+fn first_capacity(host_id: &str) -> usize {
+    4 + (crc32fast::hash(host_id.as_bytes()) % 32) as usize
 }
 
 impl Block {
-    fn new() -> Block {
+    fn new(first_cap: usize) -> Block {
         Block {
             ts: Vec::with_capacity(BLOCK_ROWS),
             cols: Vec::new(),
+            first_cap,
         }
     }
 
@@ -128,7 +140,11 @@ impl Block {
                     self.cols.push(Col {
                         name: id,
                         unit: m.unit,
-                        values: vec![f64::NAN; rows],
+                        values: {
+                            let mut v = Vec::with_capacity(rows.max(self.first_cap));
+                            v.resize(rows, f64::NAN);
+                            v
+                        },
                     });
                     self.cols.len() - 1
                 }
@@ -206,7 +222,8 @@ impl Series {
         let appending = self.newest().is_none_or(|n| ts > n);
         let (b, pos) = if appending {
             if self.blocks.back().is_none_or(|b| b.ts.len() >= BLOCK_ROWS) {
-                self.blocks.push_back(Block::new());
+                self.blocks
+                    .push_back(Block::new(first_capacity(&snap.host_id)));
             }
             let b = self.blocks.len() - 1;
             (b, self.blocks[b].ts.len())

@@ -146,16 +146,19 @@ impl Wal {
         self.active.bytes >= self.max_segment_bytes
     }
 
-    /// Closes the active segment and opens a new one.
-    pub(crate) fn rotate(&mut self) -> Result<(), StoreError> {
-        self.file
-            .sync_data()
-            .map_err(|e| StoreError::io(&self.active.path, e))?;
+    /// Closes the active segment and opens a new one. Returns the closed segment's file, not
+    /// yet fsynced: the caller syncs it (with the folder) outside the log's lock.
+    pub(crate) fn rotate(&mut self) -> Result<File, StoreError> {
         let (seg, file) = create_segment(&self.dir, self.active.seq + 1)?;
         let old = std::mem::replace(&mut self.active, seg);
-        self.file = file;
+        let old_file = std::mem::replace(&mut self.file, file);
         self.closed.push(old);
-        Ok(())
+        Ok(old_file)
+    }
+
+    /// The log's folder (fsynced after a rotation, so the new segment's name is durable).
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// A handle to fsync the active segment without holding the log.
