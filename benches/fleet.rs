@@ -5,7 +5,9 @@
 //! `cargo bench --bench fleet` — env `FLEET_HOSTS` (10000), `FLEET_SECS` (40 per load phase),
 //! `FLEET_METRICS` (60), `FLEET_STORE` (`embedded`, `redis` or `both`; default `embedded`).
 //!
-//! Phases, each on a fresh broker:
+//! On a machine with two or more cores the broker is pinned to CPU 0 and loadgen to CPU 1
+//! (`FLEET_PIN=0` turns that off), so the broker's capacity is one core's worth and the generator
+//! does not take the broker's CPU. Phases, each on a fresh broker:
 //! 1. **connected and idle**: every host connects and registers, no data (1 h interval): the
 //!    broker's RSS per connected host.
 //! 2. **1 s interval**: one snapshot per host per second. Measured in a window after the ramp:
@@ -35,6 +37,8 @@ use support::*;
 struct Store {
     label: &'static str,
     redis: Option<RedisServer>,
+    /// Pin the broker to CPU 0 and loadgen to CPU 1.
+    pin: bool,
 }
 
 impl Store {
@@ -70,7 +74,11 @@ impl Store {
                 assert!(flushed, "FLUSHALL");
             }
         }
-        Proc::start(&args)
+        let broker = Proc::start(&args);
+        if self.pin {
+            assert!(pin(broker.child.id(), 0), "taskset");
+        }
+        broker
     }
 }
 
@@ -81,7 +89,7 @@ struct Loadgen {
 }
 
 impl Loadgen {
-    fn start(url: &str, ledger: &std::path::Path, args: &[String]) -> Loadgen {
+    fn start(url: &str, ledger: &std::path::Path, args: &[String], pinned: bool) -> Loadgen {
         let mut child = Command::new(BIN)
             .args(["loadgen", "--json", "--broker", url, "--ledger"])
             .arg(ledger)
@@ -91,6 +99,9 @@ impl Loadgen {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn loadgen");
+        if pinned {
+            assert!(pin(child.id(), 1), "taskset");
+        }
         let stdout = child.stdout.take().expect("stdout");
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -199,7 +210,7 @@ fn phase(
         format!("{}ms", warm.as_millis()),
     ]
     .to_vec();
-    let lg = Loadgen::start(&url, ledger, &args);
+    let lg = Loadgen::start(&url, ledger, &args, store.pin);
     let start = Instant::now();
     let _ = lg.lines_until(start + warm);
     let (cpu0, t0) = (broker.cpu_secs(), Instant::now());
@@ -294,6 +305,7 @@ fn run(store: Store, hosts: u32, metrics: usize, secs: u64, ceiling: Option<f64>
                 "--snapshots".into(),
                 "1".into(),
             ],
+            store.pin,
         );
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut connected = 0.0;
@@ -364,11 +376,22 @@ fn main() {
     let secs: u64 = env("FLEET_SECS", 40);
     let metrics: usize = env("FLEET_METRICS", 60);
     let which: String = env("FLEET_STORE", "embedded".to_string());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pin = env("FLEET_PIN", 1u8) == 1 && cores >= 2;
+    println!(
+        "fleet: {hosts} hosts, {metrics} metrics, {secs} s per phase; {}",
+        if pin {
+            "broker pinned to CPU 0, loadgen to CPU 1"
+        } else {
+            "not pinned"
+        }
+    );
     if which == "embedded" || which == "both" {
         run(
             Store {
                 label: "embedded, log on disk",
                 redis: None,
+                pin,
             },
             hosts,
             metrics,
@@ -384,6 +407,7 @@ fn main() {
             Store {
                 label: "redis",
                 redis: Some(redis),
+                pin,
             },
             hosts,
             metrics,

@@ -407,3 +407,13 @@ pub fn redis_ceiling(port: u16, metrics: usize) -> f64 {
     assert!(flushed, "redis-cli FLUSHALL");
     cap
 }
+
+/// Pins process `pid` (all its threads, and the ones it starts later) to CPU `cpu` with
+/// `taskset`; false if that is not possible here.
+pub fn pin(pid: u32, cpu: usize) -> bool {
+    Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

@@ -388,7 +388,11 @@ mod tests {
         let r = s.read();
         assert_eq!(r.acked, 1);
         assert_eq!(r.latency_total, Latency::default());
-        assert!((r.latency_recent.max_ms - 500.0).abs() < 1.0, "{:?}", r.latency_recent);
+        assert!(
+            (r.latency_recent.max_ms - 500.0).abs() < 1.0,
+            "{:?}",
+            r.latency_recent
+        );
         let s = Stats::with_window(Duration::ZERO, Some(Instant::now()));
         s.acked(1, 0, Duration::from_millis(500));
         assert_eq!(s.read().latency_total, Latency::default(), "past the end");
