@@ -2,7 +2,7 @@
 # Soak (outside CI): runs every fault test N times with the CPU loaded by busy processes and
 # prints passes and failures per test, with the acknowledged snapshots each run checked.
 #
-#   scripts/soak.sh [N=20] [FILTER=faults_]   e.g. scripts/soak.sh 20 sentinel
+#   scripts/soak.sh [N=20] [FILTER]   e.g. scripts/soak.sh 20 sentinel (FILTER: part of a test name)
 #
 # Logs of failed runs are kept in target/soak/; a summary table goes to target/soak/summary.md.
 set -euo pipefail

@@ -6,14 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::loadgen::{Loadgen, assert_nothing_lost, verify};
+use common::loadgen::{Loadgen, assert_nothing_lost, n, verify};
 use common::proxy::Proxy;
 use common::redis_servers::{Cluster, DURABLE, NO_PERSISTENCE, RedisServer, SentinelGroup};
 use common::*;
-
-fn n(v: &serde_json::Value, k: &str) -> u64 {
-    v[k].as_u64().unwrap_or_else(|| panic!("no {k} in {v}"))
-}
 
 /// loadgen's settings in these tests: 30 hosts at 500 ms for `secs`, giving up on a stream
 /// after 5 s without an ack.
@@ -100,15 +96,8 @@ fn redis_paused_past_the_write_retry_stops_acks_and_loses_nothing() {
     let lg = start_load(&url, 30);
     lg.wait_acked(150, Duration::from_secs(60));
     redis.pause();
-    std::thread::sleep(Duration::from_secs(2));
     // Once writes hang, nothing more is acknowledged: the hosts keep their data.
-    let stalled = lg.acked_now();
-    std::thread::sleep(Duration::from_secs(5));
-    let still = lg.acked_now();
-    assert!(
-        still <= stalled + 30,
-        "no acks while Redis is paused: {stalled} → {still}"
-    );
+    lg.assert_no_acks(Duration::from_secs(2), Duration::from_secs(5));
     let m = scrape(&admin);
     assert!(
         metric(&m, "ringwatch_broker_store_write_failures_total") >= 1.0,

@@ -1,9 +1,12 @@
 //! End to end with real processes on loopback: this machine's metrics flow from a real agent to
-//! a real broker, are stored, and read back in order; a full agent buffer sheds detail before
-//! totals and counts every drop. (Faults under load: `faults_broker.rs`, `faults_redis.rs`.)
+//! a real broker, are stored, and read back in order; a broker killed with SIGKILL and restarted
+//! loses and duplicates nothing the agent had; a full agent buffer sheds detail before totals and
+//! counts every drop. (Faults under load, with loadgen and verify: `faults_broker.rs`,
+//! `faults_redis.rs`.)
 
 mod common;
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use common::*;
@@ -128,6 +131,64 @@ where
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The real agent (not loadgen) through a broker's `kill -9` and restart: its own resend path.
+/// Real metrics cannot be recomputed, so this counts by the agent's own summary: every snapshot
+/// it collected is stored once.
+#[test]
+fn a_killed_broker_loses_and_duplicates_nothing_the_agent_had() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b1 = broker(dir.path(), &[]);
+    let grpc = b1.addr("grpc");
+    let admin = b1.addr("admin");
+    let url = b1.grpc_url();
+    let mut agent = agent(&[&url], &["--host-id", "crash-host"]);
+    let metrics_addr = agent.addr("metrics");
+    wait_for("3 batches acknowledged", Duration::from_secs(30), || {
+        (metric(
+            &scrape(&metrics_addr),
+            "ringwatch_agent_snapshots_acked_total",
+        ) >= 3.0)
+            .then_some(())
+    });
+    b1.kill9();
+    // The agent buffers while no broker answers.
+    wait_for("the agent to notice", Duration::from_secs(20), || {
+        let m = scrape(&metrics_addr);
+        (metric(&m, "ringwatch_agent_connected") == 0.0
+            && metric(&m, "ringwatch_agent_buffer_snapshots") >= 2.0)
+            .then_some(())
+    });
+    let b2 = broker_on(&grpc, &admin, dir.path(), &[]);
+    wait_for(
+        "the buffer to drain into the restarted broker",
+        Duration::from_secs(40),
+        || {
+            let m = scrape(&metrics_addr);
+            (metric(&m, "ringwatch_agent_connected") == 1.0
+                && metric(&m, "ringwatch_agent_buffer_snapshots") == 0.0)
+                .then_some(())
+        },
+    );
+    assert!(agent.terminate(), "agent exits cleanly on SIGTERM");
+    let summary = agent
+        .event("stopped", Duration::from_secs(5))
+        .expect("agent prints a stopped summary");
+    let collected = summary["snapshots_collected"].as_u64().expect("collected");
+    assert_eq!(summary["snapshots_dropped"].as_u64(), Some(0), "{summary}");
+    assert_eq!(summary["snapshots_buffered"].as_u64(), Some(0), "{summary}");
+
+    let stored = block_on(range_all(&b2.grpc_url(), "crash-host"));
+    let ts: Vec<i64> = stored.iter().map(|s| s.timestamp_ms).collect();
+    let distinct: HashSet<i64> = ts.iter().copied().collect();
+    assert_eq!(distinct.len(), ts.len(), "no duplicates");
+    assert!(ts.windows(2).all(|w| w[0] < w[1]), "in order");
+    assert_eq!(
+        stored.len() as u64,
+        collected,
+        "every snapshot the agent collected is stored exactly once"
+    );
 }
 
 #[test]

@@ -274,7 +274,18 @@ impl<S: Store> StreamHandler<S> {
             tracing::warn!(host, seq = b.seq, refused = refused.len(), stored = good.len(), reason = %first.reason, "snapshots refused; the rest of the batch is stored");
             reject_reason = first.reason.clone();
         }
-        match self.router.write(good).await {
+        // In a task of its own: if the agent goes away meanwhile, hyper drops this session, and
+        // a write cancelled halfway (a Redis retry abandoned, the live push skipped) would leave
+        // what it did unannounced. The task finishes the write whatever happens to the stream.
+        let router = self.router.clone();
+        let written = tokio::spawn(async move { router.write(good).await })
+            .await
+            .unwrap_or_else(|e| {
+                Err(crate::store::StoreError::Unavailable(format!(
+                    "the store write stopped: {e}"
+                )))
+            });
+        match written {
             Ok(out) => {
                 self.metrics.stored(&out);
                 Ok(Some(BrokerMessage {

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::brokers::{Brokers, ChannelError};
 use crate::ledger::{Header, LedgerWriter};
+use crate::now_ms;
 use crate::stats::Stats;
 use crate::values::{self, MetricDef};
 
@@ -60,12 +61,6 @@ pub struct Ctx {
     pub stop: CancellationToken,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// One host's place in its snapshot sequence.
 #[derive(Debug)]
 pub(crate) struct Sim {
@@ -91,8 +86,9 @@ impl Sim {
     }
 
     /// Produces the snapshots due by `now_ms`: in live mode those whose timestamp has come
-    /// (dropping the oldest beyond `capacity`, counted), in backfill mode as many as the
-    /// in-flight window can take. Returns how many were dropped.
+    /// (beyond `capacity`, dropping the oldest not yet sent, counted; one in flight may still be
+    /// acknowledged, so it stays), in backfill mode as many as the in-flight window can take.
+    /// Returns how many were dropped.
     pub(crate) fn produce(&mut self, plan: &Plan, now_ms: i64) -> u64 {
         let mut dropped = 0;
         if plan.backfill {
@@ -106,9 +102,8 @@ impl Sim {
         while self.next_k < self.end_k && plan.grid.ts(self.h, self.next_k) <= now_ms {
             self.pending.push_back(self.next_k);
             self.next_k += 1;
-            if self.pending.len() > plan.buffer_capacity {
-                self.pending.pop_front();
-                self.sent = self.sent.saturating_sub(1);
+            if self.pending.len() > plan.buffer_capacity && self.sent < self.pending.len() {
+                self.pending.remove(self.sent);
                 dropped += 1;
             }
         }
@@ -470,18 +465,18 @@ mod tests {
     }
 
     #[test]
-    fn a_full_buffer_drops_the_oldest_and_counts_them() {
+    fn a_full_buffer_drops_the_oldest_unsent_and_counts_them() {
         let p = plan(false, 3);
         let mut s = Sim::new(0, 10);
         s.produce(&p, 1_001_000);
         assert_eq!(s.next_batch(1), vec![0]);
-        // Eight more come due with room for three: the seven oldest go, one of them in flight.
+        // Eight more come due with room for three: snapshot 0 is in flight and stays (its ack
+        // may still come); of the rest, the oldest unsent go, seven of them.
         assert_eq!(s.produce(&p, 1_009_000), 7);
         assert_eq!(s.unsettled(), 3);
-        assert_eq!(s.next_batch(10), vec![7, 8, 9]);
-        // The ack of the dropped in-flight snapshot settles nothing that is left.
+        assert_eq!(s.next_batch(10), vec![8, 9]);
         s.settle(&[0]);
-        assert_eq!(s.unsettled(), 3);
+        assert_eq!(s.unsettled(), 2);
     }
 
     #[test]

@@ -14,14 +14,17 @@
 //! The bitmaps are a shared memory map of the file: a bit set by the generator is in the
 //! kernel's page cache at once, so the ledger survives the generator's `kill -9` (not a power
 //! failure, which is not what it is for). It costs a bit per snapshot: 7 days at 5 s for
-//! 10,000 hosts is 1.5 GB of bitmap; 1 hour at 1 s for 10,000 hosts is 4.5 MB.
+//! 10,000 hosts is 151 MB of bitmap; 1 hour at 1 s for 10,000 hosts is 4.5 MB. The file is
+//! sparse until bits are set; a disk that fills up under it stops the generator (SIGBUS), so
+//! give it room. A writer holds an exclusive lock on the file, so a second generator cannot
+//! truncate a ledger in use.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use memmap2::{Mmap, MmapRaw};
+use memmap2::MmapRaw;
 use serde::{Deserialize, Serialize};
 
 const MAGIC: &[u8; 8] = b"RWLEDGR1";
@@ -40,6 +43,8 @@ pub enum LedgerError {
     Format { path: PathBuf, reason: String },
     #[error("the ledger header is too large ({0} bytes; at most 4084): use a shorter host prefix")]
     HeaderTooLarge(usize),
+    #[error("ledger {0} is in use by another loadgen (it holds the file's lock)")]
+    InUse(PathBuf),
 }
 
 /// What the ledger describes: the simulated hosts and their snapshot grid.
@@ -111,8 +116,11 @@ impl Header {
         self.snapshots_per_host.div_ceil(64).max(1)
     }
 
-    fn bitmap_bytes(&self) -> u64 {
-        u64::from(self.hosts) * self.words_per_host() * 8
+    /// The bitmaps' size; `None` if a (corrupt) header would overflow it.
+    fn bitmap_bytes(&self) -> Option<u64> {
+        u64::from(self.hosts)
+            .checked_mul(self.words_per_host())?
+            .checked_mul(8)
     }
 }
 
@@ -129,6 +137,8 @@ pub struct LedgerWriter {
     map: MmapRaw,
     words_per_host: u64,
     path: PathBuf,
+    /// Holds the file's exclusive lock while the writer lives.
+    _file: File,
 }
 
 impl std::fmt::Debug for LedgerWriter {
@@ -151,21 +161,36 @@ impl LedgerWriter {
         if json.len() > BITMAP_OFFSET as usize - 12 {
             return Err(LedgerError::HeaderTooLarge(json.len()));
         }
+        let Some(bitmap) = header.bitmap_bytes() else {
+            return Err(LedgerError::Format {
+                path: path.to_path_buf(),
+                reason: "too many hosts × snapshots".into(),
+            });
+        };
+        // Opened without truncating: a ledger another generator has mapped must not shrink
+        // under it (that would crash it). Truncated once the lock is ours.
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
-            .truncate(true)
+            .truncate(false)
             .open(path)
             .map_err(io(path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(LedgerError::InUse(path.to_path_buf()));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(path)(e)),
+        }
+        file.set_len(0).map_err(io(path))?;
         let mut head = Vec::with_capacity(BITMAP_OFFSET as usize);
         head.extend_from_slice(MAGIC);
         head.extend_from_slice(&(json.len() as u32).to_le_bytes());
         head.extend_from_slice(&json);
         head.resize(BITMAP_OFFSET as usize, 0);
         file.write_all(&head).map_err(io(path))?;
-        file.set_len(BITMAP_OFFSET + header.bitmap_bytes())
-            .map_err(io(path))?;
+        file.set_len(BITMAP_OFFSET + bitmap).map_err(io(path))?;
         file.sync_all().map_err(io(path))?;
         let map = MmapRaw::map_raw(&file).map_err(io(path))?;
         Ok(LedgerWriter {
@@ -173,6 +198,7 @@ impl LedgerWriter {
             header,
             map,
             path: path.to_path_buf(),
+            _file: file,
         })
     }
 
@@ -208,12 +234,19 @@ impl LedgerWriter {
     }
 }
 
-/// The checker's side: a read-only view of a ledger file.
-#[derive(Debug)]
+/// The checker's side: a view of a ledger file (which a generator may still be writing).
 pub struct LedgerReader {
     header: Header,
-    map: Mmap,
+    map: MmapRaw,
     words_per_host: u64,
+}
+
+impl std::fmt::Debug for LedgerReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedgerReader")
+            .field("header", &self.header)
+            .finish()
+    }
 }
 
 impl LedgerReader {
@@ -241,7 +274,15 @@ impl LedgerReader {
         if header.interval_ms <= 0 {
             return Err(format(format!("interval_ms {}", header.interval_ms)));
         }
-        let need = BITMAP_OFFSET + header.bitmap_bytes();
+        let need = header
+            .bitmap_bytes()
+            .and_then(|b| b.checked_add(BITMAP_OFFSET))
+            .ok_or_else(|| {
+                format(format!(
+                    "{} hosts × {} snapshots overflow",
+                    header.hosts, header.snapshots_per_host
+                ))
+            })?;
         let have = file.metadata().map_err(io(path))?.len();
         if have < need {
             return Err(format(format!(
@@ -249,10 +290,12 @@ impl LedgerReader {
                 header.hosts
             )));
         }
-        // SAFETY: the map is read-only and only read as bytes; the generator that may still
-        // write the file only ever sets bits, so a concurrent change can only make a bit read
-        // as set a little earlier or later.
-        let map = unsafe { Mmap::map(&file) }.map_err(io(path))?;
+        // Mapped read-only and read word by word with volatile loads (`word`): a generator in
+        // another process may still be setting bits, which can only make a bit read as set a
+        // little earlier or later.
+        let map = memmap2::MmapOptions::new()
+            .map_raw_read_only(&file)
+            .map_err(io(path))?;
         Ok(LedgerReader {
             words_per_host: header.words_per_host(),
             header,
@@ -264,15 +307,28 @@ impl LedgerReader {
         &self.header
     }
 
+    /// Word `w` of host `h`'s bitmap.
+    fn word(&self, h: u32, w: u64) -> u64 {
+        let offset = BITMAP_OFFSET + (u64::from(h) * self.words_per_host + w) * 8;
+        if offset + 8 > self.map.len() as u64 {
+            return 0;
+        }
+        // SAFETY: `offset + 8` is within the map (checked above); the map is page-aligned and
+        // the offset a multiple of 8, so the pointer is aligned for u64 and valid for reads as
+        // long as `self` holds the map. The memory may change under us (a generator in another
+        // process setting bits with aligned 8-byte stores), hence a volatile read.
+        let word = unsafe {
+            std::ptr::read_volatile(self.map.as_ptr().add(offset as usize).cast::<u64>())
+        };
+        u64::from_le(word)
+    }
+
     /// Whether host `h`'s snapshot `k` was acknowledged.
     pub fn acked(&self, h: u32, k: u64) -> bool {
         if h >= self.header.hosts || k >= self.header.snapshots_per_host {
             return false;
         }
-        let word = u64::from(h) * self.words_per_host + k / 64;
-        let at = (BITMAP_OFFSET + word * 8) as usize;
-        let bytes: [u8; 8] = self.map[at..at + 8].try_into().unwrap_or([0; 8]);
-        u64::from_le_bytes(bytes) & (1 << (k % 64)) != 0
+        self.word(h, k / 64) & (1 << (k % 64)) != 0
     }
 
     /// How many of host `h`'s snapshots were acknowledged.
@@ -280,11 +336,8 @@ impl LedgerReader {
         if h >= self.header.hosts {
             return 0;
         }
-        let start = (BITMAP_OFFSET + u64::from(h) * self.words_per_host * 8) as usize;
-        let end = start + self.words_per_host as usize * 8;
-        self.map[start..end]
-            .chunks_exact(8)
-            .map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])).count_ones() as u64)
+        (0..self.words_per_host)
+            .map(|w| u64::from(self.word(h, w).count_ones()))
             .sum()
     }
 }
@@ -365,6 +418,20 @@ mod tests {
         let r = LedgerReader::open(&path).unwrap();
         assert!(r.acked(3, 639));
         assert_eq!(r.acked_count(3), 1);
+    }
+
+    #[test]
+    fn a_ledger_in_use_is_not_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger");
+        let first = LedgerWriter::create(&path, header(2, 64)).unwrap();
+        first.mark(1, 5);
+        let second = LedgerWriter::create(&path, header(2, 64));
+        assert!(matches!(second, Err(LedgerError::InUse(_))), "{second:?}");
+        // The first writer's file is untouched.
+        assert!(LedgerReader::open(&path).unwrap().acked(1, 5));
+        drop(first);
+        LedgerWriter::create(&path, header(2, 64)).unwrap();
     }
 
     #[test]

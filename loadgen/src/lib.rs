@@ -123,7 +123,8 @@ impl Summary {
     }
 }
 
-fn now_ms() -> i64 {
+/// Wall-clock Unix milliseconds (timestamps on the wire are Unix ms).
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

@@ -29,8 +29,8 @@ use crate::ledger::{Header, LedgerError, LedgerReader};
 use crate::stats::round;
 use crate::values::{self, MetricDef};
 
-/// Rows asked for per `Range` call (later rows are read in further calls).
-const PAGE_ROWS: u64 = 50_000;
+/// Rounds over the brokers before a host that cannot be read counts as unreadable.
+const READ_ROUNDS: usize = 3;
 /// Hosts listed one by one in the report at most.
 const MAX_HOSTS_LISTED: usize = 1000;
 
@@ -156,9 +156,7 @@ pub async fn run(cfg: &VerifyConfig) -> Result<Report, VerifyError> {
         .enumerate()
         .map(|(i, d)| (d.name.clone(), i))
         .collect();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now = crate::now_ms();
     let checker = Arc::new(Checker {
         grid,
         defs,
@@ -234,7 +232,9 @@ pub async fn run(cfg: &VerifyConfig) -> Result<Report, VerifyError> {
 }
 
 impl Checker {
-    /// Reads host `h` from the first broker that answers and checks it.
+    /// Reads host `h` from the first broker that has it and checks it. A broker that does not
+    /// know the host sends the read on to the next; one that fails is retried (three rounds
+    /// over the brokers, a second apart) before the host counts as unreadable.
     async fn host(
         &self,
         h: u32,
@@ -243,14 +243,25 @@ impl Checker {
     ) -> HostResult {
         let host = self.grid.host_id(h);
         let mut last_error = None;
-        for client in clients {
-            let mut state = HostCheck::new(self, h, &host);
-            match self.read(h, &host, client.clone(), &mut state).await {
-                Ok(()) => return state.finish(self, ledger),
-                Err(status) => {
-                    tracing::debug!(%host, error = %status, "range read failed; trying the next broker");
-                    last_error = Some(format!("{}: {}", status.code(), status.message()));
+        for round in 0..READ_ROUNDS {
+            if round > 0 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            let mut unknown = 0;
+            for client in clients {
+                let mut state = HostCheck::new(self, h, &host);
+                match self.read(h, &host, client.clone(), &mut state).await {
+                    Ok(true) => return state.finish(self, ledger),
+                    Ok(false) => unknown += 1,
+                    Err(status) => {
+                        tracing::debug!(%host, error = %status, "range read failed; trying the next broker");
+                        last_error = Some(format!("{}: {}", status.code(), status.message()));
+                    }
                 }
+            }
+            // No broker has heard of it: it has stored nothing.
+            if unknown == clients.len() {
+                return HostCheck::new(self, h, &host).finish(self, ledger);
             }
         }
         let mut counts = Counts::default();
@@ -267,14 +278,16 @@ impl Checker {
         }
     }
 
-    /// Streams host `h`'s rows through `state`, a page of rows at a time.
+    /// Streams host `h`'s rows through `state`, a page at a time (each as many rows as the
+    /// broker gives at once; the next page starts after the newest row seen). `Ok(false)` when
+    /// the broker does not know the host.
     async fn read(
         &self,
         h: u32,
         host: &str,
         mut client: QueryClient<Channel>,
         state: &mut HostCheck,
-    ) -> Result<(), tonic::Status> {
+    ) -> Result<bool, tonic::Status> {
         let last = self.grid.snapshots_per_host.saturating_sub(1);
         let end_ms = self.grid.ts(h, last);
         let mut start_ms = self.grid.ts(h, 0);
@@ -284,12 +297,11 @@ impl Checker {
                 start_ms,
                 end_ms,
                 metric_names: Vec::new(),
-                limit: PAGE_ROWS as u32,
+                limit: 0,
             };
             let mut stream = match client.range(req).await {
                 Ok(r) => r.into_inner(),
-                // A host the brokers never heard of has stored nothing.
-                Err(s) if s.code() == tonic::Code::NotFound => return Ok(()),
+                Err(s) if s.code() == tonic::Code::NotFound => return Ok(false),
                 Err(s) => return Err(s),
             };
             let mut rows = 0u64;
@@ -301,8 +313,8 @@ impl Checker {
                 }
                 state.chunk(self, &chunk);
             }
-            if rows < PAGE_ROWS || newest >= end_ms {
-                return Ok(());
+            if rows == 0 || newest >= end_ms {
+                return Ok(true);
             }
             start_ms = newest + 1;
         }

@@ -59,12 +59,43 @@ impl Loadgen {
         }
     }
 
-    /// The acknowledged count of the newest progress line.
+    /// The acknowledged count of the newest progress line (one comes every second).
     pub fn acked_now(&self) -> u64 {
         self.proc
             .latest_event("progress", Duration::from_secs(5))
             .and_then(|p| p["acked"].as_u64())
-            .unwrap_or(0)
+            .unwrap_or_else(|| panic!("no progress line from loadgen\n{}", self.proc.logs()))
+    }
+
+    /// Waits for a progress line for which `f` holds; returns it.
+    pub fn wait_progress(
+        &self,
+        what: &str,
+        timeout: Duration,
+        f: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.proc.event("progress", left) {
+                Some(p) if f(&p) => return p,
+                Some(_) => continue,
+                None => panic!("no progress line with {what} within {timeout:?}"),
+            }
+        }
+    }
+
+    /// Asserts that no acknowledgement comes for `quiet` (after `settle`, for those already on
+    /// their way): the brokers are not answering.
+    pub fn assert_no_acks(&self, settle: Duration, quiet: Duration) {
+        std::thread::sleep(settle);
+        let before = self.acked_now();
+        std::thread::sleep(quiet);
+        let after = self.acked_now();
+        assert_eq!(
+            before, after,
+            "no acknowledgement while the brokers cannot answer"
+        );
     }
 
     /// Waits for the run to end; returns its summary.
@@ -76,6 +107,11 @@ impl Loadgen {
             )
         })
     }
+}
+
+/// Field `k` of a loadgen or verify JSON line, as a count.
+pub fn n(v: &serde_json::Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or_else(|| panic!("no {k} in {v}"))
 }
 
 /// Runs `ringwatch verify --json` on `ledger` against `brokers`; returns (exit 0, report).
@@ -106,7 +142,6 @@ pub fn assert_nothing_lost(
     min_acked: u64,
 ) -> serde_json::Value {
     let (ok, report) = verify(&lg.ledger, brokers);
-    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or(u64::MAX);
     // For scripts/soak.sh, which adds these up over its runs.
     eprintln!(
         "soak: acknowledged={} lost={} duplicates={} wrong={} out_of_order={}",

@@ -153,10 +153,14 @@ async fn until(rx: &mut watch::Receiver<State>, f: impl FnMut(&State) -> bool) -
     rx.wait_for(f).await.ok().map(|s| *s)
 }
 
-/// Resets both sockets this pump holds a half of (closing them then sends RST).
-fn reset(src: &OwnedReadHalf, dst: &OwnedWriteHalf) {
+/// Resets both sockets this pump holds a half of: with zero linger, closing sends RST. The write
+/// half is forgotten rather than dropped (dropping it would send FIN first); each socket closes
+/// when the other pump drops its read half, which it does on the same reset.
+fn reset(src: OwnedReadHalf, dst: OwnedWriteHalf) {
     let _ = src.as_ref().set_zero_linger();
     let _ = dst.as_ref().set_zero_linger();
+    dst.forget();
+    drop(src);
 }
 
 async fn pump(
@@ -175,9 +179,10 @@ async fn pump(
                 }
                 Ok(n) => n,
             },
-            _ = until(&mut state, |s| s.epoch != epoch) => return reset(&src, &dst),
+            _ = until(&mut state, |s| s.epoch != epoch) => return reset(src, dst),
         };
-        // Held while black-holed; delayed while delaying.
+        // Held while black-holed (a chunk read just before `blackhole()` may still pass);
+        // delayed while delaying; a reset ends it at any point.
         let Some(s) = until(&mut state, |s| {
             s.mode != Mode::Blackhole || s.epoch != epoch
         })
@@ -186,12 +191,20 @@ async fn pump(
             return;
         };
         if s.epoch != epoch {
-            return reset(&src, &dst);
+            return reset(src, dst);
         }
-        if let Mode::Delay(d) = s.mode {
-            tokio::time::sleep(d).await;
-        }
-        if dst.write_all(&buf[..n]).await.is_err() {
+        let delay = match s.mode {
+            Mode::Delay(d) => d,
+            _ => Duration::ZERO,
+        };
+        let sent = tokio::select! {
+            r = async {
+                tokio::time::sleep(delay).await;
+                dst.write_all(&buf[..n]).await
+            } => r.is_ok(),
+            _ = until(&mut state, |s| s.epoch != epoch) => return reset(src, dst),
+        };
+        if !sent {
             return;
         }
     }

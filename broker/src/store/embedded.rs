@@ -164,6 +164,8 @@ struct Inner {
     disk_bytes: AtomicU64,
     /// Log segments closed by rotation and not yet fsynced.
     unsynced: Mutex<Vec<std::fs::File>>,
+    /// Held by `sync_now`: one sync at a time.
+    sync_lock: Mutex<()>,
 }
 
 /// The embedded store. Cheap to clone.
@@ -223,6 +225,7 @@ impl EmbeddedStore {
                 counters,
                 disk_bytes: AtomicU64::new(disk),
                 unsynced: Mutex::new(Vec::new()),
+                sync_lock: Mutex::new(()),
             }),
         };
         store.enforce_memory_limit();
@@ -286,26 +289,44 @@ impl EmbeddedStore {
         }
     }
 
+    /// Makes everything logged so far durable: the segments closed by rotation since the last
+    /// sync, the folder that names their successors, then the active segment. One sync runs at a
+    /// time, so a caller returns only once every segment closed before its call is on disk (a
+    /// concurrent caller may have taken them from the list and still be syncing them); a failed
+    /// fsync puts the segments back for the next sync and fails this one.
     fn sync_now(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self
+            .inner
+            .sync_lock
+            .lock()
+            .map_err(|_| StoreError::Unavailable("sync lock poisoned".into()))?;
         let handles = self.with_wal(|w| Ok((w.sync_handle()?, w.dir().to_path_buf())))?;
         let Some((active, dir)) = handles else {
             return Ok(());
         };
-        // Segments closed since the last sync first, then the folder that names the new ones.
         let closed: Vec<std::fs::File> = self
             .inner
             .unsynced
             .lock()
             .map(|mut u| std::mem::take(&mut *u))
             .unwrap_or_default();
-        if !closed.is_empty() {
-            for f in &closed {
-                f.sync_data()
-                    .map_err(|e| StoreError::io("wal segment", e))?;
+        let synced = closed
+            .iter()
+            .try_for_each(|f| f.sync_data().map_err(|e| StoreError::io("wal segment", e)))
+            .and_then(|()| {
+                if closed.is_empty() {
+                    return Ok(());
+                }
+                std::fs::File::open(&dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| StoreError::io(&dir, e))
+            });
+        if let Err(e) = synced {
+            if let Ok(mut u) = self.inner.unsynced.lock() {
+                let newer = std::mem::replace(&mut *u, closed);
+                u.extend(newer);
             }
-            std::fs::File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| StoreError::io(&dir, e))?;
+            return Err(e);
         }
         active.sync_data().map_err(|e| StoreError::io("wal", e))?;
         Ok(())
