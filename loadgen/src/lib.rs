@@ -123,6 +123,39 @@ impl Summary {
     }
 }
 
+/// This process's soft limit on open files (`ulimit -n`), where the system says (Linux).
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Refuses a run whose connections cannot all be open at once under `limit` (every connect
+/// past it would fail and look like a broker's fault).
+fn check_open_files(cfg: &LoadgenConfig, limit: Option<u64>) -> Result<(), config::ConfigError> {
+    let Some(limit) = limit else {
+        return Ok(());
+    };
+    let brokers = cfg.brokers.iter().filter(|b| !b.trim().is_empty()).count() as u64;
+    // Each host holds one connection at a time; shared channels may connect to every broker.
+    let connections = if cfg.connections() < cfg.hosts {
+        u64::from(cfg.connections()) * brokers
+    } else {
+        u64::from(cfg.hosts)
+    };
+    let need = connections + 64;
+    if need > limit {
+        return Err(config::ConfigError {
+            field: "connections",
+            reason: format!(
+                "{connections} connections need about {need} open files and this process may open {limit}: raise the limit (ulimit -n {}) or share connections (--connections)",
+                need.next_power_of_two()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Wall-clock Unix milliseconds (timestamps on the wire are Unix ms).
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -169,6 +202,7 @@ fn grid(cfg: &LoadgenConfig, now: i64) -> Header {
 /// until `stop` is cancelled. Prints `ready` and progress as configured; returns the summary.
 pub async fn run(cfg: LoadgenConfig, stop: CancellationToken) -> Result<Summary, LoadgenError> {
     cfg.validate()?;
+    check_open_files(&cfg, open_file_limit())?;
     let started = Instant::now();
     let cpu_before = stats::cpu_seconds();
     let now = now_ms();
@@ -327,6 +361,25 @@ async fn report_progress(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_that_cannot_open_their_connections_are_refused() {
+        let cfg = LoadgenConfig {
+            hosts: 10_000,
+            ..LoadgenConfig::default()
+        };
+        let e = check_open_files(&cfg, Some(1024)).unwrap_err();
+        assert_eq!(e.field, "connections");
+        assert!(e.reason.contains("ulimit -n 16384"), "{}", e.reason);
+        check_open_files(&cfg, Some(20_000)).unwrap();
+        check_open_files(&cfg, None).unwrap();
+        let shared = LoadgenConfig {
+            connections: Some(100),
+            ..cfg
+        };
+        check_open_files(&shared, Some(1024)).unwrap();
+        assert!(open_file_limit().is_some_and(|l| l > 0));
+    }
 
     #[test]
     fn live_runs_start_ahead_and_backfills_end_before_now() {
