@@ -112,6 +112,38 @@ fn standalone_keys_types_fields_ttls_and_scores_follow_the_layout() {
         );
     }
 
+    // An empty window of a known host is an empty answer; an unknown host is NotFound. Told
+    // apart by one EXISTS on the host's record, not by reading every host.
+    let window = |host: &str| {
+        let host = host.to_string();
+        let url = url.clone();
+        block_on(async move {
+            let mut q = QueryClient::connect(url).await.expect("connect query");
+            match q
+                .range(ringwatch_proto::RangeRequest {
+                    host_id: host,
+                    start_ms: 0,
+                    end_ms: 1,
+                    metric_names: vec![],
+                    limit: 0,
+                })
+                .await
+            {
+                Ok(r) => {
+                    let mut s = r.into_inner();
+                    let mut n = 0;
+                    while let Some(c) = s.message().await.expect("range stream") {
+                        n += c.timestamps_ms.len();
+                    }
+                    Ok(n)
+                }
+                Err(s) => Err(s.code()),
+            }
+        })
+    };
+    assert_eq!(window("layout-host"), Ok(0));
+    assert_eq!(window("nobody"), Err(tonic::Code::NotFound));
+
     // The range read (from the `packed` field) gives exactly the values of the metric: fields.
     let first = &rows[0];
     assert_eq!(first.timestamp_ms, *score as i64);

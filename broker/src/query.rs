@@ -125,13 +125,7 @@ impl<S: Store> QueryService<S> {
             .await
             .map_err(store_status)?;
         if chunks.is_empty() {
-            let known = self
-                .store
-                .hosts()
-                .await
-                .map_err(store_status)?
-                .iter()
-                .any(|h| h.host_id == q.host_id);
+            let known = self.store.knows(&q.host_id).await.map_err(store_status)?;
             if !known {
                 return Err(Status::not_found(format!("unknown host {:?}", q.host_id)));
             }

@@ -585,6 +585,10 @@ impl Store for EmbeddedStore {
         Ok(out)
     }
 
+    async fn knows(&self, host_id: &str) -> Result<bool, StoreError> {
+        Ok(self.read()?.hosts.contains_key(host_id))
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         self.read().map(|_| ())
     }
@@ -708,6 +712,8 @@ mod tests {
                 new: vec![true; 4]
             }
         );
+        assert!(store.knows("a").await.unwrap());
+        assert!(!store.knows("nobody").await.unwrap());
         let got = rows(&store, range("a", now - 3000, now - 2000)).await;
         assert_eq!(
             got.iter().map(|s| s.timestamp_ms).collect::<Vec<_>>(),

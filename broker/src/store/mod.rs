@@ -115,6 +115,10 @@ pub trait Store: Send + Sync + 'static {
     /// Every registered host.
     fn hosts(&self) -> impl Future<Output = Result<Vec<HostRecord>, StoreError>> + Send;
 
+    /// Whether one host is registered: one lookup, whatever the number of hosts (a `Range` over
+    /// an empty window asks it, so its cost must not grow with the fleet).
+    fn knows(&self, host_id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Readiness: `Ok` when the store can take writes.
     fn check(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 

@@ -915,6 +915,16 @@ impl Store for RedisStore {
         Ok(out)
     }
 
+    async fn knows(&self, host_id: &str) -> Result<bool, StoreError> {
+        let key = self.inner.keys.host(host_id);
+        let deadline = self.inner.cfg.settings.response_timeout * 2;
+        self.retrying("host lookup", deadline, |mut c| {
+            let key = key.clone();
+            async move { redis::cmd("EXISTS").arg(&key).query_async(&mut c).await }
+        })
+        .await
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         let timeout = self.inner.cfg.settings.response_timeout;
         let ping = async {
