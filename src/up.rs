@@ -44,6 +44,10 @@ pub struct UpArgs {
 }
 
 pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // Every listener shares this process's open files: the caps split them (half to the
+    // broker's gRPC, a quarter to viz), so a flood meets a cap's clear refusal, not a failed
+    // accept.
+    let files = ringwatch_net::open_file_limit().map_or(1024, |l| l.min(1 << 20) as usize);
     let broker_cfg = ringwatch_broker::Config {
         listen: args.grpc,
         admin_listen: args.admin,
@@ -56,6 +60,8 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
             StoreKind::Embedded
         },
         redis_urls: args.redis.iter().cloned().collect(),
+        max_connections: (files / 2).max(64),
+        admin_max_connections: 64,
         ..Default::default()
     };
     let broker = ringwatch_broker::Broker::bind(broker_cfg).await?;
@@ -76,6 +82,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
         quic_listen: args.quic,
         no_auth: args.jwt_secret.is_none(),
         jwt_secret: args.jwt_secret.clone(),
+        max_connections: (files / 4).max(64),
         ..Default::default()
     };
     let viz = ringwatch_viz::Viz::bind(viz_cfg).await?;

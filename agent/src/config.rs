@@ -86,6 +86,27 @@ pub struct Config {
         default_value = "127.0.0.1:9102"
     )]
     pub metrics_listen: SocketAddr,
+    /// Most connections to the /metrics listener at once; past it a 503.
+    #[arg(
+        long,
+        env = "RINGWATCH_AGENT_METRICS_MAX_CONNECTIONS",
+        default_value_t = 16
+    )]
+    pub metrics_max_connections: usize,
+    /// An HTTP request's headers must arrive within this many seconds.
+    #[arg(
+        long,
+        env = "RINGWATCH_AGENT_HTTP_HEADER_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub http_header_timeout_secs: u64,
+    /// An HTTP connection with no byte either way for this many seconds is closed.
+    #[arg(
+        long,
+        env = "RINGWATCH_AGENT_HTTP_IDLE_TIMEOUT_SECS",
+        default_value_t = 120
+    )]
+    pub http_idle_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -105,6 +126,9 @@ impl Default for Config {
             ack_timeout_secs: 15,
             heartbeat_secs: 10,
             metrics_listen: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9102)),
+            metrics_max_connections: 16,
+            http_header_timeout_secs: 10,
+            http_idle_timeout_secs: 120,
         }
     }
 }
@@ -188,6 +212,15 @@ pub fn parse_labels<S: AsRef<str>>(labels: &[S]) -> Result<BTreeMap<String, Stri
 
 impl Config {
     /// Validates every field; the error names the field and what is allowed.
+    /// The /metrics listener's limits.
+    pub fn metrics_limits(&self) -> ringwatch_net::HttpLimits {
+        ringwatch_net::HttpLimits {
+            max_connections: self.metrics_max_connections,
+            header_timeout: std::time::Duration::from_secs(self.http_header_timeout_secs),
+            idle_timeout: std::time::Duration::from_secs(self.http_idle_timeout_secs),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), AgentError> {
         if self.brokers.is_empty() {
             return Err(AgentError::config(
@@ -230,6 +263,24 @@ impl Config {
         check_range("connect_timeout_secs", self.connect_timeout_secs, 1, 3600)?;
         check_range("ack_timeout_secs", self.ack_timeout_secs, 1, 3600)?;
         check_range("heartbeat_secs", self.heartbeat_secs, 1, 3600)?;
+        check_range(
+            "metrics_max_connections",
+            self.metrics_max_connections,
+            1,
+            100_000,
+        )?;
+        check_range(
+            "http_header_timeout_secs",
+            self.http_header_timeout_secs,
+            1,
+            3600,
+        )?;
+        check_range(
+            "http_idle_timeout_secs",
+            self.http_idle_timeout_secs,
+            1,
+            86_400,
+        )?;
         Ok(())
     }
 

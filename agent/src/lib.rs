@@ -112,15 +112,14 @@ impl Agent {
         } = self;
 
         let server_stop = CancellationToken::new();
-        let server = tokio::spawn({
-            let app = metrics::router(metrics.clone());
-            let stop = server_stop.clone();
-            async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await
-            }
-        });
+        let server = tokio::spawn(ringwatch_net::http::serve(
+            listener,
+            metrics::router(metrics.clone()),
+            config.metrics_limits(),
+            metrics.listen.listener("metrics"),
+            server_stop.clone(),
+            Duration::from_secs(2),
+        ));
         tracing::info!(%host_id, %metrics_addr, brokers = ?config.brokers, "agent starting");
 
         let collector = match tokio::task::spawn_blocking(Collector::new).await {
@@ -167,10 +166,8 @@ impl Agent {
         tokio::join!(collect, send, stop_timer);
 
         server_stop.cancel();
-        match server.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "metrics server failed"),
-            Err(e) => tracing::warn!(error = %e, "metrics server task failed"),
+        if let Err(e) = server.await {
+            tracing::warn!(error = %e, "metrics server task failed");
         }
         let summary = AgentSummary {
             snapshots_collected: metrics.snapshots_collected.get(),

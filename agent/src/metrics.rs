@@ -65,6 +65,8 @@ pub struct AgentMetrics {
     pub reconnects: Counter,
     /// 1 while a stream to a broker is open.
     pub connected: Gauge,
+    /// Connections open and closed by a limit on the /metrics listener.
+    pub listen: ringwatch_net::ListenMetrics,
 }
 
 impl Default for AgentMetrics {
@@ -91,9 +93,11 @@ impl AgentMetrics {
             duplicates_acked: Counter::default(),
             reconnects: Counter::default(),
             connected: Gauge::default(),
+            listen: ringwatch_net::ListenMetrics::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
+        m.listen.register(r);
         r.register(
             "buffer_snapshots",
             "Snapshots held in the buffer",

@@ -111,6 +111,49 @@ pub struct Config {
     /// Most concurrent ingest streams.
     #[arg(long, env = "RINGWATCH_BROKER_MAX_STREAMS", default_value_t = 10_000)]
     pub max_streams: usize,
+    /// Most gRPC connections open at once (an agent holds one); past it a new connection is
+    /// refused with a GOAWAY saying so. Keep it below the process's open-file limit.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_MAX_CONNECTIONS",
+        default_value_t = 20_000
+    )]
+    pub max_connections: usize,
+    /// Most concurrent gRPC streams on one connection.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_MAX_STREAMS_PER_CONNECTION",
+        default_value_t = 1024
+    )]
+    pub max_streams_per_connection: u32,
+    /// A new gRPC connection must send the HTTP/2 preface within this many seconds.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_HANDSHAKE_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub handshake_timeout_secs: u64,
+    /// Most admin HTTP connections open at once; past it a 503.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_ADMIN_MAX_CONNECTIONS",
+        default_value_t = 256
+    )]
+    pub admin_max_connections: usize,
+    /// An HTTP request's headers must arrive within this many seconds.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_HTTP_HEADER_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub http_header_timeout_secs: u64,
+    /// An HTTP connection with no byte either way for this many seconds is closed.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_HTTP_IDLE_TIMEOUT_SECS",
+        default_value_t = 120
+    )]
+    pub http_idle_timeout_secs: u64,
     /// Where samples are stored.
     #[arg(
         long,
@@ -207,6 +250,12 @@ impl Default for Config {
             stale_after_intervals: 3,
             gone_after_secs: 600,
             max_streams: 10_000,
+            max_connections: 20_000,
+            max_streams_per_connection: 1024,
+            handshake_timeout_secs: 10,
+            admin_max_connections: 256,
+            http_header_timeout_secs: 10,
+            http_idle_timeout_secs: 120,
             store: StoreKind::Embedded,
             redis_urls: Vec::new(),
             redis_mode: RedisMode::Standalone,
@@ -224,6 +273,23 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The gRPC listener's limits.
+    pub fn grpc_limits(&self) -> ringwatch_net::GrpcLimits {
+        ringwatch_net::GrpcLimits {
+            max_connections: self.max_connections,
+            handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
+        }
+    }
+
+    /// The admin HTTP listener's limits.
+    pub fn admin_limits(&self) -> ringwatch_net::HttpLimits {
+        ringwatch_net::HttpLimits {
+            max_connections: self.admin_max_connections,
+            header_timeout: Duration::from_secs(self.http_header_timeout_secs),
+            idle_timeout: Duration::from_secs(self.http_idle_timeout_secs),
+        }
+    }
+
     /// Checks every field; the message names the field and what is allowed.
     pub fn validate(&self) -> Result<(), BrokerError> {
         let bad = |m: String| Err(BrokerError::Config(m));
@@ -283,6 +349,29 @@ impl Config {
             return bad(
                 "stale_after_intervals, gone_after_secs and max_streams must be at least 1".into(),
             );
+        }
+        if !(1..=1_000_000).contains(&self.max_connections)
+            || !(1..=1_000_000).contains(&self.admin_max_connections)
+        {
+            return bad(format!(
+                "max_connections ({}) and admin_max_connections ({}) must be 1..=1000000",
+                self.max_connections, self.admin_max_connections
+            ));
+        }
+        if !(1..=100_000).contains(&self.max_streams_per_connection) {
+            return bad(format!(
+                "max_streams_per_connection: {} is out of range 1..=100000",
+                self.max_streams_per_connection
+            ));
+        }
+        for (field, v) in [
+            ("handshake_timeout_secs", self.handshake_timeout_secs),
+            ("http_header_timeout_secs", self.http_header_timeout_secs),
+            ("http_idle_timeout_secs", self.http_idle_timeout_secs),
+        ] {
+            if !(1..=3600).contains(&v) {
+                return bad(format!("{field}: {v} is out of range 1..=3600"));
+            }
         }
         if self.store == StoreKind::Redis {
             if self.redis_urls.is_empty() {

@@ -211,6 +211,7 @@ async fn serve<S: Store>(
         .initial_stream_window_size(Some(1 << 20))
         .initial_connection_window_size(Some(4 << 20))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_concurrent_streams(Some(config.max_streams_per_connection))
         .add_service(health_service)
         .add_service(
             ringwatch_proto::ingest_server::IngestServer::new(ingest)
@@ -224,17 +225,11 @@ async fn serve<S: Store>(
                 .max_decoding_message_size(max),
         )
         .serve_with_incoming_shutdown(
-            // Small acks and range chunks must not wait on Nagle's algorithm.
-            tokio_stream::StreamExt::map(
-                tokio_stream::wrappers::TcpListenerStream::new(grpc),
-                |conn| {
-                    if let Ok(c) = &conn
-                        && let Err(e) = c.set_nodelay(true)
-                    {
-                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                    }
-                    conn
-                },
+            ringwatch_net::grpc::incoming(
+                grpc,
+                config.grpc_limits(),
+                metrics.listen.listener("grpc"),
+                shutdown.clone(),
             ),
             async move {
                 grpc_shutdown.cancelled().await;
@@ -248,16 +243,20 @@ async fn serve<S: Store>(
         grpc_addr,
         serving: serving.clone(),
     });
-    let admin_shutdown = shutdown.clone();
-    let admin_server =
-        axum::serve(admin, admin::router(admin_state)).with_graceful_shutdown(async move {
-            admin_shutdown.cancelled().await;
-        });
+    let admin_server = ringwatch_net::http::serve(
+        admin,
+        admin::router(admin_state),
+        config.admin_limits(),
+        metrics.listen.listener("admin"),
+        shutdown.clone(),
+        Duration::from_secs(5),
+    );
+    ringwatch_net::warn_if_few_files(config.max_connections + config.admin_max_connections);
 
     tracing::info!(%node_id, grpc = %grpc_addr, admin = %admin_addr, "broker serving");
     serving.store(true, Ordering::Relaxed);
     let grpc_task = tokio::spawn(grpc_server);
-    let admin_task = tokio::spawn(async move { admin_server.await });
+    let admin_task = tokio::spawn(admin_server);
 
     shutdown.cancelled().await;
     serving.store(false, Ordering::Relaxed);

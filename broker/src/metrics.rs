@@ -39,6 +39,8 @@ pub struct BrokerMetrics {
     wal_corrupt_tails: Counter,
     store_write_retries: Counter,
     store_write_failures: Counter,
+    /// Connections open and closed by a limit, per listener (`grpc`, `admin`).
+    pub listen: ringwatch_net::ListenMetrics,
 }
 
 impl Default for BrokerMetrics {
@@ -71,8 +73,10 @@ impl BrokerMetrics {
             wal_corrupt_tails: Counter::default(),
             store_write_retries: Counter::default(),
             store_write_failures: Counter::default(),
+            listen: ringwatch_net::ListenMetrics::default(),
             registry: Registry::default(),
         };
+        m.listen.register(&mut r);
         r.register(
             "batches_received",
             "Ingest batches received",

@@ -14,6 +14,7 @@ pub mod stats;
 pub mod values;
 pub mod verify;
 
+use ringwatch_net::open_file_limit;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -121,13 +122,6 @@ impl Summary {
         }
         out
     }
-}
-
-/// This process's soft limit on open files (`ulimit -n`), where the system says (Linux).
-fn open_file_limit() -> Option<u64> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// Refuses a run whose connections cannot all be open at once under `limit` (every connect

@@ -421,6 +421,12 @@ pub struct AdminConfig {
     pub max_points: usize,
     /// WebSocket heartbeat (ping) period, in seconds.
     pub ws_heartbeat_secs: u64,
+    /// Most HTTP connections open at once.
+    pub max_connections: usize,
+    /// Seconds an HTTP request's headers may take.
+    pub http_header_timeout_secs: u64,
+    /// Seconds an HTTP connection may stay quiet.
+    pub http_idle_timeout_secs: u64,
     /// "(set)" when a secret is set, else null: the secret itself never leaves viz.
     #[schema(example = "(set)")]
     #[schema(required)]
@@ -459,6 +465,9 @@ impl From<&crate::Config> for AdminConfig {
             max_range_hours,
             max_points,
             ws_heartbeat_secs,
+            max_connections,
+            http_header_timeout_secs,
+            http_idle_timeout_secs,
             jwt_secret,
             no_auth,
             quic_listen,
@@ -478,6 +487,9 @@ impl From<&crate::Config> for AdminConfig {
             max_range_hours,
             max_points,
             ws_heartbeat_secs,
+            max_connections,
+            http_header_timeout_secs,
+            http_idle_timeout_secs,
             jwt_secret: jwt_secret.map(|_| "(set)"),
             no_auth,
             quic_listen,

@@ -97,6 +97,9 @@ impl Auth {
     pub fn new(secret: Option<&str>) -> Auth {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 30;
+        // A token that says it is not valid yet (`nbf` in the future, past the leeway) is
+        // refused; jsonwebtoken checks `nbf` only when asked.
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Auth {
             key: secret.map(|s| DecodingKey::from_secret(s.as_bytes())),
@@ -128,7 +131,7 @@ impl Auth {
             )));
         }
         let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
-            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+            .map_err(|e| AuthError::Invalid(reason(&e).into()))?;
         let c = data.claims;
         // A token from elsewhere may claim to live for centuries; the cap `mint` keeps is kept
         // here too (and keeps the date printable).
@@ -155,6 +158,22 @@ impl Auth {
             ),
             expires_ms: Some(c.exp as i64 * 1000),
         })
+    }
+}
+
+/// Why a token was refused, in words a user can act on (not the library's error names).
+fn reason(e: &jsonwebtoken::errors::Error) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::ExpiredSignature => "it has expired; mint a new one with `ringwatch token`",
+        K::ImmatureSignature => "it is not valid yet (its nbf is in the future)",
+        K::InvalidSignature => "its signature does not match viz's secret",
+        K::InvalidAlgorithm | K::InvalidAlgorithmName | K::UnsupportedAlgorithm => {
+            "it is not signed with HS256"
+        }
+        K::MissingRequiredClaim(_) => "it lacks a required claim (sub and exp)",
+        K::InvalidClaimFormat(_) | K::Json(_) => "its claims are not what viz expects",
+        _ => "it is not a well-formed JWT",
     }
 }
 
@@ -242,10 +261,11 @@ mod tests {
                 .status(),
             401
         );
-        assert_eq!(
-            auth.check(Some("nope"), Role::Viewer).unwrap_err().status(),
-            401
-        );
+        let e = auth.check(Some("nope"), Role::Viewer).unwrap_err();
+        assert_eq!(e.status(), 401);
+        assert_eq!(e.to_string(), "invalid token: it is not a well-formed JWT");
+        let e = auth.check(Some(&other), Role::Viewer).unwrap_err();
+        assert!(e.to_string().contains("signature does not match"), "{e}");
         assert_eq!(
             auth.check(Some(&"a".repeat(MAX_TOKEN_LEN + 1)), Role::Viewer)
                 .unwrap_err()
@@ -286,6 +306,33 @@ mod tests {
         .unwrap();
         let e = auth.check(Some(&forever), Role::Viewer).unwrap_err();
         assert!(e.to_string().contains("366 days"), "{e}");
+    }
+
+    #[test]
+    fn a_token_not_valid_yet_is_refused() {
+        let auth = Auth::new(Some(SECRET));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let with_nbf = |nbf: u64| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &serde_json::json!({
+                    "sub": "early", "role": "viewer", "iat": now, "exp": now + 3600, "nbf": nbf
+                }),
+                &EncodingKey::from_secret(SECRET.as_bytes()),
+            )
+            .unwrap()
+        };
+        let e = auth
+            .check(Some(&with_nbf(now + 600)), Role::Viewer)
+            .unwrap_err();
+        assert_eq!(e.status(), 401);
+        assert!(e.to_string().contains("not valid yet"), "{e}");
+        // Within the 30 s leeway (clocks differ a little), and in the past: accepted.
+        assert!(auth.check(Some(&with_nbf(now + 10)), Role::Viewer).is_ok());
+        assert!(auth.check(Some(&with_nbf(now - 60)), Role::Viewer).is_ok());
     }
 
     #[test]

@@ -50,6 +50,24 @@ pub struct Config {
     /// WebSocket heartbeat (ping) period, in seconds; a client silent for two is closed.
     #[arg(long, env = "RINGWATCH_VIZ_WS_HEARTBEAT_SECS", default_value_t = 30)]
     pub ws_heartbeat_secs: u64,
+    /// Most HTTP connections open at once (dashboards, API clients, WebSockets); past it a 503.
+    #[arg(long, env = "RINGWATCH_VIZ_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// An HTTP request's headers must arrive within this many seconds.
+    #[arg(
+        long,
+        env = "RINGWATCH_VIZ_HTTP_HEADER_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub http_header_timeout_secs: u64,
+    /// An HTTP connection with no byte either way for this many seconds is closed (more than
+    /// twice the WebSocket heartbeat, so live dashboards stay).
+    #[arg(
+        long,
+        env = "RINGWATCH_VIZ_HTTP_IDLE_TIMEOUT_SECS",
+        default_value_t = 120
+    )]
+    pub http_idle_timeout_secs: u64,
     /// HS256 secret that signs API tokens (at least 32 bytes). Required unless --no-auth.
     #[arg(long, env = "RINGWATCH_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -90,6 +108,9 @@ impl Default for Config {
             max_range_hours: 168,
             max_points: 100_000,
             ws_heartbeat_secs: 30,
+            max_connections: 4096,
+            http_header_timeout_secs: 10,
+            http_idle_timeout_secs: 120,
             jwt_secret: None,
             no_auth: false,
             quic_listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
@@ -102,6 +123,15 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The HTTP listener's limits.
+    pub fn http_limits(&self) -> ringwatch_net::HttpLimits {
+        ringwatch_net::HttpLimits {
+            max_connections: self.max_connections,
+            header_timeout: std::time::Duration::from_secs(self.http_header_timeout_secs),
+            idle_timeout: std::time::Duration::from_secs(self.http_idle_timeout_secs),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), VizError> {
         let bad = |m: String| Err(VizError::Config(m));
         if self.brokers.is_empty() {
@@ -131,6 +161,26 @@ impl Config {
         }
         if !(1..=24 * 3650).contains(&self.max_range_hours) || self.max_points == 0 {
             return bad("max_range_hours must be 1..=87600 and max_points at least 1".into());
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return bad(format!(
+                "max_connections: {} is out of range 1..=1000000",
+                self.max_connections
+            ));
+        }
+        if !(1..=3600).contains(&self.http_header_timeout_secs) {
+            return bad(format!(
+                "http_header_timeout_secs: {} is out of range 1..=3600",
+                self.http_header_timeout_secs
+            ));
+        }
+        if self.http_idle_timeout_secs <= 2 * self.ws_heartbeat_secs
+            || self.http_idle_timeout_secs > 24 * 3600
+        {
+            return bad(format!(
+                "http_idle_timeout_secs: {} must be above twice ws_heartbeat_secs ({}) and at most 86400",
+                self.http_idle_timeout_secs, self.ws_heartbeat_secs
+            ));
         }
         match (&self.jwt_secret, self.no_auth) {
             (None, false) => {

@@ -95,9 +95,11 @@ impl Viz {
             counters: counters.clone(),
         };
         let feed_task = tokio::spawn(feed.run(shutdown.clone()));
+        let metrics = Arc::new(metrics::VizMetrics::new(counters, pool.clone()));
+        let listen = metrics.listen.clone();
         let state = Arc::new(api::AppState {
             dashboard,
-            metrics: Arc::new(metrics::VizMetrics::new(counters, pool.clone())),
+            metrics,
             pool,
             topk: config.topk,
             topk_ttl_ms: config.topk_ttl_secs as i64 * 1000,
@@ -123,15 +125,21 @@ impl Viz {
         let stop = shutdown.clone();
         let app =
             api::router(state).merge(web::router(web::WebAssets::new(config.web_dir.clone())));
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-            .map_err(VizError::Http);
+        ringwatch_net::warn_if_few_files(config.max_connections);
+        ringwatch_net::http::serve(
+            listener,
+            app,
+            config.http_limits(),
+            listen.listener("http"),
+            stop,
+            Duration::from_secs(5),
+        )
+        .await;
         shutdown.cancel();
         let _ = feed_task.await;
         let _ = quic_task.await;
         let _ = health.await;
         tracing::info!("viz stopped");
-        served
+        Ok(())
     }
 }

@@ -41,6 +41,8 @@ pub struct VizMetrics {
     pub auth_unauthorized: Counter,
     /// Requests refused for too small a role.
     pub auth_forbidden: Counter,
+    /// Connections open and closed by a limit on the HTTP listener.
+    pub listen: ringwatch_net::ListenMetrics,
 }
 
 impl VizMetrics {
@@ -73,7 +75,9 @@ impl VizMetrics {
             ws_bad: Counter::default(),
             auth_unauthorized: Counter::default(),
             auth_forbidden: Counter::default(),
+            listen: ringwatch_net::ListenMetrics::default(),
         };
+        m.listen.register(&mut r);
         r.register("hosts", "Hosts on the dashboard", m.hosts.clone());
         r.register(
             "live_hosts",

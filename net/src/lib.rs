@@ -1,0 +1,108 @@
+//! Listeners with limits, shared by every Ringwatch service: a cap on open connections, a
+//! deadline for a new connection's first request (HTTP headers, the HTTP/2 preface on gRPC), an
+//! idle timeout on HTTP, all counted in `/metrics` and logged at a bounded rate.
+//!
+//! - [`http::serve`] serves an axum router (admin ports, viz, the agent's /metrics).
+//! - [`grpc::incoming`] is the connection stream a tonic server is given.
+
+pub mod grpc;
+pub mod http;
+mod idle;
+mod metrics;
+mod throttle;
+
+pub use metrics::{ListenMetrics, Listener};
+pub use throttle::Throttle;
+
+use std::time::Duration;
+
+/// Limits of one HTTP listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Most connections open at once; past it a new one gets a 503 and is closed.
+    pub max_connections: usize,
+    /// A connection must send a request's headers within this.
+    pub header_timeout: Duration,
+    /// A connection with no byte read or written for this long is closed (WebSocket clients stay
+    /// busy with their heartbeats).
+    pub idle_timeout: Duration,
+}
+
+/// Limits of one gRPC listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcLimits {
+    /// Most connections open at once; past it a new one is told so (HTTP/2 GOAWAY) and closed.
+    pub max_connections: usize,
+    /// A connection must send the HTTP/2 preface within this.
+    pub handshake_timeout: Duration,
+}
+
+/// A connection's place under its listener's cap, held by the connection's I/O for as long as
+/// it is open (an upgraded WebSocket too); counted in `connections_open`.
+pub(crate) struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    open: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl Slot {
+    pub(crate) fn new(permit: tokio::sync::OwnedSemaphorePermit, counted: &Listener) -> Slot {
+        let open = counted.gauge();
+        open.inc();
+        Slot {
+            _permit: permit,
+            open,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
+}
+
+/// How long a refused connection gets to read the refusal before it is closed.
+const REFUSAL_WRITE: Duration = Duration::from_secs(1);
+
+/// Writes `answer` to a refused connection, ends the sending side, and reads until the client
+/// closes (for at most `REFUSAL_WRITE` in all): closing with the client's request unread would
+/// reset the connection and could discard the answer before the client reads it.
+async fn refuse(mut stream: tokio::net::TcpStream, answer: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tokio::time::timeout(REFUSAL_WRITE, async {
+        stream.write_all(answer).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+}
+/// Most refusals being written at once; past it an extra connection is closed unanswered.
+const MAX_REFUSALS_IN_FLIGHT: usize = 64;
+/// Pause after an accept error (such as running out of file descriptors) before the next.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// This process's soft limit on open files (`ulimit -n`), where the system says (Linux).
+pub fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Warns when the connection caps add up to more than the process may open: past the limit a
+/// connection fails at accept, unanswered, instead of getting the cap's clear refusal.
+pub fn warn_if_few_files(connections: usize) {
+    let need = connections as u64 + 64;
+    if let Some(limit) = open_file_limit()
+        && limit < need
+    {
+        tracing::warn!(
+            open_file_limit = limit,
+            connection_caps = connections,
+            "the open-file limit is below the connection caps: past {limit} files new \
+             connections fail unanswered; raise it (ulimit -n {}) or lower the caps",
+            need.next_power_of_two()
+        );
+    }
+}
