@@ -50,7 +50,12 @@ impl<S: Store> Ingest for IngestService<S> {
                 .rejected
                 .get_or_create(&[("reason", "too_many_streams")])
                 .inc();
-            tracing::warn!("ingest stream refused: too many open streams");
+            if let Some(n) = self.metrics.refusal_log.allow() {
+                tracing::warn!(
+                    not_logged_since_last = n,
+                    "ingest stream refused: too many open streams"
+                );
+            }
             Status::resource_exhausted(
                 "too many open ingest streams on this broker; try another broker",
             )
@@ -157,7 +162,9 @@ impl<S: Store> StreamHandler<S> {
                     if kind == "transport" {
                         tracing::debug!(?peer, host = ?self.host, code = ?status.code(), message = status.message(), "ingest stream ended by a transport error");
                     } else {
-                        tracing::warn!(?peer, host = ?self.host, code = ?status.code(), message = status.message(), "ingest stream ended by bad input");
+                        if let Some(n) = self.metrics.refusal_log.allow() {
+                            tracing::warn!(?peer, host = ?self.host, code = ?status.code(), message = status.message(), not_logged_since_last = n, "ingest stream ended by bad input");
+                        }
                     }
                     return Some(Err(status));
                 }
@@ -174,7 +181,9 @@ impl<S: Store> StreamHandler<S> {
                 Some(agent_message::Body::Register(r)) => {
                     if let Err(rej) = validate::check_register(&r) {
                         self.count(&rej);
-                        tracing::warn!(?peer, reason = %rej.reason, "registration refused");
+                        if let Some(n) = self.metrics.refusal_log.allow() {
+                            tracing::warn!(?peer, reason = %rej.reason, not_logged_since_last = n, "registration refused");
+                        }
                         return Some(Err(rej.status()));
                     }
                     let record = HostRecord {
@@ -220,7 +229,9 @@ impl<S: Store> StreamHandler<S> {
 
     fn reject(&self, seq: u64, rej: Rejection) -> Result<BrokerMessage, Status> {
         self.count(&rej);
-        tracing::warn!(host = ?self.host, seq, reason = %rej.reason, "batch rejected");
+        if let Some(n) = self.metrics.refusal_log.allow() {
+            tracing::warn!(host = ?self.host, seq, reason = %rej.reason, not_logged_since_last = n, "batch rejected");
+        }
         Ok(BrokerMessage {
             body: Some(broker_message::Body::Reject(Reject {
                 seq,
@@ -271,7 +282,9 @@ impl<S: Store> StreamHandler<S> {
                     .get_or_create(&[("reason", rej.label)])
                     .inc();
             }
-            tracing::warn!(host, seq = b.seq, refused = refused.len(), stored = good.len(), reason = %first.reason, "snapshots refused; the rest of the batch is stored");
+            if let Some(n) = self.metrics.refusal_log.allow() {
+                tracing::warn!(host, seq = b.seq, refused = refused.len(), stored = good.len(), reason = %first.reason, not_logged_since_last = n, "snapshots refused; the rest of the batch is stored");
+            }
             reject_reason = first.reason.clone();
         }
         // In a task of its own: if the agent goes away meanwhile, hyper drops this session, and

@@ -116,7 +116,9 @@ impl<S: Store> LegacyService<S> {
             .rejected
             .get_or_create(&[("reason", rej.label)])
             .inc();
-        tracing::warn!(reason = %rej.reason, stored, "legacy SendMetrics refused a message");
+        if let Some(n) = self.metrics.refusal_log.allow() {
+            tracing::warn!(reason = %rej.reason, stored, not_logged_since_last = n, "legacy SendMetrics refused a message");
+        }
         Status::new(
             rej.code,
             format!("{} ({stored} snapshots before it were stored)", rej.reason),

@@ -41,6 +41,9 @@ pub struct BrokerMetrics {
     store_write_failures: Counter,
     /// Connections open and closed by a limit, per listener (`grpc`, `admin`).
     pub listen: ringwatch_net::ListenMetrics,
+    /// Refused input is all counted, but logged at most once per 10 s (a flood of bad input
+    /// must not become a flood of log lines).
+    pub refusal_log: ringwatch_net::Throttle,
 }
 
 impl Default for BrokerMetrics {
@@ -74,6 +77,7 @@ impl BrokerMetrics {
             store_write_retries: Counter::default(),
             store_write_failures: Counter::default(),
             listen: ringwatch_net::ListenMetrics::default(),
+            refusal_log: ringwatch_net::Throttle::default(),
             registry: Registry::default(),
         };
         m.listen.register(&mut r);

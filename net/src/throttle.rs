@@ -12,6 +12,13 @@ pub struct Throttle {
     suppressed: AtomicU64,
 }
 
+impl Default for Throttle {
+    /// One line per 10 s.
+    fn default() -> Throttle {
+        Throttle::new(Duration::from_secs(10))
+    }
+}
+
 impl Throttle {
     pub fn new(period: Duration) -> Throttle {
         Throttle {

@@ -48,6 +48,8 @@ pub struct AppState {
     pub auth: Auth,
     /// viz's configuration as an admin may read it (the secret left out).
     pub admin_config: AdminConfig,
+    /// Refused requests are all counted, but logged at most once per 10 s.
+    pub refusal_log: ringwatch_net::Throttle,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -323,7 +325,9 @@ async fn guard(st: &AppState, need: Role, mut req: Request, next: Next) -> Respo
                 st.metrics.auth_unauthorized.inc();
                 StatusCode::UNAUTHORIZED
             };
-            tracing::info!(path = req.uri().path(), status = status.as_u16(), reason = %e, "request refused");
+            if let Some(unlogged) = st.refusal_log.allow() {
+                tracing::info!(path = req.uri().path(), status = status.as_u16(), reason = %e, not_logged_since_last = unlogged, "request refused");
+            }
             ApiError(status, e.to_string()).into_response()
         }
     }
@@ -1306,6 +1310,7 @@ mod tests {
             shutdown: Default::default(),
             auth: Auth::new(None),
             admin_config: AdminConfig::from(&crate::Config::default()),
+            refusal_log: ringwatch_net::Throttle::default(),
         })
     }
 

@@ -112,6 +112,7 @@ impl Viz {
             shutdown: shutdown.clone(),
             auth: auth::Auth::new(config.jwt_secret.as_deref()),
             admin_config: api::AdminConfig::from(&config),
+            refusal_log: ringwatch_net::Throttle::default(),
         });
         if !state.auth.required() {
             tracing::warn!(

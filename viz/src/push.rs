@@ -44,6 +44,8 @@ pub struct PushCounters {
     pub bad_messages: AtomicU64,
     /// Clients refused before a session: too many, a foreign page, a bad first message.
     pub refused: AtomicU64,
+    /// Refusals and bad messages are all counted, but logged at most once per 10 s.
+    pub log: ringwatch_net::Throttle,
 }
 
 /// Most push clients at once, per transport.
@@ -187,7 +189,13 @@ async fn snapshot<T: Transport>(
 
 fn bad_message(c: &PushCounters, reason: &str) {
     c.bad_messages.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(reason, "a push client sent a bad message");
+    if let Some(unlogged) = c.log.allow() {
+        tracing::info!(
+            reason,
+            not_logged_since_last = unlogged,
+            "a push client sent a bad message"
+        );
+    }
 }
 
 /// Runs one client's session until it leaves, is dropped, its token expires (`expires_ms`,

@@ -178,7 +178,9 @@ impl QuicServer {
                     let Some(incoming) = incoming else { break };
                     let Ok(place) = places.clone().try_acquire_owned() else {
                         st.quic.refused.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(peer = %incoming.remote_address(), max = MAX_CLIENTS, "QUIC client refused: too many clients");
+                        if let Some(unlogged) = st.quic.log.allow() {
+                            tracing::warn!(peer = %incoming.remote_address(), max = MAX_CLIENTS, not_logged_since_last = unlogged, "QUIC client refused: too many clients");
+                        }
                         incoming.refuse();
                         continue;
                     };
@@ -264,7 +266,9 @@ async fn refuse(
     if code == 401 {
         st.metrics.auth_unauthorized.inc();
     }
-    tracing::info!(peer = %conn.remote_address(), code, reason, "QUIC client refused");
+    if let Some(unlogged) = st.quic.log.allow() {
+        tracing::info!(peer = %conn.remote_address(), code, reason, not_logged_since_last = unlogged, "QUIC client refused");
+    }
     let line = format!(
         "{}\n",
         json!({"type": "error", "status": code, "error": reason})
@@ -290,12 +294,16 @@ async fn client(incoming: quinn::Incoming, st: Arc<AppState>) {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             st.quic.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(%peer, error = %e, "QUIC client did not connect");
+            if let Some(unlogged) = st.quic.log.allow() {
+                tracing::info!(%peer, error = %e, not_logged_since_last = unlogged, "QUIC client did not connect");
+            }
             return;
         }
         Err(_) => {
             st.quic.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(%peer, "QUIC client did not open a stream within 10 s");
+            if let Some(unlogged) = st.quic.log.allow() {
+                tracing::info!(%peer, not_logged_since_last = unlogged, "QUIC client did not open a stream within 10 s");
+            }
             return;
         }
     };
@@ -308,7 +316,9 @@ async fn client(incoming: quinn::Incoming, st: Arc<AppState>) {
         }
         Ok(None) => {
             st.quic.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(%peer, "QUIC client closed its stream before subscribing");
+            if let Some(unlogged) = st.quic.log.allow() {
+                tracing::info!(%peer, not_logged_since_last = unlogged, "QUIC client closed its stream before subscribing");
+            }
             return;
         }
         Err(_) => {

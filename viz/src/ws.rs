@@ -51,11 +51,14 @@ pub async fn handler(
 
 fn refuse(st: &AppState, status: StatusCode, reason: String) -> Response {
     st.ws.refused.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(
-        status = status.as_u16(),
-        reason,
-        "WebSocket upgrade refused"
-    );
+    if let Some(unlogged) = st.ws.log.allow() {
+        tracing::info!(
+            status = status.as_u16(),
+            reason,
+            not_logged_since_last = unlogged,
+            "WebSocket upgrade refused"
+        );
+    }
     (status, Json(json!({"error": reason}))).into_response()
 }
 
