@@ -84,9 +84,18 @@ enum Command {
         /// viewer reads dashboards, metrics and live push; admin also reads viz's config.
         #[arg(long, value_enum, default_value = "viewer")]
         role: ringwatch_viz::auth::Role,
-        /// The secret viz was given (--jwt-secret / RINGWATCH_JWT_SECRET).
-        #[arg(long, env = "RINGWATCH_JWT_SECRET", hide_env_values = true)]
-        jwt_secret: String,
+        /// The secret viz was given (prefer RINGWATCH_JWT_SECRET or --jwt-secret-file: a flag
+        /// shows in `ps`).
+        #[arg(
+            long,
+            env = "RINGWATCH_JWT_SECRET",
+            hide_env_values = true,
+            required_unless_present = "jwt_secret_file"
+        )]
+        jwt_secret: Option<String>,
+        /// A file holding the secret (one trailing newline is ignored).
+        #[arg(long, env = "RINGWATCH_JWT_SECRET_FILE", conflicts_with = "jwt_secret")]
+        jwt_secret_file: Option<PathBuf>,
         /// Who the token is for (the `sub` claim; shown in the dashboard).
         #[arg(long, default_value = "ringwatch-cli")]
         subject: String,
@@ -145,6 +154,36 @@ pub fn announce(value: serde_json::Value) {
     println!("{value}");
 }
 
+/// A secret given as a flag can be read by anyone on the machine (`ps`, `/proc/PID/cmdline`):
+/// say so, and where to put it instead.
+fn warn_secrets_on_command_line(m: &ArgMatches) {
+    let Some((command, sub)) = m.subcommand() else {
+        return;
+    };
+    for (id, flag, instead) in [
+        (
+            "jwt_secret",
+            "--jwt-secret",
+            "--jwt-secret-file or RINGWATCH_JWT_SECRET",
+        ),
+        (
+            "redis_password",
+            "--redis-password",
+            "RINGWATCH_BROKER_REDIS_PASSWORD",
+        ),
+    ] {
+        let given = sub.try_get_raw(id).ok().flatten().is_some();
+        if given && sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
+            tracing::warn!(
+                command,
+                flag,
+                "a secret was given on the command line, where anyone on this machine can read \
+                 it (ps); use {instead}"
+            );
+        }
+    }
+}
+
 fn sub_matches<'a>(m: &'a ArgMatches, name: &str) -> anyhow::Result<&'a ArgMatches> {
     m.subcommand_matches(name)
         .with_context(|| format!("no {name} arguments"))
@@ -157,6 +196,7 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|e| e.exit())
         .unwrap_or_else(|never| never);
     init_logging(&cli.log, &cli.log_format)?;
+    warn_secrets_on_command_line(&matches);
     match cli.command {
         Command::Broker { config, args } => {
             let file = config.as_deref().map(config_file::read_yaml).transpose()?;
@@ -220,12 +260,21 @@ async fn main() -> anyhow::Result<()> {
         Command::Token {
             role,
             jwt_secret,
+            jwt_secret_file,
             subject,
             ttl,
-        } => println!(
-            "{}",
-            ringwatch_viz::auth::mint(&jwt_secret, &subject, role, ttl)?
-        ),
+        } => {
+            let secret = match (jwt_secret, jwt_secret_file) {
+                (Some(s), _) => s,
+                (None, Some(path)) => ringwatch_viz::config::read_secret_file(&path)
+                    .with_context(|| format!("cannot read --jwt-secret-file {}", path.display()))?,
+                (None, None) => anyhow::bail!("give --jwt-secret-file or RINGWATCH_JWT_SECRET"),
+            };
+            println!(
+                "{}",
+                ringwatch_viz::auth::mint(&secret, &subject, role, ttl)?
+            )
+        }
     }
     Ok(())
 }

@@ -41,6 +41,9 @@ pub struct UpArgs {
     /// it the dashboard is open to anyone who can reach it, which suits a local run only.
     #[arg(long, env = "RINGWATCH_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// The same secret from a file (one trailing newline is ignored).
+    #[arg(long, env = "RINGWATCH_JWT_SECRET_FILE", conflicts_with = "jwt_secret")]
+    pub jwt_secret_file: Option<PathBuf>,
 }
 
 pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -80,8 +83,9 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
         listen: args.viz,
         brokers: vec![format!("http://{grpc}")],
         quic_listen: args.quic,
-        no_auth: args.jwt_secret.is_none(),
+        no_auth: args.jwt_secret.is_none() && args.jwt_secret_file.is_none(),
         jwt_secret: args.jwt_secret.clone(),
+        jwt_secret_file: args.jwt_secret_file.clone(),
         max_connections: (files / 4).max(64),
         ..Default::default()
     };
@@ -107,7 +111,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
         "  live push       ws://{viz_addr}/ws   and QUIC {q}   (ringwatch watch --quic {q} --insecure)",
         q = viz.quic_addr()
     );
-    if args.jwt_secret.is_some() {
+    if args.jwt_secret.is_some() || args.jwt_secret_file.is_some() {
         println!("  auth            tokens required: ringwatch token --role viewer");
     } else {
         println!("  auth            OFF: anyone who can reach these ports can read everything");

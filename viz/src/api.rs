@@ -435,6 +435,9 @@ pub struct AdminConfig {
     #[schema(example = "(set)")]
     #[schema(required)]
     pub jwt_secret: Option<&'static str>,
+    /// The file the secret was read from, if one.
+    #[schema(value_type = Option<String>, required)]
+    pub jwt_secret_file: Option<PathBuf>,
     /// Whether viz serves everything without tokens.
     pub no_auth: bool,
     /// QUIC push address (UDP).
@@ -473,6 +476,7 @@ impl From<&crate::Config> for AdminConfig {
             http_header_timeout_secs,
             http_idle_timeout_secs,
             jwt_secret,
+            jwt_secret_file,
             no_auth,
             quic_listen,
             quic_cert,
@@ -495,6 +499,7 @@ impl From<&crate::Config> for AdminConfig {
             http_header_timeout_secs,
             http_idle_timeout_secs,
             jwt_secret: jwt_secret.map(|_| "(set)"),
+            jwt_secret_file,
             no_auth,
             quic_listen,
             quic_cert,

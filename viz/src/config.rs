@@ -69,8 +69,12 @@ pub struct Config {
     )]
     pub http_idle_timeout_secs: u64,
     /// HS256 secret that signs API tokens (at least 32 bytes). Required unless --no-auth.
+    /// Prefer `--jwt-secret-file` or the env variable: a flag shows in `ps`.
     #[arg(long, env = "RINGWATCH_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// A file holding the HS256 secret (a mounted Secret); one trailing newline is ignored.
+    #[arg(long, env = "RINGWATCH_JWT_SECRET_FILE", conflicts_with = "jwt_secret")]
+    pub jwt_secret_file: Option<PathBuf>,
     /// Serve everything without tokens (for a local run only; logged loudly).
     #[arg(long, env = "RINGWATCH_VIZ_NO_AUTH")]
     pub no_auth: bool,
@@ -112,6 +116,7 @@ impl Default for Config {
             http_header_timeout_secs: 10,
             http_idle_timeout_secs: 120,
             jwt_secret: None,
+            jwt_secret_file: None,
             no_auth: false,
             quic_listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
             quic_cert: None,
@@ -130,6 +135,25 @@ impl Config {
             header_timeout: std::time::Duration::from_secs(self.http_header_timeout_secs),
             idle_timeout: std::time::Duration::from_secs(self.http_idle_timeout_secs),
         }
+    }
+
+    /// Reads `jwt_secret_file` into `jwt_secret` (before `validate`).
+    pub fn load_secrets(&mut self) -> Result<(), VizError> {
+        if let Some(path) = &self.jwt_secret_file {
+            if self.jwt_secret.is_some() {
+                return Err(VizError::Config(
+                    "jwt_secret and jwt_secret_file: give one".into(),
+                ));
+            }
+            let secret = read_secret_file(path).map_err(|e| {
+                VizError::Config(format!(
+                    "jwt_secret_file: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            self.jwt_secret = Some(secret);
+        }
+        Ok(())
     }
 
     pub fn validate(&self) -> Result<(), VizError> {
@@ -184,7 +208,7 @@ impl Config {
         }
         match (&self.jwt_secret, self.no_auth) {
             (None, false) => {
-                return bad("jwt_secret: set --jwt-secret (or RINGWATCH_JWT_SECRET), or pass --no-auth for a local run".into());
+                return bad("jwt_secret: set --jwt-secret-file (or RINGWATCH_JWT_SECRET), or pass --no-auth for a local run".into());
             }
             (Some(_), true) => return bad("jwt_secret and no_auth: choose one".into()),
             (Some(s), false) if s.len() < 32 => {
@@ -200,6 +224,18 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A secret from a file, without the one trailing newline editors and `echo` add.
+pub fn read_secret_file(path: &std::path::Path) -> std::io::Result<String> {
+    let mut s = std::fs::read_to_string(path)?;
+    if s.ends_with('\n') {
+        s.pop();
+        if s.ends_with('\r') {
+            s.pop();
+        }
+    }
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -242,5 +278,37 @@ mod tests {
             ..open.clone()
         };
         assert!(c.validate().unwrap_err().to_string().contains("topk"));
+    }
+
+    #[test]
+    fn the_secret_comes_from_a_file_without_its_trailing_newline() {
+        let path = std::env::temp_dir().join(format!("rw-secret-{}", std::process::id()));
+        std::fs::write(&path, format!("{}\n", "k".repeat(40))).unwrap();
+        let mut c = Config {
+            jwt_secret_file: Some(path.clone()),
+            ..Config::default()
+        };
+        c.load_secrets().unwrap();
+        assert_eq!(c.jwt_secret.as_deref(), Some("k".repeat(40).as_str()));
+        c.validate().unwrap();
+        // Both, or a file that is not there: refused, naming the field.
+        let mut both = Config {
+            jwt_secret: Some("x".repeat(40)),
+            jwt_secret_file: Some(path.clone()),
+            ..Config::default()
+        };
+        assert!(
+            both.load_secrets()
+                .unwrap_err()
+                .to_string()
+                .contains("give one")
+        );
+        let _ = std::fs::remove_file(&path);
+        let mut gone = Config {
+            jwt_secret_file: Some(path),
+            ..Config::default()
+        };
+        let e = gone.load_secrets().unwrap_err().to_string();
+        assert!(e.contains("jwt_secret_file: cannot read"), "{e}");
     }
 }

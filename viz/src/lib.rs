@@ -36,7 +36,8 @@ pub struct Viz {
 }
 
 impl Viz {
-    pub async fn bind(config: Config) -> Result<Viz, VizError> {
+    pub async fn bind(mut config: Config) -> Result<Viz, VizError> {
+        config.load_secrets()?;
         config.validate()?;
         let listener = TcpListener::bind(config.listen)
             .await
