@@ -276,3 +276,65 @@ async fn wait_for_async_metric(http: &str) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[test]
+fn repeated_subscribes_are_slowed_to_one_snapshot_per_two_seconds_and_the_last_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path(), &[]);
+    let url = broker.grpc_url();
+    let _agent = agent(&[&url], &["--host-id", "sub-host"]);
+    let viz = viz(&[&url], &["--no-auth"]);
+    let http = viz.addr("http");
+    wait_for("the host on the dashboard", Duration::from_secs(30), || {
+        let (_, body) = http_get(&http, "/api/dashboard/summary");
+        serde_json::from_str::<Value>(&body)
+            .ok()
+            .filter(|s| s["live"] == 1)
+            .map(|_| ())
+    });
+    block_on(async {
+        let mut ws = connect(&http, r#"{"type":"subscribe","metrics":["mem."]}"#).await;
+        // 30 more at once, the last one for load.* only.
+        for i in 0..30 {
+            let prefix = if i == 29 { "load." } else { "cpu." };
+            let m = format!(r#"{{"type":"subscribe","metrics":["{prefix}"]}}"#);
+            ws.send(Message::Text(m.into())).await.expect("send");
+        }
+        // For 5 s: count whole snapshots; the last must be for the last subscribe.
+        let started = Instant::now();
+        let mut snapshots = Vec::new();
+        while started.elapsed() < Duration::from_secs(5) {
+            let left = Duration::from_secs(5).saturating_sub(started.elapsed());
+            let Ok(Some(Ok(m))) = tokio::time::timeout(left, ws.next()).await else {
+                break;
+            };
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(t.as_str()).expect("JSON");
+                if v["type"] == "snapshot" {
+                    snapshots.push(v);
+                }
+            }
+        }
+        // The one on connect, 3 at once, then at most one per 2 s: not 32.
+        assert!(
+            (4..=7).contains(&snapshots.len()),
+            "{} snapshots for 32 subscribes",
+            snapshots.len()
+        );
+        let last = snapshots.last().expect("a snapshot");
+        let names: Vec<&String> = last["hosts"][0]["metrics"]
+            .as_object()
+            .expect("metrics")
+            .keys()
+            .collect();
+        assert!(
+            !names.is_empty() && names.iter().all(|n| n.starts_with("load.")),
+            "the last subscribe applies: {names:?}"
+        );
+    });
+    let m = scrape(&http);
+    assert!(
+        metric(&m, "ringwatch_viz_ws_subscribes_deferred_total") >= 20.0,
+        "{m}"
+    );
+}

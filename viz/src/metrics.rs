@@ -37,6 +37,8 @@ pub struct VizMetrics {
     quic_bad: Counter,
     ws_refused: Counter,
     ws_bad: Counter,
+    ws_deferred: Counter,
+    quic_deferred: Counter,
     /// Requests refused for a missing, bad or expired token.
     pub auth_unauthorized: Counter,
     /// Requests refused for too small a role.
@@ -73,6 +75,8 @@ impl VizMetrics {
             quic_bad: Counter::default(),
             ws_refused: Counter::default(),
             ws_bad: Counter::default(),
+            ws_deferred: Counter::default(),
+            quic_deferred: Counter::default(),
             auth_unauthorized: Counter::default(),
             auth_forbidden: Counter::default(),
             listen: ringwatch_net::ListenMetrics::default(),
@@ -180,6 +184,16 @@ impl VizMetrics {
             m.ws_bad.clone(),
         );
         r.register(
+            "ws_subscribes_deferred",
+            "WebSocket subscribes held back by the per-session budget (3 at once, then one per 2 s; the newest is applied when allowed)",
+            m.ws_deferred.clone(),
+        );
+        r.register(
+            "quic_subscribes_deferred",
+            "QUIC subscribes held back by the per-session budget (3 at once, then one per 2 s; the newest is applied when allowed)",
+            m.quic_deferred.clone(),
+        );
+        r.register(
             "auth_unauthorized",
             "Requests and push clients refused for a missing, bad or expired token (401)",
             m.auth_unauthorized.clone(),
@@ -236,6 +250,14 @@ impl VizMetrics {
         set(&self.quic_bad, quic.bad_messages.load(Ordering::Relaxed));
         set(&self.ws_refused, ws.refused.load(Ordering::Relaxed));
         set(&self.ws_bad, ws.bad_messages.load(Ordering::Relaxed));
+        set(
+            &self.ws_deferred,
+            ws.subscribes_deferred.load(Ordering::Relaxed),
+        );
+        set(
+            &self.quic_deferred,
+            quic.subscribes_deferred.load(Ordering::Relaxed),
+        );
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();

@@ -46,6 +46,49 @@ pub struct PushCounters {
     pub refused: AtomicU64,
     /// Refusals and bad messages are all counted, but logged at most once per 10 s.
     pub log: ringwatch_net::Throttle,
+    /// Subscribes held back by the per-session budget (each answered later, coalesced).
+    pub subscribes_deferred: AtomicU64,
+}
+
+/// Subscribes a session may send at once before the budget applies.
+const SUBSCRIBE_BURST: u32 = 3;
+/// After the burst, one subscribe (and so one whole snapshot) per this long.
+const SUBSCRIBE_EVERY: Duration = Duration::from_secs(2);
+
+/// A token bucket for one session's subscribes, kept as time credit (exact, no float drift):
+/// each subscribe costs a whole snapshot (1 MB for 2,000 hosts), so a client repeating them is
+/// slowed to one per `SUBSCRIBE_EVERY`; the filter asked for last is applied when the budget
+/// allows, so a person clicking through the UI loses nothing.
+struct SubscribeBudget {
+    credit: Duration,
+    at: Instant,
+}
+
+impl SubscribeBudget {
+    fn new(now: Instant) -> SubscribeBudget {
+        SubscribeBudget {
+            credit: SUBSCRIBE_EVERY * SUBSCRIBE_BURST,
+            at: now,
+        }
+    }
+
+    /// Takes one subscribe's worth if there is one.
+    fn take(&mut self, now: Instant) -> bool {
+        self.credit = (self.credit + now.saturating_duration_since(self.at))
+            .min(SUBSCRIBE_EVERY * SUBSCRIBE_BURST);
+        self.at = now;
+        if self.credit >= SUBSCRIBE_EVERY {
+            self.credit -= SUBSCRIBE_EVERY;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// When the next subscribe's worth will be there.
+    fn next(&self) -> Instant {
+        self.at + SUBSCRIBE_EVERY.saturating_sub(self.credit)
+    }
 }
 
 /// Most push clients at once, per transport.
@@ -225,7 +268,10 @@ pub async fn serve<T: Transport>(
     ping.tick().await;
     let mut heard = Instant::now();
     let mut ok = snapshot(&mut t, st, &filter, &mut last).await;
+    let mut budget = SubscribeBudget::new(Instant::now());
+    let mut pending: Option<Filter> = None;
     while ok {
+        let next_subscribe = tokio::time::Instant::from_std(budget.next());
         tokio::select! {
             _ = st.shutdown.cancelled() => {
                 t.close().await;
@@ -273,9 +319,14 @@ pub async fn serve<T: Transport>(
                 heard = Instant::now();
                 match m {
                     Incoming::Text(message) => match parse_subscribe(&message) {
-                        Ok((f, _)) => {
+                        Ok((f, _)) if pending.is_none() && budget.take(Instant::now()) => {
                             filter = f;
                             ok = snapshot(&mut t, st, &filter, &mut last).await;
+                        }
+                        Ok((f, _)) => {
+                            // Over the budget: the newest filter waits for the next token.
+                            c.subscribes_deferred.fetch_add(1, Ordering::Relaxed);
+                            pending = Some(f);
                         }
                         Err(e) => {
                             bad_message(c, &e);
@@ -294,6 +345,12 @@ pub async fn serve<T: Transport>(
                     Incoming::Closed => break,
                 }
             }
+            _ = tokio::time::sleep_until(next_subscribe), if pending.is_some() => {
+                if budget.take(Instant::now()) && let Some(f) = pending.take() {
+                    filter = f;
+                    ok = snapshot(&mut t, st, &filter, &mut last).await;
+                }
+            }
             _ = ping.tick() => {
                 if T::SILENCE_CLOSES && heard.elapsed() > st.ws_heartbeat * 2 {
                     tracing::info!("a push client went silent; closed");
@@ -308,6 +365,22 @@ pub async fn serve<T: Transport>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subscribes_come_three_at_once_then_one_per_two_seconds() {
+        let t0 = Instant::now();
+        let mut b = SubscribeBudget::new(t0);
+        assert!(b.take(t0) && b.take(t0) && b.take(t0));
+        assert!(!b.take(t0));
+        assert_eq!(b.next(), t0 + SUBSCRIBE_EVERY);
+        assert!(!b.take(t0 + Duration::from_millis(1900)));
+        assert!(b.take(t0 + Duration::from_millis(2000)));
+        assert!(!b.take(t0 + Duration::from_millis(2100)));
+        // A quiet minute refills the burst, no more.
+        let later = t0 + Duration::from_secs(60);
+        assert!(b.take(later) && b.take(later) && b.take(later));
+        assert!(!b.take(later));
+    }
 
     #[test]
     fn prefixes_select_metrics_and_hosts_select_hosts() {
