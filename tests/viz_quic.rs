@@ -155,6 +155,12 @@ fn watch_prints_a_snapshot_then_updates_and_bad_tokens_are_refused() {
         metric(&m, "ringwatch_viz_quic_updates_sent_total") >= 4.0,
         "{m}"
     );
+    // Every client, served or refused, first proved its address with a Retry.
+    assert!(
+        metric(&m, "ringwatch_viz_quic_retries_sent_total")
+            > metric(&m, "ringwatch_viz_quic_refused_connections_total"),
+        "{m}"
+    );
 }
 
 #[test]

@@ -38,6 +38,7 @@ pub struct VizMetrics {
     ws_refused: Counter,
     ws_bad: Counter,
     ws_deferred: Counter,
+    quic_retries: Counter,
     quic_deferred: Counter,
     /// Requests refused for a missing, bad or expired token.
     pub auth_unauthorized: Counter,
@@ -76,6 +77,7 @@ impl VizMetrics {
             ws_refused: Counter::default(),
             ws_bad: Counter::default(),
             ws_deferred: Counter::default(),
+            quic_retries: Counter::default(),
             quic_deferred: Counter::default(),
             auth_unauthorized: Counter::default(),
             auth_forbidden: Counter::default(),
@@ -189,6 +191,11 @@ impl VizMetrics {
             m.ws_deferred.clone(),
         );
         r.register(
+            "quic_retries_sent",
+            "QUIC Retry packets sent: a new client proves its address before viz answers more",
+            m.quic_retries.clone(),
+        );
+        r.register(
             "quic_subscribes_deferred",
             "QUIC subscribes held back by the per-session budget (3 at once, then one per 2 s; the newest is applied when allowed)",
             m.quic_deferred.clone(),
@@ -254,6 +261,7 @@ impl VizMetrics {
             &self.ws_deferred,
             ws.subscribes_deferred.load(Ordering::Relaxed),
         );
+        set(&self.quic_retries, quic.retries.load(Ordering::Relaxed));
         set(
             &self.quic_deferred,
             quic.subscribes_deferred.load(Ordering::Relaxed),

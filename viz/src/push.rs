@@ -48,6 +48,8 @@ pub struct PushCounters {
     pub log: ringwatch_net::Throttle,
     /// Subscribes held back by the per-session budget (each answered later, coalesced).
     pub subscribes_deferred: AtomicU64,
+    /// QUIC only: Retry packets sent to make a new client prove its address first.
+    pub retries: AtomicU64,
 }
 
 /// Subscribes a session may send at once before the budget applies.

@@ -176,6 +176,17 @@ impl QuicServer {
                 _ = shutdown.cancelled() => break,
                 incoming = endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
+                    // Address validation first: until a client has echoed a Retry token, it
+                    // gets one small Retry packet and nothing more, so a forged source address
+                    // cannot turn viz into an amplifier (a handshake answers 1,200 bytes with
+                    // about 3,800).
+                    if !incoming.remote_address_validated() {
+                        st.quic.retries.fetch_add(1, Ordering::Relaxed);
+                        if let Err(e) = incoming.retry() {
+                            e.into_incoming().ignore();
+                        }
+                        continue;
+                    }
                     let Ok(place) = places.clone().try_acquire_owned() else {
                         st.quic.refused.fetch_add(1, Ordering::Relaxed);
                         if let Some(unlogged) = st.quic.log.allow() {
