@@ -184,6 +184,9 @@ fn every_endpoint_answers_or_refuses_with_a_reason() {
         ),
         ("/api/metrics?host_id=nobody", 404, "unknown host"),
         ("/api/metrics/host/nobody", 404, "unknown host"),
+        // Not UTF-8, or not a host id: a plain reason, in JSON like every other error.
+        ("/api/metrics/host/%ff", 400, "host id in the path"),
+        ("/api/metrics/host/a%20b", 400, "host id in the path"),
         (
             "/api/metrics/aggregate?host_id=api-host&metric=cpu.usage&step=0s",
             400,

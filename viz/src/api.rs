@@ -974,7 +974,22 @@ fn step_param(
         (status = 200, description = "The host and all its newest values", body = HostDetail),
         (status = 404, description = "Unknown host", body = ErrorBody),
     ))]
-async fn host(State(st): Shared, Path(id): Path<String>) -> ApiResult<HostDetail> {
+async fn host(
+    State(st): Shared,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> ApiResult<HostDetail> {
+    // A plain reason in JSON, not the path parser's own words in text.
+    let bad =
+        || ApiError::bad("the host id in the path must be 1–253 characters of [A-Za-z0-9._-]");
+    let Path(id) = id.map_err(|_| bad())?;
+    if id.is_empty()
+        || id.len() > 253
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(bad());
+    }
     st.dashboard
         .host(&id, now_ms())
         .map(Json)
