@@ -77,6 +77,15 @@ pub struct Config {
         default_value_t = 1024
     )]
     pub max_batch_snapshots: usize,
+    /// Most distinct metric names one host may hold in the embedded store (a real agent sends
+    /// about 42 plus per-core, per-disk and per-interface detail); a snapshot that would pass
+    /// it is refused by name, and no other host's data is touched.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_MAX_METRIC_NAMES_PER_HOST",
+        default_value_t = 2048
+    )]
+    pub max_metric_names_per_host: usize,
     /// Most metrics in one snapshot.
     #[arg(
         long,
@@ -244,6 +253,7 @@ impl Default for Config {
             segment_max_mib: 64,
             max_message_bytes: 4 << 20,
             max_batch_snapshots: 1024,
+            max_metric_names_per_host: 2048,
             max_metrics_per_snapshot: 4096,
             max_future_skew_secs: 300,
             query_max_snapshots: 200_000,
@@ -334,6 +344,12 @@ impl Config {
             return bad(format!(
                 "max_batch_snapshots: {} is out of range 1..=100000",
                 self.max_batch_snapshots
+            ));
+        }
+        if !(16..=1_000_000).contains(&self.max_metric_names_per_host) {
+            return bad(format!(
+                "max_metric_names_per_host: {} is out of range 16..=1000000",
+                self.max_metric_names_per_host
             ));
         }
         if !(1..=100_000).contains(&self.max_metrics_per_snapshot) {
@@ -479,6 +495,7 @@ impl Config {
             memory_limit_samples: self.memory_limit_samples,
             fsync_interval: Duration::from_millis(self.fsync_interval_ms),
             segment_max_bytes: self.segment_max_mib << 20,
+            max_metric_names_per_host: self.max_metric_names_per_host,
         }
     }
 }

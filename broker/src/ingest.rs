@@ -291,6 +291,7 @@ impl<S: Store> StreamHandler<S> {
         // a write cancelled halfway (a Redis retry abandoned, the live push skipped) would leave
         // what it did unannounced. The task finishes the write whatever happens to the stream.
         let router = self.router.clone();
+        let good_ts: Vec<i64> = good.iter().map(|s| s.timestamp_ms).collect();
         let written = tokio::spawn(async move { router.write(good).await })
             .await
             .unwrap_or_else(|e| {
@@ -301,12 +302,28 @@ impl<S: Store> StreamHandler<S> {
         match written {
             Ok(out) => {
                 self.metrics.stored(&out);
+                let mut rejected: Vec<i64> = refused.iter().map(|(ts, _)| *ts).collect();
+                // The store's own refusals (a host past its bound of metric names): named in
+                // the same Ack, so the agent drops them instead of resending.
+                if let Some((_, reason)) = out.refused.first() {
+                    self.metrics
+                        .rejected_snapshots
+                        .get_or_create(&[("reason", "too_many_metric_names")])
+                        .inc_by(out.refused.len() as u64);
+                    rejected.extend(out.refused.iter().filter_map(|(i, _)| good_ts.get(*i)));
+                    if let Some(n) = self.metrics.refusal_log.allow() {
+                        tracing::warn!(host, seq = b.seq, refused = out.refused.len(), %reason, not_logged_since_last = n, "snapshots refused by the store");
+                    }
+                    if reject_reason.is_empty() {
+                        reject_reason = reason.clone();
+                    }
+                }
                 Ok(Some(BrokerMessage {
                     body: Some(broker_message::Body::Ack(Ack {
                         seq: b.seq,
                         stored: out.stored,
                         duplicates: out.duplicates,
-                        rejected_timestamps_ms: refused.iter().map(|(ts, _)| *ts).collect(),
+                        rejected_timestamps_ms: rejected,
                         reject_reason,
                     })),
                 }))

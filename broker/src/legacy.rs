@@ -99,7 +99,23 @@ impl<S: Store> LegacyService<S> {
                 self.metrics.stored(&out);
                 *stored += out.stored as u64;
                 *duplicates += out.duplicates as u64;
-                Ok(())
+                match out.refused.first() {
+                    None => Ok(()),
+                    Some((_, reason)) => {
+                        self.metrics
+                            .rejected_snapshots
+                            .get_or_create(&[("reason", "too_many_metric_names")])
+                            .inc_by(out.refused.len() as u64);
+                        Err(self.refuse(
+                            Rejection {
+                                code: tonic::Code::ResourceExhausted,
+                                label: "too_many_metric_names",
+                                reason: reason.clone(),
+                            },
+                            *stored,
+                        ))
+                    }
+                }
             }
             Err(e) => {
                 self.metrics.store_write_errors.inc();

@@ -32,6 +32,8 @@ pub struct EmbeddedConfig {
     /// fsync interval; zero means fsync every write before acknowledging.
     pub fsync_interval: Duration,
     pub segment_max_bytes: u64,
+    /// Most distinct metric names one host may hold; a snapshot that would pass it is refused.
+    pub max_metric_names_per_host: usize,
 }
 
 impl Default for EmbeddedConfig {
@@ -42,6 +44,7 @@ impl Default for EmbeddedConfig {
             memory_limit_samples: 20_000_000,
             fsync_interval: Duration::from_secs(1),
             segment_max_bytes: 64 << 20,
+            max_metric_names_per_host: 2048,
         }
     }
 }
@@ -59,6 +62,8 @@ pub struct EmbeddedCounters {
 struct Host {
     record: HostRecord,
     series: Series,
+    /// The metric names (ids) its series holds: bounded by `max_metric_names_per_host`.
+    names: std::collections::HashSet<u32>,
 }
 
 #[derive(Default)]
@@ -66,7 +71,8 @@ struct State {
     hosts: HashMap<String, Host>,
     names: Names,
     snapshots: u64,
-    /// Value cells held (8 bytes each, gaps included): what the memory limit bounds.
+    /// Values held (8 bytes each; rows where a metric is absent outside its span cost
+    /// nothing): what the memory limit bounds.
     cells: u64,
 }
 
@@ -90,6 +96,7 @@ impl State {
         match host.series.insert(snap, &ids) {
             Inserted::Duplicate => None,
             Inserted::New(samples, cells) => {
+                host.names.extend(ids);
                 self.snapshots += 1;
                 self.cells += cells;
                 Some(samples)
@@ -102,6 +109,9 @@ impl State {
         let (mut rows, mut cells) = (0, 0);
         for h in self.hosts.values_mut() {
             let (r, c) = h.series.evict_before(cutoff);
+            if r > 0 {
+                h.names = h.series.name_ids();
+            }
             rows += r;
             cells += c;
         }
@@ -130,18 +140,76 @@ impl State {
         }
     }
 
-    fn oldest_newest(&self) -> Option<(i64, i64)> {
-        let oldest = self
+    /// Brings the values held down to `target`, taking the oldest rows of the host that holds
+    /// the most each time (a twentieth of its rows at a time): one host's flood costs its own
+    /// history first, and hosts of equal size lose their oldest rows alike. Returns the
+    /// snapshots dropped.
+    fn evict_largest_until(&mut self, target: u64) -> u64 {
+        if self.cells <= target {
+            return 0;
+        }
+        let mut by_size: std::collections::BinaryHeap<(u64, String)> = self
             .hosts
-            .values()
-            .filter_map(|h| h.series.oldest())
-            .min()?;
-        let newest = self
-            .hosts
-            .values()
-            .filter_map(|h| h.series.newest())
-            .max()?;
-        Some((oldest, newest))
+            .iter()
+            .filter(|(_, h)| h.series.cells() > 0)
+            .map(|(id, h)| (h.series.cells(), id.clone()))
+            .collect();
+        let mut dropped = 0;
+        while self.cells > target {
+            let Some((_, id)) = by_size.pop() else {
+                break;
+            };
+            let Some(h) = self.hosts.get_mut(&id) else {
+                continue;
+            };
+            let (rows, cells) = h.series.evict_oldest(h.series.rows() / 20);
+            h.names = h.series.name_ids();
+            self.snapshots -= rows;
+            self.cells -= cells;
+            dropped += rows;
+            if h.series.cells() > 0 {
+                by_size.push((h.series.cells(), id));
+            }
+        }
+        if dropped > 0 && self.names.release_due() {
+            self.release_names();
+        }
+        dropped
+    }
+
+    /// Whether `snap` would take its host past `max` distinct metric names, counting the names
+    /// `pending` (earlier snapshots of the same write) adds: then the reason.
+    fn names_over<'a>(
+        &self,
+        snap: &'a Snapshot,
+        max: usize,
+        pending: &mut HashMap<&'a str, std::collections::HashSet<&'a str>>,
+    ) -> Option<String> {
+        let held = self.hosts.get(&snap.host_id).map(|h| &h.names);
+        let adding = pending.entry(snap.host_id.as_str()).or_default();
+        let fresh: Vec<&str> = snap
+            .metrics
+            .iter()
+            .map(|m| m.name.as_str())
+            .filter(|n| {
+                let known = self
+                    .names
+                    .id(n)
+                    .is_some_and(|id| held.is_some_and(|h| h.contains(&id)));
+                !known && !adding.contains(n)
+            })
+            .collect();
+        let have = held.map_or(0, |h| h.len()) + adding.len();
+        if have + fresh.len() > max {
+            return Some(format!(
+                "host {} would hold {} distinct metric names; the limit is {max} \
+                 (--max-metric-names-per-host)",
+                snap.host_id,
+                have + fresh.len()
+            ));
+        }
+        adding.extend(fresh);
+        None
     }
 }
 
@@ -158,8 +226,6 @@ struct Inner {
     cfg: EmbeddedConfig,
     state: RwLock<State>,
     wal: Option<Mutex<Wal>>,
-    /// Newest timestamp evicted for memory; data below it is gone from memory.
-    memory_watermark: AtomicU64,
     counters: EmbeddedCounters,
     disk_bytes: AtomicU64,
     /// Log segments closed by rotation and not yet fsynced.
@@ -200,8 +266,14 @@ impl EmbeddedStore {
         let wal = match &cfg.data_dir {
             None => None,
             Some(dir) => {
+                let limit = cfg.memory_limit_samples;
                 let (wal, stats) = Wal::open(dir, cfg.segment_max_bytes, |kind, payload| {
-                    apply_record(&mut state, kind, payload, cutoff)
+                    let ts = apply_record(&mut state, kind, payload, cutoff);
+                    // A log longer than the budget is replayed within it (plus a quarter).
+                    if state.cells > limit + limit / 4 {
+                        state.evict_largest_until(limit / 20 * 19);
+                    }
+                    ts
                 })?;
                 counters
                     .wal_replayed_records
@@ -221,7 +293,6 @@ impl EmbeddedStore {
                 cfg,
                 state: RwLock::new(state),
                 wal,
-                memory_watermark: AtomicU64::new(0),
                 counters,
                 disk_bytes: AtomicU64::new(disk),
                 unsynced: Mutex::new(Vec::new()),
@@ -343,34 +414,24 @@ impl EmbeddedStore {
                 .fetch_add(dropped, Ordering::Relaxed);
             tracing::debug!(dropped, "retention evicted snapshots");
         }
-        let watermark = self.inner.memory_watermark.load(Ordering::Relaxed) as i64;
-        let segments = self
-            .with_wal(|w| w.drop_before(cutoff.max(watermark)))?
-            .unwrap_or(0);
+        let segments = self.with_wal(|w| w.drop_before(cutoff))?.unwrap_or(0);
         if segments > 0 {
             tracing::info!(segments, "retention deleted log segments");
         }
         Ok(dropped)
     }
 
-    /// Evicts the oldest data of all hosts until the sample budget holds.
+    /// Past the sample budget, evicts the oldest rows of the largest hosts until 95 % of it
+    /// is held (the slack keeps this pass rare under steady pressure).
     fn enforce_memory_limit(&self) {
         let limit = self.inner.cfg.memory_limit_samples;
         let Ok(mut st) = self.inner.state.write() else {
             return;
         };
-        let mut evicted = 0;
-        while st.cells > limit {
-            let Some((oldest, newest)) = st.oldest_newest() else {
-                break;
-            };
-            let step = ((newest - oldest) / 20).max(1000);
-            let cutoff = oldest + step;
-            evicted += st.evict_before(cutoff);
-            self.inner
-                .memory_watermark
-                .fetch_max(cutoff.max(0) as u64, Ordering::Relaxed);
+        if st.cells <= limit {
+            return;
         }
+        let evicted = st.evict_largest_until(limit / 20 * 19);
         if evicted > 0 {
             self.inner
                 .counters
@@ -379,7 +440,7 @@ impl EmbeddedStore {
             tracing::warn!(
                 evicted,
                 limit,
-                "memory limit reached: evicted the oldest snapshots"
+                "memory limit reached: evicted the oldest snapshots of the largest hosts"
             );
         }
     }
@@ -469,16 +530,24 @@ impl Store for EmbeddedStore {
         let fresh: Vec<(usize, &Snapshot)> = {
             let st = self.read()?;
             let mut seen = std::collections::HashSet::new();
+            let mut adding = HashMap::new();
+            let max_names = self.inner.cfg.max_metric_names_per_host;
             snapshots
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| {
+                .filter(|(i, s)| {
                     let new = !st.contains(&s.host_id, s.timestamp_ms)
                         && seen.insert((s.host_id.as_str(), s.timestamp_ms));
                     if !new {
                         out.duplicates += 1;
+                        return false;
                     }
-                    new
+                    // Refused before the log: a refused snapshot is never replayed.
+                    if let Some(reason) = st.names_over(s, max_names, &mut adding) {
+                        out.refused.push((*i, reason));
+                        return false;
+                    }
+                    true
                 })
                 .collect()
         };
@@ -709,7 +778,8 @@ mod tests {
                 stored: 4,
                 duplicates: 0,
                 samples: 10,
-                new: vec![true; 4]
+                new: vec![true; 4],
+                refused: vec![],
             }
         );
         assert!(store.knows("a").await.unwrap());
@@ -758,7 +828,8 @@ mod tests {
                 stored: 1,
                 duplicates: 2,
                 samples: 2,
-                new: vec![false, true, false]
+                new: vec![false, true, false],
+                refused: vec![],
             }
         );
         assert_eq!(store.stats().snapshots, 2);
@@ -862,6 +933,8 @@ mod tests {
     async fn a_flood_of_made_up_metric_names_does_not_grow_memory_without_bound() {
         let store = EmbeddedStore::open(EmbeddedConfig {
             memory_limit_samples: 2_000,
+            // The memory bound alone, here (the names bound has its own test).
+            max_metric_names_per_host: 1_000_000,
             ..Default::default()
         })
         .unwrap();
@@ -883,6 +956,97 @@ mod tests {
         assert_eq!(
             newest.metrics[0].name, "junk.399.0",
             "names read back right"
+        );
+    }
+
+    #[tokio::test]
+    async fn past_its_bound_of_names_a_host_is_refused_by_name_and_others_go_on() {
+        let store = EmbeddedStore::open(EmbeddedConfig {
+            max_metric_names_per_host: 100,
+            ..Default::default()
+        })
+        .unwrap();
+        let now = now_ms();
+        // 60 names, then 40 new ones: at the bound, stored.
+        store
+            .write(&[snap("greedy", now - 10_000, 60)])
+            .await
+            .unwrap();
+        let mut wider = snap("greedy", now - 9_000, 60);
+        wider
+            .metrics
+            .extend(snap("x", now, 40).metrics.into_iter().map(|mut m| {
+                m.name = format!("extra.{}", m.name);
+                m
+            }));
+        let out = store.write(&[wider]).await.unwrap();
+        assert_eq!((out.stored, out.refused.len()), (1, 0));
+        // One more new name: refused by name, with the reason; the known ones still go in,
+        // and so does another host, in the same write.
+        let mut over = snap("greedy", now - 8_000, 60);
+        over.metrics[0].name = "one.too.many".into();
+        let out = store
+            .write(&[
+                over,
+                snap("greedy", now - 7_000, 60),
+                snap("modest", now, 60),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(out.stored, 2);
+        assert_eq!(out.new, vec![false, true, true]);
+        assert_eq!(out.refused.len(), 1);
+        let (i, reason) = &out.refused[0];
+        assert_eq!(*i, 0);
+        assert!(
+            reason.contains("greedy") && reason.contains("limit is 100"),
+            "{reason}"
+        );
+        // Two snapshots of one write that together pass the bound: the second is refused.
+        let mut a = snap("pair", now - 2_000, 60);
+        let mut b = snap("pair", now - 1_000, 60);
+        for m in &mut b.metrics {
+            m.name = format!("b.{}", m.name);
+        }
+        a.metrics.truncate(60);
+        let out = store.write(&[a, b]).await.unwrap();
+        assert_eq!((out.stored, out.refused.len()), (1, 1));
+        assert_eq!(out.refused[0].0, 1);
+    }
+
+    #[tokio::test]
+    async fn the_memory_limit_takes_from_the_largest_host_and_spares_the_others() {
+        let store = EmbeddedStore::open(EmbeddedConfig {
+            memory_limit_samples: 20_000,
+            ..Default::default()
+        })
+        .unwrap();
+        let now = now_ms();
+        // Two modest hosts: 100 rows × 20 values each (4,000 values).
+        for i in 0..100 {
+            let ts = now - 200_000 + i * 1000;
+            store
+                .write(&[snap("a", ts, 20), snap("b", ts, 20)])
+                .await
+                .unwrap();
+        }
+        // One host floods with wide snapshots: 200 rows × 1,000 values, 10 × the budget.
+        for i in 0..200 {
+            store
+                .write(&[snap("flood", now - 200_000 + i * 1000, 1000)])
+                .await
+                .unwrap();
+        }
+        let stats = store.stats();
+        assert!(stats.samples <= 20_000, "{stats:?}");
+        // The modest hosts keep every row; the flood lost its oldest, kept its newest.
+        assert_eq!(rows(&store, range("a", 0, now)).await.len(), 100);
+        assert_eq!(rows(&store, range("b", 0, now)).await.len(), 100);
+        let flood = rows(&store, range("flood", 0, now)).await;
+        assert!(!flood.is_empty() && flood.len() < 20, "{}", flood.len());
+        assert_eq!(
+            flood.last().map(|s| s.timestamp_ms),
+            Some(now - 200_000 + 199 * 1000)
         );
     }
 }

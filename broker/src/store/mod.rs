@@ -33,6 +33,9 @@ pub struct WriteOutcome {
     pub samples: u64,
     /// Per input snapshot: newly stored (published live) or a duplicate.
     pub new: Vec<bool>,
+    /// Snapshots the store refused (by index in the input, with the reason): a host past its
+    /// bound of distinct metric names. Neither stored nor logged.
+    pub refused: Vec<(usize, String)>,
 }
 
 /// A host as the registry knows it.

@@ -1,9 +1,10 @@
 //! One host's series in memory, in column blocks.
 //!
 //! Rows are timestamps, columns are metrics. A block holds up to `BLOCK_ROWS` rows with one
-//! `Vec<f64>` per metric that appeared in it (NaN where a row lacks the metric), so a metric
-//! that comes and goes (a container's network interface) costs memory only in the blocks it
-//! lived in. A range read copies column slices; ingest appends to the last block. The newest
+//! `Vec<f64>` per metric that appeared in it, holding only the span from the metric's first to
+//! its last value in the block (NaN for a row inside the span that lacks it), so a metric that
+//! comes and goes (a container's network interface, a made-up name) costs memory only for the
+//! rows it lived in. A range read copies column slices; ingest appends to the last block. The newest
 //! snapshot is also kept whole (with its sliding-window statistics) for `latest`.
 
 use std::collections::{HashMap, VecDeque};
@@ -47,6 +48,11 @@ impl Names {
         id
     }
 
+    /// The id of `name`, if it is interned.
+    pub(crate) fn id(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
+    }
+
     pub(crate) fn name(&self, id: u32) -> &str {
         self.names.get(id as usize).map_or("", |n| n)
     }
@@ -83,17 +89,101 @@ impl Names {
     }
 }
 
+/// One metric's values in a block. Only the span from its first to its last value is held:
+/// rows before the metric appeared and after it stopped cost nothing (a host that sends a new
+/// name in one row adds one value, not a column of gaps). Gaps inside the span are NaN.
 struct Col {
     name: u32,
     unit: i32,
+    /// The row of `values[0]`.
+    start: u32,
     values: Vec<f64>,
 }
+
+impl Col {
+    fn end(&self) -> usize {
+        self.start as usize + self.values.len()
+    }
+
+    /// Makes room for a row inserted at `pos` (rows from `pos` on move down one).
+    fn open_row(&mut self, pos: usize) {
+        let start = self.start as usize;
+        if pos <= start {
+            self.start += 1;
+        } else if pos < self.end() {
+            self.values.insert(pos - start, f64::NAN);
+        }
+    }
+
+    /// Sets row `pos`, widening the span as needed; returns the values added.
+    fn set(&mut self, pos: usize, v: f64) -> u64 {
+        let before = self.values.len();
+        let start = self.start as usize;
+        if self.values.is_empty() {
+            self.start = pos as u32;
+            self.values.push(v);
+            return 1;
+        }
+        if pos < start {
+            self.values
+                .splice(0..0, std::iter::repeat_n(f64::NAN, start - pos));
+            self.start = pos as u32;
+        } else if pos >= self.end() {
+            self.values.resize(pos - start + 1, f64::NAN);
+        }
+        let i = pos - self.start as usize;
+        self.values[i] = v;
+        (self.values.len() - before) as u64
+    }
+
+    /// Drops the first `k` rows of the block.
+    fn drop_front(&mut self, k: usize) {
+        let start = self.start as usize;
+        if k <= start {
+            self.start -= k as u32;
+        } else {
+            let n = (k - start).min(self.values.len());
+            self.values.drain(..n);
+            self.start = 0;
+        }
+    }
+
+    /// The held part of rows `[lo, hi)`: (first row, values).
+    fn overlap(&self, lo: usize, hi: usize) -> Option<(usize, &[f64])> {
+        let (s, e) = ((self.start as usize).max(lo), self.end().min(hi));
+        (s < e).then(|| {
+            let off = self.start as usize;
+            (s, &self.values[s - off..e - off])
+        })
+    }
+
+    fn any_in(&self, lo: usize, hi: usize) -> bool {
+        self.overlap(lo, hi)
+            .is_some_and(|(_, v)| v.iter().any(|x| !x.is_nan()))
+    }
+
+    /// Rows `[lo, hi)` as a dense column (NaN where absent).
+    fn rows(&self, lo: usize, hi: usize) -> Vec<f64> {
+        let mut out = vec![f64::NAN; hi - lo];
+        if let Some((s, v)) = self.overlap(lo, hi) {
+            out[s - lo..s - lo + v.len()].copy_from_slice(v);
+        }
+        out
+    }
+}
+
+/// Past this many columns a block keeps a name → column index, so a snapshot of new names
+/// costs a lookup each, not a search through every column (under the store's lock).
+const INDEX_FROM: usize = 64;
 
 struct Block {
     ts: Vec<i64>,
     cols: Vec<Col>,
-    /// The capacity a new column starts with (see `first_capacity`).
+    /// The capacity a column that starts with the block starts with (see `first_capacity`).
     first_cap: usize,
+    /// Values held (what the memory limit counts).
+    cells: u64,
+    index: Option<HashMap<u32, u32>>,
 }
 
 /// The rows a block's new columns are first sized for: 4 to 11, from the host id. Hosts that
@@ -111,64 +201,98 @@ impl Block {
             ts: Vec::with_capacity(first_cap),
             cols: Vec::new(),
             first_cap,
+            cells: 0,
+            index: None,
         }
-    }
-
-    fn cells(&self) -> u64 {
-        (self.ts.len() * self.cols.len()) as u64
     }
 
     fn col_index(&self, hint: usize, name: u32) -> Option<usize> {
-        match self.cols.get(hint) {
-            Some(c) if c.name == name => Some(hint),
-            _ => self.cols.iter().position(|c| c.name == name),
+        if let Some(c) = self.cols.get(hint)
+            && c.name == name
+        {
+            return Some(hint);
+        }
+        match &self.index {
+            Some(ix) => ix.get(&name).map(|&i| i as usize),
+            None => self.cols.iter().position(|c| c.name == name),
         }
     }
 
-    /// Inserts a row at `pos`; returns the cells added.
-    fn insert_row(&mut self, pos: usize, ts: i64, snap: &Snapshot, ids: &[u32]) -> u64 {
-        let before = self.cells();
-        self.ts.insert(pos, ts);
-        let rows = self.ts.len();
-        for c in &mut self.cols {
-            c.values.insert(pos, f64::NAN);
+    fn push_col(&mut self, col: Col) -> usize {
+        let i = self.cols.len();
+        let name = col.name;
+        self.cols.push(col);
+        match &mut self.index {
+            Some(ix) => {
+                ix.insert(name, i as u32);
+            }
+            None if self.cols.len() > INDEX_FROM => self.rebuild_index(),
+            None => {}
         }
+        i
+    }
+
+    fn rebuild_index(&mut self) {
+        self.index = (self.cols.len() > INDEX_FROM).then(|| {
+            self.cols
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.name, i as u32))
+                .collect()
+        });
+    }
+
+    /// Inserts a row at `pos`; returns the values added.
+    fn insert_row(&mut self, pos: usize, ts: i64, snap: &Snapshot, ids: &[u32]) -> u64 {
+        self.ts.insert(pos, ts);
+        if pos + 1 < self.ts.len() {
+            // A late row: the rows after it move down in every column.
+            for c in &mut self.cols {
+                c.open_row(pos);
+            }
+        }
+        let mut added = 0;
         for (i, (m, &id)) in snap.metrics.iter().zip(ids).enumerate() {
             let idx = match self.col_index(i, id) {
                 Some(idx) => idx,
                 None => {
-                    self.cols.push(Col {
+                    // A metric that starts with the block gets the host's first capacity; one
+                    // that appears later (a new interface, or made-up names) starts small.
+                    let cap = if pos == 0 { self.first_cap } else { 1 };
+                    self.push_col(Col {
                         name: id,
                         unit: m.unit,
-                        values: {
-                            let mut v = Vec::with_capacity(rows.max(self.first_cap));
-                            v.resize(rows, f64::NAN);
-                            v
-                        },
-                    });
-                    self.cols.len() - 1
+                        start: pos as u32,
+                        values: Vec::with_capacity(cap),
+                    })
                 }
             };
             let col = &mut self.cols[idx];
-            col.values[pos] = m.value;
+            added += col.set(pos, m.value);
             col.unit = m.unit;
         }
-        self.cells() - before
+        self.cells += added;
+        added
     }
 
-    /// Drops the rows before `cutoff`; returns (rows, cells) dropped.
+    /// Drops the rows before `cutoff`; returns (rows, values) dropped.
     fn trim_front(&mut self, cutoff: i64) -> (u64, u64) {
         let k = self.ts.partition_point(|&t| t < cutoff);
         if k == 0 {
             return (0, 0);
         }
-        let before = self.cells();
+        let before = self.cells;
         self.ts.drain(..k);
         for c in &mut self.cols {
-            c.values.drain(..k);
+            c.drop_front(k);
         }
+        let n = self.cols.len();
         self.cols.retain(|c| c.values.iter().any(|v| !v.is_nan()));
-        (k as u64, before - self.cells())
+        if self.cols.len() != n {
+            self.rebuild_index();
+        }
+        self.cells = self.cols.iter().map(|c| c.values.len() as u64).sum();
+        (k as u64, before - self.cells)
     }
 }
 
@@ -177,6 +301,9 @@ impl Block {
 pub(crate) struct Series {
     blocks: VecDeque<Block>,
     latest: Option<Snapshot>,
+    /// Values held in all blocks.
+    cells: u64,
+    rows: u64,
 }
 
 /// What an insert did.
@@ -208,6 +335,7 @@ impl Series {
         self.blocks.back().and_then(|b| b.ts.last().copied())
     }
 
+    #[cfg(test)]
     pub(crate) fn oldest(&self) -> Option<i64> {
         self.blocks.front().and_then(|b| b.ts.first().copied())
     }
@@ -235,10 +363,39 @@ impl Series {
             }
         };
         let cells = self.blocks[b].insert_row(pos, ts, snap, ids);
+        self.cells += cells;
+        self.rows += 1;
         if self.latest.as_ref().is_none_or(|l| ts >= l.timestamp_ms) {
             self.latest = Some(snap.clone());
         }
         Inserted::New(snap.metrics.len() as u64, cells)
+    }
+
+    /// Values held.
+    pub(crate) fn cells(&self) -> u64 {
+        self.cells
+    }
+
+    /// Every name id a block of this series holds.
+    pub(crate) fn name_ids(&self) -> std::collections::HashSet<u32> {
+        self.blocks
+            .iter()
+            .flat_map(|b| b.cols.iter().map(|c| c.name))
+            .collect()
+    }
+
+    /// Drops the oldest `n` rows (at least one); returns (rows, values) dropped.
+    pub(crate) fn evict_oldest(&mut self, n: u64) -> (u64, u64) {
+        let mut left = n.max(1);
+        let mut cutoff = None;
+        for b in &self.blocks {
+            if (b.ts.len() as u64) >= left {
+                cutoff = Some(b.ts[left as usize - 1] + 1);
+                break;
+            }
+            left -= b.ts.len() as u64;
+        }
+        self.evict_before(cutoff.unwrap_or(i64::MAX))
     }
 
     /// Marks in `used` (indexed by name id) every name a block of this series holds.
@@ -258,7 +415,7 @@ impl Series {
         while let Some(front) = self.blocks.front_mut() {
             if front.ts.last().is_some_and(|&l| l < cutoff) {
                 rows += front.ts.len() as u64;
-                cells += front.cells();
+                cells += front.cells;
                 self.blocks.pop_front();
             } else {
                 let (r, c) = front.trim_front(cutoff);
@@ -270,7 +427,14 @@ impl Series {
         if self.blocks.is_empty() {
             self.latest = None;
         }
+        self.cells -= cells;
+        self.rows -= rows;
         (rows, cells)
+    }
+
+    /// Rows held.
+    pub(crate) fn rows(&self) -> u64 {
+        self.rows
     }
 
     /// Rows in `[start, end]`, at most `limit`, columns selected by `keep(name id)`.
@@ -297,7 +461,7 @@ impl Series {
             let cols: Vec<&Col> = block
                 .cols
                 .iter()
-                .filter(|c| keep(c.name) && c.values[a..b].iter().any(|v| !v.is_nan()))
+                .filter(|c| keep(c.name) && c.any_in(a, b))
                 .collect();
             let step = (CHUNK_CELLS / cols.len().max(1)).max(1);
             let mut lo = a;
@@ -310,7 +474,7 @@ impl Series {
                         .map(|c| Column {
                             name: names.name(c.name).to_string(),
                             unit: c.unit,
-                            values: c.values[lo..hi].to_vec(),
+                            values: c.rows(lo, hi),
                         })
                         .collect(),
                 });
@@ -469,6 +633,48 @@ mod tests {
         assert_eq!(s.oldest(), Some(BLOCK_ROWS as i64 + 50));
         assert_eq!(s.evict_before(i64::MAX).0, 50);
         assert!(s.latest().is_none() && s.oldest().is_none());
+    }
+
+    #[test]
+    fn a_name_seen_once_costs_one_value_and_late_rows_keep_every_span_right() {
+        let mut names = Names::default();
+        let mut s = Series::default();
+        let mut cells = 0;
+        for t in 0..100 {
+            // Every row: "cpu", and one made-up name never seen again.
+            let junk = format!("junk.{t}");
+            if let Inserted::New(_, c) = put(&mut s, &mut names, &snap(t * 10, &["cpu", &junk])) {
+                cells += c;
+            }
+        }
+        // 100 rows × 2 values, not 100 rows × 101 columns of gaps.
+        assert_eq!(cells, 200);
+        assert_eq!(s.cells(), 200);
+        // A late row in the middle: every column's span moves right, values stay put.
+        put(&mut s, &mut names, &snap(505, &["cpu", "junk.50"]));
+        let all = rows(&s.range(0, i64::MAX, usize::MAX, &names, &mut |_| true));
+        assert_eq!(all.len(), 101);
+        for r in &all {
+            let junk: Vec<&Metric> = r.metrics.iter().filter(|m| m.name != "cpu").collect();
+            assert_eq!(junk.len(), 1, "{r:?}");
+            let want = if r.timestamp_ms == 505 {
+                50
+            } else {
+                r.timestamp_ms / 10
+            };
+            assert_eq!(junk[0].name, format!("junk.{want}"), "{r:?}");
+        }
+        // A metric back after a pause has NaN only inside its span.
+        let mut s2 = Series::default();
+        for t in [0, 1, 2, 3] {
+            let m: &[&str] = if t == 1 { &["a"] } else { &["a", "b"] };
+            put(&mut s2, &mut names, &snap(t, m));
+        }
+        // "b" spans rows 0–3 with a gap at row 1: its span is held, gap included.
+        assert_eq!(s2.cells(), 4 + 4);
+        let back = rows(&s2.range(0, 3, usize::MAX, &names, &mut |_| true));
+        assert_eq!(back[1].metrics.len(), 1);
+        assert_eq!(back[3].metrics.len(), 2);
     }
 
     #[test]
