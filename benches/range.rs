@@ -42,6 +42,7 @@ fn main() {
         end_ms: end,
         metric_names: vec![],
         limit: usize::MAX,
+        max_cells: usize::MAX,
     };
     let mut lat = Vec::with_capacity(queries);
     for _ in 0..queries {

@@ -107,7 +107,7 @@ fn main() {
         }
         .redis())
         .expect("store");
-        let q = ringwatch_broker::store::RangeQuery { host_id: "range-host".into(), start_ms: start, end_ms: end, metric_names: vec![], limit: usize::MAX };
+        let q = ringwatch_broker::store::RangeQuery { host_id: "range-host".into(), start_ms: start, end_ms: end, metric_names: vec![], limit: usize::MAX, max_cells: usize::MAX };
         let mut lat = Vec::with_capacity(queries);
         for _ in 0..queries {
             let t = Instant::now();

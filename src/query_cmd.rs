@@ -243,7 +243,9 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
                 .await?
                 .into_inner();
             let mut snaps = Vec::new();
+            let mut truncated = false;
             while let Some(chunk) = stream.message().await? {
+                truncated |= chunk.truncated;
                 snaps.extend(chunk.to_snapshots(&host));
             }
             let cols = columns(&metrics, &snaps);
@@ -260,6 +262,14 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
                 .collect();
             print!("{}", table(&header, &rows));
             println!("({} snapshots)", rows.len());
+            if truncated {
+                println!(
+                    "(cut short by the broker's limit of values per answer: ask from after {} for the rest)",
+                    snaps
+                        .last()
+                        .map_or_else(String::new, |s| time_of(s.timestamp_ms))
+                );
+            }
         }
     }
     Ok(())

@@ -118,3 +118,144 @@ fn a_host_flooding_new_metric_names_is_refused_past_its_bound_and_costs_no_one_e
         "{m}"
     );
 }
+
+/// Sends `snapshots` for `host` on one ingest stream, 100 a batch; returns those stored.
+async fn ingest(url: &str, host: &str, snapshots: Vec<Snapshot>) -> u32 {
+    let mut client = IngestClient::connect(url.to_string())
+        .await
+        .expect("connect");
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let mut replies = client
+        .stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let send = |body| AgentMessage { body: Some(body) };
+    tx.send(send(agent_message::Body::Register(Register {
+        host_id: host.into(),
+        agent_version: "test".into(),
+        interval_ms: 1000,
+        ..Default::default()
+    })))
+    .await
+    .expect("register");
+    let mut stored = 0;
+    for (i, batch) in snapshots.chunks(100).enumerate() {
+        tx.send(send(agent_message::Body::Batch(Batch {
+            seq: i as u64 + 1,
+            snapshots: batch.to_vec(),
+        })))
+        .await
+        .expect("send");
+        match replies.message().await.expect("reply").map(|r| r.body) {
+            Some(Some(broker_message::Body::Ack(a))) => stored += a.stored,
+            other => panic!("batch {i}: {other:?}"),
+        }
+    }
+    stored
+}
+
+/// One Range answer: (chunks, bytes on the wire).
+async fn range_once(
+    url: &str,
+    host: &str,
+    start: i64,
+) -> (Vec<ringwatch_proto::RangeChunk>, usize) {
+    use prost::Message;
+    let mut q = ringwatch_proto::query_client::QueryClient::connect(url.to_string())
+        .await
+        .expect("connect");
+    let mut stream = q
+        .range(ringwatch_proto::RangeRequest {
+            host_id: host.into(),
+            start_ms: start,
+            end_ms: now_ms(),
+            metric_names: vec![],
+            limit: 0,
+        })
+        .await
+        .expect("range")
+        .into_inner();
+    let (mut chunks, mut bytes) = (Vec::new(), 0);
+    while let Some(c) = stream.message().await.expect("chunk") {
+        bytes += c.encoded_len();
+        chunks.push(c);
+    }
+    (chunks, bytes)
+}
+
+#[test]
+fn range_answers_grow_with_the_values_held_and_stop_at_the_limit_saying_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = broker(
+        dir.path(),
+        &[
+            "--max-metric-names-per-host",
+            "100000",
+            "--query-max-cells",
+            "100000",
+        ],
+    );
+    let url = broker.grpc_url();
+    let start = now_ms() - 3_600_000;
+    let metric = |name: String, value: f64| Metric {
+        name,
+        value,
+        unit: 0,
+        window: None,
+    };
+    // A sparse host: every row has cpu and one name of its own (4,001 names, 8,000 values).
+    let sparse: Vec<Snapshot> = (0..4000)
+        .map(|i| Snapshot {
+            host_id: "sparse".into(),
+            timestamp_ms: start + i * 500,
+            metrics: vec![
+                metric("cpu".into(), i as f64),
+                metric(format!("only.{i}"), i as f64 + 0.5),
+            ],
+        })
+        .collect();
+    // A dense host: 2,000 rows × 60 metrics = 120,000 values, more than one answer carries.
+    let dense: Vec<Snapshot> = (0..2000)
+        .map(|i| Snapshot {
+            host_id: "dense".into(),
+            timestamp_ms: start + i * 500,
+            metrics: (0..60)
+                .map(|j| metric(format!("m.{j}"), (i * 60 + j) as f64))
+                .collect(),
+        })
+        .collect();
+    block_on(async {
+        assert_eq!(ingest(&url, "sparse", sparse.clone()).await, 4000);
+        assert_eq!(ingest(&url, "dense", dense.clone()).await, 2000);
+
+        // Padded to rows × columns this would be 4,000 × 4,001 × 8 bytes = 128 MB.
+        let (chunks, bytes) = range_once(&url, "sparse", start).await;
+        assert!(bytes < 400_000, "{bytes} bytes for 8,000 values");
+        assert!(!chunks.iter().any(|c| c.truncated));
+        let rows: Vec<Snapshot> = chunks
+            .iter()
+            .flat_map(|c| c.to_snapshots("sparse"))
+            .collect();
+        assert_eq!(rows, sparse, "read back exactly, sparse columns and all");
+
+        // The dense host's answer stops at the limit, says so, and the rest follows from there.
+        let (first, _) = range_once(&url, "dense", start).await;
+        assert!(
+            first.last().is_some_and(|c| c.truncated),
+            "the cut is reported"
+        );
+        let cells: usize = first
+            .iter()
+            .map(|c| c.cells() + c.timestamps_ms.len())
+            .sum();
+        assert!(cells <= 100_000, "{cells} values in one answer");
+        let mut got: Vec<Snapshot> = first.iter().flat_map(|c| c.to_snapshots("dense")).collect();
+        assert!(got.len() < 2000);
+        let after = got.last().expect("rows").timestamp_ms + 1;
+        let (rest, _) = range_once(&url, "dense", after).await;
+        assert!(!rest.iter().any(|c| c.truncated));
+        got.extend(rest.iter().flat_map(|c| c.to_snapshots("dense")));
+        assert_eq!(got, dense);
+    });
+}

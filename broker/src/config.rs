@@ -107,6 +107,14 @@ pub struct Config {
         default_value_t = 200_000
     )]
     pub query_max_snapshots: usize,
+    /// Most values one range answer carries (timestamps included; whole chunks, at least
+    /// one); a longer answer ends early with `truncated` on its last chunk.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_QUERY_MAX_CELLS",
+        default_value_t = 4_000_000
+    )]
+    pub query_max_cells: usize,
     /// A host is stale after this many missed intervals.
     #[arg(
         long,
@@ -257,6 +265,7 @@ impl Default for Config {
             max_metrics_per_snapshot: 4096,
             max_future_skew_secs: 300,
             query_max_snapshots: 200_000,
+            query_max_cells: 4_000_000,
             stale_after_intervals: 3,
             gone_after_secs: 600,
             max_streams: 10_000,
@@ -360,6 +369,12 @@ impl Config {
         }
         if self.query_max_snapshots == 0 {
             return bad("query_max_snapshots: must be at least 1".into());
+        }
+        if self.query_max_cells < 100_000 {
+            return bad(format!(
+                "query_max_cells: {} is below the minimum 100000 (a chunk holds up to 65536)",
+                self.query_max_cells
+            ));
         }
         if self.stale_after_intervals == 0 || self.gone_after_secs == 0 || self.max_streams == 0 {
             return bad(

@@ -32,6 +32,7 @@ pub struct LegacyService<S> {
     pub(crate) metrics: Arc<BrokerMetrics>,
     pub(crate) limits: Limits,
     pub(crate) max_snapshots: usize,
+    pub(crate) max_cells: usize,
 }
 
 /// A legacy message as a snapshot; its tags as labels.
@@ -268,6 +269,7 @@ impl<S: Store> MonitorService for LegacyService<S> {
                 end_ms,
                 metric_names: q.metric_names,
                 limit: self.max_snapshots,
+                max_cells: self.max_cells,
             })
             .await
             .map_err(|e| Status::unavailable(format!("store unavailable: {e}")))?;

@@ -178,6 +178,7 @@ async fn serve<S: Store>(
         metrics: metrics.clone(),
         limits,
         max_snapshots: config.query_max_snapshots,
+        max_cells: config.query_max_cells,
     };
     let ingest = ingest::IngestService {
         router,
@@ -191,6 +192,7 @@ async fn serve<S: Store>(
         store: shared.clone(),
         metrics: metrics.clone(),
         max_snapshots: config.query_max_snapshots,
+        max_cells: config.query_max_cells,
         stale_after_intervals: config.stale_after_intervals,
         gone_after_ms: config.gone_after_secs as i64 * 1000,
         live,

@@ -21,6 +21,8 @@ pub struct QueryService<S> {
     pub(crate) store: Arc<S>,
     pub(crate) metrics: Arc<BrokerMetrics>,
     pub(crate) max_snapshots: usize,
+    /// Most values (and timestamps) one Range answer carries.
+    pub(crate) max_cells: usize,
     pub(crate) stale_after_intervals: u32,
     pub(crate) gone_after_ms: i64,
     pub(crate) live: Arc<crate::live::Live>,
@@ -121,6 +123,7 @@ impl<S: Store> QueryService<S> {
                 end_ms: q.end_ms,
                 metric_names: q.metric_names,
                 limit,
+                max_cells: self.max_cells,
             })
             .await
             .map_err(store_status)?;

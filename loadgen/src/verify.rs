@@ -433,19 +433,19 @@ impl HostCheck {
         row: usize,
         ts: i64,
     ) -> Option<String> {
-        let value_at = |ci: usize| chunk.columns[ci].values.get(row).copied();
+        // Dense or sparse columns alike; None where the row has no value.
+        let value_at = |ci: usize| chunk.columns.get(ci).and_then(|col| col.value_at(row));
         for (i, d) in c.defs.iter().enumerate() {
             let want = values::value(self.h, ts, i, d.unit);
             match col_of[i].and_then(value_at) {
                 Some(got) if got.to_bits() == want.to_bits() => {}
-                Some(got) if got.is_nan() => return Some(format!("{} missing", d.name)),
                 Some(got) => return Some(format!("{} = {got:?}, sent {want:?}", d.name)),
                 None => return Some(format!("{} missing", d.name)),
             }
         }
         foreign
             .iter()
-            .find(|(ci, _)| value_at(*ci).is_some_and(|v| !v.is_nan()))
+            .find(|(ci, _)| value_at(*ci).is_some())
             .map(|(_, why)| why.clone())
     }
 
@@ -616,8 +616,10 @@ mod tests {
                     name: d.name.clone(),
                     unit: d.unit as i32,
                     values: ts.iter().map(|&t| values::value(0, t, i, d.unit)).collect(),
+                    rows: vec![],
                 })
                 .collect(),
+            truncated: false,
         }
     }
 
@@ -695,6 +697,7 @@ mod tests {
             name: "made.up".into(),
             unit: 1,
             values: vec![1.0, f64::NAN],
+            rows: vec![],
         });
         let r = check(&c, &[ch.clone()], &[0, 1]);
         assert_eq!(r.report.counts.wrong_values, 1, "only the row that has it");

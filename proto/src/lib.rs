@@ -27,7 +27,41 @@ pub fn name_selected(patterns: &[String], name: &str) -> bool {
         })
 }
 
+impl Column {
+    /// The value at `row` of its chunk, if present (dense or sparse form).
+    pub fn value_at(&self, row: usize) -> Option<f64> {
+        let v = if self.rows.is_empty() {
+            *self.values.get(row)?
+        } else {
+            let i = self.rows.binary_search(&u32::try_from(row).ok()?).ok()?;
+            *self.values.get(i)?
+        };
+        (!v.is_nan()).then_some(v)
+    }
+
+    /// (row, value) of every value present, in row order (dense or sparse form).
+    pub fn present(&self) -> impl Iterator<Item = (usize, f64)> + '_ {
+        let sparse = !self.rows.is_empty();
+        self.values.iter().enumerate().filter_map(move |(i, &v)| {
+            if v.is_nan() {
+                return None;
+            }
+            let row = if sparse {
+                *self.rows.get(i)? as usize
+            } else {
+                i
+            };
+            Some((row, v))
+        })
+    }
+}
+
 impl RangeChunk {
+    /// Values carried (what a response's size limit counts).
+    pub fn cells(&self) -> usize {
+        self.columns.iter().map(|c| c.values.len()).sum()
+    }
+
     /// The chunk's rows as snapshots of `host_id`; a metric absent in a row (NaN) is left out.
     pub fn to_snapshots(&self, host_id: &str) -> Vec<Snapshot> {
         self.timestamps_ms
@@ -40,8 +74,8 @@ impl RangeChunk {
                     .columns
                     .iter()
                     .filter_map(|c| {
-                        let value = *c.values.get(row)?;
-                        (!value.is_nan()).then(|| Metric {
+                        let value = c.value_at(row)?;
+                        Some(Metric {
                             name: c.name.clone(),
                             value,
                             unit: c.unit,
@@ -115,13 +149,16 @@ mod tests {
                     name: "a".into(),
                     unit: Unit::Percent as i32,
                     values: vec![1.0, 2.0],
+                    rows: vec![],
                 },
                 Column {
                     name: "b".into(),
                     unit: Unit::Bytes as i32,
                     values: vec![f64::NAN, 5.0],
+                    rows: vec![],
                 },
             ],
+            truncated: false,
         };
         let rows = chunk.to_snapshots("h");
         assert_eq!(rows.len(), 2);

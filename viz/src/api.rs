@@ -827,8 +827,9 @@ pub struct RangeBody {
     /// With `step`: the snapshots averaged into each bucket.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rows: Vec<u32>,
-    /// True when the range held more snapshots than one query returns (viz's --max-points):
-    /// only the oldest were read; ask for a shorter range.
+    /// True when the range held more than one query returns (viz's --max-points, or the
+    /// broker's limit of values per answer): only the oldest were read; ask for a shorter
+    /// range or fewer metrics.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
 }
@@ -896,8 +897,12 @@ pub fn join(host: &str, start: i64, end: i64, chunks: &[RangeChunk]) -> RangeBod
                 body.series.len() - 1
             });
             let values = &mut body.series[i].values;
-            values.resize(offset, None);
-            values.extend(col.values.iter().map(|v| (!v.is_nan()).then_some(*v)));
+            values.resize(offset + c.timestamps_ms.len(), None);
+            for (row, v) in col.present() {
+                if let Some(slot) = values.get_mut(offset + row) {
+                    *slot = Some(v);
+                }
+            }
         }
     }
     let n = body.timestamps.len();
@@ -939,7 +944,9 @@ async fn range(State(st): Shared, Query(p): Params) -> ApiResult<RangeBody> {
     };
     let chunks = fetch(&st, &host, start, end, names).await?;
     let mut body = join(&host, start, end, &chunks);
-    body.truncated = body.timestamps.len() >= st.max_points;
+    // Past viz's --max-points, or the broker's limit of values per answer.
+    body.truncated =
+        body.timestamps.len() >= st.max_points || chunks.last().is_some_and(|c| c.truncated);
     Ok(Json(match step_ms {
         Some(step) => downsample(body, start, step),
         None => body,
@@ -1131,11 +1138,8 @@ async fn points(
     for c in &chunks {
         if let Some(col) = c.columns.iter().find(|col| col.name == metric) {
             pts.extend(
-                c.timestamps_ms
-                    .iter()
-                    .zip(&col.values)
-                    .filter(|(_, v)| !v.is_nan())
-                    .map(|(t, v)| (*t, *v)),
+                col.present()
+                    .filter_map(|(row, v)| Some((*c.timestamps_ms.get(row)?, v))),
             );
         }
     }
@@ -1535,7 +1539,9 @@ mod tests {
                     name: "a".into(),
                     unit: 1,
                     values: vec![1.0, f64::NAN],
+                    rows: vec![],
                 }],
+                truncated: false,
             },
             RangeChunk {
                 timestamps_ms: vec![3],
@@ -1544,13 +1550,16 @@ mod tests {
                         name: "b".into(),
                         unit: 2,
                         values: vec![7.0],
+                        rows: vec![],
                     },
                     Column {
                         name: "a".into(),
                         unit: 1,
                         values: vec![3.0],
+                        rows: vec![],
                     },
                 ],
+                truncated: false,
             },
         ];
         let body = join("h", 0, 10, &chunks);

@@ -621,6 +621,7 @@ impl Store for EmbeddedStore {
             q.start_ms.max(cutoff),
             q.end_ms,
             q.limit,
+            q.max_cells,
             &st.names,
             &mut keep,
         ))
@@ -724,6 +725,7 @@ mod tests {
             end_ms: end,
             metric_names: vec![],
             limit: usize::MAX,
+            max_cells: usize::MAX,
         }
     }
 

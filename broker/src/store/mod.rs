@@ -60,6 +60,29 @@ pub struct RangeQuery {
     pub metric_names: Vec<String>,
     /// At most this many rows (timestamps), the oldest first.
     pub limit: usize,
+    /// At most about this many values and timestamps in all (whole chunks, at least one); an
+    /// answer cut short by it has `truncated` on its last chunk.
+    pub max_cells: usize,
+}
+
+/// Cuts `chunks` to about `max_cells` (whole chunks, at least one), marking the last one
+/// `truncated` if any were left out: for stores that build the whole answer first.
+pub fn cap_cells(mut chunks: Vec<RangeChunk>, max_cells: usize) -> Vec<RangeChunk> {
+    let mut cells = 0;
+    let keep = chunks
+        .iter()
+        .position(|c| {
+            cells += c.cells() + c.timestamps_ms.len();
+            cells > max_cells
+        })
+        .map_or(chunks.len(), |i| i.max(1));
+    if keep < chunks.len() {
+        chunks.truncate(keep);
+        if let Some(last) = chunks.last_mut() {
+            last.truncated = true;
+        }
+    }
+    chunks
 }
 
 /// Figures a store reports about itself for /metrics (zero where a store has no such figure).

@@ -478,6 +478,7 @@ impl<'a> ChunkBuilder<'a> {
             name: name.to_string(),
             unit,
             values: Vec::new(),
+            rows: Vec::new(),
         });
         self.index.insert(name.to_string(), self.columns.len() - 1);
         Some(self.columns.len() - 1)
@@ -572,6 +573,7 @@ impl<'a> ChunkBuilder<'a> {
         Some(RangeChunk {
             timestamps_ms: self.timestamps,
             columns: self.columns,
+            truncated: false,
         })
     }
 }
@@ -782,7 +784,7 @@ impl Store for RedisStore {
                 chunks.push(chunk);
             }
         }
-        Ok(chunks)
+        Ok(super::cap_cells(chunks, q.max_cells))
     }
 
     async fn latest(&self, metric_names: &[String]) -> Result<Vec<Snapshot>, StoreError> {

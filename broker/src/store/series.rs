@@ -162,13 +162,35 @@ impl Col {
             .is_some_and(|(_, v)| v.iter().any(|x| !x.is_nan()))
     }
 
-    /// Rows `[lo, hi)` as a dense column (NaN where absent).
-    fn rows(&self, lo: usize, hi: usize) -> Vec<f64> {
-        let mut out = vec![f64::NAN; hi - lo];
-        if let Some((s, v)) = self.overlap(lo, hi) {
-            out[s - lo..s - lo + v.len()].copy_from_slice(v);
+    /// Rows `[lo, hi)` as a column on the wire: dense (NaN where absent), or, when the metric
+    /// is in fewer than half of them, sparse (only the rows it has), so a response grows with
+    /// the values held, not rows × columns.
+    fn column(&self, lo: usize, hi: usize, name: String) -> Column {
+        let (first, held) = self.overlap(lo, hi).unwrap_or((lo, &[]));
+        let present = held.iter().filter(|v| !v.is_nan()).count();
+        if present * 2 < hi - lo {
+            let (mut rows, mut values) = (Vec::with_capacity(present), Vec::with_capacity(present));
+            for (i, &v) in held.iter().enumerate() {
+                if !v.is_nan() {
+                    rows.push((first + i - lo) as u32);
+                    values.push(v);
+                }
+            }
+            return Column {
+                name,
+                unit: self.unit,
+                values,
+                rows,
+            };
         }
-        out
+        let mut values = vec![f64::NAN; hi - lo];
+        values[first - lo..first - lo + held.len()].copy_from_slice(held);
+        Column {
+            name,
+            unit: self.unit,
+            values,
+            rows: Vec::new(),
+        }
     }
 }
 
@@ -437,17 +459,21 @@ impl Series {
         self.rows
     }
 
-    /// Rows in `[start, end]`, at most `limit`, columns selected by `keep(name id)`.
+    /// Rows in `[start, end]`, at most `limit`, columns selected by `keep(name id)`, and at
+    /// most about `max_cells` values (whole chunks; at least one): when that stops it first,
+    /// the last chunk says `truncated`.
     pub(crate) fn range(
         &self,
         start: i64,
         end: i64,
         limit: usize,
+        max_cells: usize,
         names: &Names,
         keep: &mut impl FnMut(u32) -> bool,
     ) -> Vec<RangeChunk> {
-        let mut out = Vec::new();
+        let mut out: Vec<RangeChunk> = Vec::new();
         let mut left = limit;
+        let mut cells = 0;
         let first = self.block_for(start).unwrap_or(0);
         for block in self.blocks.iter().skip(first) {
             if left == 0 || block.ts.first().is_some_and(|&f| f > end) {
@@ -467,17 +493,23 @@ impl Series {
             let mut lo = a;
             while lo < b {
                 let hi = (lo + step).min(b);
-                out.push(RangeChunk {
+                let chunk = RangeChunk {
                     timestamps_ms: block.ts[lo..hi].to_vec(),
                     columns: cols
                         .iter()
-                        .map(|c| Column {
-                            name: names.name(c.name).to_string(),
-                            unit: c.unit,
-                            values: c.rows(lo, hi),
-                        })
+                        .map(|c| c.column(lo, hi, names.name(c.name).to_string()))
                         .collect(),
-                });
+                    truncated: false,
+                };
+                let n = chunk.cells() + chunk.timestamps_ms.len();
+                if !out.is_empty() && cells + n > max_cells {
+                    if let Some(last) = out.last_mut() {
+                        last.truncated = true;
+                    }
+                    return out;
+                }
+                cells += n;
+                out.push(chunk);
                 lo = hi;
             }
             left -= b - a;
@@ -536,7 +568,7 @@ mod tests {
         assert_eq!(names.release_unused(&used), BLOCK_ROWS);
         assert_eq!(names.live(), BLOCK_ROWS + 1);
         // What is still held reads back by name; a new name takes a freed id.
-        let rows = rows(&s.range(0, i64::MAX, usize::MAX, &names, &mut |_| true));
+        let rows = rows(&s.range(0, i64::MAX, usize::MAX, usize::MAX, &names, &mut |_| true));
         assert_eq!(rows.len(), BLOCK_ROWS);
         assert!(
             rows.iter()
@@ -568,7 +600,7 @@ mod tests {
                 Inserted::New(..)
             ));
         }
-        let all = rows(&s.range(0, i64::MAX, usize::MAX, &names, &mut |_| true));
+        let all = rows(&s.range(0, i64::MAX, usize::MAX, usize::MAX, &names, &mut |_| true));
         assert_eq!(all.len(), n as usize);
         assert!(
             all.windows(2)
@@ -582,12 +614,15 @@ mod tests {
             BLOCK_ROWS as i64 * 10,
             i64::MAX,
             usize::MAX,
+            usize::MAX,
             &names,
             &mut |_| true,
         );
         assert!(late.iter().all(|c| c.columns.len() == 1));
         // Inclusive bounds, a limit, and a filter.
-        let some = rows(&s.range(1000, 2000, 50, &names, &mut |id| names.name(id) == "veth"));
+        let some = rows(&s.range(1000, 2000, 50, usize::MAX, &names, &mut |id| {
+            names.name(id) == "veth"
+        }));
         assert_eq!(some.first().map(|r| r.timestamp_ms), Some(1000));
         assert_eq!(some.len(), 50);
         assert!(
@@ -608,7 +643,7 @@ mod tests {
             Inserted::Duplicate
         );
         assert!(s.contains(5) && s.contains(30) && !s.contains(25));
-        let ts: Vec<i64> = rows(&s.range(0, 100, 10, &names, &mut |_| true))
+        let ts: Vec<i64> = rows(&s.range(0, 100, 10, usize::MAX, &names, &mut |_| true))
             .iter()
             .map(|r| r.timestamp_ms)
             .collect();
@@ -652,7 +687,7 @@ mod tests {
         assert_eq!(s.cells(), 200);
         // A late row in the middle: every column's span moves right, values stay put.
         put(&mut s, &mut names, &snap(505, &["cpu", "junk.50"]));
-        let all = rows(&s.range(0, i64::MAX, usize::MAX, &names, &mut |_| true));
+        let all = rows(&s.range(0, i64::MAX, usize::MAX, usize::MAX, &names, &mut |_| true));
         assert_eq!(all.len(), 101);
         for r in &all {
             let junk: Vec<&Metric> = r.metrics.iter().filter(|m| m.name != "cpu").collect();
@@ -672,7 +707,7 @@ mod tests {
         }
         // "b" spans rows 0–3 with a gap at row 1: its span is held, gap included.
         assert_eq!(s2.cells(), 4 + 4);
-        let back = rows(&s2.range(0, 3, usize::MAX, &names, &mut |_| true));
+        let back = rows(&s2.range(0, 3, usize::MAX, usize::MAX, &names, &mut |_| true));
         assert_eq!(back[1].metrics.len(), 1);
         assert_eq!(back[3].metrics.len(), 2);
     }
@@ -686,7 +721,7 @@ mod tests {
         for t in 0..200 {
             put(&mut s, &mut names, &snap(t, &wide));
         }
-        let chunks = s.range(0, 1000, usize::MAX, &names, &mut |_| true);
+        let chunks = s.range(0, 1000, usize::MAX, usize::MAX, &names, &mut |_| true);
         assert!(chunks.len() >= 3);
         assert!(
             chunks
