@@ -258,4 +258,41 @@ fn range_answers_grow_with_the_values_held_and_stop_at_the_limit_saying_so() {
         got.extend(rest.iter().flat_map(|c| c.to_snapshots("dense")));
         assert_eq!(got, dense);
     });
+
+    // Through viz: its JSON pads every series to every timestamp, so it holds an answer to
+    // --max-cells values (timestamps × series) and says when it cut one. Three at once, as
+    // in the probe (which saw 80 MB an answer and viz grow from 0.5 to 1.3 GB).
+    let viz = viz(&[&url], &["--no-auth", "--max-cells", "1000000"]);
+    let http = viz.addr("http");
+    let path = format!(
+        "/api/metrics?host_id=sparse&start_time={}",
+        humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + Duration::from_millis(start as u64 - 1000)
+        )
+    );
+    let answers: Vec<(u16, String)> = std::thread::scope(|s| {
+        let asks: Vec<_> = (0..3).map(|_| s.spawn(|| http_get(&http, &path))).collect();
+        asks.into_iter()
+            .map(|a| a.join().expect("request"))
+            .collect()
+    });
+    for (status, body) in &answers {
+        assert_eq!(*status, 200);
+        assert!(body.len() < 12_000_000, "{} bytes", body.len());
+        let v: serde_json::Value = serde_json::from_str(body).expect("JSON");
+        assert_eq!(v["truncated"], true);
+        let series = v["series"].as_array().expect("series").len();
+        let rows = v["timestamps"].as_array().expect("timestamps").len();
+        assert!(series * rows <= 1_000_000 && rows > 0, "{series} × {rows}");
+    }
+    let rss_kb: u64 = std::fs::read_to_string(format!("/proc/{}/status", viz.pid()))
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmHWM");
+    assert!(
+        rss_kb < 400_000,
+        "viz peaked at {rss_kb} kB over three answers"
+    );
 }

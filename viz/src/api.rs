@@ -39,6 +39,8 @@ pub struct AppState {
     pub topk_ttl_ms: i64,
     pub max_range_ms: i64,
     pub max_points: usize,
+    /// Most values (timestamps × series) one range answer holds.
+    pub max_cells: usize,
     pub ws: crate::push::PushCounters,
     pub quic: crate::push::PushCounters,
     pub ws_heartbeat: Duration,
@@ -423,6 +425,8 @@ pub struct AdminConfig {
     pub max_range_hours: u64,
     /// Most points one query returns.
     pub max_points: usize,
+    /// Most values (timestamps × series) one range answer holds.
+    pub max_cells: usize,
     /// WebSocket heartbeat (ping) period, in seconds.
     pub ws_heartbeat_secs: u64,
     /// Most HTTP connections open at once.
@@ -471,6 +475,7 @@ impl From<&crate::Config> for AdminConfig {
             health_secs,
             max_range_hours,
             max_points,
+            max_cells,
             ws_heartbeat_secs,
             max_connections,
             http_header_timeout_secs,
@@ -494,6 +499,7 @@ impl From<&crate::Config> for AdminConfig {
             health_secs,
             max_range_hours,
             max_points,
+            max_cells,
             ws_heartbeat_secs,
             max_connections,
             http_header_timeout_secs,
@@ -873,8 +879,17 @@ fn rfc3339(ms: i64) -> String {
         .to_string()
 }
 
-/// Column chunks joined into one set of series over all timestamps.
-pub fn join(host: &str, start: i64, end: i64, chunks: &[RangeChunk]) -> RangeBody {
+/// Column chunks joined into one set of series over all timestamps, at most `max_cells`
+/// values in all (timestamps × series, nulls included): past it only the oldest rows are kept
+/// and the body says `truncated`. The size is settled before anything is padded, so a host with
+/// thousands of sparse series costs this answer no more than the bound.
+pub fn join(
+    host: &str,
+    start: i64,
+    end: i64,
+    chunks: &[RangeChunk],
+    max_cells: usize,
+) -> RangeBody {
     let mut body = RangeBody {
         host_id: host.into(),
         start_time: rfc3339(start),
@@ -883,10 +898,8 @@ pub fn join(host: &str, start: i64, end: i64, chunks: &[RangeChunk]) -> RangeBod
     };
     let mut index: HashMap<&str, usize> = HashMap::new();
     for c in chunks {
-        let offset = body.timestamps.len();
-        body.timestamps.extend_from_slice(&c.timestamps_ms);
         for col in &c.columns {
-            let i = *index.entry(col.name.as_str()).or_insert_with(|| {
+            index.entry(col.name.as_str()).or_insert_with(|| {
                 body.series.push(Series {
                     name: col.name.clone(),
                     unit: Unit::try_from(col.unit)
@@ -896,18 +909,33 @@ pub fn join(host: &str, start: i64, end: i64, chunks: &[RangeChunk]) -> RangeBod
                 });
                 body.series.len() - 1
             });
-            let values = &mut body.series[i].values;
-            values.resize(offset + c.timestamps_ms.len(), None);
+        }
+    }
+    let total: usize = chunks.iter().map(|c| c.timestamps_ms.len()).sum();
+    let rows = match body.series.len() {
+        0 => total,
+        n => total.min((max_cells / n).max(1)),
+    };
+    body.truncated = rows < total;
+    for s in &mut body.series {
+        s.values = vec![None; rows];
+    }
+    let mut offset = 0;
+    for c in chunks {
+        if offset >= rows {
+            break;
+        }
+        let take = c.timestamps_ms.len().min(rows - offset);
+        body.timestamps.extend_from_slice(&c.timestamps_ms[..take]);
+        for col in &c.columns {
+            let values = &mut body.series[index[col.name.as_str()]].values;
             for (row, v) in col.present() {
-                if let Some(slot) = values.get_mut(offset + row) {
-                    *slot = Some(v);
+                if row < take {
+                    values[offset + row] = Some(v);
                 }
             }
         }
-    }
-    let n = body.timestamps.len();
-    for s in &mut body.series {
-        s.values.resize(n, None);
+        offset += take;
     }
     body
 }
@@ -943,9 +971,9 @@ async fn range(State(st): Shared, Query(p): Params) -> ApiResult<RangeBody> {
         Some(_) => Some(step_param(&st, &p, start, end)?),
     };
     let chunks = fetch(&st, &host, start, end, names).await?;
-    let mut body = join(&host, start, end, &chunks);
-    // Past viz's --max-points, or the broker's limit of values per answer.
-    body.truncated =
+    let mut body = join(&host, start, end, &chunks, st.max_cells);
+    // Past viz's --max-points or --max-cells, or the broker's limit of values per answer.
+    body.truncated |=
         body.timestamps.len() >= st.max_points || chunks.last().is_some_and(|c| c.truncated);
     Ok(Json(match step_ms {
         Some(step) => downsample(body, start, step),
@@ -1327,6 +1355,7 @@ mod tests {
             topk_ttl_ms: 3_600_000,
             max_range_ms: 3_600_000,
             max_points: 1000,
+            max_cells: 2_000_000,
             ws: Default::default(),
             quic: Default::default(),
             ws_heartbeat: Duration::from_secs(30),
@@ -1562,11 +1591,31 @@ mod tests {
                 truncated: false,
             },
         ];
-        let body = join("h", 0, 10, &chunks);
+        let body = join("h", 0, 10, &chunks, usize::MAX);
         assert_eq!(body.timestamps, vec![1, 2, 3]);
         assert_eq!(body.series[0].values, vec![Some(1.0), None, Some(3.0)]);
         assert_eq!(body.series[1].values, vec![None, None, Some(7.0)]);
         assert_eq!(body.series[1].unit, "bytes");
+        assert!(!body.truncated);
+        // At most 4 values: 2 series × 2 rows, the oldest, said to be cut short.
+        let cut = join("h", 0, 10, &chunks, 4);
+        assert_eq!(cut.timestamps, vec![1, 2]);
+        assert_eq!(cut.series[0].values, vec![Some(1.0), None]);
+        assert_eq!(cut.series[1].values, vec![None, None]);
+        assert!(cut.truncated);
+        // A sparse column (only row 1 of 3) lands on its row.
+        let sparse = vec![RangeChunk {
+            timestamps_ms: vec![5, 6, 7],
+            columns: vec![Column {
+                name: "s".into(),
+                unit: 0,
+                values: vec![9.0],
+                rows: vec![1],
+            }],
+            truncated: false,
+        }];
+        let body = join("h", 0, 10, &sparse, usize::MAX);
+        assert_eq!(body.series[0].values, vec![None, Some(9.0), None]);
     }
 
     #[test]

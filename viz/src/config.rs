@@ -47,6 +47,10 @@ pub struct Config {
     /// Most points one query returns.
     #[arg(long, env = "RINGWATCH_VIZ_MAX_POINTS", default_value_t = 100_000)]
     pub max_points: usize,
+    /// Most values (timestamps × series, gaps included) one range answer holds; past it only
+    /// the oldest rows are kept and the answer says `truncated`.
+    #[arg(long, env = "RINGWATCH_VIZ_MAX_CELLS", default_value_t = 2_000_000)]
+    pub max_cells: usize,
     /// WebSocket heartbeat (ping) period, in seconds; a client silent for two is closed.
     #[arg(long, env = "RINGWATCH_VIZ_WS_HEARTBEAT_SECS", default_value_t = 30)]
     pub ws_heartbeat_secs: u64,
@@ -111,6 +115,7 @@ impl Default for Config {
             health_secs: 2,
             max_range_hours: 168,
             max_points: 100_000,
+            max_cells: 2_000_000,
             ws_heartbeat_secs: 30,
             max_connections: 4096,
             http_header_timeout_secs: 10,
@@ -181,6 +186,12 @@ impl Config {
             return bad(format!(
                 "ws_heartbeat_secs: {} is out of range 1..=3600",
                 self.ws_heartbeat_secs
+            ));
+        }
+        if self.max_cells < 1000 {
+            return bad(format!(
+                "max_cells: {} is below the minimum 1000",
+                self.max_cells
             ));
         }
         if !(1..=24 * 3650).contains(&self.max_range_hours) || self.max_points == 0 {

@@ -106,6 +106,7 @@ impl Viz {
             topk_ttl_ms: config.topk_ttl_secs as i64 * 1000,
             max_range_ms: config.max_range_hours as i64 * 3_600_000,
             max_points: config.max_points,
+            max_cells: config.max_cells,
             ws: push::PushCounters::default(),
             quic: push::PushCounters::default(),
             ws_heartbeat: Duration::from_secs(config.ws_heartbeat_secs),
