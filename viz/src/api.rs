@@ -962,7 +962,7 @@ pub fn join(
         (status = 413, description = "More data than a broker returns at once", body = ErrorBody),
         (status = 503, description = "No broker answered", body = ErrorBody),
     ))]
-async fn range(State(st): Shared, Query(p): Params) -> ApiResult<RangeBody> {
+async fn range(State(st): Shared, Query(p): Params) -> Result<Response, ApiError> {
     let host = host_param(&p)?;
     let (start, end) = time_range(&p, st.max_range_ms)?;
     let names = metric_list(&p)?;
@@ -975,10 +975,65 @@ async fn range(State(st): Shared, Query(p): Params) -> ApiResult<RangeBody> {
     // Past viz's --max-points or --max-cells, or the broker's limit of values per answer.
     body.truncated |=
         body.timestamps.len() >= st.max_points || chunks.last().is_some_and(|c| c.truncated);
-    Ok(Json(match step_ms {
+    Ok(stream_json(match step_ms {
         Some(step) => downsample(body, start, step),
         None => body,
     }))
+}
+
+/// A JSON body written as it is serialized, 64 KiB at a time on a blocking thread, so a large
+/// answer is never held whole as text (and a client that goes away stops the serializing).
+fn stream_json<T: Serialize + Send + 'static>(value: T) -> Response {
+    struct Chunks {
+        buf: Vec<u8>,
+        tx: tokio::sync::mpsc::Sender<Result<axum::body::Bytes, std::io::Error>>,
+    }
+    impl Chunks {
+        fn send(&mut self) -> std::io::Result<()> {
+            let chunk = axum::body::Bytes::from(std::mem::replace(
+                &mut self.buf,
+                Vec::with_capacity(STREAM_CHUNK),
+            ));
+            self.tx
+                .blocking_send(Ok(chunk))
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))
+        }
+    }
+    impl std::io::Write for Chunks {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.buf.extend_from_slice(data);
+            if self.buf.len() >= STREAM_CHUNK {
+                self.send()?;
+            }
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            if self.buf.is_empty() {
+                Ok(())
+            } else {
+                self.send()
+            }
+        }
+    }
+    const STREAM_CHUNK: usize = 64 << 10;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::task::spawn_blocking(move || {
+        let mut out = Chunks {
+            buf: Vec::with_capacity(STREAM_CHUNK),
+            tx,
+        };
+        if let Err(e) = serde_json::to_writer(&mut out, &value)
+            .map_err(std::io::Error::from)
+            .and_then(|()| std::io::Write::flush(&mut out))
+        {
+            tracing::debug!(error = %e, "a streamed JSON answer ended early");
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
+        .into_response()
 }
 
 /// `step` as milliseconds: at least 1 s, at most the longest range, at most 10000 buckets.
