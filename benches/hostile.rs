@@ -47,6 +47,7 @@ async fn probe(url: String, host: String, stop: Arc<AtomicBool>) -> (Vec<Duratio
                 end_ms: now_ms(),
                 metric_names: vec![],
                 limit: 0,
+                sparse_ok: true,
             })
             .await
             .expect("range")

@@ -43,6 +43,7 @@ fn main() {
         metric_names: vec![],
         limit: usize::MAX,
         max_cells: usize::MAX,
+        sparse_ok: true,
     };
     let mut lat = Vec::with_capacity(queries);
     for _ in 0..queries {
@@ -71,7 +72,7 @@ fn main() {
         for _ in 0..queries {
             let t = Instant::now();
             let mut stream = client
-                .range(RangeRequest { host_id: "range-host".into(), start_ms: start, end_ms: end, metric_names: vec![], limit: 0 })
+                .range(RangeRequest { host_id: "range-host".into(), start_ms: start, end_ms: end, metric_names: vec![], limit: 0, sparse_ok: true })
                 .await
                 .expect("range")
                 .into_inner();

@@ -239,6 +239,7 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
                     end_ms,
                     metric_names: metrics.clone(),
                     limit,
+                    sparse_ok: true,
                 })
                 .await?
                 .into_inner();

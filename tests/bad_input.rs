@@ -329,6 +329,7 @@ fn query_rpcs_refuse_bad_parameters_with_reasons() {
             end_ms: end,
             metric_names: names,
             limit,
+            sparse_ok: false,
         };
         let code = |r: Result<
             tonic::Response<tonic::Streaming<ringwatch_proto::RangeChunk>>,

@@ -15,7 +15,15 @@ use ringwatch_proto::{
 #[test]
 fn a_host_flooding_new_metric_names_is_refused_past_its_bound_and_costs_no_one_else() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = broker(dir.path(), &["--max-metric-names-per-host", "2048"]);
+    let broker = broker(
+        dir.path(),
+        &[
+            "--max-metric-names-per-host",
+            "2048",
+            "--max-metrics-per-snapshot",
+            "2048",
+        ],
+    );
     let url = broker.grpc_url();
     let admin = broker.addr("admin");
     let lg = Loadgen::start(
@@ -172,6 +180,7 @@ async fn range_once(
             end_ms: now_ms(),
             metric_names: vec![],
             limit: 0,
+            sparse_ok: true,
         })
         .await
         .expect("range")

@@ -126,6 +126,7 @@ fn standalone_keys_types_fields_ttls_and_scores_follow_the_layout() {
                     end_ms: 1,
                     metric_names: vec![],
                     limit: 0,
+                    sparse_ok: true,
                 })
                 .await
             {

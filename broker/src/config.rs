@@ -83,7 +83,7 @@ pub struct Config {
     #[arg(
         long,
         env = "RINGWATCH_BROKER_MAX_METRIC_NAMES_PER_HOST",
-        default_value_t = 2048
+        default_value_t = 4096
     )]
     pub max_metric_names_per_host: usize,
     /// Most metrics in one snapshot.
@@ -261,7 +261,7 @@ impl Default for Config {
             segment_max_mib: 64,
             max_message_bytes: 4 << 20,
             max_batch_snapshots: 1024,
-            max_metric_names_per_host: 2048,
+            max_metric_names_per_host: 4096,
             max_metrics_per_snapshot: 4096,
             max_future_skew_secs: 300,
             query_max_snapshots: 200_000,
@@ -359,6 +359,13 @@ impl Config {
             return bad(format!(
                 "max_metric_names_per_host: {} is out of range 16..=1000000",
                 self.max_metric_names_per_host
+            ));
+        }
+        if self.max_metric_names_per_host < self.max_metrics_per_snapshot {
+            return bad(format!(
+                "max_metric_names_per_host ({}) is below max_metrics_per_snapshot ({}): a snapshot \
+                 the broker accepts would always be refused; raise the first or lower the second",
+                self.max_metric_names_per_host, self.max_metrics_per_snapshot
             ));
         }
         if !(1..=100_000).contains(&self.max_metrics_per_snapshot) {
@@ -522,6 +529,25 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_bad_values_name_the_field() {
         Config::default().validate().unwrap();
+        // A names bound below what one snapshot may carry would refuse accepted snapshots.
+        let e = Config {
+            max_metric_names_per_host: 1000,
+            ..Config::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("max_metric_names_per_host") && e.contains("max_metrics_per_snapshot"),
+            "{e}"
+        );
+        Config {
+            max_metric_names_per_host: 1000,
+            max_metrics_per_snapshot: 1000,
+            ..Config::default()
+        }
+        .validate()
+        .unwrap();
         let c = Config {
             retention_hours: 0,
             ..Config::default()

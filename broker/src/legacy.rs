@@ -270,6 +270,7 @@ impl<S: Store> MonitorService for LegacyService<S> {
                 metric_names: q.metric_names,
                 limit: self.max_snapshots,
                 max_cells: self.max_cells,
+                sparse_ok: true,
             })
             .await
             .map_err(|e| Status::unavailable(format!("store unavailable: {e}")))?;

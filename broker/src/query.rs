@@ -124,6 +124,7 @@ impl<S: Store> QueryService<S> {
                 metric_names: q.metric_names,
                 limit,
                 max_cells: self.max_cells,
+                sparse_ok: q.sparse_ok,
             })
             .await
             .map_err(store_status)?;

@@ -298,6 +298,7 @@ impl Checker {
                 end_ms,
                 metric_names: Vec::new(),
                 limit: 0,
+                sparse_ok: true,
             };
             let mut stream = match client.range(req).await {
                 Ok(r) => r.into_inner(),

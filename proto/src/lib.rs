@@ -57,9 +57,15 @@ impl Column {
 }
 
 impl RangeChunk {
-    /// Values carried (what a response's size limit counts).
+    /// What a response's size limit counts: the values carried, the timestamps, and one per
+    /// column (its name).
     pub fn cells(&self) -> usize {
-        self.columns.iter().map(|c| c.values.len()).sum()
+        self.timestamps_ms.len()
+            + self
+                .columns
+                .iter()
+                .map(|c| c.values.len() + 1)
+                .sum::<usize>()
     }
 
     /// The chunk's rows as snapshots of `host_id`; a metric absent in a row (NaN) is left out.

@@ -406,6 +406,7 @@ pub async fn range_all(url: &str, host: &str) -> Vec<Snapshot> {
             end_ms: now_ms() + 60_000,
             metric_names: vec![],
             limit: 0,
+            sparse_ok: true,
         })
         .await;
     let mut stream = match stream {

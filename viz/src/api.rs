@@ -41,6 +41,9 @@ pub struct AppState {
     pub max_points: usize,
     /// Most values (timestamps × series) one range answer holds.
     pub max_cells: usize,
+    /// Range answers being built or sent at once (each may hold up to `max_cells` values and a
+    /// blocking thread while a slow client reads it).
+    pub range_slots: Arc<tokio::sync::Semaphore>,
     pub ws: crate::push::PushCounters,
     pub quic: crate::push::PushCounters,
     pub ws_heartbeat: Duration,
@@ -790,6 +793,7 @@ async fn fetch(
                 end_ms: end,
                 metric_names: names.clone(),
                 limit,
+                sparse_ok: true,
             };
             async move {
                 let mut stream = c.range(req).await?.into_inner();
@@ -963,6 +967,19 @@ pub fn join(
         (status = 503, description = "No broker answered", body = ErrorBody),
     ))]
 async fn range(State(st): Shared, Query(p): Params) -> Result<Response, ApiError> {
+    let slot = tokio::time::timeout(
+        Duration::from_secs(10),
+        st.range_slots.clone().acquire_owned(),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{RANGE_SLOTS} range answers are being built or sent; retry in a moment"),
+        )
+    })?;
     let host = host_param(&p)?;
     let (start, end) = time_range(&p, st.max_range_ms)?;
     let names = metric_list(&p)?;
@@ -975,15 +992,22 @@ async fn range(State(st): Shared, Query(p): Params) -> Result<Response, ApiError
     // Past viz's --max-points or --max-cells, or the broker's limit of values per answer.
     body.truncated |=
         body.timestamps.len() >= st.max_points || chunks.last().is_some_and(|c| c.truncated);
-    Ok(stream_json(match step_ms {
-        Some(step) => downsample(body, start, step),
-        None => body,
-    }))
+    Ok(stream_json(
+        match step_ms {
+            Some(step) => downsample(body, start, step),
+            None => body,
+        },
+        slot,
+    ))
 }
+
+/// Range answers built or sent at once.
+pub const RANGE_SLOTS: usize = 16;
 
 /// A JSON body written as it is serialized, 64 KiB at a time on a blocking thread, so a large
 /// answer is never held whole as text (and a client that goes away stops the serializing).
-fn stream_json<T: Serialize + Send + 'static>(value: T) -> Response {
+/// `hold` is kept until the last byte is handed over (or the client is gone).
+fn stream_json<T: Serialize + Send + 'static>(value: T, hold: impl Send + 'static) -> Response {
     struct Chunks {
         buf: Vec<u8>,
         tx: tokio::sync::mpsc::Sender<Result<axum::body::Bytes, std::io::Error>>,
@@ -1028,6 +1052,7 @@ fn stream_json<T: Serialize + Send + 'static>(value: T) -> Response {
         {
             tracing::debug!(error = %e, "a streamed JSON answer ended early");
         }
+        drop(hold);
     });
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -1411,6 +1436,7 @@ mod tests {
             max_range_ms: 3_600_000,
             max_points: 1000,
             max_cells: 2_000_000,
+            range_slots: Arc::new(tokio::sync::Semaphore::new(RANGE_SLOTS)),
             ws: Default::default(),
             quic: Default::default(),
             ws_heartbeat: Duration::from_secs(30),

@@ -53,6 +53,7 @@ impl Feed {
                 end_ms: now + 60_000,
                 metric_names: vec![],
                 limit: 0,
+                sparse_ok: true,
             };
             let mut stream = match self.pool.query(i).range(req).await {
                 Ok(s) => s.into_inner(),

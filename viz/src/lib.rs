@@ -107,6 +107,7 @@ impl Viz {
             max_range_ms: config.max_range_hours as i64 * 3_600_000,
             max_points: config.max_points,
             max_cells: config.max_cells,
+            range_slots: Arc::new(tokio::sync::Semaphore::new(api::RANGE_SLOTS)),
             ws: push::PushCounters::default(),
             quic: push::PushCounters::default(),
             ws_heartbeat: Duration::from_secs(config.ws_heartbeat_secs),

@@ -17,7 +17,7 @@ use std::time::Duration;
 use prost::Message;
 use ringwatch_proto::{HostInfo, RangeChunk, Snapshot, name_selected};
 
-use super::series::{Inserted, Names, Series};
+use super::series::{Inserted, Names, Rows, Series};
 use super::wal::{self, Wal};
 use super::{HostRecord, RangeQuery, Store, StoreError, StoreStats, WriteOutcome};
 
@@ -44,7 +44,7 @@ impl Default for EmbeddedConfig {
             memory_limit_samples: 20_000_000,
             fsync_interval: Duration::from_secs(1),
             segment_max_bytes: 64 << 20,
-            max_metric_names_per_host: 2048,
+            max_metric_names_per_host: 4096,
         }
     }
 }
@@ -155,6 +155,7 @@ impl State {
             .map(|(id, h)| (h.series.cells(), id.clone()))
             .collect();
         let mut dropped = 0;
+        let mut touched = std::collections::HashSet::new();
         while self.cells > target {
             let Some((_, id)) = by_size.pop() else {
                 break;
@@ -163,12 +164,18 @@ impl State {
                 continue;
             };
             let (rows, cells) = h.series.evict_oldest(h.series.rows() / 20);
-            h.names = h.series.name_ids();
             self.snapshots -= rows;
             self.cells -= cells;
             dropped += rows;
             if h.series.cells() > 0 {
-                by_size.push((h.series.cells(), id));
+                by_size.push((h.series.cells(), id.clone()));
+            }
+            touched.insert(id);
+        }
+        // Each host's names once, after all its steps.
+        for id in touched {
+            if let Some(h) = self.hosts.get_mut(&id) {
+                h.names = h.series.name_ids();
             }
         }
         if dropped > 0 && self.names.release_due() {
@@ -617,14 +624,14 @@ impl Store for EmbeddedStore {
         // Rows already past retention but not yet evicted are not served.
         let cutoff = now_ms() - self.inner.cfg.retention.as_millis() as i64;
         let mut keep = selector(&st.names, &q.metric_names);
-        Ok(host.series.range(
-            q.start_ms.max(cutoff),
-            q.end_ms,
-            q.limit,
-            q.max_cells,
-            &st.names,
-            &mut keep,
-        ))
+        let rows = Rows {
+            start: q.start_ms.max(cutoff),
+            end: q.end_ms,
+            limit: q.limit,
+            max_cells: q.max_cells,
+            sparse_ok: q.sparse_ok,
+        };
+        Ok(host.series.range(&rows, &st.names, &mut keep))
     }
 
     async fn latest(&self, metric_names: &[String]) -> Result<Vec<Snapshot>, StoreError> {
@@ -726,6 +733,7 @@ mod tests {
             metric_names: vec![],
             limit: usize::MAX,
             max_cells: usize::MAX,
+            sparse_ok: true,
         }
     }
 

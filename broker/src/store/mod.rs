@@ -63,6 +63,8 @@ pub struct RangeQuery {
     /// At most about this many values and timestamps in all (whole chunks, at least one); an
     /// answer cut short by it has `truncated` on its last chunk.
     pub max_cells: usize,
+    /// Whether the asker reads sparse columns (`Column.rows`); dense otherwise.
+    pub sparse_ok: bool,
 }
 
 /// Cuts `chunks` to about `max_cells` (whole chunks, at least one), marking the last one
@@ -72,7 +74,7 @@ pub fn cap_cells(mut chunks: Vec<RangeChunk>, max_cells: usize) -> Vec<RangeChun
     let keep = chunks
         .iter()
         .position(|c| {
-            cells += c.cells() + c.timestamps_ms.len();
+            cells += c.cells();
             cells > max_cells
         })
         .map_or(chunks.len(), |i| i.max(1));

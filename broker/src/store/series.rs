@@ -105,13 +105,18 @@ impl Col {
         self.start as usize + self.values.len()
     }
 
-    /// Makes room for a row inserted at `pos` (rows from `pos` on move down one).
-    fn open_row(&mut self, pos: usize) {
+    /// Makes room for a row inserted at `pos` (rows from `pos` on move down one); returns the
+    /// values added (a gap inside the span is held).
+    fn open_row(&mut self, pos: usize) -> u64 {
         let start = self.start as usize;
         if pos <= start {
             self.start += 1;
+            0
         } else if pos < self.end() {
             self.values.insert(pos - start, f64::NAN);
+            1
+        } else {
+            0
         }
     }
 
@@ -165,10 +170,10 @@ impl Col {
     /// Rows `[lo, hi)` as a column on the wire: dense (NaN where absent), or, when the metric
     /// is in fewer than half of them, sparse (only the rows it has), so a response grows with
     /// the values held, not rows × columns.
-    fn column(&self, lo: usize, hi: usize, name: String) -> Column {
+    fn column(&self, lo: usize, hi: usize, name: String, sparse_ok: bool) -> Column {
         let (first, held) = self.overlap(lo, hi).unwrap_or((lo, &[]));
         let present = held.iter().filter(|v| !v.is_nan()).count();
-        if present * 2 < hi - lo {
+        if sparse_ok && present * 2 < hi - lo {
             let (mut rows, mut values) = (Vec::with_capacity(present), Vec::with_capacity(present));
             for (i, &v) in held.iter().enumerate() {
                 if !v.is_nan() {
@@ -267,13 +272,13 @@ impl Block {
     /// Inserts a row at `pos`; returns the values added.
     fn insert_row(&mut self, pos: usize, ts: i64, snap: &Snapshot, ids: &[u32]) -> u64 {
         self.ts.insert(pos, ts);
+        let mut added = 0;
         if pos + 1 < self.ts.len() {
             // A late row: the rows after it move down in every column.
             for c in &mut self.cols {
-                c.open_row(pos);
+                added += c.open_row(pos);
             }
         }
-        let mut added = 0;
         for (i, (m, &id)) in snap.metrics.iter().zip(ids).enumerate() {
             let idx = match self.col_index(i, id) {
                 Some(idx) => idx,
@@ -316,6 +321,20 @@ impl Block {
         self.cells = self.cols.iter().map(|c| c.values.len() as u64).sum();
         (k as u64, before - self.cells)
     }
+}
+
+/// Which rows a range read takes, and how.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rows {
+    /// Inclusive bounds.
+    pub(crate) start: i64,
+    pub(crate) end: i64,
+    /// At most this many rows.
+    pub(crate) limit: usize,
+    /// At most about this many values (see `RangeChunk::cells`).
+    pub(crate) max_cells: usize,
+    /// Whether columns may go sparse.
+    pub(crate) sparse_ok: bool,
 }
 
 /// One host: its blocks in time order and its newest snapshot.
@@ -464,13 +483,17 @@ impl Series {
     /// the last chunk says `truncated`.
     pub(crate) fn range(
         &self,
-        start: i64,
-        end: i64,
-        limit: usize,
-        max_cells: usize,
+        rows: &Rows,
         names: &Names,
         keep: &mut impl FnMut(u32) -> bool,
     ) -> Vec<RangeChunk> {
+        let Rows {
+            start,
+            end,
+            limit,
+            max_cells,
+            sparse_ok,
+        } = *rows;
         let mut out: Vec<RangeChunk> = Vec::new();
         let mut left = limit;
         let mut cells = 0;
@@ -493,15 +516,18 @@ impl Series {
             let mut lo = a;
             while lo < b {
                 let hi = (lo + step).min(b);
+                // Only the columns with a value in these rows: a block of many names that come
+                // and go does not repeat every name in every chunk.
                 let chunk = RangeChunk {
                     timestamps_ms: block.ts[lo..hi].to_vec(),
                     columns: cols
                         .iter()
-                        .map(|c| c.column(lo, hi, names.name(c.name).to_string()))
+                        .filter(|c| c.any_in(lo, hi))
+                        .map(|c| c.column(lo, hi, names.name(c.name).to_string(), sparse_ok))
                         .collect(),
                     truncated: false,
                 };
-                let n = chunk.cells() + chunk.timestamps_ms.len();
+                let n = chunk.cells();
                 if !out.is_empty() && cells + n > max_cells {
                     if let Some(last) = out.last_mut() {
                         last.truncated = true;
@@ -568,7 +594,17 @@ mod tests {
         assert_eq!(names.release_unused(&used), BLOCK_ROWS);
         assert_eq!(names.live(), BLOCK_ROWS + 1);
         // What is still held reads back by name; a new name takes a freed id.
-        let rows = rows(&s.range(0, i64::MAX, usize::MAX, usize::MAX, &names, &mut |_| true));
+        let rows = rows(&s.range(
+            &Rows {
+                start: 0,
+                end: i64::MAX,
+                limit: usize::MAX,
+                max_cells: usize::MAX,
+                sparse_ok: true,
+            },
+            &names,
+            &mut |_| true,
+        ));
         assert_eq!(rows.len(), BLOCK_ROWS);
         assert!(
             rows.iter()
@@ -600,7 +636,17 @@ mod tests {
                 Inserted::New(..)
             ));
         }
-        let all = rows(&s.range(0, i64::MAX, usize::MAX, usize::MAX, &names, &mut |_| true));
+        let all = rows(&s.range(
+            &Rows {
+                start: 0,
+                end: i64::MAX,
+                limit: usize::MAX,
+                max_cells: usize::MAX,
+                sparse_ok: true,
+            },
+            &names,
+            &mut |_| true,
+        ));
         assert_eq!(all.len(), n as usize);
         assert!(
             all.windows(2)
@@ -611,18 +657,29 @@ mod tests {
         assert_eq!(all[250].metrics.len(), 1);
         // Later blocks never carry the vanished column.
         let late = s.range(
-            BLOCK_ROWS as i64 * 10,
-            i64::MAX,
-            usize::MAX,
-            usize::MAX,
+            &Rows {
+                start: BLOCK_ROWS as i64 * 10,
+                end: i64::MAX,
+                limit: usize::MAX,
+                max_cells: usize::MAX,
+                sparse_ok: true,
+            },
             &names,
             &mut |_| true,
         );
         assert!(late.iter().all(|c| c.columns.len() == 1));
         // Inclusive bounds, a limit, and a filter.
-        let some = rows(&s.range(1000, 2000, 50, usize::MAX, &names, &mut |id| {
-            names.name(id) == "veth"
-        }));
+        let some = rows(&s.range(
+            &Rows {
+                start: 1000,
+                end: 2000,
+                limit: 50,
+                max_cells: usize::MAX,
+                sparse_ok: true,
+            },
+            &names,
+            &mut |id| names.name(id) == "veth",
+        ));
         assert_eq!(some.first().map(|r| r.timestamp_ms), Some(1000));
         assert_eq!(some.len(), 50);
         assert!(
@@ -643,10 +700,20 @@ mod tests {
             Inserted::Duplicate
         );
         assert!(s.contains(5) && s.contains(30) && !s.contains(25));
-        let ts: Vec<i64> = rows(&s.range(0, 100, 10, usize::MAX, &names, &mut |_| true))
-            .iter()
-            .map(|r| r.timestamp_ms)
-            .collect();
+        let ts: Vec<i64> = rows(&s.range(
+            &Rows {
+                start: 0,
+                end: 100,
+                limit: 10,
+                max_cells: usize::MAX,
+                sparse_ok: true,
+            },
+            &names,
+            &mut |_| true,
+        ))
+        .iter()
+        .map(|r| r.timestamp_ms)
+        .collect();
         assert_eq!(ts, vec![5, 10, 20, 30]);
         assert_eq!(s.latest().map(|l| l.timestamp_ms), Some(30));
     }
@@ -685,9 +752,22 @@ mod tests {
         // 100 rows × 2 values, not 100 rows × 101 columns of gaps.
         assert_eq!(cells, 200);
         assert_eq!(s.cells(), 200);
-        // A late row in the middle: every column's span moves right, values stay put.
+        // A late row in the middle: every column's span moves right, values stay put, and
+        // the gaps it opens inside spans are counted (cpu's span holds it: +1; junk.50's
+        // span now holds rows 50 and 51: +1).
         put(&mut s, &mut names, &snap(505, &["cpu", "junk.50"]));
-        let all = rows(&s.range(0, i64::MAX, usize::MAX, usize::MAX, &names, &mut |_| true));
+        assert_eq!(s.cells(), 200 + 2);
+        let all = rows(&s.range(
+            &Rows {
+                start: 0,
+                end: i64::MAX,
+                limit: usize::MAX,
+                max_cells: usize::MAX,
+                sparse_ok: true,
+            },
+            &names,
+            &mut |_| true,
+        ));
         assert_eq!(all.len(), 101);
         for r in &all {
             let junk: Vec<&Metric> = r.metrics.iter().filter(|m| m.name != "cpu").collect();
@@ -707,7 +787,17 @@ mod tests {
         }
         // "b" spans rows 0–3 with a gap at row 1: its span is held, gap included.
         assert_eq!(s2.cells(), 4 + 4);
-        let back = rows(&s2.range(0, 3, usize::MAX, usize::MAX, &names, &mut |_| true));
+        let back = rows(&s2.range(
+            &Rows {
+                start: 0,
+                end: 3,
+                limit: usize::MAX,
+                max_cells: usize::MAX,
+                sparse_ok: true,
+            },
+            &names,
+            &mut |_| true,
+        ));
         assert_eq!(back[1].metrics.len(), 1);
         assert_eq!(back[3].metrics.len(), 2);
     }
@@ -721,7 +811,17 @@ mod tests {
         for t in 0..200 {
             put(&mut s, &mut names, &snap(t, &wide));
         }
-        let chunks = s.range(0, 1000, usize::MAX, usize::MAX, &names, &mut |_| true);
+        let chunks = s.range(
+            &Rows {
+                start: 0,
+                end: 1000,
+                limit: usize::MAX,
+                max_cells: usize::MAX,
+                sparse_ok: true,
+            },
+            &names,
+            &mut |_| true,
+        );
         assert!(chunks.len() >= 3);
         assert!(
             chunks
