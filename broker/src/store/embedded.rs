@@ -635,11 +635,16 @@ impl Store for EmbeddedStore {
     }
 
     async fn latest(&self, metric_names: &[String]) -> Result<Vec<Snapshot>, StoreError> {
-        let st = self.read()?;
-        let mut out: Vec<Snapshot> = st
-            .hosts
-            .values()
-            .filter_map(|h| h.series.latest())
+        // Pointers under the lock; the copying (every host's metrics) after it.
+        let shared: Vec<Arc<Snapshot>> = {
+            let st = self.read()?;
+            st.hosts
+                .values()
+                .filter_map(|h| h.series.latest().cloned())
+                .collect()
+        };
+        let mut out: Vec<Snapshot> = shared
+            .iter()
             .map(|l| Snapshot {
                 host_id: l.host_id.clone(),
                 timestamp_ms: l.timestamp_ms,

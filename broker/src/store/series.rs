@@ -341,7 +341,9 @@ pub(crate) struct Rows {
 #[derive(Default)]
 pub(crate) struct Series {
     blocks: VecDeque<Block>,
-    latest: Option<Snapshot>,
+    /// Shared, so `latest` of every host takes a pointer each under the store's lock and
+    /// copies outside it.
+    latest: Option<std::sync::Arc<Snapshot>>,
     /// Values held in all blocks.
     cells: u64,
     rows: u64,
@@ -381,7 +383,7 @@ impl Series {
         self.blocks.front().and_then(|b| b.ts.first().copied())
     }
 
-    pub(crate) fn latest(&self) -> Option<&Snapshot> {
+    pub(crate) fn latest(&self) -> Option<&std::sync::Arc<Snapshot>> {
         self.latest.as_ref()
     }
 
@@ -407,7 +409,7 @@ impl Series {
         self.cells += cells;
         self.rows += 1;
         if self.latest.as_ref().is_none_or(|l| ts >= l.timestamp_ms) {
-            self.latest = Some(snap.clone());
+            self.latest = Some(std::sync::Arc::new(snap.clone()));
         }
         Inserted::New(snap.metrics.len() as u64, cells)
     }
