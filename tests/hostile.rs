@@ -9,7 +9,7 @@ use common::loadgen::{Loadgen, assert_nothing_lost};
 use common::*;
 use ringwatch_proto::ingest_client::IngestClient;
 use ringwatch_proto::{
-    AgentMessage, Batch, Metric, Register, Snapshot, agent_message, broker_message,
+    Ack, AgentMessage, Batch, Metric, Register, Snapshot, agent_message, broker_message,
 };
 
 #[test]
@@ -34,27 +34,10 @@ fn a_host_flooding_new_metric_names_is_refused_past_its_bound_and_costs_no_one_e
 
     // 80 snapshots of 1,500 names never seen before, a minute in the future (as the probe
     // did): the first fits the bound of 2,048 names, every later one would pass it.
-    let (stored, refused, reasons) = block_on(async {
-        let mut ingest = IngestClient::connect(url.clone()).await.expect("connect");
-        let (tx, rx) = tokio::sync::mpsc::channel(8);
-        let mut replies = ingest
-            .stream(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .expect("stream")
-            .into_inner();
-        let send = |body| AgentMessage { body: Some(body) };
-        tx.send(send(agent_message::Body::Register(Register {
-            host_id: "hostile".into(),
-            agent_version: "probe".into(),
-            interval_ms: 1000,
-            ..Default::default()
-        })))
-        .await
-        .expect("register");
-        let base = now_ms() + 60_000;
-        let (mut stored, mut refused, mut reasons) = (0, 0, Vec::new());
-        for i in 0..80u64 {
-            let snapshot = Snapshot {
+    let base = now_ms() + 60_000;
+    let flood: Vec<Vec<Snapshot>> = (0..80u64)
+        .map(|i| {
+            vec![Snapshot {
                 host_id: "hostile".into(),
                 timestamp_ms: base + i as i64 * 1000,
                 metrics: (0..1500)
@@ -65,31 +48,17 @@ fn a_host_flooding_new_metric_names_is_refused_past_its_bound_and_costs_no_one_e
                         window: None,
                     })
                     .collect(),
-            };
-            tx.send(send(agent_message::Body::Batch(Batch {
-                seq: i + 1,
-                snapshots: vec![snapshot],
-            })))
-            .await
-            .expect("send");
-            let reply = tokio::time::timeout(Duration::from_secs(30), replies.message())
-                .await
-                .expect("a reply in time")
-                .expect("the stream stays open")
-                .expect("a reply");
-            match reply.body {
-                Some(broker_message::Body::Ack(a)) => {
-                    stored += a.stored;
-                    refused += a.rejected_timestamps_ms.len();
-                    if !a.reject_reason.is_empty() {
-                        reasons.push(a.reject_reason);
-                    }
-                }
-                other => panic!("batch {i}: {other:?}"),
-            }
-        }
-        (stored, refused, reasons)
-    });
+            }]
+        })
+        .collect();
+    let acks = block_on(send_batches(&url, "hostile", flood));
+    let stored: u32 = acks.iter().map(|a| a.stored).sum();
+    let refused: usize = acks.iter().map(|a| a.rejected_timestamps_ms.len()).sum();
+    let reasons: Vec<&String> = acks
+        .iter()
+        .map(|a| &a.reject_reason)
+        .filter(|r| !r.is_empty())
+        .collect();
     assert_eq!((stored, refused), (1, 79));
     assert!(
         reasons[0].contains("hostile") && reasons[0].contains("limit is 2048"),
@@ -127,8 +96,9 @@ fn a_host_flooding_new_metric_names_is_refused_past_its_bound_and_costs_no_one_e
     );
 }
 
-/// Sends `snapshots` for `host` on one ingest stream, 100 a batch; returns those stored.
-async fn ingest(url: &str, host: &str, snapshots: Vec<Snapshot>) -> u32 {
+/// Registers `host` on one ingest stream and sends `batches`, each answered before the next;
+/// returns the Acks (anything else fails the test).
+async fn send_batches(url: &str, host: &str, batches: Vec<Vec<Snapshot>>) -> Vec<Ack> {
     let mut client = IngestClient::connect(url.to_string())
         .await
         .expect("connect");
@@ -147,20 +117,35 @@ async fn ingest(url: &str, host: &str, snapshots: Vec<Snapshot>) -> u32 {
     })))
     .await
     .expect("register");
-    let mut stored = 0;
-    for (i, batch) in snapshots.chunks(100).enumerate() {
+    let mut acks = Vec::new();
+    for (i, snapshots) in batches.into_iter().enumerate() {
         tx.send(send(agent_message::Body::Batch(Batch {
             seq: i as u64 + 1,
-            snapshots: batch.to_vec(),
+            snapshots,
         })))
         .await
         .expect("send");
-        match replies.message().await.expect("reply").map(|r| r.body) {
-            Some(Some(broker_message::Body::Ack(a))) => stored += a.stored,
+        let reply = tokio::time::timeout(Duration::from_secs(30), replies.message())
+            .await
+            .expect("a reply in time")
+            .expect("the stream stays open")
+            .map(|r| r.body);
+        match reply {
+            Some(Some(broker_message::Body::Ack(a))) => acks.push(a),
             other => panic!("batch {i}: {other:?}"),
         }
     }
-    stored
+    acks
+}
+
+/// Sends `snapshots` for `host`, 100 a batch; returns those stored.
+async fn ingest(url: &str, host: &str, snapshots: Vec<Snapshot>) -> u32 {
+    let batches = snapshots.chunks(100).map(<[Snapshot]>::to_vec).collect();
+    send_batches(url, host, batches)
+        .await
+        .iter()
+        .map(|a| a.stored)
+        .sum()
 }
 
 /// One Range answer: (chunks, bytes on the wire).

@@ -8,19 +8,18 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-use crate::http::accept_failed;
-use crate::{ACCEPT_ERROR_PAUSE, GrpcLimits, Listener, MAX_REFUSALS_IN_FLIGHT, Slot};
+use crate::gate::{Gate, Slot};
+use crate::{GrpcLimits, Listener};
 
 /// What every HTTP/2 client sends first.
 pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -52,37 +51,25 @@ async fn accept_loop(
     shutdown: CancellationToken,
     tx: mpsc::Sender<io::Result<Conn>>,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
+    let reason = format!(
+        "too many connections: this broker takes at most {} at once",
+        limits.max_connections
+    );
+    let gate = Gate::new(
+        limits.max_connections,
+        counted.clone(),
+        goaway_frames(reason.as_bytes()),
+    );
     loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tx.closed() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    accept_failed(&counted, &e);
-                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            counted.closed("max_connections", Some(peer));
-            if let Ok(r) = refusals.clone().try_acquire_owned() {
-                let max = limits.max_connections;
-                tokio::spawn(async move {
-                    refuse(stream, max).await;
-                    drop(r);
-                });
+        let stop = async {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tx.closed() => {}
             }
-            continue;
         };
-        // Small acks and range chunks must not wait on Nagle's algorithm.
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-        let slot = Slot::new(permit, &counted);
+        let Some((stream, peer, slot)) = gate.admit(&listener, stop).await else {
+            return;
+        };
         let (tx, counted) = (tx.clone(), counted.clone());
         let timeout = limits.handshake_timeout;
         tokio::spawn(async move {
@@ -135,14 +122,8 @@ async fn preface(stream: &mut TcpStream, timeout: Duration) -> Preface {
         .unwrap_or(Preface::Late)
 }
 
-/// Tells a client over the cap why it is refused: the server's (empty) SETTINGS, then a GOAWAY
-/// with ENHANCE_YOUR_CALM and the reason as debug data; then close.
-async fn refuse(stream: TcpStream, max: usize) {
-    let reason = format!("too many connections: this broker takes at most {max} at once");
-    crate::refuse(stream, &goaway_frames(reason.as_bytes())).await;
-}
-
-/// An empty SETTINGS frame and a GOAWAY (last stream 0, ENHANCE_YOUR_CALM) carrying `debug`.
+/// What a client over the cap is told: the server's (empty) SETTINGS, then a GOAWAY (last
+/// stream 0, ENHANCE_YOUR_CALM) carrying `debug`, the reason.
 pub fn goaway_frames(debug: &[u8]) -> Vec<u8> {
     const ENHANCE_YOUR_CALM: u32 = 0xb;
     let mut out = Vec::with_capacity(9 + 9 + 8 + debug.len());

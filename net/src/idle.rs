@@ -10,7 +10,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use crate::{Listener, Slot};
+use crate::Listener;
+use crate::gate::Slot;
 
 pub(crate) struct IdleIo<T> {
     inner: T,

@@ -5,6 +5,7 @@
 //! - [`http::serve`] serves an axum router (admin ports, viz, the agent's /metrics).
 //! - [`grpc::incoming`] is the connection stream a tonic server is given.
 
+mod gate;
 pub mod grpc;
 pub mod http;
 mod idle;
@@ -36,52 +37,6 @@ pub struct GrpcLimits {
     /// A connection must send the HTTP/2 preface within this.
     pub handshake_timeout: Duration,
 }
-
-/// A connection's place under its listener's cap, held by the connection's I/O for as long as
-/// it is open (an upgraded WebSocket too); counted in `connections_open`.
-pub(crate) struct Slot {
-    _permit: tokio::sync::OwnedSemaphorePermit,
-    open: prometheus_client::metrics::gauge::Gauge,
-}
-
-impl Slot {
-    pub(crate) fn new(permit: tokio::sync::OwnedSemaphorePermit, counted: &Listener) -> Slot {
-        let open = counted.gauge();
-        open.inc();
-        Slot {
-            _permit: permit,
-            open,
-        }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.open.dec();
-    }
-}
-
-/// How long a refused connection gets to read the refusal before it is closed.
-const REFUSAL_WRITE: Duration = Duration::from_secs(1);
-
-/// Writes `answer` to a refused connection, ends the sending side, and reads until the client
-/// closes (for at most `REFUSAL_WRITE` in all): closing with the client's request unread would
-/// reset the connection and could discard the answer before the client reads it.
-async fn refuse(mut stream: tokio::net::TcpStream, answer: &[u8]) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let _ = tokio::time::timeout(REFUSAL_WRITE, async {
-        stream.write_all(answer).await?;
-        stream.shutdown().await?;
-        let mut sink = [0u8; 1024];
-        while stream.read(&mut sink).await? > 0 {}
-        Ok::<_, std::io::Error>(())
-    })
-    .await;
-}
-/// Most refusals being written at once; past it an extra connection is closed unanswered.
-const MAX_REFUSALS_IN_FLIGHT: usize = 64;
-/// Pause after an accept error (such as running out of file descriptors) before the next.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 /// This process's soft limit on open files (`ulimit -n`), where the system says (Linux).
 pub fn open_file_limit() -> Option<u64> {
