@@ -239,6 +239,30 @@ struct Inner {
     unsynced: Mutex<Vec<std::fs::File>>,
     /// Held by `sync_now`: one sync at a time.
     sync_lock: Mutex<()>,
+    /// Per-host admission: a write holds its hosts' stripes from the name-bound check to the
+    /// insert, so two writes of one host cannot both pass the check on the same count.
+    admission: Vec<Mutex<()>>,
+}
+
+/// `out` with its last chunk marked `truncated`.
+fn truncated(mut out: Vec<RangeChunk>) -> Vec<RangeChunk> {
+    if let Some(c) = out.last_mut() {
+        c.truncated = true;
+    }
+    out
+}
+
+/// Most values a range builds under one hold of the store's lock.
+const RANGE_PIECE_CELLS: usize = 256 * 1024;
+
+/// Stripes of [`Inner::admission`].
+const ADMISSION_STRIPES: usize = 64;
+
+fn stripe(host: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    host.hash(&mut h);
+    (h.finish() % ADMISSION_STRIPES as u64) as usize
 }
 
 /// The embedded store. Cheap to clone.
@@ -304,6 +328,7 @@ impl EmbeddedStore {
                 disk_bytes: AtomicU64::new(disk),
                 unsynced: Mutex::new(Vec::new()),
                 sync_lock: Mutex::new(()),
+                admission: (0..ADMISSION_STRIPES).map(|_| Mutex::new(())).collect(),
             }),
         };
         store.enforce_memory_limit();
@@ -533,6 +558,18 @@ impl Store for EmbeddedStore {
             new: vec![false; snapshots.len()],
             ..WriteOutcome::default()
         };
+        // This write's hosts' stripes, in order (no deadlock), until its snapshots are in.
+        let mut stripes: Vec<usize> = snapshots.iter().map(|s| stripe(&s.host_id)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let _admitted = stripes
+            .iter()
+            .map(|&i| {
+                self.inner.admission[i]
+                    .lock()
+                    .map_err(|_| StoreError::Unavailable("admission lock poisoned".into()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         // Drop duplicates (already stored, or repeated inside this batch) before logging.
         let fresh: Vec<(usize, &Snapshot)> = {
             let st = self.read()?;
@@ -616,22 +653,54 @@ impl Store for EmbeddedStore {
         Ok(())
     }
 
+    /// Built in pieces of at most [`RANGE_PIECE_CELLS`] values, the store's lock taken for each
+    /// piece and let go between them, so a large answer never holds up writers for long.
     async fn range(&self, q: RangeQuery) -> Result<Vec<RangeChunk>, StoreError> {
-        let st = self.read()?;
-        let Some(host) = st.hosts.get(&q.host_id) else {
-            return Ok(Vec::new());
-        };
         // Rows already past retention but not yet evicted are not served.
         let cutoff = now_ms() - self.inner.cfg.retention.as_millis() as i64;
-        let mut keep = selector(&st.names, &q.metric_names);
-        let rows = Rows {
-            start: q.start_ms.max(cutoff),
-            end: q.end_ms,
-            limit: q.limit,
-            max_cells: q.max_cells,
-            sparse_ok: q.sparse_ok,
-        };
-        Ok(host.series.range(&rows, &st.names, &mut keep))
+        let mut out: Vec<RangeChunk> = Vec::new();
+        let (mut from, mut left, mut cells) = (q.start_ms.max(cutoff), q.limit, 0usize);
+        loop {
+            let budget = q.max_cells.saturating_sub(cells).min(RANGE_PIECE_CELLS);
+            let piece = {
+                let st = self.read()?;
+                let Some(host) = st.hosts.get(&q.host_id) else {
+                    return Ok(out);
+                };
+                let mut keep = selector(&st.names, &q.metric_names);
+                let rows = Rows {
+                    start: from,
+                    end: q.end_ms,
+                    limit: left,
+                    max_cells: budget.max(1),
+                    sparse_ok: q.sparse_ok,
+                };
+                host.series.range(&rows, &st.names, &mut keep)
+            };
+            let more = piece.last().is_some_and(|c| c.truncated);
+            let Some(last_ts) = piece.last().and_then(|c| c.timestamps_ms.last().copied()) else {
+                return Ok(out);
+            };
+            // Whether the caller's budget, not the piece's, bounded this piece.
+            let callers = q.max_cells.saturating_sub(cells) <= RANGE_PIECE_CELLS;
+            for mut chunk in piece {
+                let n = chunk.cells();
+                if !out.is_empty() && cells + n > q.max_cells {
+                    return Ok(truncated(out));
+                }
+                cells += n;
+                left = left.saturating_sub(chunk.timestamps_ms.len());
+                chunk.truncated = false;
+                out.push(chunk);
+            }
+            if !more || left == 0 {
+                return Ok(out);
+            }
+            if callers {
+                return Ok(truncated(out));
+            }
+            from = last_ts + 1;
+        }
     }
 
     async fn latest(&self, metric_names: &[String]) -> Result<Vec<Snapshot>, StoreError> {
@@ -972,6 +1041,79 @@ mod tests {
             newest.metrics[0].name, "junk.399.0",
             "names read back right"
         );
+    }
+
+    #[tokio::test]
+    async fn a_range_larger_than_a_piece_is_whole_in_order_and_the_callers_cap_still_holds() {
+        let store = EmbeddedStore::open(EmbeddedConfig::default()).unwrap();
+        let now = now_ms();
+        // 1,000 rows × 600 metrics = 600,000 values: three pieces.
+        for chunk in (0..1000i64).collect::<Vec<_>>().chunks(100) {
+            let snaps: Vec<Snapshot> = chunk
+                .iter()
+                .map(|&i| snap("wide", now - 2_000_000 + i * 1000, 600))
+                .collect();
+            store.write(&snaps).await.unwrap();
+        }
+        let all = store.range(range("wide", 0, now)).await.unwrap();
+        let ts: Vec<i64> = all.iter().flat_map(|c| c.timestamps_ms.clone()).collect();
+        assert_eq!(ts.len(), 1000);
+        assert!(ts.windows(2).all(|w| w[0] < w[1]), "in order, no repeats");
+        assert!(all.iter().all(|c| !c.truncated));
+        let mut capped = range("wide", 0, now);
+        capped.max_cells = 300_000;
+        let part = store.range(capped).await.unwrap();
+        let cells: usize = part.iter().map(|c| c.cells()).sum();
+        assert!(cells <= 300_000, "{cells}");
+        assert!(part.last().unwrap().truncated);
+        assert!(part[..part.len() - 1].iter().all(|c| !c.truncated));
+        let mut limited = range("wide", 0, now);
+        limited.limit = 700;
+        let rows: usize = store
+            .range(limited)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.timestamps_ms.len())
+            .sum();
+        assert_eq!(rows, 700);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writes_of_one_host_cannot_pass_its_bound_of_names_together() {
+        // With a log fsynced on every write, the time between the check and the insert is
+        // long: without admission per host, most of these writes would pass the check at once.
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(EmbeddedConfig {
+            data_dir: Some(dir.path().to_path_buf()),
+            fsync_interval: Duration::ZERO,
+            max_metric_names_per_host: 100,
+            ..Default::default()
+        })
+        .unwrap();
+        let now = now_ms();
+        // 32 writes at once, each 10 names of its own: only 10 of them fit.
+        let start = Arc::new(tokio::sync::Barrier::new(32));
+        let tasks: Vec<_> = (0..32)
+            .map(|w| {
+                let (store, start) = (store.clone(), start.clone());
+                tokio::spawn(async move {
+                    let mut s = snap("racer", now - 100_000 + w, 10);
+                    for m in &mut s.metrics {
+                        m.name = format!("w{w}.{}", m.name);
+                    }
+                    start.wait().await;
+                    store.write(&[s]).await.unwrap().stored
+                })
+            })
+            .collect();
+        let mut stored = 0;
+        for t in tasks {
+            stored += t.await.unwrap();
+        }
+        assert_eq!(stored, 10);
+        let names = store.read().unwrap().hosts["racer"].names.len();
+        assert_eq!(names, 100);
     }
 
     #[tokio::test]
