@@ -3,7 +3,13 @@
 //! release broker.
 //!
 //! `cargo bench --bench fleet` — env `FLEET_HOSTS` (10000), `FLEET_SECS` (40 per load phase),
-//! `FLEET_METRICS` (60), `FLEET_STORE` (`embedded`, `redis` or `both`; default `embedded`).
+//! `FLEET_METRICS` (60), `FLEET_STORE` (`embedded`, `redis`, `both`, or `tls`; default
+//! `embedded`).
+//!
+//! `FLEET_STORE=tls` compares, in one run, the embedded broker in plaintext with no credentials
+//! against the same broker with mutual TLS and credentials (loadgen presenting a client
+//! certificate and an ingest credential): the 1 s phase and the capacity phase, alternately, and
+//! prints broker CPU per acknowledged sample and capacity as ratios.
 //!
 //! On a machine with two or more cores the broker is pinned to CPU 0 and loadgen to CPU 1
 //! (`FLEET_PIN=0` turns that off), so the broker's capacity is one core's worth and the generator
@@ -39,9 +45,78 @@ struct Store {
     redis: Option<RedisServer>,
     /// Pin the broker to CPU 0 and loadgen to CPU 1.
     pin: bool,
+    /// Mutual TLS and credentials on.
+    secure: Option<Secure>,
+}
+
+/// A CA with broker and client certificates, an auth secret and an ingest credential.
+struct Secure {
+    _dir: tempfile::TempDir,
+    ca: ringwatch_net::tls::LocalCa,
+    secret_file: std::path::PathBuf,
+    token_file: std::path::PathBuf,
+}
+
+impl Secure {
+    fn new() -> Secure {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = ringwatch_net::tls::write_local_ca(dir.path(), &["127.0.0.1".into()])
+            .expect("certificates");
+        let secret = "bench-secret-of-at-least-thirty-two-bytes".to_string();
+        let secret_file = dir.path().join("secret");
+        std::fs::write(&secret_file, &secret).expect("secret");
+        let token = ringwatch_net::token::mint(
+            &secret,
+            "bench",
+            &[
+                ringwatch_net::token::Role::Ingest,
+                ringwatch_net::token::Role::Query,
+            ],
+            Duration::from_secs(86_400),
+        )
+        .expect("mint");
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, token).expect("token");
+        Secure {
+            _dir: dir,
+            ca,
+            secret_file,
+            token_file,
+        }
+    }
+}
+
+fn path(p: &std::path::Path) -> String {
+    p.to_str().expect("utf-8 path").to_string()
 }
 
 impl Store {
+    fn url(&self, broker: &Proc) -> String {
+        let scheme = if self.secure.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", broker.addr("grpc"))
+    }
+
+    /// What a client of this broker adds to its flags.
+    fn client_args(&self) -> Vec<String> {
+        match &self.secure {
+            None => Vec::new(),
+            Some(s) => vec![
+                "--broker-tls-ca".into(),
+                path(&s.ca.ca),
+                "--broker-tls-cert".into(),
+                path(&s.ca.client_cert),
+                "--broker-tls-key".into(),
+                path(&s.ca.client_key),
+                "--broker-token-file".into(),
+                path(&s.token_file),
+            ],
+        }
+    }
+
     fn broker(&self, dir: &std::path::Path) -> Proc {
         let mut args = vec![
             "broker",
@@ -74,6 +149,20 @@ impl Store {
                 assert!(flushed, "FLUSHALL");
             }
         }
+        let secure_args: Vec<String> = match &self.secure {
+            None => Vec::new(),
+            Some(s) => vec![
+                "--tls-cert".into(),
+                path(&s.ca.server_cert),
+                "--tls-key".into(),
+                path(&s.ca.server_key),
+                "--tls-client-ca".into(),
+                path(&s.ca.ca),
+                "--auth-secret-file".into(),
+                path(&s.secret_file),
+            ],
+        };
+        args.extend(secure_args.iter().map(String::as_str));
         let broker = Proc::start(&args);
         if self.pin {
             assert!(pin(broker.child.id(), 0), "taskset");
@@ -191,8 +280,8 @@ fn phase(
     let warm = Duration::from_millis(2 * interval_ms) + Duration::from_secs(8);
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = store.broker(dir.path());
-    let url = format!("http://{}", broker.addr("grpc"));
-    let args: Vec<String> = [
+    let url = store.url(&broker);
+    let mut args: Vec<String> = [
         "--hosts".to_string(),
         hosts.to_string(),
         "--interval".into(),
@@ -210,6 +299,7 @@ fn phase(
         format!("{}ms", warm.as_millis()),
     ]
     .to_vec();
+    args.extend(store.client_args());
     let lg = Loadgen::start(&url, ledger, &args, store.pin);
     let start = Instant::now();
     let _ = lg.lines_until(start + warm);
@@ -241,6 +331,7 @@ fn phase(
                 "--ledger",
             ])
             .arg(ledger)
+            .args(store.client_args())
             .output()
             .expect("run verify");
         serde_json::from_slice(&out.stdout).expect("verify report")
@@ -291,7 +382,7 @@ fn run(store: Store, hosts: u32, metrics: usize, secs: u64, ceiling: Option<f64>
     {
         let data = tempfile::tempdir().expect("tempdir");
         let broker = store.broker(data.path());
-        let url = format!("http://{}", broker.addr("grpc"));
+        let url = store.url(&broker);
         std::thread::sleep(Duration::from_secs(1));
         let rss0 = broker.status_kb("VmRSS");
         let lg = Loadgen::start(
@@ -304,7 +395,10 @@ fn run(store: Store, hosts: u32, metrics: usize, secs: u64, ceiling: Option<f64>
                 "1h".into(),
                 "--snapshots".into(),
                 "1".into(),
-            ],
+            ]
+            .into_iter()
+            .chain(store.client_args())
+            .collect::<Vec<_>>(),
             store.pin,
         );
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -368,6 +462,40 @@ fn run(store: Store, hosts: u32, metrics: usize, secs: u64, ceiling: Option<f64>
     );
 }
 
+/// Plaintext against mutual TLS + credentials, alternately, on the embedded store.
+fn tls_compare(hosts: u32, metrics: usize, secs: u64, pin: bool) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger = dir.path().join("ledger");
+    let plain = Store {
+        label: "embedded, plaintext, no credentials",
+        redis: None,
+        pin,
+        secure: None,
+    };
+    let secure = Store {
+        label: "embedded, mutual TLS + credentials",
+        redis: None,
+        pin,
+        secure: Some(Secure::new()),
+    };
+    for (interval, what) in [
+        (1000, "1 s interval"),
+        (100, "capacity (100 ms interval offered)"),
+    ] {
+        let p = phase(&plain, hosts, metrics, interval, secs, &ledger, false);
+        report(plain.label, what, &p, metrics, None);
+        let s = phase(&secure, hosts, metrics, interval, secs, &ledger, false);
+        report(secure.label, what, &s, metrics, None);
+        let per_sample = |x: &Phase| x.broker_cores / (x.acked_per_s * metrics as f64).max(1e-9);
+        println!(
+            "fleet [tls] {what}: broker CPU per acknowledged sample, TLS + credentials / plaintext = {:.3} ({:+.1} %); acknowledged/s ratio {:.3}",
+            per_sample(&s) / per_sample(&p),
+            (per_sample(&s) / per_sample(&p) - 1.0) * 100.0,
+            s.acked_per_s / p.acked_per_s.max(1e-9),
+        );
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -392,12 +520,16 @@ fn main() {
                 label: "embedded, log on disk",
                 redis: None,
                 pin,
+                secure: None,
             },
             hosts,
             metrics,
             secs,
             None,
         );
+    }
+    if which == "tls" {
+        tls_compare(hosts, metrics, secs, pin);
     }
     if which == "redis" || which == "both" {
         let redis = RedisServer::start();
@@ -408,6 +540,7 @@ fn main() {
                 label: "redis",
                 redis: Some(redis),
                 pin,
+                secure: None,
             },
             hosts,
             metrics,

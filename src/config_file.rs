@@ -43,17 +43,40 @@ pub fn merge<C: Serialize + DeserializeOwned>(
     let (Some(base_map), Some(given_map)) = (base.as_object_mut(), given.as_object()) else {
         bail!("{what} config must be a mapping");
     };
-    for (key, value) in given_map {
-        let explicit = matches!(
-            matches.try_get_raw(key).ok().and(matches.value_source(key)),
-            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-        );
-        if explicit || !base_map.contains_key(key) {
-            base_map.insert(key.clone(), value.clone());
-        }
-    }
+    overlay(base_map, given_map, matches);
     serde_json::from_value(base)
         .with_context(|| format!("invalid {what} config (unknown field or wrong type)"))
+}
+
+fn explicit(matches: &ArgMatches, id: &str) -> bool {
+    matches!(
+        matches
+            .try_get_raw(id)
+            .ok()
+            .and_then(|_| matches.value_source(id)),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    )
+}
+
+/// Puts each given value into `base` where the file has none or a flag or env variable set it.
+/// A nested mapping (a flattened group of flags, e.g. `broker_client`) is merged field by field,
+/// its fields being flag ids too.
+fn overlay(
+    base: &mut serde_json::Map<String, serde_json::Value>,
+    given: &serde_json::Map<String, serde_json::Value>,
+    matches: &ArgMatches,
+) {
+    for (key, value) in given {
+        if let (Some(inner), Some(serde_json::Value::Object(b))) =
+            (value.as_object(), base.get_mut(key))
+        {
+            overlay(b, inner, matches);
+            continue;
+        }
+        if explicit(matches, key) || !base.contains_key(key) {
+            base.insert(key.clone(), value.clone());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -69,6 +92,18 @@ mod tests {
         interval_secs: u64,
         #[arg(long, default_value = "a")]
         name: String,
+        #[command(flatten)]
+        #[serde(default)]
+        inner: Inner,
+    }
+
+    #[derive(Debug, Default, Args, Serialize, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    struct Inner {
+        #[arg(long = "inner-a")]
+        a: Option<String>,
+        #[arg(long = "inner-b")]
+        b: Option<String>,
     }
 
     fn parse(args: &[&str]) -> (Demo, ArgMatches) {
@@ -85,9 +120,22 @@ mod tests {
             c,
             Demo {
                 interval_secs: 9,
-                name: "flag".into()
+                name: "flag".into(),
+                inner: Inner::default(),
             }
         );
+    }
+
+    #[test]
+    fn a_flattened_group_is_merged_field_by_field() {
+        let (d, m) = parse(&["demo", "--inner-a", "flag"]);
+        let file = serde_json::json!({"inner": {"a": "file", "b": "file"}});
+        let c: Demo = merge(&d, &m, Some(file), "demo").unwrap();
+        assert_eq!(c.inner.a.as_deref(), Some("flag"));
+        assert_eq!(c.inner.b.as_deref(), Some("file"));
+        let (d, m) = parse(&["demo"]);
+        let bad = serde_json::json!({"inner": {"c": 1}});
+        assert!(merge(&d, &m, Some(bad), "demo").is_err());
     }
 
     #[test]

@@ -79,6 +79,35 @@ enum Command {
     /// Read every host of a loadgen ledger back from the brokers and check that nothing
     /// acknowledged is lost, duplicated, wrong or out of order; exits 0 only then.
     Verify(ringwatch_loadgen::VerifyConfig),
+    /// Mint a credential for the brokers' gRPC services (HS256, signed with the brokers'
+    /// auth secret); prints it.
+    BrokerToken {
+        /// What it may do: ingest (agents, loadgen), query (viz, `query`, `verify`), peer
+        /// (another broker: both). Repeat for several.
+        #[arg(long = "role", value_enum, required = true)]
+        roles: Vec<ringwatch_net::token::Role>,
+        /// The brokers' secret file (the first secret in it signs).
+        #[arg(
+            long,
+            env = "RINGWATCH_BROKER_AUTH_SECRET_FILE",
+            required_unless_present = "auth_secret"
+        )]
+        auth_secret_file: Option<PathBuf>,
+        /// The secret itself (prefer RINGWATCH_BROKER_AUTH_SECRET or --auth-secret-file).
+        #[arg(
+            long,
+            env = "RINGWATCH_BROKER_AUTH_SECRET",
+            hide_env_values = true,
+            conflicts_with = "auth_secret_file"
+        )]
+        auth_secret: Option<String>,
+        /// Who the credential is for (the `sub` claim, in the brokers' logs).
+        #[arg(long, default_value = "ringwatch-cli")]
+        subject: String,
+        /// How long it is valid (e.g. 24h, 365d; at most 3653 days).
+        #[arg(long, default_value = "365d", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
     /// Mint an API token for viz (HS256, signed with the secret viz runs with); prints it.
     Token {
         /// viewer reads dashboards, metrics and live push; admin also reads viz's config.
@@ -171,6 +200,16 @@ fn warn_secrets_on_command_line(m: &ArgMatches) {
             "--redis-password",
             "RINGWATCH_BROKER_REDIS_PASSWORD",
         ),
+        (
+            "auth_secret",
+            "--auth-secret",
+            "--auth-secret-file or RINGWATCH_BROKER_AUTH_SECRET",
+        ),
+        (
+            "token",
+            "--broker-token",
+            "--broker-token-file or RINGWATCH_CLIENT_TOKEN",
+        ),
     ] {
         let given = sub.try_get_raw(id).ok().flatten().is_some();
         if given && sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
@@ -257,6 +296,26 @@ async fn main() -> anyhow::Result<()> {
         Command::Up(args) => up::run(args, shutdown_on_signals()).await?,
         Command::Query(args) => query_cmd::run(args).await?,
         Command::Watch(args) => watch::run(args).await?,
+        Command::BrokerToken {
+            roles,
+            auth_secret_file,
+            auth_secret,
+            subject,
+            ttl,
+        } => {
+            let secrets = match (auth_secret, auth_secret_file) {
+                (Some(s), _) => ringwatch_net::token::parse_secrets(&s)?,
+                (None, Some(path)) => ringwatch_net::token::read_secrets(&path)?,
+                (None, None) => {
+                    anyhow::bail!("give --auth-secret-file or RINGWATCH_BROKER_AUTH_SECRET")
+                }
+            };
+            let secret = secrets.first().context("the secret is empty")?;
+            println!(
+                "{}",
+                ringwatch_net::token::mint(secret, &subject, &roles, ttl)?
+            );
+        }
         Command::Token {
             role,
             jwt_secret,

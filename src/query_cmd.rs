@@ -8,6 +8,7 @@ use ringwatch_proto::query_client::QueryClient;
 use ringwatch_proto::{HostState, HostsRequest, LatestRequest, RangeRequest, Snapshot, Unit};
 
 #[derive(Debug, clap::Args)]
+#[command(mut_args(|a| a.global(true)))]
 pub struct QueryArgs {
     /// Broker gRPC endpoint.
     #[arg(
@@ -17,6 +18,9 @@ pub struct QueryArgs {
         global = true
     )]
     pub broker: String,
+    /// TLS and the credential (`--broker-tls-ca`, `--broker-token-file`, …); the `query` role.
+    #[command(flatten)]
+    pub client: ringwatch_net::client::BrokerClientConfig,
     #[command(subcommand)]
     pub what: What,
 }
@@ -152,9 +156,14 @@ fn cells(cols: &[String], s: &Snapshot) -> Vec<String> {
 }
 
 pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
-    let mut client = QueryClient::connect(args.broker.clone())
+    let connector = ringwatch_net::client::Connector::new(&args.client)?;
+    let channel = connector
+        .endpoint(&args.broker)?
+        .connect_timeout(Duration::from_secs(10))
+        .connect()
         .await
         .with_context(|| format!("cannot connect to broker {}", args.broker))?;
+    let mut client = QueryClient::new(connector.channel(channel));
     match args.what {
         What::Latest { metrics } => {
             let snaps = client

@@ -2,10 +2,14 @@
 //! store on loopback, an agent collecting this machine's real metrics, and viz with
 //! the dashboard (web UI, API, WebSocket and QUIC push). Stops on Ctrl-C.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use ringwatch_broker::config::StoreKind;
+use ringwatch_net::client::BrokerClientConfig;
+use ringwatch_net::tls::LocalCa;
+use ringwatch_net::token::Role;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Args)]
@@ -44,6 +48,63 @@ pub struct UpArgs {
     /// The same secret from a file (one trailing newline is ignored).
     #[arg(long, env = "RINGWATCH_JWT_SECRET_FILE", conflicts_with = "jwt_secret")]
     pub jwt_secret_file: Option<PathBuf>,
+    /// Where the broker's TLS certificates, its auth secret and the credentials for the CLI
+    /// are generated at each start (keys readable by the owner only).
+    #[arg(long, default_value = ".ringwatch/secrets")]
+    pub secrets_dir: PathBuf,
+    /// Serve gRPC in plaintext with no credentials (anyone who reaches the port reads and
+    /// writes everything).
+    #[arg(long)]
+    pub insecure_grpc: bool,
+}
+
+/// What `up` generated so its broker needs TLS and credentials and its agent and viz have them.
+struct LocalSecurity {
+    ca: LocalCa,
+    auth_secret: PathBuf,
+    ingest_token: PathBuf,
+    query_token: PathBuf,
+}
+
+/// A fresh CA and broker certificate for `dial` (and localhost), a random auth secret, and
+/// an ingest and a query credential signed with it, in `dir`.
+fn generate_security(dir: &Path, dial: IpAddr) -> anyhow::Result<LocalSecurity> {
+    let names = vec!["localhost".to_string(), dial.to_string()];
+    let ca = ringwatch_net::tls::write_local_ca(dir, &names)?;
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness for a secret: {e}"))?;
+    let secret: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let auth_secret = write_private(&dir.join("auth-secret"), &secret)?;
+    let ttl = std::time::Duration::from_secs(30 * 24 * 3600);
+    let mint = |role: Role, who: &str| ringwatch_net::token::mint(&secret, who, &[role], ttl);
+    let ingest_token = write_private(
+        &dir.join("ingest.token"),
+        &mint(Role::Ingest, "local-agent")?,
+    )?;
+    let query_token = write_private(&dir.join("query.token"), &mint(Role::Query, "local-cli")?)?;
+    Ok(LocalSecurity {
+        ca,
+        auth_secret,
+        ingest_token,
+        query_token,
+    })
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<PathBuf> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path.to_path_buf())
 }
 
 pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -51,6 +112,27 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     // broker's gRPC, a quarter to viz), so a flood meets a cap's clear refusal, not a failed
     // accept.
     let files = ringwatch_net::open_file_limit().map_or(1024, |l| l.min(1 << 20) as usize);
+    // The address the agent and viz dial (an unspecified bind is reached on loopback).
+    let dial = if args.grpc.ip().is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        args.grpc.ip()
+    };
+    let security = if args.insecure_grpc {
+        None
+    } else {
+        Some(generate_security(&args.secrets_dir, dial)?)
+    };
+    let client = |token: fn(&LocalSecurity) -> &PathBuf| {
+        security
+            .as_ref()
+            .map(|s| BrokerClientConfig {
+                tls_ca: Some(s.ca.ca.clone()),
+                token_file: Some(token(s).clone()),
+                ..Default::default()
+            })
+            .unwrap_or_default()
+    };
     let broker_cfg = ringwatch_broker::Config {
         listen: args.grpc,
         admin_listen: args.admin,
@@ -65,13 +147,19 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
         redis_urls: args.redis.iter().cloned().collect(),
         max_connections: (files / 2).max(64),
         admin_max_connections: 64,
+        tls_cert: security.as_ref().map(|s| s.ca.server_cert.clone()),
+        tls_key: security.as_ref().map(|s| s.ca.server_key.clone()),
+        auth_secret_file: security.as_ref().map(|s| s.auth_secret.clone()),
         ..Default::default()
     };
     let broker = ringwatch_broker::Broker::bind(broker_cfg).await?;
     let grpc = broker.grpc_addr();
     let admin = broker.admin_addr();
+    let scheme = if security.is_some() { "https" } else { "http" };
+    let grpc_url = format!("{scheme}://{}", SocketAddr::new(dial, grpc.port()));
     let agent_cfg = ringwatch_agent::Config {
-        brokers: vec![format!("http://{grpc}")],
+        brokers: vec![grpc_url.clone()],
+        broker_client: client(|s| &s.ingest_token),
         interval_secs: args.interval_secs,
         metrics_listen: args.agent_metrics,
         ..Default::default()
@@ -81,7 +169,8 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     let agent_metrics = agent.metrics_addr();
     let viz_cfg = ringwatch_viz::Config {
         listen: args.viz,
-        brokers: vec![format!("http://{grpc}")],
+        brokers: vec![grpc_url.clone()],
+        broker_client: client(|s| &s.query_token),
         quic_listen: args.quic,
         no_auth: args.jwt_secret.is_none() && args.jwt_secret_file.is_none(),
         jwt_secret: args.jwt_secret.clone(),
@@ -98,7 +187,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
         (None, false) => format!("embedded, {}", args.data_dir.display()),
     };
     println!("Ringwatch is up.");
-    println!("  broker gRPC     http://{grpc}");
+    println!("  broker gRPC     {grpc_url}");
     println!("  broker admin    http://{admin}   (/health /ready /api/cluster /metrics)");
     println!("  store           {store}");
     println!(
@@ -116,7 +205,29 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     } else {
         println!("  auth            OFF: anyone who can reach these ports can read everything");
     }
-    println!("  query           ringwatch query latest --broker http://{grpc}");
+    match &security {
+        Some(s) => {
+            println!(
+                "  gRPC security   TLS (CA {}) and credentials (ingest: {}, query: {}); \
+                 generated in {}",
+                s.ca.ca.display(),
+                s.ingest_token.display(),
+                s.query_token.display(),
+                args.secrets_dir.display()
+            );
+            println!(
+                "  query           ringwatch query latest --broker {grpc_url} --broker-tls-ca {} --broker-token-file {}",
+                s.ca.ca.display(),
+                s.query_token.display()
+            );
+        }
+        None => {
+            println!(
+                "  gRPC security   OFF (--insecure-grpc): anyone who can reach {grpc} reads and writes"
+            );
+            println!("  query           ringwatch query latest --broker {grpc_url}");
+        }
+    }
     println!("Press Ctrl-C to stop.");
 
     // The agent stops first (handing what it holds to the broker); then viz and the broker.

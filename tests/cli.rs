@@ -115,9 +115,28 @@ fn up_runs_a_local_stack_that_query_reads_and_stops_cleanly() {
     let (grpc, banner) = (up.grpc.clone(), up.banner.clone());
     assert!(banner.contains("store           embedded"), "{banner}");
     assert!(banner.contains("agent"), "{banner}");
+    // gRPC is TLS with credentials, generated with no setup; the banner says how to read.
+    assert!(grpc.starts_with("https://"), "{banner}");
+    assert!(banner.contains("--broker-token-file"), "{banner}");
+    let creds = up.query_args();
+    let creds: Vec<&str> = creds.iter().map(String::as_str).collect();
+    let (ok, _, err) = run(&["query", "hosts", "--broker", &grpc]);
+    assert!(!ok, "no CA, no credential: refused");
+    assert!(!err.is_empty());
+    let with = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .chain(creds.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let run_with = |args: &[&str]| {
+        let all = with(args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        run(&all)
+    };
 
     let table = wait_for("a row in `query latest`", Duration::from_secs(30), || {
-        let (ok, out, _) = run(&["query", "latest", "--broker", &grpc]);
+        let (ok, out, _) = run_with(&["query", "latest", "--broker", &grpc]);
         (ok && out.lines().count() >= 2 && !out.contains("no hosts")).then_some(out)
     });
     let header = table.lines().next().unwrap();
@@ -137,7 +156,7 @@ fn up_runs_a_local_stack_that_query_reads_and_stops_cleanly() {
         .next()
         .unwrap()
         .to_string();
-    let (ok, out, err) = run(&[
+    let (ok, out, err) = run_with(&[
         "query",
         "range",
         "--broker",
@@ -152,9 +171,9 @@ fn up_runs_a_local_stack_that_query_reads_and_stops_cleanly() {
     assert!(ok, "{err}");
     assert!(out.lines().next().unwrap().contains("cpu.usage"), "{out}");
     assert!(out.contains("snapshots)"), "{out}");
-    let (ok, out, _) = run(&["query", "hosts", "--broker", &grpc]);
+    let (ok, out, _) = run_with(&["query", "hosts", "--broker", &grpc]);
     assert!(ok && out.contains(&host) && out.contains("live"), "{out}");
-    let (ok, _, err) = run(&[
+    let (ok, _, err) = run_with(&[
         "query",
         "range",
         "--broker",

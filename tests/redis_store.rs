@@ -368,7 +368,9 @@ fn in_a_cluster_wait_runs_on_the_master_that_took_the_write() {
 #[test]
 fn up_with_redis_runs_the_local_stack_on_redis() {
     let redis = RedisServer::start();
-    let mut up = Up::start(&["--redis", &redis.url()]);
+    // Plaintext gRPC, so the plain test client reads it (`up`'s TLS is tested in cli.rs).
+    let mut up = Up::start(&["--redis", &redis.url(), "--insecure-grpc"]);
+    assert!(up.banner.contains("gRPC security   OFF"), "{}", up.banner);
     assert!(
         up.banner
             .contains("store           redis redis://127.0.0.1"),

@@ -107,6 +107,9 @@ pub struct Config {
         default_value_t = 120
     )]
     pub http_idle_timeout_secs: u64,
+    /// TLS and the credential for the brokers (`--broker-tls-ca`, `--broker-token-file`, …).
+    #[command(flatten)]
+    pub broker_client: ringwatch_net::client::BrokerClientConfig,
 }
 
 impl Default for Config {
@@ -129,6 +132,7 @@ impl Default for Config {
             metrics_max_connections: 16,
             http_header_timeout_secs: 10,
             http_idle_timeout_secs: 120,
+            broker_client: Default::default(),
         }
     }
 }
@@ -148,7 +152,7 @@ fn check_range<T: PartialOrd + std::fmt::Display + Copy>(
     Ok(())
 }
 
-/// Checks one broker endpoint: an absolute `http://` URI with a host (this build has no TLS).
+/// Checks one broker endpoint: an absolute `http://` or `https://` URI with a host.
 fn check_broker(endpoint: &str) -> Result<(), AgentError> {
     let uri: tonic::transport::Uri = endpoint.parse().map_err(|e| {
         AgentError::config(
@@ -157,17 +161,11 @@ fn check_broker(endpoint: &str) -> Result<(), AgentError> {
         )
     })?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(AgentError::config(
-                "brokers",
-                format!("`{endpoint}`: TLS is not supported by this build; use http://"),
-            ));
-        }
+        Some("http" | "https") => {}
         _ => {
             return Err(AgentError::config(
                 "brokers",
-                format!("`{endpoint}` must start with http://"),
+                format!("`{endpoint}` must start with http:// or https://"),
             ));
         }
     }
@@ -221,6 +219,12 @@ impl Config {
         }
     }
 
+    /// How to reach the brokers (TLS files and the token read and checked).
+    pub fn connector(&self) -> Result<ringwatch_net::client::Connector, AgentError> {
+        ringwatch_net::client::Connector::new(&self.broker_client)
+            .map_err(|e| AgentError::config("broker_client", e.to_string()))
+    }
+
     pub fn validate(&self) -> Result<(), AgentError> {
         if self.brokers.is_empty() {
             return Err(AgentError::config(
@@ -230,6 +234,12 @@ impl Config {
         }
         for b in &self.brokers {
             check_broker(b.trim())?;
+        }
+        let connector = self.connector()?;
+        for b in &self.brokers {
+            connector
+                .endpoint(b.trim())
+                .map_err(|e| AgentError::config("brokers", e.to_string()))?;
         }
         check_range("interval_secs", self.interval_secs, 1, 3600)?;
         if let Some(h) = &self.host_id
@@ -454,9 +464,13 @@ mod tests {
             (
                 Config {
                     brokers: vec!["https://x:1".into()],
+                    broker_client: ringwatch_net::client::BrokerClientConfig {
+                        tls_ca: Some("/nonexistent/ca.pem".into()),
+                        ..Default::default()
+                    },
                     ..base.clone()
                 },
-                "brokers",
+                "broker_client",
             ),
             (
                 Config {

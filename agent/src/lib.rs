@@ -138,7 +138,7 @@ impl Agent {
             metrics.clone(),
         ));
         let sender = Sender::new(
-            SenderConfig::from_config(&config, &host_id, labels),
+            SenderConfig::from_config(&config, &host_id, labels, config.connector()?),
             shared.clone(),
         );
 

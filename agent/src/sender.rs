@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ringwatch_net::client::Connector;
 use ringwatch_proto::ingest_client::IngestClient;
 use ringwatch_proto::{
     AgentMessage, Batch, BrokerMessage, Heartbeat, Register, agent_message, broker_message,
@@ -22,7 +23,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -52,6 +53,8 @@ pub struct SenderConfig {
     pub backoff_max: Duration,
     /// The registration sent first on every stream.
     pub register: Register,
+    /// TLS and the credential for the brokers.
+    pub connector: Connector,
 }
 
 impl SenderConfig {
@@ -60,8 +63,10 @@ impl SenderConfig {
         config: &Config,
         host_id: &str,
         labels: std::collections::BTreeMap<String, String>,
+        connector: Connector,
     ) -> Self {
         SenderConfig {
+            connector,
             brokers: config
                 .brokers
                 .iter()
@@ -87,8 +92,8 @@ impl SenderConfig {
 /// Why a stream ended.
 #[derive(Debug, thiserror::Error)]
 enum StreamError {
-    #[error("invalid endpoint: {0}")]
-    Endpoint(#[source] tonic::transport::Error),
+    #[error("{0}")]
+    Endpoint(#[source] ringwatch_net::client::ClientError),
     #[error("connect failed: {0}")]
     Connect(#[source] tonic::transport::Error),
     #[error("{0} timed out")]
@@ -148,9 +153,13 @@ impl Sender {
                 return;
             }
             if order.is_empty() {
-                order = probe(&self.config.brokers, self.config.connect_timeout)
-                    .await
-                    .into();
+                order = probe(
+                    &self.config.brokers,
+                    &self.config.connector,
+                    self.config.connect_timeout,
+                )
+                .await
+                .into();
                 tracing::debug!(?order, "broker order by health and latency");
             }
             let Some(broker) = order.pop_front() else {
@@ -186,7 +195,10 @@ impl Sender {
         backoff: &mut Backoff,
     ) -> Result<(), StreamError> {
         let timeout = self.config.connect_timeout;
-        let endpoint = Endpoint::from_shared(broker.to_string())
+        let endpoint = self
+            .config
+            .connector
+            .endpoint(broker)
             .map_err(StreamError::Endpoint)?
             .connect_timeout(timeout)
             .tcp_nodelay(true)
@@ -196,7 +208,7 @@ impl Sender {
             .await
             .map_err(|_| StreamError::Timeout("connect"))?
             .map_err(StreamError::Connect)?;
-        let mut client = IngestClient::new(channel);
+        let mut client = IngestClient::new(self.config.connector.channel(channel));
         let (tx, rx) = mpsc::channel(self.config.max_in_flight + 2);
         let register = AgentMessage {
             body: Some(agent_message::Body::Register(self.config.register.clone())),
@@ -380,8 +392,8 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 
 /// Probes every broker's gRPC health service (`Check` with service "") and returns them
 /// ordered by round-trip time, unhealthy ones last (in configuration order).
-pub async fn probe(brokers: &[String], timeout: Duration) -> Vec<String> {
-    probe_rtt(brokers, timeout)
+pub async fn probe(brokers: &[String], connector: &Connector, timeout: Duration) -> Vec<String> {
+    probe_rtt(brokers, connector, timeout)
         .await
         .into_iter()
         .map(|(b, _)| b)
@@ -389,13 +401,18 @@ pub async fn probe(brokers: &[String], timeout: Duration) -> Vec<String> {
 }
 
 /// As [`probe`], with each broker's round-trip time (`None`: unhealthy or unreachable).
-pub async fn probe_rtt(brokers: &[String], timeout: Duration) -> Vec<(String, Option<Duration>)> {
+pub async fn probe_rtt(
+    brokers: &[String],
+    connector: &Connector,
+    timeout: Duration,
+) -> Vec<(String, Option<Duration>)> {
     let mut set = JoinSet::new();
     for (i, broker) in brokers.iter().enumerate() {
         let broker = broker.clone();
+        let connector = connector.clone();
         set.spawn(async move {
             let start = Instant::now();
-            let healthy = tokio::time::timeout(timeout, probe_one(&broker, timeout))
+            let healthy = tokio::time::timeout(timeout, probe_one(&broker, &connector, timeout))
                 .await
                 .unwrap_or(false);
             (i, broker, healthy.then(|| start.elapsed()))
@@ -416,9 +433,13 @@ pub async fn probe_rtt(brokers: &[String], timeout: Duration) -> Vec<(String, Op
     results.into_iter().map(|(_, b, rtt)| (b, rtt)).collect()
 }
 
-async fn probe_one(broker: &str, timeout: Duration) -> bool {
-    let Ok(endpoint) = Endpoint::from_shared(broker.to_string()) else {
-        return false;
+async fn probe_one(broker: &str, connector: &Connector, timeout: Duration) -> bool {
+    let endpoint = match connector.endpoint(broker) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::debug!(%broker, error = %e, "cannot probe");
+            return false;
+        }
     };
     let channel: Channel = match endpoint
         .connect_timeout(timeout)
@@ -548,6 +569,7 @@ pub(crate) mod tests {
     fn sender_config(addr: SocketAddr) -> SenderConfig {
         SenderConfig {
             brokers: vec![format!("http://{addr}")],
+            connector: Connector::plain(),
             connect_timeout: Duration::from_secs(2),
             ack_timeout: Duration::from_secs(5),
             heartbeat: Duration::from_secs(1),
@@ -737,6 +759,7 @@ pub(crate) mod tests {
         let live = serve(TestBroker::default(), stop.clone()).await;
         let order = probe(
             &[format!("http://{dead}"), format!("http://{live}")],
+            &Connector::plain(),
             Duration::from_secs(1),
         )
         .await;

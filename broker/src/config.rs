@@ -171,6 +171,32 @@ pub struct Config {
         default_value_t = 120
     )]
     pub http_idle_timeout_secs: u64,
+    /// TLS certificate (PEM, leaf first, then its chain) for the gRPC port, with --tls-key.
+    /// Without it the port speaks plaintext.
+    #[arg(long, env = "RINGWATCH_BROKER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "RINGWATCH_BROKER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A CA (PEM); when given, every gRPC client must show a certificate it signed (mutual
+    /// TLS). Needs --tls-cert.
+    #[arg(long, env = "RINGWATCH_BROKER_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// A file of the secrets broker credentials are signed with (one per line, at least 32
+    /// bytes each; a credential signed with any of them is accepted, so a secret can be
+    /// rotated). With it every gRPC call needs a credential of the right role (`ringwatch
+    /// broker-token`); without it anyone who reaches the port may read and write.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_AUTH_SECRET_FILE",
+        conflicts_with = "auth_secret"
+    )]
+    pub auth_secret_file: Option<PathBuf>,
+    /// The secret itself (prefer RINGWATCH_BROKER_AUTH_SECRET or --auth-secret-file: a flag
+    /// shows in `ps`).
+    #[arg(long, env = "RINGWATCH_BROKER_AUTH_SECRET", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_secret: Option<String>,
     /// Where samples are stored.
     #[arg(
         long,
@@ -275,6 +301,11 @@ impl Default for Config {
             admin_max_connections: 256,
             http_header_timeout_secs: 10,
             http_idle_timeout_secs: 120,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            auth_secret_file: None,
+            auth_secret: None,
             store: StoreKind::Embedded,
             redis_urls: Vec::new(),
             redis_mode: RedisMode::Standalone,
@@ -297,6 +328,50 @@ impl Config {
         ringwatch_net::GrpcLimits {
             max_connections: self.max_connections,
             handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
+        }
+    }
+
+    /// The gRPC port's TLS config, read and checked now; `None` for plaintext.
+    pub fn server_tls(
+        &self,
+    ) -> Result<Option<std::sync::Arc<ringwatch_net::tls::ServerConfig>>, BrokerError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                let files = ringwatch_net::tls::ServerTlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: self.tls_client_ca.clone(),
+                };
+                ringwatch_net::tls::server_config(&files)
+                    .map(Some)
+                    .map_err(|e| BrokerError::Config(format!("tls: {e}")))
+            }
+            (None, None) if self.tls_client_ca.is_some() => Err(BrokerError::Config(
+                "tls_client_ca needs tls_cert and tls_key".into(),
+            )),
+            (None, None) => Ok(None),
+            _ => Err(BrokerError::Config(
+                "tls_cert and tls_key go together".into(),
+            )),
+        }
+    }
+
+    /// The secrets credentials are checked against; `None` when auth is off.
+    pub fn auth_secrets(&self) -> Result<Option<Vec<String>>, BrokerError> {
+        let secrets = match (&self.auth_secret, &self.auth_secret_file) {
+            (Some(_), Some(_)) => {
+                return Err(BrokerError::Config(
+                    "give auth_secret or auth_secret_file, not both".into(),
+                ));
+            }
+            (Some(s), None) => ringwatch_net::token::parse_secrets(s),
+            (None, Some(path)) => ringwatch_net::token::read_secrets(path),
+            (None, None) => return Ok(None),
+        };
+        match secrets {
+            Ok(s) if s.is_empty() => Err(BrokerError::Config("auth_secret is empty".into())),
+            Ok(s) => Ok(Some(s)),
+            Err(e) => Err(BrokerError::Config(format!("auth: {e}"))),
         }
     }
 

@@ -4,6 +4,7 @@
 //! serves until the shutdown token is cancelled, then ends ingest streams, stops serving and
 //! flushes the store so everything acknowledged is durable.
 
+pub mod access;
 pub mod admin;
 pub mod config;
 pub mod error;
@@ -41,6 +42,13 @@ pub struct Broker {
     grpc_addr: SocketAddr,
     admin_addr: SocketAddr,
     store: AnyStore,
+    security: Security,
+}
+
+/// The gRPC port's TLS and credential check, read at bind.
+struct Security {
+    tls: Option<Arc<ringwatch_net::tls::ServerConfig>>,
+    secrets: Option<Vec<String>>,
 }
 
 /// The store a broker was configured with.
@@ -54,6 +62,7 @@ struct Ports {
     admin: TcpListener,
     grpc_addr: SocketAddr,
     admin_addr: SocketAddr,
+    security: Security,
 }
 
 impl Broker {
@@ -61,6 +70,10 @@ impl Broker {
     /// connected lazily) and binds the ports.
     pub async fn bind(config: Config) -> Result<Broker, BrokerError> {
         config.validate()?;
+        let security = Security {
+            tls: config.server_tls()?,
+            secrets: config.auth_secrets()?,
+        };
         let store = match config.store {
             StoreKind::Embedded => AnyStore::Embedded(EmbeddedStore::open(config.embedded())?),
             StoreKind::Redis => AnyStore::Redis(RedisStore::open(config.redis())?),
@@ -97,6 +110,7 @@ impl Broker {
             grpc_addr,
             admin_addr,
             store,
+            security,
         })
     }
 
@@ -122,12 +136,14 @@ impl Broker {
             grpc_addr,
             admin_addr,
             store,
+            security,
         } = self;
         let ports = Ports {
             grpc,
             admin,
             grpc_addr,
             admin_addr,
+            security,
         };
         match store {
             AnyStore::Embedded(store) => {
@@ -155,6 +171,7 @@ async fn serve<S: Store>(
         admin,
         grpc_addr,
         admin_addr,
+        security,
     } = ports;
     let metrics = Arc::new(BrokerMetrics::new());
     let serving = Arc::new(AtomicBool::new(false));
@@ -214,6 +231,14 @@ async fn serve<S: Store>(
         .initial_connection_window_size(Some(4 << 20))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .max_concurrent_streams(Some(config.max_streams_per_connection))
+        .layer(ringwatch_net::grpc_auth::AuthLayer::new(
+            security
+                .secrets
+                .as_deref()
+                .map(ringwatch_net::token::Verifier::new),
+            access::routes,
+            metrics.auth.clone(),
+        ))
         .add_service(health_service)
         .add_service(
             ringwatch_proto::ingest_server::IngestServer::new(ingest)
@@ -230,6 +255,7 @@ async fn serve<S: Store>(
             ringwatch_net::grpc::incoming(
                 grpc,
                 config.grpc_limits(),
+                security.tls.clone(),
                 metrics.listen.listener("grpc"),
                 shutdown.clone(),
             ),
@@ -255,7 +281,24 @@ async fn serve<S: Store>(
     );
     ringwatch_net::warn_if_few_files(config.max_connections + config.admin_max_connections);
 
-    tracing::info!(%node_id, grpc = %grpc_addr, admin = %admin_addr, "broker serving");
+    let tls = if security.tls.is_some() {
+        if config.tls_client_ca.is_some() {
+            "mutual"
+        } else {
+            "on"
+        }
+    } else {
+        "off"
+    };
+    let auth = security.secrets.is_some();
+    if !auth {
+        tracing::warn!(
+            grpc = %grpc_addr,
+            "gRPC authentication is OFF: anyone who can reach {grpc_addr} can read every host \
+             and write as any host; give --auth-secret-file (README: Security)"
+        );
+    }
+    tracing::info!(%node_id, grpc = %grpc_addr, admin = %admin_addr, tls, auth, "broker serving");
     serving.store(true, Ordering::Relaxed);
     let grpc_task = tokio::spawn(grpc_server);
     let admin_task = tokio::spawn(admin_server);

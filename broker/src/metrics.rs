@@ -41,6 +41,8 @@ pub struct BrokerMetrics {
     store_write_failures: Counter,
     /// Connections open and closed by a limit, per listener (`grpc`, `admin`).
     pub listen: ringwatch_net::ListenMetrics,
+    /// gRPC calls refused by the credential check, by reason.
+    pub auth: ringwatch_net::grpc_auth::AuthMetrics,
     /// Refused input is all counted, but logged at most once per 10 s (a flood of bad input
     /// must not become a flood of log lines).
     pub refusal_log: ringwatch_net::Throttle,
@@ -77,10 +79,12 @@ impl BrokerMetrics {
             store_write_retries: Counter::default(),
             store_write_failures: Counter::default(),
             listen: ringwatch_net::ListenMetrics::default(),
+            auth: ringwatch_net::grpc_auth::AuthMetrics::default(),
             refusal_log: ringwatch_net::Throttle::default(),
             registry: Registry::default(),
         };
         m.listen.register(&mut r);
+        m.auth.register(&mut r);
         r.register(
             "batches_received",
             "Ingest batches received",

@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use ringwatch_net::client::{ClientError, Connector, GrpcChannel};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
@@ -26,6 +27,7 @@ pub struct Brokers {
     /// Per broker, the shared channels (empty: one connection per host).
     shared: Vec<Vec<Channel>>,
     connect_timeout: Duration,
+    connector: Connector,
     /// The last probe: when, and broker indices healthy first (by RTT), with how many are healthy.
     probed: Mutex<Option<(Instant, Vec<usize>, usize)>>,
 }
@@ -37,7 +39,8 @@ impl Brokers {
         hosts: u32,
         connections: u32,
         connect_timeout: Duration,
-    ) -> Result<Brokers, tonic::transport::Error> {
+        connector: Connector,
+    ) -> Result<Brokers, ClientError> {
         let urls: Vec<String> = urls
             .iter()
             .map(|u| u.trim().to_string())
@@ -46,13 +49,14 @@ impl Brokers {
         let endpoints = urls
             .iter()
             .map(|u| {
-                Ok(Endpoint::from_shared(u.clone())?
+                Ok(connector
+                    .endpoint(u)?
                     .connect_timeout(connect_timeout)
                     .tcp_nodelay(true)
                     .http2_keep_alive_interval(Duration::from_secs(30))
                     .keep_alive_timeout(Duration::from_secs(10)))
             })
-            .collect::<Result<Vec<_>, tonic::transport::Error>>()?;
+            .collect::<Result<Vec<_>, ClientError>>()?;
         let shared = if connections < hosts {
             endpoints
                 .iter()
@@ -66,6 +70,7 @@ impl Brokers {
             endpoints,
             shared,
             connect_timeout,
+            connector,
             probed: Mutex::new(None),
         })
     }
@@ -81,8 +86,12 @@ impl Brokers {
             .as_ref()
             .is_some_and(|(at, _, _)| at.elapsed() < PROBE_TTL);
         if !fresh {
-            let results =
-                ringwatch_agent::sender::probe_rtt(&self.urls, self.connect_timeout).await;
+            let results = ringwatch_agent::sender::probe_rtt(
+                &self.urls,
+                &self.connector,
+                self.connect_timeout,
+            )
+            .await;
             let healthy = results.iter().filter(|(_, rtt)| rtt.is_some()).count();
             let order: Vec<usize> = results
                 .iter()
@@ -102,17 +111,20 @@ impl Brokers {
 
     /// A channel to broker `b` for host `h`: a shared one, or a new connection (with the
     /// connect timeout).
-    pub async fn channel(&self, b: usize, h: u32) -> Result<Channel, ChannelError> {
+    pub async fn channel(&self, b: usize, h: u32) -> Result<GrpcChannel, ChannelError> {
         if let Some(slots) = self.shared.get(b)
             && !slots.is_empty()
         {
-            return Ok(slots[h as usize % slots.len()].clone());
+            return Ok(self
+                .connector
+                .channel(slots[h as usize % slots.len()].clone()));
         }
         let endpoint = self.endpoints.get(b).ok_or(ChannelError::NoBroker)?;
-        tokio::time::timeout(self.connect_timeout, endpoint.connect())
+        let channel = tokio::time::timeout(self.connect_timeout, endpoint.connect())
             .await
             .map_err(|_| ChannelError::Timeout)?
-            .map_err(ChannelError::Connect)
+            .map_err(ChannelError::Connect)?;
+        Ok(self.connector.channel(channel))
     }
 }
 

@@ -155,6 +155,11 @@ pub struct LoadgenConfig {
     /// No progress line (the summary is still printed).
     #[arg(long, env = "RINGWATCH_LOADGEN_QUIET")]
     pub quiet: bool,
+
+    /// TLS and the credential for the brokers (`--broker-tls-ca`, `--broker-token-file`, …);
+    /// loadgen needs the `ingest` role.
+    #[command(flatten)]
+    pub broker_client: ringwatch_net::client::BrokerClientConfig,
 }
 
 impl Default for LoadgenConfig {
@@ -183,6 +188,7 @@ impl Default for LoadgenConfig {
             ledger: PathBuf::from("loadgen.ledger"),
             json: false,
             quiet: false,
+            broker_client: Default::default(),
         }
     }
 }
@@ -227,10 +233,7 @@ impl LoadgenConfig {
         if self.brokers.iter().all(|b| b.trim().is_empty()) {
             return Err(bad("broker", "give at least one broker URL"));
         }
-        for b in &self.brokers {
-            tonic::transport::Endpoint::from_shared(b.trim().to_string())
-                .map_err(|e| bad("broker", format!("{b:?} is not a URL: {e}")))?;
-        }
+        check_brokers(&self.brokers, &self.broker_client)?;
         if self.hosts == 0 || self.hosts > 10_000_000 {
             return Err(bad(
                 "hosts",
@@ -319,6 +322,29 @@ impl LoadgenConfig {
     }
 }
 
+/// How loadgen and verify reach `brokers`, checked: TLS files and the token read, every URL
+/// parsed with its scheme.
+pub fn connector(
+    brokers: &[String],
+    client: &ringwatch_net::client::BrokerClientConfig,
+) -> Result<ringwatch_net::client::Connector, ConfigError> {
+    let connector = ringwatch_net::client::Connector::new(client)
+        .map_err(|e| bad("broker_client", e.to_string()))?;
+    for b in brokers.iter().filter(|b| !b.trim().is_empty()) {
+        connector
+            .endpoint(b.trim())
+            .map_err(|e| bad("broker", e.to_string()))?;
+    }
+    Ok(connector)
+}
+
+fn check_brokers(
+    brokers: &[String],
+    client: &ringwatch_net::client::BrokerClientConfig,
+) -> Result<(), ConfigError> {
+    connector(brokers, client).map(|_| ())
+}
+
 /// `ringwatch verify`: reads every host of a ledger back and checks it.
 #[derive(clap::Args, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -356,6 +382,10 @@ pub struct VerifyConfig {
     /// Print the report as one JSON document.
     #[arg(long, env = "RINGWATCH_VERIFY_JSON")]
     pub json: bool,
+
+    /// TLS and the credential for the brokers; verify needs the `query` role.
+    #[command(flatten)]
+    pub broker_client: ringwatch_net::client::BrokerClientConfig,
 }
 
 impl Default for VerifyConfig {
@@ -368,6 +398,7 @@ impl Default for VerifyConfig {
             show: 10,
             timeout: Duration::from_secs(30),
             json: false,
+            broker_client: Default::default(),
         }
     }
 }
@@ -377,10 +408,7 @@ impl VerifyConfig {
         if self.brokers.iter().all(|b| b.trim().is_empty()) {
             return Err(bad("broker", "give at least one broker URL"));
         }
-        for b in &self.brokers {
-            tonic::transport::Endpoint::from_shared(b.trim().to_string())
-                .map_err(|e| bad("broker", format!("{b:?} is not a URL: {e}")))?;
-        }
+        check_brokers(&self.brokers, &self.broker_client)?;
         if self.concurrency == 0 || self.concurrency > 1024 {
             return Err(bad(
                 "concurrency",

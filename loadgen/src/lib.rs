@@ -36,8 +36,8 @@ pub enum LoadgenError {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
-    #[error("bad broker URL: {0}")]
-    Broker(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Broker(#[from] ringwatch_net::client::ClientError),
 }
 
 /// What a run did.
@@ -234,7 +234,13 @@ pub async fn run(cfg: LoadgenConfig, stop: CancellationToken) -> Result<Summary,
             deadline,
             grid: grid.clone(),
         },
-        brokers: Brokers::new(&cfg.brokers, cfg.hosts, connections, cfg.connect_timeout)?,
+        brokers: Brokers::new(
+            &cfg.brokers,
+            cfg.hosts,
+            connections,
+            cfg.connect_timeout,
+            config::connector(&cfg.brokers, &cfg.broker_client)?,
+        )?,
         ledger,
         stats: Stats::with_window(cfg.warmup, cool_from.map(Instant::into_std)),
         stop: stop.clone(),

@@ -18,11 +18,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ringwatch_net::client::GrpcChannel;
 use ringwatch_proto::query_client::QueryClient;
 use ringwatch_proto::{RangeChunk, RangeRequest};
 use serde::Serialize;
 use tokio::task::JoinSet;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::config::VerifyConfig;
 use crate::ledger::{Header, LedgerError, LedgerReader};
@@ -44,8 +44,8 @@ pub enum VerifyError {
         "the ledger was written with value function {found}; this verify knows {known}: use the ringwatch version that wrote it"
     )]
     Version { found: u32, known: u32 },
-    #[error("bad broker URL {0}: {1}")]
-    Broker(String, #[source] tonic::transport::Error),
+    #[error(transparent)]
+    Broker(#[from] ringwatch_net::client::ClientError),
 }
 
 /// One offending snapshot.
@@ -164,15 +164,18 @@ pub async fn run(cfg: &VerifyConfig) -> Result<Report, VerifyError> {
         expired_before_ms: now - cfg.retention.as_millis() as i64,
         show: cfg.show,
     });
-    let clients: Vec<QueryClient<Channel>> = cfg
+    let connector = crate::config::connector(&cfg.brokers, &cfg.broker_client)?;
+    let clients: Vec<QueryClient<GrpcChannel>> = cfg
         .brokers
         .iter()
+        .filter(|b| !b.trim().is_empty())
         .map(|b| {
-            let e = Endpoint::from_shared(b.trim().to_string())
-                .map_err(|e| VerifyError::Broker(b.clone(), e))?
+            let e = connector
+                .endpoint(b.trim())?
                 .connect_timeout(Duration::from_secs(5))
                 .timeout(cfg.timeout);
-            Ok(QueryClient::new(e.connect_lazy()).max_decoding_message_size(64 << 20))
+            Ok(QueryClient::new(connector.channel(e.connect_lazy()))
+                .max_decoding_message_size(64 << 20))
         })
         .collect::<Result<_, VerifyError>>()?;
     let clients = Arc::new(clients);
@@ -239,7 +242,7 @@ impl Checker {
         &self,
         h: u32,
         ledger: &LedgerReader,
-        clients: &[QueryClient<Channel>],
+        clients: &[QueryClient<GrpcChannel>],
     ) -> HostResult {
         let host = self.grid.host_id(h);
         let mut last_error = None;
@@ -285,7 +288,7 @@ impl Checker {
         &self,
         h: u32,
         host: &str,
-        mut client: QueryClient<Channel>,
+        mut client: QueryClient<GrpcChannel>,
         state: &mut HostCheck,
     ) -> Result<bool, tonic::Status> {
         let last = self.grid.snapshots_per_host.saturating_sub(1);

@@ -3,14 +3,21 @@
 //! idle timeout on HTTP, all counted in `/metrics` and logged at a bounded rate.
 //!
 //! - [`http::serve`] serves an axum router (admin ports, viz, the agent's /metrics).
-//! - [`grpc::incoming`] is the connection stream a tonic server is given.
+//! - [`grpc::incoming`] is the connection stream a tonic server is given (TLS optional).
+//! - [`grpc_auth`] checks the credential of every gRPC call; [`token`] mints and verifies
+//!   credentials; [`client`] is how clients reach brokers (TLS, credential); [`tls`] reads the
+//!   TLS material.
 
+pub mod client;
 mod gate;
 pub mod grpc;
+pub mod grpc_auth;
 pub mod http;
 mod idle;
 mod metrics;
 mod throttle;
+pub mod tls;
+pub mod token;
 
 pub use metrics::{ListenMetrics, Listener};
 pub use throttle::Throttle;
@@ -34,7 +41,8 @@ pub struct HttpLimits {
 pub struct GrpcLimits {
     /// Most connections open at once; past it a new one is told so (HTTP/2 GOAWAY) and closed.
     pub max_connections: usize,
-    /// A connection must send the HTTP/2 preface within this.
+    /// A connection must finish its TLS handshake (on a TLS port) and send the HTTP/2 preface
+    /// within this.
     pub handshake_timeout: Duration,
 }
 

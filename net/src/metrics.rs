@@ -25,7 +25,8 @@ impl ListenMetrics {
         registry.register(
             "connections_closed_by_limit",
             "Connections refused or closed by a listener limit, by listener and reason \
-             (max_connections, handshake_timeout, header_timeout, idle_timeout, bad_preface)",
+             (max_connections, handshake_timeout, header_timeout, idle_timeout, bad_preface, \
+             plaintext_on_tls, tls_on_plaintext, tls_handshake_failed)",
             self.closed.clone(),
         );
         registry.register(

@@ -116,11 +116,21 @@ pub fn n(v: &serde_json::Value, k: &str) -> u64 {
 
 /// Runs `ringwatch verify --json` on `ledger` against `brokers`; returns (exit 0, report).
 pub fn verify(ledger: &std::path::Path, brokers: &[&str]) -> (bool, serde_json::Value) {
+    verify_with(ledger, brokers, &[])
+}
+
+/// [`verify`] with `extra` arguments (TLS and credential flags).
+pub fn verify_with(
+    ledger: &std::path::Path,
+    brokers: &[&str],
+    extra: &[&str],
+) -> (bool, serde_json::Value) {
     let mut cmd = Command::new(BIN);
     cmd.args(["verify", "--json", "--ledger"]).arg(ledger);
     for b in brokers {
         cmd.args(["--broker", b]);
     }
+    cmd.args(extra);
     let out = cmd.output().expect("run ringwatch verify");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {

@@ -6,6 +6,7 @@
 pub mod loadgen;
 pub mod proxy;
 pub mod redis_servers;
+pub mod secure;
 
 pub use redis_servers::signal;
 
@@ -438,10 +439,13 @@ pub struct Up {
     /// The dashboard URL from the banner.
     pub dashboard: String,
     pub banner: String,
+    /// Where `up` generated its certificates and credentials.
+    pub secrets: tempfile::TempDir,
 }
 
 impl Up {
     pub fn start(extra: &[&str]) -> Up {
+        let secrets = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new(BIN)
             .args([
                 "up",
@@ -454,6 +458,8 @@ impl Up {
                 "--interval-secs",
                 "1",
             ])
+            .arg("--secrets-dir")
+            .arg(secrets.path())
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -485,7 +491,19 @@ impl Up {
             grpc,
             dashboard,
             banner,
+            secrets,
         }
+    }
+
+    /// The flags a client needs to read from this `up`'s broker (its CA and query credential).
+    pub fn query_args(&self) -> Vec<String> {
+        let p = |name: &str| self.secrets.path().join(name).to_str().unwrap().to_string();
+        vec![
+            "--broker-tls-ca".into(),
+            p("ca.pem"),
+            "--broker-token-file".into(),
+            p("query.token"),
+        ]
     }
 
     /// SIGTERM; returns whether it exited 0, and what it printed after the banner.

@@ -462,6 +462,32 @@ pub struct AdminConfig {
     /// The folder the UI's own files are served from; null: the built-in copies.
     #[schema(value_type = Option<String>, required)]
     pub web_dir: Option<PathBuf>,
+    /// How viz reaches the brokers.
+    pub broker_client: AdminBrokerClient,
+}
+
+/// How viz reaches the brokers: TLS files and where the credential comes from (never the
+/// credential).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AdminBrokerClient {
+    /// The CA trusted for https:// brokers; null: the public web roots.
+    #[schema(value_type = Option<String>, required)]
+    pub tls_ca: Option<PathBuf>,
+    /// viz's client certificate, for brokers that require mutual TLS.
+    #[schema(value_type = Option<String>, required)]
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key.
+    #[schema(value_type = Option<String>, required)]
+    pub tls_key: Option<PathBuf>,
+    /// The name brokers' certificates are checked against, when set.
+    #[schema(required)]
+    pub tls_server_name: Option<String>,
+    /// The file the broker credential is read from.
+    #[schema(value_type = Option<String>, required)]
+    pub token_file: Option<PathBuf>,
+    /// "(set)" when the credential was given directly, else null.
+    #[schema(example = "(set)", required)]
+    pub token: Option<&'static str>,
 }
 
 impl From<&crate::Config> for AdminConfig {
@@ -491,7 +517,16 @@ impl From<&crate::Config> for AdminConfig {
             quic_key,
             quic_cert_out,
             web_dir,
+            broker_client,
         } = c.clone();
+        let ringwatch_net::client::BrokerClientConfig {
+            tls_ca,
+            tls_cert,
+            tls_key,
+            tls_server_name,
+            token_file,
+            token,
+        } = broker_client;
         AdminConfig {
             listen,
             brokers,
@@ -515,6 +550,14 @@ impl From<&crate::Config> for AdminConfig {
             quic_key,
             quic_cert_out,
             web_dir,
+            broker_client: AdminBrokerClient {
+                tls_ca,
+                tls_cert,
+                tls_key,
+                tls_server_name,
+                token_file,
+                token: token.map(|_| "(set)"),
+            },
         }
     }
 }
@@ -1425,7 +1468,12 @@ mod tests {
     /// The API's state with one broker that is not there (needs a Tokio runtime).
     fn test_state() -> Arc<AppState> {
         let pool = Arc::new(
-            BrokerPool::new(&["http://127.0.0.1:1".to_string()], Duration::from_secs(1)).unwrap(),
+            BrokerPool::new(
+                &["http://127.0.0.1:1".to_string()],
+                &ringwatch_net::client::Connector::plain(),
+                Duration::from_secs(1),
+            )
+            .unwrap(),
         );
         Arc::new(AppState {
             dashboard: Arc::default(),
@@ -1595,6 +1643,8 @@ mod tests {
         let redacted = |c: &crate::Config| {
             let mut v = serde_json::to_value(c).unwrap();
             v["jwt_secret"] = serde_json::json!(c.jwt_secret.as_ref().map(|_| "(set)"));
+            v["broker_client"]["token"] =
+                serde_json::json!(c.broker_client.token.as_ref().map(|_| "(set)"));
             v
         };
         let mut c = crate::Config::default();
@@ -1605,9 +1655,12 @@ mod tests {
         c.jwt_secret = Some("s".repeat(40));
         c.web_dir = Some("/srv/web".into());
         c.quic_cert = Some("/etc/cert.pem".into());
+        c.broker_client.token = Some("t".repeat(40));
+        c.broker_client.tls_ca = Some("/etc/ca.pem".into());
         let shown = serde_json::to_value(AdminConfig::from(&c)).unwrap();
         assert_eq!(shown, redacted(&c));
         assert_eq!(shown["jwt_secret"], "(set)");
+        assert_eq!(shown["broker_client"]["token"], "(set)");
     }
 
     #[test]

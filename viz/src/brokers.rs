@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ringwatch_net::client::{Connector, GrpcChannel};
 use ringwatch_proto::query_client::QueryClient;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -19,7 +19,7 @@ use crate::error::VizError;
 
 struct Broker {
     url: String,
-    channel: Channel,
+    channel: GrpcChannel,
     healthy: AtomicBool,
     last_error: Mutex<Option<String>>,
 }
@@ -54,19 +54,24 @@ pub fn retryable(s: &Status) -> bool {
 }
 
 impl BrokerPool {
-    pub fn new(urls: &[String], timeout: Duration) -> Result<BrokerPool, VizError> {
+    pub fn new(
+        urls: &[String],
+        connector: &Connector,
+        timeout: Duration,
+    ) -> Result<BrokerPool, VizError> {
         let brokers = urls
             .iter()
             .map(|u| {
-                let endpoint = Endpoint::from_shared(u.clone())
-                    .map_err(|e| VizError::Config(format!("brokers: {u:?}: {e}")))?
+                let endpoint = connector
+                    .endpoint(u)
+                    .map_err(|e| VizError::Config(format!("brokers: {e}")))?
                     .connect_timeout(timeout)
                     .tcp_nodelay(true)
                     .initial_stream_window_size(Some(1 << 20))
                     .initial_connection_window_size(Some(4 << 20));
                 Ok(Broker {
                     url: u.clone(),
-                    channel: endpoint.connect_lazy(),
+                    channel: connector.channel(endpoint.connect_lazy()),
                     // Optimistic until the first check says otherwise.
                     healthy: AtomicBool::new(true),
                     last_error: Mutex::new(None),
@@ -88,7 +93,7 @@ impl BrokerPool {
         &self.brokers[i].url
     }
 
-    pub fn query(&self, i: usize) -> QueryClient<Channel> {
+    pub fn query(&self, i: usize) -> QueryClient<GrpcChannel> {
         QueryClient::new(self.brokers[i].channel.clone()).max_decoding_message_size(64 << 20)
     }
 
@@ -122,7 +127,7 @@ impl BrokerPool {
     /// that broker unhealthy and moves on; any other error is the answer.
     pub async fn call<T, F, Fut>(&self, order: Vec<usize>, mut op: F) -> Result<T, Status>
     where
-        F: FnMut(QueryClient<Channel>) -> Fut,
+        F: FnMut(QueryClient<GrpcChannel>) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         let mut last = Status::unavailable("no broker configured");
@@ -200,7 +205,7 @@ mod tests {
             "http://127.0.0.1:1".to_string(),
             "http://127.0.0.1:2".to_string(),
         ];
-        let pool = BrokerPool::new(&urls, Duration::from_millis(200)).unwrap();
+        let pool = BrokerPool::new(&urls, &Connector::plain(), Duration::from_millis(200)).unwrap();
         assert_eq!(pool.order(), vec![0, 1]);
         let mut tried = Vec::new();
         let r: Result<(), Status> = pool
@@ -228,6 +233,13 @@ mod tests {
             .await;
         assert_eq!(r.unwrap_err().code(), Code::NotFound);
         assert_eq!(n, 1);
-        assert!(BrokerPool::new(&["not a url".to_string()], Duration::from_secs(1)).is_err());
+        assert!(
+            BrokerPool::new(
+                &["not a url".to_string()],
+                &Connector::plain(),
+                Duration::from_secs(1)
+            )
+            .is_err()
+        );
     }
 }

@@ -101,6 +101,10 @@ pub struct Config {
     /// Serve the UI's own files from this folder instead of the built-in copies (UI work).
     #[arg(long, env = "RINGWATCH_VIZ_WEB_DIR")]
     pub web_dir: Option<PathBuf>,
+    /// TLS and the credential for the brokers (`--broker-tls-ca`, `--broker-token-file`, …);
+    /// viz needs the `query` role.
+    #[command(flatten)]
+    pub broker_client: ringwatch_net::client::BrokerClientConfig,
 }
 
 impl Default for Config {
@@ -128,6 +132,7 @@ impl Default for Config {
             quic_key: None,
             quic_cert_out: None,
             web_dir: None,
+            broker_client: Default::default(),
         }
     }
 }
@@ -140,6 +145,12 @@ impl Config {
             header_timeout: std::time::Duration::from_secs(self.http_header_timeout_secs),
             idle_timeout: std::time::Duration::from_secs(self.http_idle_timeout_secs),
         }
+    }
+
+    /// How viz reaches the brokers (TLS files and the token read and checked).
+    pub fn connector(&self) -> Result<ringwatch_net::client::Connector, VizError> {
+        ringwatch_net::client::Connector::new(&self.broker_client)
+            .map_err(|e| VizError::Config(format!("broker_client: {e}")))
     }
 
     /// Reads `jwt_secret_file` into `jwt_secret` (before `validate`).
@@ -166,8 +177,11 @@ impl Config {
         if self.brokers.is_empty() {
             return bad("brokers: at least one --broker is needed".into());
         }
-        if let Some(b) = self.brokers.iter().find(|b| !b.starts_with("http://")) {
-            return bad(format!("brokers: {b:?} must be an http:// gRPC endpoint"));
+        let connector = self.connector()?;
+        for b in &self.brokers {
+            connector
+                .endpoint(b)
+                .map_err(|e| VizError::Config(format!("brokers: {e}")))?;
         }
         if !(1..=1000).contains(&self.topk) {
             return bad(format!("topk: {} is out of range 1..=1000", self.topk));

@@ -83,6 +83,7 @@ impl Viz {
         } = self;
         let pool = Arc::new(brokers::BrokerPool::new(
             &config.brokers,
+            &config.connector()?,
             Duration::from_secs(3),
         )?);
         let dashboard = Arc::new(dashboard::Dashboard::default());
