@@ -4,7 +4,8 @@
 //!
 //! `cargo bench --bench hostile` — env `HOSTILE_SECS` (20 per phase), `HOSTILE_FLEET` (1000
 //! hosts at 1 s, loadgen), `HOSTILE_CLIENTS` (50 flooding clients, each its own host id,
-//! sending snapshots of 2,000 new names back to back).
+//! sending snapshots of 2,000 new names back to back), `HOSTILE_BROKER_BIN` (the broker's
+//! binary: an older build, for a before-and-after on the same machine; default this build).
 //!
 //! The probe behind the issue measured an unrelated `Hosts` call stalled for 8.2 s by one
 //! client's 80 snapshots of 4,096 new names (a linear search through every column under the
@@ -111,7 +112,20 @@ fn main() {
     let fleet: u32 = env("HOSTILE_FLEET", 1000);
     let clients: usize = env("HOSTILE_CLIENTS", 50);
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = broker(dir.path(), &[]);
+    let bin: String = env("HOSTILE_BROKER_BIN", BIN.to_string());
+    println!("hostile: broker {bin}");
+    let broker = Proc::start_bin(
+        &bin,
+        &[
+            "broker",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.path().to_str().expect("utf-8 path"),
+        ],
+    );
     let url = format!("http://{}", broker.addr("grpc"));
     let ledger = dir.path().join("ledger");
     let mut lg = Command::new(BIN)

@@ -19,7 +19,12 @@ pub struct Proc {
 
 impl Proc {
     pub fn start(args: &[&str]) -> Proc {
-        let mut child = Command::new(BIN)
+        Proc::start_bin(BIN, args)
+    }
+
+    /// `start` with another `ringwatch` binary (an older build, to compare in one run).
+    pub fn start_bin(bin: &str, args: &[&str]) -> Proc {
+        let mut child = Command::new(bin)
             .args(args)
             .env("RINGWATCH_LOG", "warn")
             .stdout(Stdio::piped())

@@ -17,7 +17,6 @@ use std::collections::VecDeque;
 use ringwatch_proto::{Metric, Snapshot};
 
 use crate::collect::Samples;
-use crate::metrics::AgentMetrics;
 
 /// How many entries the buffer may hold per snapshot of capacity (stripped entries are small).
 pub const ENTRY_CAP_FACTOR: usize = 8;
@@ -306,40 +305,6 @@ impl Buffer {
         }
         self.no_detail_prefix = self.no_detail_prefix.min(a);
         removed
-    }
-}
-
-/// The buffer as shared by the collector and the sender, with the sender's wake-up signal and
-/// the metrics its gauges feed.
-#[derive(Debug)]
-pub struct SharedBuffer {
-    buffer: std::sync::Mutex<Buffer>,
-    /// Signalled after every push so an idle sender wakes up.
-    pub notify: tokio::sync::Notify,
-    /// The agent's metrics.
-    pub metrics: std::sync::Arc<AgentMetrics>,
-}
-
-impl SharedBuffer {
-    /// Wraps `buffer`.
-    pub fn new(buffer: Buffer, metrics: std::sync::Arc<AgentMetrics>) -> Self {
-        SharedBuffer {
-            buffer: std::sync::Mutex::new(buffer),
-            notify: tokio::sync::Notify::new(),
-            metrics,
-        }
-    }
-
-    /// Runs `f` with the buffer locked, then refreshes the buffer gauges. Critical sections
-    /// are short and never await.
-    pub fn with<R>(&self, f: impl FnOnce(&mut Buffer) -> R) -> R {
-        let mut guard = self
-            .buffer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let r = f(&mut guard);
-        self.metrics.set_buffer(guard.len(), guard.samples());
-        r
     }
 }
 

@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod sender;
+pub mod shared;
 pub mod window;
 
 use std::collections::BTreeMap;
@@ -26,10 +27,11 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 pub use error::AgentError;
 
-use buffer::{Buffer, SharedBuffer};
+use buffer::Buffer;
 use collect::Collector;
 use metrics::{AgentMetrics, DropReason};
 use sender::{Sender, SenderConfig};
+use shared::SharedBuffer;
 use window::Windows;
 
 /// How long the agent tries, after shutdown, to get what is buffered acknowledged.

@@ -29,10 +29,10 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::backoff::Backoff;
-use crate::buffer::SharedBuffer;
 use crate::collect::now_ms;
 use crate::config::Config;
 use crate::metrics::DropReason;
+use crate::shared::SharedBuffer;
 
 /// Settings of the sender, derived from [`Config`].
 #[derive(Clone, Debug)]

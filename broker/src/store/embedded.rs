@@ -8,7 +8,7 @@
 //! disk. Memory is bounded by a sample budget: when it is exceeded the oldest data of all hosts
 //! is evicted first, counted and logged.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -63,7 +63,7 @@ struct Host {
     record: HostRecord,
     series: Series,
     /// The metric names (ids) its series holds: bounded by `max_metric_names_per_host`.
-    names: std::collections::HashSet<u32>,
+    names: HashSet<u32>,
 }
 
 #[derive(Default)]
@@ -155,7 +155,7 @@ impl State {
             .map(|(id, h)| (h.series.cells(), id.clone()))
             .collect();
         let mut dropped = 0;
-        let mut touched = std::collections::HashSet::new();
+        let mut touched = HashSet::default();
         while self.cells > target {
             let Some((_, id)) = by_size.pop() else {
                 break;
@@ -190,7 +190,7 @@ impl State {
         &self,
         snap: &'a Snapshot,
         max: usize,
-        pending: &mut HashMap<&'a str, std::collections::HashSet<&'a str>>,
+        pending: &mut HashMap<&'a str, HashSet<&'a str>>,
     ) -> Option<String> {
         let held = self.hosts.get(&snap.host_id).map(|h| &h.names);
         let adding = pending.entry(snap.host_id.as_str()).or_default();
@@ -573,8 +573,8 @@ impl Store for EmbeddedStore {
         // Drop duplicates (already stored, or repeated inside this batch) before logging.
         let fresh: Vec<(usize, &Snapshot)> = {
             let st = self.read()?;
-            let mut seen = std::collections::HashSet::new();
-            let mut adding = HashMap::new();
+            let mut seen = HashSet::default();
+            let mut adding = HashMap::default();
             let max_names = self.inner.cfg.max_metric_names_per_host;
             snapshots
                 .iter()
