@@ -118,6 +118,15 @@ fn up_runs_a_local_stack_that_query_reads_and_stops_cleanly() {
     // gRPC is TLS with credentials, generated with no setup; the banner says how to read.
     assert!(grpc.starts_with("https://"), "{banner}");
     assert!(banner.contains("--broker-token-file"), "{banner}");
+    #[cfg(unix)]
+    for secret in ["auth-secret", "query.token", "ingest.token", "broker-key.pem"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(up.secrets.path().join(secret))
+            .unwrap_or_else(|e| panic!("{secret}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{secret} is readable by others: {mode:o}");
+    }
     let creds = up.query_args();
     let creds: Vec<&str> = creds.iter().map(String::as_str).collect();
     let (ok, _, err) = run(&["query", "hosts", "--broker", &grpc]);

@@ -203,6 +203,13 @@ pub fn write_local_ca(dir: &Path, server_names: &[String]) -> Result<LocalCa, Tl
             opts.mode(0o600);
         }
         let mut f = opts.open(&path).map_err(io)?;
+        // A file left from an earlier run keeps its mode on open: set it.
+        #[cfg(unix)]
+        if secret {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(io)?;
+        }
         std::io::Write::write_all(&mut f, text.as_bytes()).map_err(io)?;
         Ok(path)
     };
