@@ -119,7 +119,12 @@ fn up_runs_a_local_stack_that_query_reads_and_stops_cleanly() {
     assert!(grpc.starts_with("https://"), "{banner}");
     assert!(banner.contains("--broker-token-file"), "{banner}");
     #[cfg(unix)]
-    for secret in ["auth-secret", "query.token", "ingest.token", "broker-key.pem"] {
+    for secret in [
+        "auth-secret",
+        "query.token",
+        "ingest.token",
+        "broker-key.pem",
+    ] {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(up.secrets.path().join(secret))
             .unwrap_or_else(|e| panic!("{secret}: {e}"))

@@ -271,3 +271,38 @@ fn refusals_are_all_counted_but_logged_at_a_bounded_rate() {
     );
     assert!(log.contains("not_logged_since_last"), "{log}");
 }
+
+#[test]
+fn a_grpc_client_that_stops_answering_keepalive_pings_is_closed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = broker(
+        dir.path(),
+        &["--keepalive-secs", "1", "--keepalive-timeout-secs", "1"],
+    );
+    // A well-formed HTTP/2 start (preface and empty SETTINGS), then silence: the server's pings
+    // go unanswered.
+    let mut s = connect(&broker.addr("grpc"), PREFACE);
+    s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).expect("settings");
+    let got = read_until_closed(&mut s, Duration::from_secs(15))
+        .expect("closed after the keepalive timeout, not held open");
+    // It was pinged first: a PING frame (type 6) is among what the server sent.
+    let mut i = 0;
+    let mut pinged = false;
+    while i + 9 <= got.len() {
+        let len =
+            (usize::from(got[i]) << 16) | (usize::from(got[i + 1]) << 8) | usize::from(got[i + 2]);
+        pinged |= got[i + 3] == 6;
+        i += 9 + len;
+    }
+    assert!(pinged, "{got:?}");
+    // And a client that answers is still served.
+    let url = broker.grpc_url();
+    block_on(async {
+        let mut q = ringwatch_proto::query_client::QueryClient::connect(url)
+            .await
+            .expect("connect");
+        q.hosts(ringwatch_proto::HostsRequest {})
+            .await
+            .expect("hosts");
+    });
+}

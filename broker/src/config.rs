@@ -150,6 +150,17 @@ pub struct Config {
         default_value_t = 10
     )]
     pub handshake_timeout_secs: u64,
+    /// An HTTP/2 ping goes to a gRPC client quiet this many seconds (keepalive); one that does
+    /// not answer within --keepalive-timeout-secs is closed, freeing what it held.
+    #[arg(long, env = "RINGWATCH_BROKER_KEEPALIVE_SECS", default_value_t = 20)]
+    pub keepalive_secs: u64,
+    /// How long a keepalive ping may go unanswered.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_KEEPALIVE_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub keepalive_timeout_secs: u64,
     /// Most admin HTTP connections open at once; past it a 503.
     #[arg(
         long,
@@ -298,6 +309,8 @@ impl Default for Config {
             max_connections: 20_000,
             max_streams_per_connection: 1024,
             handshake_timeout_secs: 10,
+            keepalive_secs: 20,
+            keepalive_timeout_secs: 10,
             admin_max_connections: 256,
             http_header_timeout_secs: 10,
             http_idle_timeout_secs: 120,
@@ -479,6 +492,8 @@ impl Config {
         }
         for (field, v) in [
             ("handshake_timeout_secs", self.handshake_timeout_secs),
+            ("keepalive_secs", self.keepalive_secs),
+            ("keepalive_timeout_secs", self.keepalive_timeout_secs),
             ("http_header_timeout_secs", self.http_header_timeout_secs),
             ("http_idle_timeout_secs", self.http_idle_timeout_secs),
         ] {

@@ -226,10 +226,10 @@ async fn serve<S: Store>(
     let max = config.max_message_bytes;
     let grpc_shutdown = shutdown.clone();
     let grpc_server = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_interval(Some(Duration::from_secs(config.keepalive_secs)))
         .initial_stream_window_size(Some(1 << 20))
         .initial_connection_window_size(Some(4 << 20))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(config.keepalive_timeout_secs)))
         .max_concurrent_streams(Some(config.max_streams_per_connection))
         .layer(ringwatch_net::grpc_auth::AuthLayer::new(
             security
