@@ -208,9 +208,11 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
         q = viz.quic_addr()
     );
     if args.jwt_secret.is_some() || args.jwt_secret_file.is_some() {
-        println!("  auth            tokens required: ringwatch token --role viewer");
+        println!("  dashboard auth  tokens required: ringwatch token --role viewer");
     } else {
-        println!("  auth            OFF: anyone who can reach these ports can read everything");
+        println!(
+            "  dashboard auth  OFF: anyone who can reach the dashboard, /ws or QUIC reads everything"
+        );
     }
     match &security {
         Some(s) => {
