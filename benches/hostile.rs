@@ -114,18 +114,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bin: String = env("HOSTILE_BROKER_BIN", BIN.to_string());
     println!("hostile: broker {bin}");
-    let broker = Proc::start_bin(
-        &bin,
-        &[
-            "broker",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.path().to_str().expect("utf-8 path"),
-        ],
-    );
+    let broker = broker_bin(&bin, dir.path(), &[]);
     let url = format!("http://{}", broker.addr("grpc"));
     let ledger = dir.path().join("ledger");
     let mut lg = Command::new(BIN)

@@ -280,6 +280,11 @@ pub fn load(url: &str, streams: usize, secs: u64) -> (u64, f64) {
 
 /// A release broker on free loopback ports with its store in `dir`.
 pub fn broker(dir: &std::path::Path, extra: &[&str]) -> Proc {
+    broker_bin(BIN, dir, extra)
+}
+
+/// [`broker`] from another `ringwatch` binary (an older build, to compare in one run).
+pub fn broker_bin(bin: &str, dir: &std::path::Path, extra: &[&str]) -> Proc {
     let mut args = vec![
         "broker",
         "--listen",
@@ -290,7 +295,7 @@ pub fn broker(dir: &std::path::Path, extra: &[&str]) -> Proc {
         dir.to_str().expect("utf-8 path"),
     ];
     args.extend_from_slice(extra);
-    Proc::start(&args)
+    Proc::start_bin(bin, &args)
 }
 
 /// Registers `host` and writes `snaps` through the ingest stream, 200 per batch, each acked.

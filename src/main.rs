@@ -303,13 +303,11 @@ async fn main() -> anyhow::Result<()> {
             subject,
             ttl,
         } => {
-            let secrets = match (auth_secret, auth_secret_file) {
-                (Some(s), _) => ringwatch_net::token::parse_secrets(&s)?,
-                (None, Some(path)) => ringwatch_net::token::read_secrets(&path)?,
-                (None, None) => {
-                    anyhow::bail!("give --auth-secret-file or RINGWATCH_BROKER_AUTH_SECRET")
-                }
-            };
+            let secrets = ringwatch_net::token::load_secrets(
+                auth_secret.as_deref(),
+                auth_secret_file.as_deref(),
+            )?
+            .context("give --auth-secret-file or RINGWATCH_BROKER_AUTH_SECRET")?;
             let secret = secrets.first().context("the secret is empty")?;
             println!(
                 "{}",

@@ -91,25 +91,7 @@ fn generate_security(dir: &Path, dial: IpAddr) -> anyhow::Result<LocalSecurity> 
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<PathBuf> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    // A file left from an earlier run keeps its mode on open: set it.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("cannot restrict {}", path.display()))?;
-    }
-    f.write_all(text.as_bytes())
+    ringwatch_net::tls::write_file(path, text, true)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path.to_path_buf())
 }

@@ -371,21 +371,11 @@ impl Config {
 
     /// The secrets credentials are checked against; `None` when auth is off.
     pub fn auth_secrets(&self) -> Result<Option<Vec<String>>, BrokerError> {
-        let secrets = match (&self.auth_secret, &self.auth_secret_file) {
-            (Some(_), Some(_)) => {
-                return Err(BrokerError::Config(
-                    "give auth_secret or auth_secret_file, not both".into(),
-                ));
-            }
-            (Some(s), None) => ringwatch_net::token::parse_secrets(s),
-            (None, Some(path)) => ringwatch_net::token::read_secrets(path),
-            (None, None) => return Ok(None),
-        };
-        match secrets {
-            Ok(s) if s.is_empty() => Err(BrokerError::Config("auth_secret is empty".into())),
-            Ok(s) => Ok(Some(s)),
-            Err(e) => Err(BrokerError::Config(format!("auth: {e}"))),
-        }
+        ringwatch_net::token::load_secrets(
+            self.auth_secret.as_deref(),
+            self.auth_secret_file.as_deref(),
+        )
+        .map_err(|e| BrokerError::Config(format!("auth: {e}")))
     }
 
     /// The admin HTTP listener's limits.

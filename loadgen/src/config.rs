@@ -233,7 +233,7 @@ impl LoadgenConfig {
         if self.brokers.iter().all(|b| b.trim().is_empty()) {
             return Err(bad("broker", "give at least one broker URL"));
         }
-        check_brokers(&self.brokers, &self.broker_client)?;
+        connector(&self.brokers, &self.broker_client)?;
         if self.hosts == 0 || self.hosts > 10_000_000 {
             return Err(bad(
                 "hosts",
@@ -338,13 +338,6 @@ pub fn connector(
     Ok(connector)
 }
 
-fn check_brokers(
-    brokers: &[String],
-    client: &ringwatch_net::client::BrokerClientConfig,
-) -> Result<(), ConfigError> {
-    connector(brokers, client).map(|_| ())
-}
-
 /// `ringwatch verify`: reads every host of a ledger back and checks it.
 #[derive(clap::Args, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -408,7 +401,7 @@ impl VerifyConfig {
         if self.brokers.iter().all(|b| b.trim().is_empty()) {
             return Err(bad("broker", "give at least one broker URL"));
         }
-        check_brokers(&self.brokers, &self.broker_client)?;
+        connector(&self.brokers, &self.broker_client)?;
         if self.concurrency == 0 || self.concurrency > 1024 {
             return Err(bad(
                 "concurrency",

@@ -165,11 +165,6 @@ impl Connector {
     pub fn channel(&self, channel: Channel) -> GrpcChannel {
         InterceptedService::new(channel, self.bearer.clone())
     }
-
-    /// Whether a credential is configured.
-    pub fn has_credential(&self) -> bool {
-        self.bearer.source.is_some()
-    }
 }
 
 /// Adds `authorization: Bearer <token>` to every call (nothing when no credential is set).

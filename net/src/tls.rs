@@ -53,13 +53,13 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-/// Every certificate in the PEM file at `path` (a chain, or a set of CAs).
-pub fn certificates(
+/// Every certificate in `pem` (a chain, or a set of CAs), read from `path`.
+fn parse_certificates(
     what: &'static str,
     path: &Path,
+    pem: &[u8],
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(what, path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::Read {
             what,
@@ -76,9 +76,17 @@ pub fn certificates(
     Ok(certs)
 }
 
-fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let pem = read("TLS key", path)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+/// Every certificate in the PEM file at `path`.
+pub fn certificates(
+    what: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    parse_certificates(what, path, &read(what, path)?)
+}
+
+/// The private key in `pem`, read from `path`.
+fn parse_private_key(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
         rustls::pki_types::pem::Error::NoItemsFound => TlsError::Empty {
             what: "TLS key",
             path: path.to_path_buf(),
@@ -90,6 +98,29 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
             reason: e.to_string(),
         },
     })
+}
+
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    parse_private_key(path, &read("TLS key", path)?)
+}
+
+/// Writes `text` to `path`; a `private` file is readable by its owner only (also when an
+/// earlier run left it with another mode).
+pub fn write_file(path: &Path, text: &str, private: bool) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::io::Write::write_all(&mut f, text.as_bytes())
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -150,20 +181,20 @@ pub fn client_config(
 ) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
     use tonic::transport::{Certificate, ClientTlsConfig, Identity};
     let mut config = ClientTlsConfig::new();
+    // Each file read once: checked here, then handed to tonic as it is.
     config = match &files.ca {
         Some(path) => {
-            certificates("TLS CA", path)?;
-            config.ca_certificate(Certificate::from_pem(read("TLS CA", path)?))
+            let pem = read("TLS CA", path)?;
+            parse_certificates("TLS CA", path, &pem)?;
+            config.ca_certificate(Certificate::from_pem(pem))
         }
         None => config.with_webpki_roots(),
     };
     if let Some((cert, key)) = &files.identity {
-        certificates("TLS client certificate", cert)?;
-        private_key(key)?;
-        config = config.identity(Identity::from_pem(
-            read("TLS client certificate", cert)?,
-            read("TLS key", key)?,
-        ));
+        let (cert_pem, key_pem) = (read("TLS client certificate", cert)?, read("TLS key", key)?);
+        parse_certificates("TLS client certificate", cert, &cert_pem)?;
+        parse_private_key(key, &key_pem)?;
+        config = config.identity(Identity::from_pem(cert_pem, key_pem));
     }
     if let Some(name) = &files.server_name {
         config = config.domain_name(name.clone());
@@ -188,29 +219,13 @@ pub struct LocalCa {
 pub fn write_local_ca(dir: &Path, server_names: &[String]) -> Result<LocalCa, TlsError> {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     let gen_err = |e: rcgen::Error| TlsError::Config(format!("cannot make certificates: {e}"));
-    let write = |name: &str, text: &str, secret: bool| -> Result<PathBuf, TlsError> {
+    let write = |name: &str, text: &str, private: bool| -> Result<PathBuf, TlsError> {
         let path = dir.join(name);
-        let io = |e: std::io::Error| TlsError::Read {
+        write_file(&path, text, private).map_err(|e| TlsError::Read {
             what: "generated file",
             path: path.clone(),
             reason: e.to_string(),
-        };
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        if secret {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&path).map_err(io)?;
-        // A file left from an earlier run keeps its mode on open: set it.
-        #[cfg(unix)]
-        if secret {
-            use std::os::unix::fs::PermissionsExt;
-            f.set_permissions(std::fs::Permissions::from_mode(0o600))
-                .map_err(io)?;
-        }
-        std::io::Write::write_all(&mut f, text.as_bytes()).map_err(io)?;
+        })?;
         Ok(path)
     };
     std::fs::create_dir_all(dir).map_err(|e| TlsError::Read {

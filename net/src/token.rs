@@ -116,6 +116,10 @@ pub enum SecretError {
     Short { len: usize },
     #[error("cannot mint: {0}")]
     Mint(String),
+    #[error("give the secret or the secret file, not both")]
+    Both,
+    #[error("the secret is empty")]
+    NoSecret,
 }
 
 /// The secrets of a secret file or variable: one per non-empty line, the first used to sign.
@@ -143,6 +147,24 @@ pub fn read_secrets(path: &Path) -> Result<Vec<String>, SecretError> {
         return Err(SecretError::Empty(path.display().to_string()));
     }
     Ok(secrets)
+}
+
+/// The secrets given as a value (`--auth-secret`, `RINGWATCH_BROKER_AUTH_SECRET`) or a file;
+/// `None` when neither is (auth off). Both, or an empty one, is an error.
+pub fn load_secrets(
+    value: Option<&str>,
+    file: Option<&Path>,
+) -> Result<Option<Vec<String>>, SecretError> {
+    let secrets = match (value, file) {
+        (Some(_), Some(_)) => return Err(SecretError::Both),
+        (Some(v), None) => parse_secrets(v)?,
+        (None, Some(path)) => read_secrets(path)?,
+        (None, None) => return Ok(None),
+    };
+    if secrets.is_empty() {
+        return Err(SecretError::NoSecret);
+    }
+    Ok(Some(secrets))
 }
 
 fn now_secs() -> u64 {
@@ -358,6 +380,35 @@ mod tests {
             let t = mint(s, "x", &[Role::Query], Duration::from_secs(60)).unwrap();
             assert!(v.check(Some(&t), Role::Query).is_ok());
         }
+    }
+
+    #[test]
+    fn secrets_come_from_a_value_or_a_file_not_both() {
+        assert!(matches!(load_secrets(None, None), Ok(None)));
+        assert_eq!(
+            load_secrets(Some(A), None).unwrap(),
+            Some(vec![A.to_string()])
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s");
+        std::fs::write(&file, format!("{A}\n{B}\n")).unwrap();
+        assert_eq!(
+            load_secrets(None, Some(&file)).unwrap(),
+            Some(vec![A.to_string(), B.to_string()])
+        );
+        assert!(matches!(
+            load_secrets(Some(A), Some(&file)),
+            Err(SecretError::Both)
+        ));
+        assert!(matches!(
+            load_secrets(Some(" \n"), None),
+            Err(SecretError::NoSecret)
+        ));
+        std::fs::write(&file, "\n").unwrap();
+        assert!(matches!(
+            load_secrets(None, Some(&file)),
+            Err(SecretError::Empty(_))
+        ));
     }
 
     #[test]

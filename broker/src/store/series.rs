@@ -577,6 +577,18 @@ mod tests {
         s.insert(snap, &ids)
     }
 
+    /// Every row of `s`, every metric.
+    fn everything(s: &Series, names: &Names) -> Vec<Snapshot> {
+        let all = Rows {
+            start: 0,
+            end: i64::MAX,
+            limit: usize::MAX,
+            max_cells: usize::MAX,
+            sparse_ok: true,
+        };
+        rows(&s.range(&all, names, &mut |_| true))
+    }
+
     fn rows(chunks: &[RangeChunk]) -> Vec<Snapshot> {
         chunks.iter().flat_map(|c| c.to_snapshots("h")).collect()
     }
@@ -600,17 +612,7 @@ mod tests {
         assert_eq!(names.release_unused(&used), BLOCK_ROWS);
         assert_eq!(names.live(), BLOCK_ROWS + 1);
         // What is still held reads back by name; a new name takes a freed id.
-        let rows = rows(&s.range(
-            &Rows {
-                start: 0,
-                end: i64::MAX,
-                limit: usize::MAX,
-                max_cells: usize::MAX,
-                sparse_ok: true,
-            },
-            &names,
-            &mut |_| true,
-        ));
+        let rows = everything(&s, &names);
         assert_eq!(rows.len(), BLOCK_ROWS);
         assert!(
             rows.iter()
@@ -642,17 +644,7 @@ mod tests {
                 Inserted::New(..)
             ));
         }
-        let all = rows(&s.range(
-            &Rows {
-                start: 0,
-                end: i64::MAX,
-                limit: usize::MAX,
-                max_cells: usize::MAX,
-                sparse_ok: true,
-            },
-            &names,
-            &mut |_| true,
-        ));
+        let all = everything(&s, &names);
         assert_eq!(all.len(), n as usize);
         assert!(
             all.windows(2)
@@ -763,17 +755,7 @@ mod tests {
         // span now holds rows 50 and 51: +1).
         put(&mut s, &mut names, &snap(505, &["cpu", "junk.50"]));
         assert_eq!(s.cells(), 200 + 2);
-        let all = rows(&s.range(
-            &Rows {
-                start: 0,
-                end: i64::MAX,
-                limit: usize::MAX,
-                max_cells: usize::MAX,
-                sparse_ok: true,
-            },
-            &names,
-            &mut |_| true,
-        ));
+        let all = everything(&s, &names);
         assert_eq!(all.len(), 101);
         for r in &all {
             let junk: Vec<&Metric> = r.metrics.iter().filter(|m| m.name != "cpu").collect();
