@@ -61,6 +61,38 @@ fn main() {
         POINTS as usize * METRICS
     );
 
+    // (c) The store API, every row in blocks on disk: cold (no block cache: each read takes
+    // its sections from the file, which the OS has cached) and warm (sections cached).
+    for (what, cache) in [("cold", 0u64), ("warm", 64 << 20)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(EmbeddedConfig {
+            data_dir: Some(dir.path().to_path_buf()),
+            block_cache_bytes: cache,
+            disk_reserve_bytes: 0,
+            ..EmbeddedConfig::default()
+        })
+        .expect("store");
+        rt.block_on(store.write(&snaps)).expect("write");
+        store.cut(end + 1).expect("cut");
+        assert_eq!(store.stats().samples, 0, "all in blocks");
+        let mut lat = Vec::with_capacity(queries);
+        for _ in 0..queries {
+            let t = Instant::now();
+            let got = rt.block_on(store.range(q.clone())).expect("range");
+            lat.push(t.elapsed());
+            assert_eq!(
+                got.iter().map(|c| c.timestamps_ms.len()).sum::<usize>(),
+                POINTS as usize
+            );
+        }
+        let (p50, p99, max) = percentiles(lat);
+        println!(
+            "range [store API, from blocks, {what}] same data: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; block {} bytes ({:.2} bytes a sample of these synthetic values; real sizes: the storage bench)",
+            store.stats().block_bytes,
+            store.stats().block_bytes as f64 / (POINTS as usize * METRICS) as f64
+        );
+    }
+
     // (b) Through a broker process over gRPC.
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = broker(dir.path(), &[]);

@@ -50,13 +50,26 @@ pub struct Config {
     /// How long samples are kept, in hours.
     #[arg(long, env = "RINGWATCH_BROKER_RETENTION_HOURS", default_value_t = 168)]
     pub retention_hours: u64,
-    /// Most samples the embedded store holds in memory; beyond it the oldest are evicted.
+    /// Most samples the embedded store's head holds in memory. With a data directory, older
+    /// rows are then cut to compressed blocks on disk (nothing is lost); with --ephemeral the
+    /// oldest are evicted.
     #[arg(
         long,
         env = "RINGWATCH_BROKER_MEMORY_LIMIT_SAMPLES",
         default_value_t = 20_000_000
     )]
     pub memory_limit_samples: u64,
+    /// Rows older than the last whole window of this many minutes are cut from the head to a
+    /// compressed block on disk.
+    #[arg(long, env = "RINGWATCH_BROKER_BLOCK_WINDOW_MINS", default_value_t = 60)]
+    pub block_window_mins: u64,
+    /// Bytes of block sections kept in memory for reads, in MiB.
+    #[arg(long, env = "RINGWATCH_BROKER_BLOCK_CACHE_MIB", default_value_t = 64)]
+    pub block_cache_mib: u64,
+    /// Free space kept on the data directory's disk, in MiB: below it, ingest is refused (not
+    /// acknowledged; agents keep their data) until space is freed.
+    #[arg(long, env = "RINGWATCH_BROKER_DISK_RESERVE_MIB", default_value_t = 64)]
+    pub disk_reserve_mib: u64,
     /// fsync interval of the log in ms; 0 = fsync every batch before acknowledging it.
     #[arg(
         long,
@@ -294,6 +307,9 @@ impl Default for Config {
             ephemeral: false,
             retention_hours: 168,
             memory_limit_samples: 20_000_000,
+            block_window_mins: 60,
+            block_cache_mib: 64,
+            disk_reserve_mib: 64,
             fsync_interval_ms: 1000,
             segment_max_mib: 64,
             max_message_bytes: 4 << 20,
@@ -407,6 +423,18 @@ impl Config {
             return bad(format!(
                 "memory_limit_samples: {} is below the minimum 10000",
                 self.memory_limit_samples
+            ));
+        }
+        if !(1..=1440).contains(&self.block_window_mins) {
+            return bad(format!(
+                "block_window_mins: {} is out of range 1..=1440",
+                self.block_window_mins
+            ));
+        }
+        if self.block_cache_mib > 1 << 20 {
+            return bad(format!(
+                "block_cache_mib: {} is above the maximum 1048576",
+                self.block_cache_mib
             ));
         }
         if self.fsync_interval_ms > 60_000 {
@@ -595,6 +623,9 @@ impl Config {
             data_dir: (!self.ephemeral).then(|| self.data_dir.clone()),
             retention: self.retention(),
             memory_limit_samples: self.memory_limit_samples,
+            block_window: Duration::from_secs(self.block_window_mins * 60),
+            block_cache_bytes: self.block_cache_mib << 20,
+            disk_reserve_bytes: self.disk_reserve_mib << 20,
             fsync_interval: Duration::from_millis(self.fsync_interval_ms),
             segment_max_bytes: self.segment_max_mib << 20,
             max_metric_names_per_host: self.max_metric_names_per_host,

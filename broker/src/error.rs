@@ -17,6 +17,17 @@ pub enum StoreError {
     Unavailable(String),
     #[error("query too large: {0}")]
     TooLarge(String),
+    #[error("corrupt data at {path}: {reason}")]
+    Corrupt { path: String, reason: String },
+    #[error(
+        "disk full: {free_bytes} bytes free under {path}, below the reserve of {reserve_bytes} \
+         (--disk-reserve-mib); ingest resumes when space is freed"
+    )]
+    DiskFull {
+        path: String,
+        free_bytes: u64,
+        reserve_bytes: u64,
+    },
 }
 
 impl StoreError {

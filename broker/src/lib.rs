@@ -8,6 +8,7 @@ pub mod access;
 pub mod admin;
 pub mod config;
 pub mod error;
+mod failpoint;
 pub mod ingest;
 pub mod legacy;
 pub mod live;

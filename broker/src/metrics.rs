@@ -39,6 +39,15 @@ pub struct BrokerMetrics {
     wal_corrupt_tails: Counter,
     store_write_retries: Counter,
     store_write_failures: Counter,
+    store_blocks: Gauge,
+    store_block_bytes: Gauge,
+    store_block_cache_bytes: Gauge,
+    store_block_cache_lookups: Family<Labels1, Counter>,
+    store_blocks_written: Counter,
+    store_cut_failures: Counter,
+    store_corrupt: Family<Labels1, Counter>,
+    wal_segments_covered: Counter,
+    store_refused_disk_full: Counter,
     /// Connections open and closed by a limit, per listener (`grpc`, `admin`).
     pub listen: ringwatch_net::ListenMetrics,
     /// gRPC calls refused by the credential check, by reason.
@@ -78,6 +87,15 @@ impl BrokerMetrics {
             wal_corrupt_tails: Counter::default(),
             store_write_retries: Counter::default(),
             store_write_failures: Counter::default(),
+            store_blocks: Gauge::default(),
+            store_block_bytes: Gauge::default(),
+            store_block_cache_bytes: Gauge::default(),
+            store_block_cache_lookups: Family::default(),
+            store_blocks_written: Counter::default(),
+            store_cut_failures: Counter::default(),
+            store_corrupt: Family::default(),
+            wal_segments_covered: Counter::default(),
+            store_refused_disk_full: Counter::default(),
             listen: ringwatch_net::ListenMetrics::default(),
             auth: ringwatch_net::grpc_auth::AuthMetrics::default(),
             refusal_log: ringwatch_net::Throttle::default(),
@@ -153,7 +171,7 @@ impl BrokerMetrics {
         );
         r.register(
             "store_disk_bytes",
-            "Bytes of the store's log on disk",
+            "Bytes of the store's log and blocks on disk",
             m.store_disk_bytes.clone(),
         );
         r.register(
@@ -180,6 +198,51 @@ impl BrokerMetrics {
             "store_write_failures",
             "Store writes given up after retrying (not acknowledged; the agent keeps the data)",
             m.store_write_failures.clone(),
+        );
+        r.register(
+            "store_blocks",
+            "Compressed blocks on disk (embedded store)",
+            m.store_blocks.clone(),
+        );
+        r.register(
+            "store_block_bytes",
+            "Bytes of the compressed blocks on disk (embedded store)",
+            m.store_block_bytes.clone(),
+        );
+        r.register(
+            "store_block_cache_bytes",
+            "Bytes of block sections cached in memory for reads",
+            m.store_block_cache_bytes.clone(),
+        );
+        r.register(
+            "store_block_cache_lookups",
+            "Block section reads, by result (hit, miss)",
+            m.store_block_cache_lookups.clone(),
+        );
+        r.register(
+            "store_blocks_written",
+            "Blocks written by cuts of the head",
+            m.store_blocks_written.clone(),
+        );
+        r.register(
+            "store_cut_failures",
+            "Cuts of the head to a block that failed (the rows stay in memory until the next cut)",
+            m.store_cut_failures.clone(),
+        );
+        r.register(
+            "store_corrupt",
+            "Damaged data found and never served, by kind (block: set aside at start; section: skipped on read)",
+            m.store_corrupt.clone(),
+        );
+        r.register(
+            "wal_segments_covered",
+            "Log segments deleted because blocks hold their rows",
+            m.wal_segments_covered.clone(),
+        );
+        r.register(
+            "store_refused_disk_full",
+            "Snapshots refused because the data directory's disk was below its reserve",
+            m.store_refused_disk_full.clone(),
         );
         BrokerMetrics { registry: r, ..m }
     }
@@ -211,6 +274,34 @@ impl BrokerMetrics {
         set(&self.wal_corrupt_tails, stats.wal_corrupt_tails);
         set(&self.store_write_retries, stats.write_retries);
         set(&self.store_write_failures, stats.write_failures);
+        self.store_blocks.set(stats.blocks as i64);
+        self.store_block_bytes.set(stats.block_bytes as i64);
+        self.store_block_cache_bytes
+            .set(stats.block_cache_bytes as i64);
+        set(
+            &self
+                .store_block_cache_lookups
+                .get_or_create(&[("result", "hit")]),
+            stats.block_cache_hits,
+        );
+        set(
+            &self
+                .store_block_cache_lookups
+                .get_or_create(&[("result", "miss")]),
+            stats.block_cache_misses,
+        );
+        set(&self.store_blocks_written, stats.blocks_written);
+        set(&self.store_cut_failures, stats.cut_failures);
+        set(
+            &self.store_corrupt.get_or_create(&[("kind", "block")]),
+            stats.corrupt_blocks,
+        );
+        set(
+            &self.store_corrupt.get_or_create(&[("kind", "section")]),
+            stats.corrupt_sections,
+        );
+        set(&self.wal_segments_covered, stats.wal_segments_covered);
+        set(&self.store_refused_disk_full, stats.refused_disk_full);
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();

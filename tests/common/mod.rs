@@ -40,11 +40,17 @@ pub struct Proc {
 impl Proc {
     /// Starts `ringwatch ARGS…` and waits (up to 60 s) for its ready line.
     pub fn start(args: &[&str]) -> Proc {
+        Proc::start_env(args, &[])
+    }
+
+    /// [`Proc::start`] with environment variables set for it (not kept by `restart`).
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
         let logdir = tempfile::tempdir().expect("tempdir");
         let log = logdir.path().join("stderr.log");
         let logfile = std::fs::File::create(&log).expect("log file");
         let mut child = Command::new(BIN)
             .args(args)
+            .envs(env.iter().copied())
             .env("RINGWATCH_LOG", "info,ringwatch_broker=debug")
             .stdout(Stdio::piped())
             .stderr(logfile)
@@ -84,9 +90,14 @@ impl Proc {
     /// Kills it with SIGKILL if it still runs, then starts it again with the same arguments
     /// (give it fixed ports, e.g. with `broker_fixed`, to get the same addresses back).
     pub fn restart(&mut self) {
+        self.restart_env(&[]);
+    }
+
+    /// [`Proc::restart`] with environment variables set for the new process.
+    pub fn restart_env(&mut self, env: &[(&str, &str)]) {
         self.kill9();
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        let fresh = Proc::start(&args);
+        let fresh = Proc::start_env(&args, env);
         let earlier = format!(
             "{}{}\n---- restarted ----\n",
             self.earlier_logs,

@@ -17,6 +17,9 @@ use std::time::Duration;
 use prost::Message;
 use ringwatch_proto::{HostInfo, RangeChunk, Snapshot, name_selected};
 
+use super::block;
+use super::blocks::{BlockCounters, Blocks, Disk, SectionCache};
+use super::frame::Frame;
 use super::series::{Inserted, Names, Rows, Series};
 use super::wal::{self, Wal};
 use super::{HostRecord, RangeQuery, Store, StoreError, StoreStats, WriteOutcome};
@@ -27,8 +30,15 @@ pub struct EmbeddedConfig {
     /// Where the log lives; `None` keeps everything in memory only.
     pub data_dir: Option<PathBuf>,
     pub retention: Duration,
-    /// Most samples held in memory before the oldest are evicted.
+    /// Most samples the head holds in memory. With a data directory, rows past it are cut to
+    /// blocks on disk (nothing is lost); without one, the oldest are evicted.
     pub memory_limit_samples: u64,
+    /// Rows older than the last whole window of this length are cut to a block.
+    pub block_window: Duration,
+    /// Bytes of block sections cached for reads.
+    pub block_cache_bytes: u64,
+    /// Free disk space kept: below it, writes are refused until space is freed.
+    pub disk_reserve_bytes: u64,
     /// fsync interval; zero means fsync every write before acknowledging.
     pub fsync_interval: Duration,
     pub segment_max_bytes: u64,
@@ -42,6 +52,9 @@ impl Default for EmbeddedConfig {
             data_dir: None,
             retention: Duration::from_secs(7 * 24 * 3600),
             memory_limit_samples: 20_000_000,
+            block_window: Duration::from_secs(3600),
+            block_cache_bytes: 64 << 20,
+            disk_reserve_bytes: 64 << 20,
             fsync_interval: Duration::from_secs(1),
             segment_max_bytes: 64 << 20,
             max_metric_names_per_host: 4096,
@@ -56,6 +69,12 @@ pub struct EmbeddedCounters {
     pub evicted_memory: AtomicU64,
     pub wal_corrupt_tails: AtomicU64,
     pub wal_replayed_records: AtomicU64,
+    /// Log segments deleted because blocks hold their rows.
+    pub wal_segments_covered: AtomicU64,
+    /// Writes refused because the disk was below its reserve.
+    pub refused_disk_full: AtomicU64,
+    /// Cuts that failed (their rows stay readable and are written at the next cut).
+    pub cut_failures: AtomicU64,
 }
 
 #[derive(Default)]
@@ -66,10 +85,20 @@ struct Host {
     names: HashSet<u32>,
 }
 
+/// Rows a cut moved out of the head, readable here until their block is installed.
+struct Frozen {
+    boundary: i64,
+    hosts: HashMap<String, Series>,
+    /// The names the series' ids stand for, as they were at the cut.
+    names: Names,
+}
+
 #[derive(Default)]
 struct State {
     hosts: HashMap<String, Host>,
     names: Names,
+    /// A cut's rows while their block is written (or after it failed, until the next cut).
+    frozen: Option<Arc<Frozen>>,
     snapshots: u64,
     /// Values held (8 bytes each; rows where a metric is absent outside its span cost
     /// nothing): what the memory limit bounds.
@@ -79,6 +108,67 @@ struct State {
 impl State {
     fn contains(&self, host: &str, ts: i64) -> bool {
         self.hosts.get(host).is_some_and(|h| h.series.contains(ts))
+            || self
+                .frozen
+                .as_ref()
+                .and_then(|f| f.hosts.get(host))
+                .is_some_and(|s| s.contains(ts))
+    }
+
+    /// Moves every row older than `boundary` out of the head.
+    fn freeze(&mut self, boundary: i64) -> Frozen {
+        let mut hosts = HashMap::default();
+        let (mut rows, mut cells) = (0, 0);
+        for (id, h) in self.hosts.iter_mut() {
+            if h.series.oldest().is_none_or(|o| o >= boundary) {
+                continue;
+            }
+            let old = h.series.split_before(boundary);
+            rows += old.rows();
+            cells += old.cells();
+            h.names = h.series.name_ids();
+            hosts.insert(id.clone(), old);
+        }
+        self.snapshots -= rows;
+        self.cells -= cells;
+        Frozen {
+            boundary,
+            hosts,
+            names: self.names.clone(),
+        }
+    }
+
+    /// The oldest row the head holds.
+    fn oldest(&self) -> Option<i64> {
+        self.hosts.values().filter_map(|h| h.series.oldest()).min()
+    }
+
+    /// The timestamp below which cutting the head leaves about `target` values in it.
+    fn boundary_for(&self, target: u64) -> Option<i64> {
+        if self.cells <= target || self.snapshots == 0 {
+            return None;
+        }
+        let want = (self.snapshots as u128 * (self.cells - target) as u128
+            / self.cells.max(1) as u128) as u64;
+        let want = want.max(1);
+        let (mut lo, mut hi) = (
+            self.oldest()?,
+            self.hosts
+                .values()
+                .filter_map(|h| h.series.newest())
+                .max()?
+                .saturating_add(1),
+        );
+        let below = |t: i64| -> u64 { self.hosts.values().map(|h| h.series.rows_before(t)).sum() };
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if below(mid) >= want {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        Some(lo)
     }
 
     /// Inserts unless host + timestamp is present; returns the samples inserted.
@@ -242,6 +332,15 @@ struct Inner {
     /// Per-host admission: a write holds its hosts' stripes from the name-bound check to the
     /// insert, so two writes of one host cannot both pass the check on the same count.
     admission: Vec<Mutex<()>>,
+    /// The blocks on disk (with a data directory).
+    disk: Option<Disk>,
+    /// Held by a cut: one at a time.
+    cut_lock: Mutex<()>,
+    /// Wakes the maintenance task to cut when the head passes its budget.
+    pressure: tokio::sync::Notify,
+    /// When free space was last checked (ms) and whether it was below the reserve.
+    space_checked_ms: std::sync::atomic::AtomicI64,
+    space_short: std::sync::atomic::AtomicBool,
 }
 
 /// `out` with its last chunk marked `truncated`.
@@ -289,34 +388,58 @@ fn host_to_info(r: &HostRecord) -> HostInfo {
 }
 
 impl EmbeddedStore {
-    /// Opens the store, replaying the log in `data_dir` if there is one.
+    /// Opens the store: reads the blocks' indexes and replays the log in `data_dir` if there
+    /// is one. Log records a block already holds are skipped; a log longer than the head's
+    /// budget (a data directory written before blocks existed, or a long outage) is cut to
+    /// blocks as it is replayed.
     pub fn open(cfg: EmbeddedConfig) -> Result<EmbeddedStore, StoreError> {
         let mut state = State::default();
         let counters = EmbeddedCounters::default();
         let cutoff = now_ms() - cfg.retention.as_millis() as i64;
-        let wal = match &cfg.data_dir {
+        let disk = match &cfg.data_dir {
             None => None,
             Some(dir) => {
+                let counters = BlockCounters::default();
+                let blocks = Blocks::open(&dir.join("blocks"), &counters)?;
+                Some(Disk {
+                    index: RwLock::new(blocks),
+                    cache: SectionCache::new(cfg.block_cache_bytes),
+                    counters,
+                })
+            }
+        };
+        let wal = match (&cfg.data_dir, &disk) {
+            (Some(dir), Some(disk)) => {
                 let limit = cfg.memory_limit_samples;
+                let mut failed: Option<StoreError> = None;
                 let (wal, stats) = Wal::open(dir, cfg.segment_max_bytes, |kind, payload| {
-                    let ts = apply_record(&mut state, kind, payload, cutoff);
-                    // A log longer than the budget is replayed within it (plus a quarter).
-                    if state.cells > limit + limit / 4 {
-                        state.evict_largest_until(limit / 20 * 19);
+                    let ts = apply_record(&mut state, kind, payload, cutoff, disk, &mut failed);
+                    // A log longer than the head's budget is cut to blocks as it is replayed.
+                    if failed.is_none()
+                        && state.cells > limit + limit / 4
+                        && let Some(b) = state.boundary_for(limit / 2)
+                        && let Err(e) = cut_replayed(&mut state, disk, b)
+                    {
+                        failed = Some(e);
                     }
                     ts
                 })?;
+                if let Some(e) = failed {
+                    return Err(e);
+                }
                 counters
                     .wal_replayed_records
                     .store(stats.records, Ordering::Relaxed);
                 counters
                     .wal_corrupt_tails
                     .store(stats.corrupt_tails, Ordering::Relaxed);
-                tracing::info!(dir = %dir.display(), records = stats.records, hosts = state.hosts.len(), snapshots = state.snapshots, "embedded store replayed its log");
+                let blocks = disk.read_index().map_or(0, |b| b.count());
+                tracing::info!(dir = %dir.display(), records = stats.records, hosts = state.hosts.len(), snapshots = state.snapshots, blocks, "embedded store replayed its log");
                 Some(Mutex::new(wal))
             }
+            _ => None,
         };
-        let disk = wal
+        let disk_bytes = wal
             .as_ref()
             .map_or(0, |w| w.lock().map_or(0, |w| w.disk_bytes()));
         let store = EmbeddedStore {
@@ -325,14 +448,252 @@ impl EmbeddedStore {
                 state: RwLock::new(state),
                 wal,
                 counters,
-                disk_bytes: AtomicU64::new(disk),
+                disk_bytes: AtomicU64::new(disk_bytes),
                 unsynced: Mutex::new(Vec::new()),
                 sync_lock: Mutex::new(()),
                 admission: (0..ADMISSION_STRIPES).map(|_| Mutex::new(())).collect(),
+                disk,
+                cut_lock: Mutex::new(()),
+                pressure: tokio::sync::Notify::new(),
+                space_checked_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
+                space_short: std::sync::atomic::AtomicBool::new(false),
             }),
         };
-        store.enforce_memory_limit();
+        if store.inner.disk.is_some() {
+            // Late rows the replay put in the head below the floor, and whatever is due, go to
+            // a block now; then the log segments the blocks cover are dropped.
+            store.cut_due()?;
+        } else {
+            store.enforce_memory_limit();
+        }
         Ok(store)
+    }
+
+    /// Where the time rule cuts now: the start of the current block window, less a grace
+    /// (a twelfth of the window) for rows that arrive a little late.
+    fn window_boundary(&self) -> i64 {
+        let w = (self.inner.cfg.block_window.as_millis() as i64).max(1000);
+        let now = now_ms() - w / 12;
+        now - now.rem_euclid(w)
+    }
+
+    /// Cuts when a cut is due: rows older than the window boundary, and whatever brings the
+    /// head back to half its budget when it is over. Returns the rows cut.
+    pub fn cut_due(&self) -> Result<u64, StoreError> {
+        let Some(disk) = &self.inner.disk else {
+            return Ok(0);
+        };
+        let floor = disk.read_index()?.floor();
+        let (oldest, pressure) = {
+            let st = self.read()?;
+            let limit = self.inner.cfg.memory_limit_samples;
+            let over = (st.cells > limit)
+                .then(|| st.boundary_for(limit / 2))
+                .flatten();
+            (st.oldest(), over)
+        };
+        let by_time = self.window_boundary();
+        let boundary = match (oldest, pressure) {
+            (_, Some(p)) => p.max(by_time).max(floor),
+            (Some(o), None) if o < by_time.max(floor) => by_time.max(floor),
+            _ => {
+                // Nothing due in the head; a block that failed earlier is written now.
+                if self.read()?.frozen.is_some() {
+                    return self.cut(floor);
+                }
+                return Ok(0);
+            }
+        };
+        self.cut(boundary)
+    }
+
+    /// Moves every head row older than `boundary` to a new block on disk, then drops the log
+    /// segments the blocks now cover. Rows stay readable throughout: in the head, then frozen
+    /// while the block is written, then from the block. Returns the rows cut.
+    pub fn cut(&self, boundary: i64) -> Result<u64, StoreError> {
+        let Some(disk) = &self.inner.disk else {
+            return Ok(0);
+        };
+        let _one_at_a_time = self
+            .inner
+            .cut_lock
+            .lock()
+            .map_err(|_| StoreError::Unavailable("cut lock poisoned".into()))?;
+        // A block left unwritten by an earlier failure goes first.
+        let pending = self.read()?.frozen.clone();
+        if let Some(f) = pending {
+            self.persist(disk, &f)?;
+        }
+        let boundary = boundary.max(disk.read_index()?.floor());
+        // Every record logged so far is in a closed segment: those below the boundary that this
+        // block and earlier ones hold can go once it is durable.
+        let below_seq = self.with_wal(|w| {
+            self.rotate_locked(w)?;
+            Ok(w.active_seq())
+        })?;
+        let frozen = {
+            let mut st = self.write_state()?;
+            let f = Arc::new(st.freeze(boundary));
+            if !f.hosts.is_empty() {
+                st.frozen = Some(f.clone());
+            }
+            f
+        };
+        let rows: u64 = frozen.hosts.values().map(|s| s.rows()).sum();
+        if rows > 0 {
+            crate::failpoint::hit("cut-after-freeze");
+            self.persist(disk, &frozen)?;
+            crate::failpoint::hit("cut-before-log-drop");
+        } else {
+            // Nothing to write, but the floor still rises: a later cut keeps it.
+            disk.write_index()?.raise_floor(boundary);
+        }
+        if let Some(seq) = below_seq {
+            let floor = disk.read_index()?.floor();
+            let dropped = self
+                .with_wal(|w| Ok(w.drop_covered(seq, floor)))?
+                .unwrap_or(0);
+            if dropped > 0 {
+                self.inner
+                    .counters
+                    .wal_segments_covered
+                    .fetch_add(dropped as u64, Ordering::Relaxed);
+                if let Some(m) = &self.inner.wal
+                    && let Ok(w) = m.lock()
+                {
+                    self.inner
+                        .disk_bytes
+                        .store(w.disk_bytes(), Ordering::Relaxed);
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Writes `frozen` as a block, installs it, and lets the frozen rows go. On failure they
+    /// stay frozen (and readable) for the next cut to write.
+    fn persist(&self, disk: &Disk, frozen: &Arc<Frozen>) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let written = self.check_space(true).and_then(|()| {
+            let (seq, path) = disk.write_index()?.next();
+            let index = write_frozen(&path, frozen)?;
+            Ok((seq, path, index))
+        });
+        let (seq, path, index) = match written {
+            Ok(w) => w,
+            Err(e) => {
+                self.inner
+                    .counters
+                    .cut_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "cutting the head to a block failed; its rows stay in memory and are written at the next cut");
+                return Err(e);
+            }
+        };
+        let (hosts, bytes) = (index.hosts.len(), index.bytes);
+        disk.counters.written.fetch_add(1, Ordering::Relaxed);
+        disk.counters
+            .written_bytes
+            .fetch_add(bytes, Ordering::Relaxed);
+        disk.write_index()?.install(seq, path, index);
+        {
+            let mut st = self.write_state()?;
+            if st.frozen.as_ref().is_some_and(|f| Arc::ptr_eq(f, frozen)) {
+                st.frozen = None;
+            }
+        }
+        let rows: u64 = frozen.hosts.values().map(|s| s.rows()).sum();
+        tracing::info!(
+            seq,
+            hosts,
+            rows,
+            bytes,
+            boundary = frozen.boundary,
+            ms = started.elapsed().as_millis() as u64,
+            "head cut to a block"
+        );
+        Ok(())
+    }
+
+    /// The head's rows of `q` from `from` on. Built in pieces of at most
+    /// [`RANGE_PIECE_CELLS`] values, the store's lock taken for each piece and let go between
+    /// them, so a large answer never holds up writers for long.
+    fn head_range(&self, q: &RangeQuery, from: i64) -> Result<Vec<RangeChunk>, StoreError> {
+        let mut out: Vec<RangeChunk> = Vec::new();
+        let (mut from, mut left, mut cells) = (from, q.limit, 0usize);
+        loop {
+            let budget = q.max_cells.saturating_sub(cells).min(RANGE_PIECE_CELLS);
+            let piece = {
+                let st = self.read()?;
+                let Some(host) = st.hosts.get(&q.host_id) else {
+                    return Ok(out);
+                };
+                let mut keep = selector(&st.names, &q.metric_names);
+                let rows = Rows {
+                    start: from,
+                    end: q.end_ms,
+                    limit: left,
+                    max_cells: budget.max(1),
+                    sparse_ok: q.sparse_ok,
+                };
+                host.series.range(&rows, &st.names, &mut keep)
+            };
+            let more = piece.last().is_some_and(|c| c.truncated);
+            let Some(last_ts) = piece.last().and_then(|c| c.timestamps_ms.last().copied()) else {
+                return Ok(out);
+            };
+            // Whether the caller's budget, not the piece's, bounded this piece.
+            let callers = q.max_cells.saturating_sub(cells) <= RANGE_PIECE_CELLS;
+            for mut chunk in piece {
+                let n = chunk.cells();
+                if !out.is_empty() && cells + n > q.max_cells {
+                    return Ok(truncated(out));
+                }
+                cells += n;
+                left = left.saturating_sub(chunk.timestamps_ms.len());
+                chunk.truncated = false;
+                out.push(chunk);
+            }
+            if !more || left == 0 {
+                return Ok(out);
+            }
+            if callers {
+                return Ok(truncated(out));
+            }
+            from = last_ts + 1;
+        }
+    }
+
+    /// Refuses when the data directory's disk is below its reserve: checked at most once a
+    /// second for writes (`force` checks now).
+    fn check_space(&self, force: bool) -> Result<(), StoreError> {
+        let Some(dir) = &self.inner.cfg.data_dir else {
+            return Ok(());
+        };
+        let now = now_ms();
+        let last = self.inner.space_checked_ms.load(Ordering::Relaxed);
+        let short = if force || now.saturating_sub(last) >= 1000 {
+            self.inner.space_checked_ms.store(now, Ordering::Relaxed);
+            let free = free_bytes(dir);
+            let short = free.is_some_and(|f| f < self.inner.cfg.disk_reserve_bytes);
+            let was = self.inner.space_short.swap(short, Ordering::Relaxed);
+            if short && !was {
+                tracing::error!(dir = %dir.display(), free = free.unwrap_or(0), reserve = self.inner.cfg.disk_reserve_bytes, "disk below its reserve: refusing writes until space is freed");
+            } else if was && !short {
+                tracing::info!(dir = %dir.display(), "disk space is back above the reserve: taking writes again");
+            }
+            short
+        } else {
+            self.inner.space_short.load(Ordering::Relaxed)
+        };
+        if short {
+            return Err(StoreError::DiskFull {
+                path: dir.display().to_string(),
+                free_bytes: free_bytes(dir).unwrap_or(0),
+                reserve_bytes: self.inner.cfg.disk_reserve_bytes,
+            });
+        }
+        Ok(())
     }
 
     /// Counters for /metrics.
@@ -366,23 +727,7 @@ impl EmbeddedStore {
                     .map_err(|_| StoreError::Unavailable("log lock poisoned".into()))?;
                 let out = f(&mut w)?;
                 if w.wants_rotation() {
-                    // The closed segment is fsynced by the next sync (within the fsync interval,
-                    // or before this write's ack when every write is synced), not here: an
-                    // fsync of a whole segment under the log's lock stalled every writer.
-                    let closed = w.rotate()?;
-                    if let Ok(mut unsynced) = self.inner.unsynced.lock() {
-                        unsynced.push(closed);
-                    }
-                    // The new segment starts with the registry so deleting old segments never
-                    // forgets a host.
-                    let hosts: Vec<HostInfo> = self
-                        .read()?
-                        .hosts
-                        .values()
-                        .map(|s| host_to_info(&s.record))
-                        .collect();
-                    let ts = now_ms();
-                    w.append(wal::KIND_HOST, hosts.iter().map(|h| (ts, h)))?;
+                    self.rotate_locked(&mut w)?;
                 }
                 self.inner
                     .disk_bytes
@@ -390,6 +735,24 @@ impl EmbeddedStore {
                 Ok(Some(out))
             }
         }
+    }
+
+    /// Closes the active segment (fsynced by the next sync, not here: an fsync of a whole
+    /// segment under the log's lock stalled every writer) and starts the next one with the
+    /// registry, so deleting old segments never forgets a host.
+    fn rotate_locked(&self, w: &mut Wal) -> Result<(), StoreError> {
+        let closed = w.rotate()?;
+        if let Ok(mut unsynced) = self.inner.unsynced.lock() {
+            unsynced.push(closed);
+        }
+        let hosts: Vec<HostInfo> = self
+            .read()?
+            .hosts
+            .values()
+            .map(|s| host_to_info(&s.record))
+            .collect();
+        let ts = now_ms();
+        w.append(wal::KIND_HOST, hosts.iter().map(|h| (ts, h)))
     }
 
     /// Makes everything logged so far durable: the segments closed by rotation since the last
@@ -446,6 +809,20 @@ impl EmbeddedStore {
                 .fetch_add(dropped, Ordering::Relaxed);
             tracing::debug!(dropped, "retention evicted snapshots");
         }
+        if let Some(disk) = &self.inner.disk {
+            let expired = disk.write_index()?.expire(cutoff);
+            for path in &expired {
+                if let Err(e) = std::fs::remove_file(path) {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot delete an expired block");
+                }
+            }
+            if !expired.is_empty() {
+                disk.counters
+                    .expired
+                    .fetch_add(expired.len() as u64, Ordering::Relaxed);
+                tracing::info!(blocks = expired.len(), "retention deleted blocks");
+            }
+        }
         let segments = self.with_wal(|w| w.drop_before(cutoff))?.unwrap_or(0);
         if segments > 0 {
             tracing::info!(segments, "retention deleted log segments");
@@ -477,8 +854,20 @@ impl EmbeddedStore {
         }
     }
 
-    /// Runs retention and fsync in the background until the returned handle is aborted or the
-    /// token is cancelled.
+    /// Runs a due cut on a blocking thread (errors are logged and counted by the cut).
+    async fn cut_in_background(&self) {
+        if self.inner.disk.is_none() {
+            return;
+        }
+        let store = self.clone();
+        match tokio::task::spawn_blocking(move || store.cut_due()).await {
+            Ok(Ok(_)) | Ok(Err(_)) => {}
+            Err(e) => tracing::error!(error = %e, "cut task failed"),
+        }
+    }
+
+    /// Runs retention, cuts and fsync in the background until the returned handle is aborted
+    /// or the token is cancelled.
     pub fn spawn_maintenance(
         &self,
         shutdown: tokio_util::sync::CancellationToken,
@@ -492,9 +881,13 @@ impl EmbeddedStore {
                 fsync_every
             });
             let mut retention = tokio::time::interval(Duration::from_secs(30));
+            let mut cuts = tokio::time::interval(Duration::from_secs(10));
+            cuts.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
+                    _ = cuts.tick() => store.cut_in_background().await,
+                    _ = store.inner.pressure.notified() => store.cut_in_background().await,
                     _ = fsync.tick() => {
                         let s = store.clone();
                         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.sync_now()).await {
@@ -512,14 +905,36 @@ impl EmbeddedStore {
     }
 }
 
-fn apply_record(state: &mut State, kind: u8, payload: &[u8], cutoff: i64) -> i64 {
+/// Applies one log record to the head at replay. A snapshot a block already holds is skipped;
+/// a failure to read the blocks is kept in `failed` (the store does not open).
+fn apply_record(
+    state: &mut State,
+    kind: u8,
+    payload: &[u8],
+    cutoff: i64,
+    disk: &Disk,
+    failed: &mut Option<StoreError>,
+) -> i64 {
     match kind {
         wal::KIND_SNAPSHOT => match Snapshot::decode(payload) {
             Ok(s) => {
-                if s.timestamp_ms >= cutoff {
-                    state.insert(&s, s.timestamp_ms);
+                let ts = s.timestamp_ms;
+                if ts < cutoff || failed.is_some() {
+                    return ts;
                 }
-                s.timestamp_ms
+                let floor = disk.read_index().map_or(i64::MIN, |b| b.floor());
+                if ts < floor && !state.contains(&s.host_id, ts) {
+                    match disk.holds(&s.host_id, ts) {
+                        Ok(true) => return ts,
+                        Ok(false) => {}
+                        Err(e) => {
+                            *failed = Some(e);
+                            return ts;
+                        }
+                    }
+                }
+                state.insert(&s, ts);
+                ts
             }
             Err(e) => {
                 tracing::warn!(error = %e, "undecodable snapshot record in the log; skipped");
@@ -552,6 +967,47 @@ fn apply_record(state: &mut State, kind: u8, payload: &[u8], cutoff: i64) -> i64
     }
 }
 
+/// A cut during replay (the store is not open yet: no log to rotate, nothing else running).
+fn cut_replayed(state: &mut State, disk: &Disk, boundary: i64) -> Result<(), StoreError> {
+    let boundary = boundary.max(disk.read_index()?.floor());
+    let frozen = state.freeze(boundary);
+    if frozen.hosts.is_empty() {
+        return Ok(());
+    }
+    let (seq, path) = disk.write_index()?.next();
+    let index = write_frozen(&path, &frozen)?;
+    tracing::info!(
+        seq,
+        hosts = index.hosts.len(),
+        bytes = index.bytes,
+        boundary,
+        "replayed log cut to a block"
+    );
+    disk.write_index()?.install(seq, path, index);
+    Ok(())
+}
+
+/// Writes a cut's rows as a block at `path`, one host at a time (in host order).
+fn write_frozen(path: &std::path::Path, frozen: &Frozen) -> Result<block::BlockIndex, StoreError> {
+    let mut ids: Vec<&String> = frozen.hosts.keys().collect();
+    ids.sort_unstable();
+    block::write_block(
+        path,
+        frozen.boundary,
+        now_ms(),
+        ids.into_iter().filter_map(|id| {
+            let series = frozen.hosts.get(id)?;
+            Some(Ok((Arc::from(id.as_str()), series.to_frame(&frozen.names))))
+        }),
+    )
+}
+
+/// Free bytes for unprivileged writers on the file system holding `dir`.
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
 impl Store for EmbeddedStore {
     async fn write(&self, snapshots: &[Snapshot]) -> Result<WriteOutcome, StoreError> {
         let mut out = WriteOutcome {
@@ -562,7 +1018,7 @@ impl Store for EmbeddedStore {
         let mut stripes: Vec<usize> = snapshots.iter().map(|s| stripe(&s.host_id)).collect();
         stripes.sort_unstable();
         stripes.dedup();
-        let _admitted = stripes
+        let admitted = stripes
             .iter()
             .map(|&i| {
                 self.inner.admission[i]
@@ -570,8 +1026,14 @@ impl Store for EmbeddedStore {
                     .map_err(|_| StoreError::Unavailable("admission lock poisoned".into()))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        self.check_space(false).inspect_err(|_| {
+            self.inner
+                .counters
+                .refused_disk_full
+                .fetch_add(snapshots.len() as u64, Ordering::Relaxed);
+        })?;
         // Drop duplicates (already stored, or repeated inside this batch) before logging.
-        let fresh: Vec<(usize, &Snapshot)> = {
+        let mut fresh: Vec<(usize, &Snapshot)> = {
             let st = self.read()?;
             let mut seen = HashSet::default();
             let mut adding = HashMap::default();
@@ -595,13 +1057,30 @@ impl Store for EmbeddedStore {
                 })
                 .collect()
         };
+        // Rows older than the blocks' floor may be in a block (a late or resent snapshot):
+        // checked after the head and the frozen rows, so a row a cut moves meanwhile is seen.
+        if let Some(disk) = &self.inner.disk {
+            let floor = disk.read_index()?.floor();
+            if fresh.iter().any(|(_, s)| s.timestamp_ms < floor) {
+                let mut held = Vec::with_capacity(fresh.len());
+                for (_, s) in &fresh {
+                    held.push(s.timestamp_ms < floor && disk.holds(&s.host_id, s.timestamp_ms)?);
+                }
+                let before = fresh.len();
+                let mut it = held.into_iter();
+                fresh.retain(|_| !it.next().unwrap_or(false));
+                out.duplicates += (before - fresh.len()) as u32;
+            }
+        }
         if fresh.is_empty() {
             return Ok(out);
         }
         self.with_wal(|w| {
             w.append(
                 wal::KIND_SNAPSHOT,
-                fresh.iter().map(|(_, s)| (s.timestamp_ms, *s)),
+                fresh
+                    .iter()
+                    .map(|(_, s)| (s.timestamp_ms, wal::LoggedSnapshot(s))),
             )
         })?;
         if self.inner.cfg.fsync_interval.is_zero() {
@@ -621,13 +1100,22 @@ impl Store for EmbeddedStore {
                 }
             }
         }
-        if self
-            .inner
-            .state
-            .read()
-            .is_ok_and(|st| st.cells > self.inner.cfg.memory_limit_samples)
-        {
-            self.enforce_memory_limit();
+        drop(admitted);
+        let limit = self.inner.cfg.memory_limit_samples;
+        let cells = self.inner.state.read().map_or(0, |st| st.cells);
+        if cells > limit {
+            if self.inner.disk.is_none() {
+                self.enforce_memory_limit();
+            } else if cells > limit.saturating_mul(2) {
+                // The maintenance task is not keeping up: this writer cuts (and waits), so the
+                // head stays bounded whatever the rate of ingest.
+                let store = self.clone();
+                tokio::task::spawn_blocking(move || store.cut_due())
+                    .await
+                    .map_err(|e| StoreError::Unavailable(format!("cut task failed: {e}")))??;
+            } else {
+                self.inner.pressure.notify_one();
+            }
         }
         Ok(out)
     }
@@ -653,54 +1141,67 @@ impl Store for EmbeddedStore {
         Ok(())
     }
 
-    /// Built in pieces of at most [`RANGE_PIECE_CELLS`] values, the store's lock taken for each
-    /// piece and let go between them, so a large answer never holds up writers for long.
+    /// Merges the head, the rows of a cut in progress and the blocks in timestamp order. The
+    /// head is read first, then the frozen rows, then the blocks: rows only ever move that
+    /// way, so a row a cut moves during the read is found at a later step (and, if found
+    /// twice, taken once).
     async fn range(&self, q: RangeQuery) -> Result<Vec<RangeChunk>, StoreError> {
         // Rows already past retention but not yet evicted are not served.
         let cutoff = now_ms() - self.inner.cfg.retention.as_millis() as i64;
-        let mut out: Vec<RangeChunk> = Vec::new();
-        let (mut from, mut left, mut cells) = (q.start_ms.max(cutoff), q.limit, 0usize);
-        loop {
-            let budget = q.max_cells.saturating_sub(cells).min(RANGE_PIECE_CELLS);
-            let piece = {
-                let st = self.read()?;
-                let Some(host) = st.hosts.get(&q.host_id) else {
-                    return Ok(out);
-                };
-                let mut keep = selector(&st.names, &q.metric_names);
+        let start = q.start_ms.max(cutoff);
+        let head = self.head_range(&q, start)?;
+        let Some(disk) = &self.inner.disk else {
+            return Ok(head);
+        };
+        let frozen = {
+            let st = self.read()?;
+            st.frozen.as_ref().and_then(|f| {
+                let series = f.hosts.get(&q.host_id)?;
+                let mut keep = selector(&f.names, &q.metric_names);
                 let rows = Rows {
-                    start: from,
+                    start,
                     end: q.end_ms,
-                    limit: left,
-                    max_cells: budget.max(1),
-                    sparse_ok: q.sparse_ok,
+                    limit: q.limit,
+                    max_cells: usize::MAX,
+                    sparse_ok: false,
                 };
-                host.series.range(&rows, &st.names, &mut keep)
-            };
-            let more = piece.last().is_some_and(|c| c.truncated);
-            let Some(last_ts) = piece.last().and_then(|c| c.timestamps_ms.last().copied()) else {
-                return Ok(out);
-            };
-            // Whether the caller's budget, not the piece's, bounded this piece.
-            let callers = q.max_cells.saturating_sub(cells) <= RANGE_PIECE_CELLS;
-            for mut chunk in piece {
-                let n = chunk.cells();
-                if !out.is_empty() && cells + n > q.max_cells {
-                    return Ok(truncated(out));
-                }
-                cells += n;
-                left = left.saturating_sub(chunk.timestamps_ms.len());
-                chunk.truncated = false;
-                out.push(chunk);
-            }
-            if !more || left == 0 {
-                return Ok(out);
-            }
-            if callers {
-                return Ok(truncated(out));
-            }
-            from = last_ts + 1;
+                Some(Frame::from_chunks(
+                    &series.range(&rows, &f.names, &mut keep),
+                ))
+            })
+        };
+        let mut keep = |name: &str| name_selected(&q.metric_names, name);
+        let (mut frames, disk_cut) =
+            disk.read_frames(&q.host_id, start, q.end_ms, q.max_cells, &mut keep)?;
+        if frames.is_empty() && frozen.as_ref().is_none_or(|f| f.is_empty()) {
+            return Ok(head);
         }
+        // A source stopped short (by the cell budget) leaves rows after its last one unread:
+        // the answer ends there and says so.
+        let head_cut = head
+            .last()
+            .filter(|c| c.truncated)
+            .and_then(|c| c.timestamps_ms.last().copied());
+        let stop = [disk_cut, head_cut].into_iter().flatten().min();
+        frames.extend(frozen);
+        frames.push(Frame::from_chunks(&head));
+        let mut merged = Frame::merge(frames).slice(start, q.end_ms);
+        let mut cut_short = false;
+        if let Some(stop) = stop
+            && merged.last().is_some_and(|l| l > stop)
+        {
+            merged.cut_after(stop);
+            cut_short = true;
+        }
+        let mut out = merged.into_chunks(q.limit, q.max_cells, q.sparse_ok);
+        let served: usize = out.iter().map(|c| c.timestamps_ms.len()).sum();
+        if (cut_short || stop.is_some())
+            && served < q.limit
+            && let Some(last) = out.last_mut()
+        {
+            last.truncated = true;
+        }
+        Ok(out)
     }
 
     async fn latest(&self, metric_names: &[String]) -> Result<Vec<Snapshot>, StoreError> {
@@ -759,16 +1260,36 @@ impl Store for EmbeddedStore {
                 )
             });
         let c = &self.inner.counters;
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut blocks = StoreStats::default();
+        if let Some(d) = &self.inner.disk {
+            let (count, bytes) = d.index.read().map_or((0, 0), |b| (b.count(), b.bytes()));
+            let k = &d.counters;
+            blocks = StoreStats {
+                blocks: count,
+                block_bytes: bytes,
+                block_cache_bytes: d.cache.bytes(),
+                block_cache_hits: ld(&k.cache_hits),
+                block_cache_misses: ld(&k.cache_misses),
+                blocks_written: ld(&k.written),
+                corrupt_blocks: ld(&k.corrupt_blocks),
+                corrupt_sections: ld(&k.corrupt_sections),
+                ..blocks
+            };
+        }
         StoreStats {
             hosts,
             snapshots,
             samples,
-            disk_bytes: self.inner.disk_bytes.load(Ordering::Relaxed),
+            disk_bytes: self.inner.disk_bytes.load(Ordering::Relaxed) + blocks.block_bytes,
+            cut_failures: ld(&c.cut_failures),
+            wal_segments_covered: ld(&c.wal_segments_covered),
+            refused_disk_full: ld(&c.refused_disk_full),
             evicted_retention: c.evicted_retention.load(Ordering::Relaxed),
             evicted_memory: c.evicted_memory.load(Ordering::Relaxed),
             wal_corrupt_tails: c.wal_corrupt_tails.load(Ordering::Relaxed),
             metric_names,
-            ..StoreStats::default()
+            ..blocks
         }
     }
 }
@@ -1205,5 +1726,236 @@ mod tests {
             flood.last().map(|s| s.timestamp_ms),
             Some(now - 200_000 + 199 * 1000)
         );
+    }
+
+    fn on_disk(dir: &std::path::Path, limit: u64) -> EmbeddedConfig {
+        EmbeddedConfig {
+            data_dir: Some(dir.to_path_buf()),
+            memory_limit_samples: limit,
+            block_window: Duration::from_secs(60),
+            disk_reserve_bytes: 0,
+            ..EmbeddedConfig::default()
+        }
+    }
+
+    /// Values that look like an agent's: fractions, growing counters, gaps.
+    fn agent_snap(host: &str, ts: i64, i: i64) -> Snapshot {
+        let mut metrics: Vec<Metric> = (0..12)
+            .map(|m| Metric {
+                name: format!("m.{m}"),
+                value: ((i * 7 + m) as f64 * 0.37).sin() * 50.0 + 50.0 + 1.0 / 3.0,
+                unit: Unit::Percent as i32,
+                window: None,
+            })
+            .collect();
+        if i % 5 == 0 {
+            metrics.push(Metric {
+                name: "net.if9.rx".into(),
+                value: i as f64 * 1234.5,
+                unit: Unit::Count as i32,
+                window: None,
+            });
+        }
+        Snapshot {
+            host_id: host.into(),
+            timestamp_ms: ts,
+            metrics,
+        }
+    }
+
+    fn same(a: &[Snapshot], b: &[Snapshot]) {
+        assert_eq!(a.len(), b.len(), "rows");
+        for (x, y) in a.iter().zip(b) {
+            assert_eq!(x.timestamp_ms, y.timestamp_ms);
+            let mut xm: Vec<(String, u64)> = x
+                .metrics
+                .iter()
+                .map(|m| (m.name.clone(), m.value.to_bits()))
+                .collect();
+            let mut ym: Vec<(String, u64)> = y
+                .metrics
+                .iter()
+                .map(|m| (m.name.clone(), m.value.to_bits()))
+                .collect();
+            xm.sort();
+            ym.sort();
+            assert_eq!(xm, ym, "row {}", x.timestamp_ms);
+        }
+    }
+
+    #[tokio::test]
+    async fn history_beyond_the_head_budget_is_cut_to_blocks_and_read_back_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = on_disk(dir.path(), 10_000);
+        let now = now_ms();
+        let start = now - 3 * 24 * 3_600_000;
+        let mut written: HashMap<String, Vec<Snapshot>> = HashMap::default();
+        {
+            let store = EmbeddedStore::open(cfg.clone()).unwrap();
+            for i in 0..3000 {
+                let ts = start + i * 60_000;
+                let batch: Vec<Snapshot> = ["a", "b", "c"]
+                    .iter()
+                    .map(|h| agent_snap(h, ts, i))
+                    .collect();
+                store.write(&batch).await.unwrap();
+                for s in batch {
+                    written.entry(s.host_id.clone()).or_default().push(s);
+                }
+                if i % 500 == 0 {
+                    store.cut_due().unwrap();
+                }
+            }
+            let stats = store.stats();
+            assert!(stats.blocks >= 2, "{stats:?}");
+            assert!(
+                stats.samples <= 2 * 10_000,
+                "the head stays within twice its budget: {stats:?}"
+            );
+            assert_eq!(stats.evicted_memory, 0, "nothing evicted: {stats:?}");
+            for (host, want) in &written {
+                same(&rows(&store, range(host, 0, now)).await, want);
+            }
+            // A window across head and blocks, filtered by name, limited.
+            let mut q = range("b", start + 1000 * 60_000, start + 2999 * 60_000);
+            q.metric_names = vec!["net.*".into()];
+            let got = rows(&store, q).await;
+            let with: Vec<&Snapshot> = got.iter().filter(|s| !s.metrics.is_empty()).collect();
+            assert_eq!(with.len(), 400, "every fifth row has the name");
+            assert!(with.iter().all(|s| s.metrics.len() == 1));
+            let mut q = range("c", start, now);
+            q.limit = 7;
+            assert_eq!(rows(&store, q).await.len(), 7);
+            let mut q = range("c", start, now);
+            q.max_cells = 5_000;
+            let chunks = store.range(q).await.unwrap();
+            assert!(chunks.last().unwrap().truncated);
+            store.flush().await.unwrap();
+        }
+        // The log segments the blocks cover were dropped; a restart replays only the head.
+        let store = EmbeddedStore::open(cfg).unwrap();
+        let replayed = store
+            .counters()
+            .wal_replayed_records
+            .load(Ordering::Relaxed);
+        assert!(replayed < 3 * 3000, "replayed {replayed} records of 9000");
+        for (host, want) in &written {
+            same(&rows(&store, range(host, 0, now)).await, want);
+        }
+    }
+
+    #[tokio::test]
+    async fn late_rows_below_the_floor_are_stored_once_and_resent_ones_are_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = on_disk(dir.path(), 10_000);
+        let now = now_ms();
+        let old = now - 3_600_000;
+        let store = EmbeddedStore::open(cfg.clone()).unwrap();
+        for i in 0..100 {
+            store
+                .write(&[agent_snap("a", old + i * 10_000, i)])
+                .await
+                .unwrap();
+        }
+        assert!(store.cut_due().unwrap() > 0);
+        assert_eq!(store.stats().samples, 0, "all cut");
+        // Resent: already in a block.
+        let out = store
+            .write(&[agent_snap("a", old + 50 * 10_000, 50)])
+            .await
+            .unwrap();
+        assert_eq!((out.stored, out.duplicates), (0, 1));
+        // Late: older than the floor, not yet stored.
+        let late = agent_snap("a", old + 50 * 10_000 + 1, 999);
+        let out = store.write(std::slice::from_ref(&late)).await.unwrap();
+        assert_eq!((out.stored, out.duplicates), (1, 0));
+        assert_eq!(rows(&store, range("a", 0, now)).await.len(), 101);
+        store.cut_due().unwrap();
+        store.flush().await.unwrap();
+        drop(store);
+        let store = EmbeddedStore::open(cfg).unwrap();
+        let got = rows(&store, range("a", 0, now)).await;
+        assert_eq!(got.len(), 101);
+        assert_eq!(got[51].timestamp_ms, late.timestamp_ms);
+        let out = store.write(&[late]).await.unwrap();
+        assert_eq!((out.stored, out.duplicates), (0, 1), "after a restart too");
+    }
+
+    #[tokio::test]
+    async fn a_damaged_section_or_block_is_reported_and_skipped_never_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = on_disk(dir.path(), 10_000);
+        let now = now_ms();
+        let old = now - 3_600_000;
+        {
+            let store = EmbeddedStore::open(cfg.clone()).unwrap();
+            for i in 0..50 {
+                let ts = old + i * 10_000;
+                store
+                    .write(&[agent_snap("a", ts, i), agent_snap("b", ts, i)])
+                    .await
+                    .unwrap();
+            }
+            store.cut_due().unwrap();
+            store.flush().await.unwrap();
+        }
+        let blocks = dir.path().join("blocks");
+        let file = std::fs::read_dir(&blocks)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let index = block::read_index(&file).unwrap();
+        let (_, a) = index.hosts.iter().find(|(h, _)| &**h == "a").unwrap();
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes[a.offset as usize + a.len as usize / 2] ^= 0x10;
+        std::fs::write(&file, &bytes).unwrap();
+        {
+            let store = EmbeddedStore::open(cfg.clone()).unwrap();
+            assert!(
+                rows(&store, range("a", 0, now)).await.is_empty(),
+                "not served"
+            );
+            assert_eq!(
+                rows(&store, range("b", 0, now)).await.len(),
+                50,
+                "b is whole"
+            );
+            assert_eq!(store.stats().corrupt_sections, 1);
+            // Reported once: the section is forgotten.
+            assert!(rows(&store, range("a", 0, now)).await.is_empty());
+            assert_eq!(store.stats().corrupt_sections, 1);
+        }
+        // A torn footer: the block is set aside at start.
+        bytes.truncate(bytes.len() - 5);
+        std::fs::write(&file, &bytes).unwrap();
+        let store = EmbeddedStore::open(cfg).unwrap();
+        assert_eq!(store.stats().corrupt_blocks, 1);
+        assert!(file.with_extension("rwb.corrupt").exists());
+        assert!(rows(&store, range("b", 0, now)).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn retention_deletes_whole_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = on_disk(dir.path(), 10_000);
+        cfg.retention = Duration::from_secs(2 * 3600);
+        let now = now_ms();
+        let store = EmbeddedStore::open(cfg).unwrap();
+        for i in 0..100 {
+            store
+                .write(&[agent_snap("a", now - 10_500_000 + i * 100_000, i)])
+                .await
+                .unwrap();
+        }
+        store.cut(now - 7_500_000).unwrap();
+        store.cut(now - 60_000).unwrap();
+        assert_eq!(store.stats().blocks, 2);
+        store.enforce_retention().unwrap();
+        assert_eq!(store.stats().blocks, 1, "the block past retention is gone");
+        let got = rows(&store, range("a", 0, now)).await;
+        assert!(got.iter().all(|s| s.timestamp_ms >= now - 7_200_000));
+        assert!(!got.is_empty());
     }
 }

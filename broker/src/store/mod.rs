@@ -5,7 +5,10 @@
 //! the retention is gone, range reads return snapshots in timestamp order, and the host registry
 //! knows each host's labels, agent version, interval and last-seen time.
 
+mod block;
+mod blocks;
 pub mod embedded;
+mod frame;
 pub mod keys;
 pub mod redis_conn;
 pub mod redis_store;
@@ -106,6 +109,22 @@ pub struct StoreStats {
     pub write_retries: u64,
     /// Writes given up after retrying: not acknowledged, the agent keeps the data (Redis).
     pub write_failures: u64,
+    /// Blocks on disk, their bytes, and the bytes of their sections cached (embedded store).
+    pub blocks: u64,
+    pub block_bytes: u64,
+    pub block_cache_bytes: u64,
+    pub block_cache_hits: u64,
+    pub block_cache_misses: u64,
+    /// Blocks written by cuts, and cuts that failed (their rows wait in memory).
+    pub blocks_written: u64,
+    pub cut_failures: u64,
+    /// Damaged blocks set aside at start, and damaged sections skipped on read.
+    pub corrupt_blocks: u64,
+    pub corrupt_sections: u64,
+    /// Log segments deleted because blocks hold their rows.
+    pub wal_segments_covered: u64,
+    /// Snapshots refused because the disk was below its reserve.
+    pub refused_disk_full: u64,
 }
 
 /// The storage trait. Implementations are cheap to share behind an `Arc`.

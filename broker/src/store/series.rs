@@ -23,7 +23,7 @@ pub(crate) const CHUNK_CELLS: usize = 65_536;
 /// Metric names interned to ids, shared by every host. Names no block uses any more (a
 /// container's interface gone past retention, or a flood of made-up names evicted by the
 /// memory limit) are released and their ids reused, so the table is bounded by what is held.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct Names {
     ids: HashMap<Box<str>, u32>,
     names: Vec<Box<str>>,
@@ -307,6 +307,32 @@ impl Block {
     }
 
     /// Drops the rows before `cutoff`; returns (rows, values) dropped.
+    /// A copy of its first `k` rows.
+    fn head_copy(&self, k: usize) -> Block {
+        let cols: Vec<Col> = self
+            .cols
+            .iter()
+            .filter_map(|c| {
+                let (first, held) = c.overlap(0, k)?;
+                held.iter().any(|v| !v.is_nan()).then(|| Col {
+                    name: c.name,
+                    unit: c.unit,
+                    start: first as u32,
+                    values: held.to_vec(),
+                })
+            })
+            .collect();
+        let mut b = Block {
+            ts: self.ts[..k].to_vec(),
+            cells: cols.iter().map(|c| c.values.len() as u64).sum(),
+            cols,
+            first_cap: self.first_cap,
+            index: None,
+        };
+        b.rebuild_index();
+        b
+    }
+
     fn trim_front(&mut self, cutoff: i64) -> (u64, u64) {
         let k = self.ts.partition_point(|&t| t < cutoff);
         if k == 0 {
@@ -382,7 +408,6 @@ impl Series {
         self.blocks.back().and_then(|b| b.ts.last().copied())
     }
 
-    #[cfg(test)]
     pub(crate) fn oldest(&self) -> Option<i64> {
         self.blocks.front().and_then(|b| b.ts.first().copied())
     }
@@ -482,6 +507,78 @@ impl Series {
     /// Rows held.
     pub(crate) fn rows(&self) -> u64 {
         self.rows
+    }
+
+    /// Rows older than `ts`.
+    pub(crate) fn rows_before(&self, ts: i64) -> u64 {
+        let mut n = 0;
+        for b in &self.blocks {
+            if b.ts.last().is_some_and(|&l| l < ts) {
+                n += b.ts.len() as u64;
+            } else {
+                n += b.ts.partition_point(|&t| t < ts) as u64;
+                break;
+            }
+        }
+        n
+    }
+
+    /// Moves the rows older than `cutoff` into a series of their own (whole blocks are moved,
+    /// not copied). This series keeps its newest snapshot for `latest` even when every row
+    /// goes.
+    pub(crate) fn split_before(&mut self, cutoff: i64) -> Series {
+        let mut old = Series::default();
+        while let Some(front) = self.blocks.front() {
+            if front.ts.last().is_some_and(|&l| l < cutoff) {
+                if let Some(b) = self.blocks.pop_front() {
+                    old.rows += b.ts.len() as u64;
+                    old.cells += b.cells;
+                    old.blocks.push_back(b);
+                }
+            } else {
+                let k = front.ts.partition_point(|&t| t < cutoff);
+                if k > 0 {
+                    let copy = front.head_copy(k);
+                    old.rows += copy.ts.len() as u64;
+                    old.cells += copy.cells;
+                    old.blocks.push_back(copy);
+                    if let Some(f) = self.blocks.front_mut() {
+                        f.trim_front(cutoff);
+                    }
+                }
+                break;
+            }
+        }
+        self.rows -= old.rows;
+        self.cells = self.blocks.iter().map(|b| b.cells).sum();
+        old
+    }
+
+    /// Every row, dense, with names resolved: what a block section is written from.
+    pub(crate) fn to_frame(&self, names: &Names) -> super::frame::Frame {
+        use super::frame::{Frame, FrameCol};
+        let rows = self.rows as usize;
+        let mut ts = Vec::with_capacity(rows);
+        let mut cols: Vec<FrameCol> = Vec::new();
+        let mut by_id: HashMap<u32, usize> = HashMap::default();
+        for b in &self.blocks {
+            let base = ts.len();
+            ts.extend_from_slice(&b.ts);
+            for c in &b.cols {
+                let i = *by_id.entry(c.name).or_insert_with(|| {
+                    cols.push(FrameCol {
+                        name: std::sync::Arc::from(names.name(c.name)),
+                        unit: c.unit,
+                        values: vec![f64::NAN; rows],
+                    });
+                    cols.len() - 1
+                });
+                let at = base + c.start as usize;
+                cols[i].values[at..at + c.values.len()].copy_from_slice(&c.values);
+                cols[i].unit = c.unit;
+            }
+        }
+        Frame { ts, cols }
     }
 
     /// Rows in `[start, end]`, at most `limit`, columns selected by `keep(name id)`, and at

@@ -11,6 +11,62 @@ use std::path::{Path, PathBuf};
 
 use crate::error::StoreError;
 
+/// What the log can hold: a protobuf message, encoded as is.
+pub(crate) trait Record {
+    fn encode_record(&self, buf: &mut Vec<u8>);
+}
+
+impl<M: prost::Message> Record for &M {
+    fn encode_record(&self, buf: &mut Vec<u8>) {
+        self.encode_raw(buf);
+    }
+}
+
+/// A snapshot as the log keeps it: a `Snapshot` message without the metrics' window
+/// statistics. Those travel with live data and `Latest` only; what is stored is the raw values,
+/// from which rollups derive min, max and average (the agent's window is its last N raw values
+/// at the same interval). It decodes as a `Snapshot` whose `window`s are absent.
+pub(crate) struct LoggedSnapshot<'a>(pub(crate) &'a ringwatch_proto::Snapshot);
+
+impl Record for LoggedSnapshot<'_> {
+    fn encode_record(&self, buf: &mut Vec<u8>) {
+        use prost::encoding::{WireType, double, encode_key, encode_varint, int32, int64, string};
+        let s = self.0;
+        if !s.host_id.is_empty() {
+            string::encode(1, &s.host_id, buf);
+        }
+        if s.timestamp_ms != 0 {
+            int64::encode(2, &s.timestamp_ms, buf);
+        }
+        for m in &s.metrics {
+            let len = if m.name.is_empty() {
+                0
+            } else {
+                string::encoded_len(1, &m.name)
+            } + if m.value.to_bits() == 0 {
+                0
+            } else {
+                double::encoded_len(2, &m.value)
+            } + if m.unit == 0 {
+                0
+            } else {
+                int32::encoded_len(3, &m.unit)
+            };
+            encode_key(3, WireType::LengthDelimited, buf);
+            encode_varint(len as u64, buf);
+            if !m.name.is_empty() {
+                string::encode(1, &m.name, buf);
+            }
+            if m.value.to_bits() != 0 {
+                double::encode(2, &m.value, buf);
+            }
+            if m.unit != 0 {
+                int32::encode(3, &m.unit, buf);
+            }
+        }
+    }
+}
+
 pub(crate) const KIND_SNAPSHOT: u8 = 1;
 pub(crate) const KIND_HOST: u8 = 2;
 
@@ -22,6 +78,9 @@ struct Segment {
     seq: u64,
     path: PathBuf,
     max_ts: i64,
+    /// Newest timestamp of a snapshot record (registry records left out): once blocks hold
+    /// every row older than the cut floor, a closed segment below it is dropped.
+    max_data_ts: i64,
     bytes: u64,
 }
 
@@ -73,7 +132,7 @@ impl Wal {
         let mut closed = Vec::with_capacity(seqs.len());
         for &seq in &seqs {
             let path = segment_path(dir, seq);
-            let (good_len, max_ts, records, torn) = replay_segment(&path, &mut apply)?;
+            let (good_len, max_ts, max_data_ts, records, torn) = replay_segment(&path, &mut apply)?;
             stats.records += records;
             if torn {
                 stats.corrupt_tails += 1;
@@ -88,6 +147,7 @@ impl Wal {
                 seq,
                 path,
                 max_ts,
+                max_data_ts,
                 bytes: good_len,
             });
         }
@@ -107,23 +167,26 @@ impl Wal {
     }
 
     /// Appends records of one kind, each with its timestamp, with one `write` call.
-    pub(crate) fn append<'a, M: prost::Message + 'a>(
+    pub(crate) fn append<R: Record>(
         &mut self,
         kind: u8,
-        records: impl IntoIterator<Item = (i64, &'a M)>,
+        records: impl IntoIterator<Item = (i64, R)>,
     ) -> Result<(), StoreError> {
         self.scratch.clear();
         for (ts, msg) in records {
             let start = self.scratch.len();
             self.scratch.extend_from_slice(&[0u8; HEADER]);
             self.scratch.push(kind);
-            msg.encode_raw(&mut self.scratch);
+            msg.encode_record(&mut self.scratch);
             let body = &self.scratch[start + HEADER..];
             let len = body.len() as u32;
             let crc = crc32fast::hash(body);
             self.scratch[start..start + 4].copy_from_slice(&len.to_le_bytes());
             self.scratch[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
             self.active.max_ts = self.active.max_ts.max(ts);
+            if kind == KIND_SNAPSHOT {
+                self.active.max_data_ts = self.active.max_data_ts.max(ts);
+            }
         }
         if let Err(e) = self.file.write_all(&self.scratch) {
             // Part of the batch may be on disk; cut it off so later records (which will be
@@ -196,6 +259,34 @@ impl Wal {
     }
 
     /// Bytes on disk over all segments.
+    /// The sequence number of the segment appended to now.
+    pub(crate) fn active_seq(&self) -> u64 {
+        self.active.seq
+    }
+
+    /// Deletes the closed segments before `below_seq` whose every snapshot is older than
+    /// `floor`: the caller has made every row older than `floor` that was logged before segment
+    /// `below_seq` durable elsewhere (a block). Returns how many were deleted.
+    pub(crate) fn drop_covered(&mut self, below_seq: u64, floor: i64) -> usize {
+        let mut removed = 0;
+        self.closed.retain(|seg| {
+            if seg.seq >= below_seq || seg.max_data_ts >= floor {
+                return true;
+            }
+            match fs::remove_file(&seg.path) {
+                Ok(()) => {
+                    removed += 1;
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(path = %seg.path.display(), error = %e, "cannot delete a log segment its blocks cover; trying again at the next cut");
+                    true
+                }
+            }
+        });
+        removed
+    }
+
     pub(crate) fn disk_bytes(&self) -> u64 {
         self.closed.iter().map(|s| s.bytes).sum::<u64>() + self.active.bytes
     }
@@ -213,6 +304,7 @@ fn create_segment(dir: &Path, seq: u64) -> Result<(Segment, File), StoreError> {
             seq,
             path,
             max_ts: i64::MIN,
+            max_data_ts: i64::MIN,
             bytes: 0,
         },
         file,
@@ -220,39 +312,46 @@ fn create_segment(dir: &Path, seq: u64) -> Result<(Segment, File), StoreError> {
 }
 
 /// Replays one segment: (length of the intact prefix, newest timestamp, records, torn tail?).
+/// Replays one segment: its intact length, newest timestamp, newest snapshot timestamp, records
+/// and whether its tail was torn.
 fn replay_segment(
     path: &Path,
     apply: &mut impl FnMut(u8, &[u8]) -> i64,
-) -> Result<(u64, i64, u64, bool), StoreError> {
+) -> Result<(u64, i64, i64, u64, bool), StoreError> {
     let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut good = 0u64;
     let mut max_ts = i64::MIN;
+    let mut max_data_ts = i64::MIN;
     let mut records = 0u64;
     let mut header = [0u8; HEADER];
     let mut body = Vec::new();
     loop {
         match read_full(&mut reader, &mut header) {
-            Ok(0) => return Ok((good, max_ts, records, false)),
-            Ok(n) if n < HEADER => return Ok((good, max_ts, records, true)),
+            Ok(0) => return Ok((good, max_ts, max_data_ts, records, false)),
+            Ok(n) if n < HEADER => return Ok((good, max_ts, max_data_ts, records, true)),
             Ok(_) => {}
             Err(e) => return Err(StoreError::io(path, e)),
         }
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
         let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
         if len == 0 || len > MAX_RECORD {
-            return Ok((good, max_ts, records, true));
+            return Ok((good, max_ts, max_data_ts, records, true));
         }
         body.resize(len as usize, 0);
         match read_full(&mut reader, &mut body) {
-            Ok(n) if n < len as usize => return Ok((good, max_ts, records, true)),
+            Ok(n) if n < len as usize => return Ok((good, max_ts, max_data_ts, records, true)),
             Ok(_) => {}
             Err(e) => return Err(StoreError::io(path, e)),
         }
         if crc32fast::hash(&body) != crc {
-            return Ok((good, max_ts, records, true));
+            return Ok((good, max_ts, max_data_ts, records, true));
         }
-        max_ts = max_ts.max(apply(body[0], &body[1..]));
+        let ts = apply(body[0], &body[1..]);
+        max_ts = max_ts.max(ts);
+        if body[0] == KIND_SNAPSHOT {
+            max_data_ts = max_data_ts.max(ts);
+        }
         records += 1;
         good += (HEADER + len as usize) as u64;
     }
@@ -285,6 +384,52 @@ mod tests {
     /// The payload `put` wrote, from a record.
     fn raw(p: &[u8]) -> Vec<u8> {
         prost::Message::decode(p).unwrap()
+    }
+
+    #[test]
+    fn a_logged_snapshot_decodes_as_the_snapshot_without_its_window_statistics() {
+        use prost::Message;
+        use ringwatch_proto::{Metric, Snapshot, WindowStats};
+        let snap = Snapshot {
+            host_id: "h".into(),
+            timestamp_ms: 1_700_000_000_123,
+            metrics: vec![
+                Metric {
+                    name: "cpu.total.usage".into(),
+                    value: 12.5,
+                    unit: 1,
+                    window: Some(WindowStats {
+                        min: 1.0,
+                        max: 20.0,
+                        avg: 9.0,
+                        samples: 12,
+                    }),
+                },
+                Metric {
+                    name: "zero".into(),
+                    value: 0.0,
+                    unit: 0,
+                    window: None,
+                },
+            ],
+        };
+        let mut buf = Vec::new();
+        LoggedSnapshot(&snap).encode_record(&mut buf);
+        let back = Snapshot::decode(buf.as_slice()).unwrap();
+        let mut want = snap.clone();
+        for m in &mut want.metrics {
+            m.window = None;
+        }
+        assert_eq!(back, want);
+        assert!(
+            buf.len() < snap.encoded_len(),
+            "smaller than with the windows"
+        );
+        assert_eq!(
+            buf.len(),
+            want.encoded_len(),
+            "the same bytes prost would write"
+        );
     }
 
     #[test]

@@ -1,0 +1,513 @@
+//! One immutable block file of the embedded store: the rows of many hosts cut from the head at
+//! once, each host's rows in a section of compressed columns.
+//!
+//! ```text
+//! "RWBLOCK1"
+//! section*            one per host: rows u32, columns u32,
+//!                     timestamps (len u32 + pco i64, delta-of-delta),
+//!                     per column: name (u16 len + UTF-8), unit i32,
+//!                                 presence u8 (0 every row, 1 bitmap of ceil(rows/8) bytes),
+//!                                 values (len u32 + pco f64 of the present values)
+//! index               count u32, per host: id (u16 len + UTF-8), offset u64, len u32, crc u32,
+//!                     min_ts i64, max_ts i64, rows u32
+//! footer (40 bytes)   index offset u64, index len u32, index crc u32, floor i64,
+//!                     created_ms i64, "RWBLKEND"
+//! ```
+//!
+//! Every section and the index carry a CRC32 checked on read, so a corrupt block is detected
+//! and never served as data. A block is written atomically: a temporary file, fsync, rename,
+//! then fsync of the folder. `floor` is the cut boundary: when the block was written, every row
+//! older than it had been cut to this block or an earlier one.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pco::standalone::{simple_compress, simple_decompress};
+use pco::{ChunkConfig, DeltaSpec};
+
+use super::frame::{Frame, FrameCol};
+use crate::error::StoreError;
+
+const MAGIC: &[u8; 8] = b"RWBLOCK1";
+const END: &[u8; 8] = b"RWBLKEND";
+const FOOTER: usize = 40;
+/// A section or index larger than this is corruption, not data.
+const MAX_PART: u64 = 1 << 30;
+
+/// Where one host's rows sit in a block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Section {
+    pub(crate) offset: u64,
+    pub(crate) len: u32,
+    pub(crate) crc: u32,
+    pub(crate) min_ts: i64,
+    pub(crate) max_ts: i64,
+    pub(crate) rows: u32,
+}
+
+/// A block's index, as read from its footer.
+#[derive(Debug, Clone)]
+pub(crate) struct BlockIndex {
+    pub(crate) floor: i64,
+    /// When the block was written (Unix ms).
+    #[allow(dead_code)]
+    pub(crate) created_ms: i64,
+    pub(crate) bytes: u64,
+    pub(crate) hosts: Vec<(Arc<str>, Section)>,
+}
+
+impl BlockIndex {
+    pub(crate) fn max_ts(&self) -> i64 {
+        self.hosts
+            .iter()
+            .map(|(_, s)| s.max_ts)
+            .max()
+            .unwrap_or(i64::MIN)
+    }
+}
+
+fn corrupt(path: &Path, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        path: path.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Encodes one host's rows (at least one) as a section.
+pub(crate) fn encode_section(frame: &Frame) -> Result<Vec<u8>, StoreError> {
+    let rows = frame.ts.len();
+    let pco_err = |e: pco::errors::PcoError| StoreError::Unavailable(format!("block codec: {e}"));
+    let ts_cfg = ChunkConfig::default().with_delta_spec(DeltaSpec::TryConsecutive(2));
+    let mut out = Vec::with_capacity(64 + rows / 2 + frame.cols.len() * (rows + 16));
+    out.extend_from_slice(&(rows as u32).to_le_bytes());
+    let cols: Vec<&FrameCol> = frame
+        .cols
+        .iter()
+        .filter(|c| c.values.iter().any(|v| !v.is_nan()))
+        .collect();
+    out.extend_from_slice(&(cols.len() as u32).to_le_bytes());
+    let ts = simple_compress(&frame.ts, &ts_cfg).map_err(pco_err)?;
+    out.extend_from_slice(&(ts.len() as u32).to_le_bytes());
+    out.extend_from_slice(&ts);
+    let values_cfg = ChunkConfig::default();
+    let mut present = Vec::with_capacity(rows);
+    for c in cols {
+        let name = c.name.as_bytes();
+        let name = &name[..name.len().min(u16::MAX as usize)];
+        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        out.extend_from_slice(name);
+        out.extend_from_slice(&c.unit.to_le_bytes());
+        present.clear();
+        present.extend(c.values.iter().copied().filter(|v| !v.is_nan()));
+        if present.len() == rows {
+            out.push(0);
+        } else {
+            out.push(1);
+            let mut bits = vec![0u8; rows.div_ceil(8)];
+            for (i, v) in c.values.iter().enumerate() {
+                if !v.is_nan() {
+                    bits[i / 8] |= 1 << (i % 8);
+                }
+            }
+            out.extend_from_slice(&bits);
+        }
+        let packed = simple_compress(&present, &values_cfg).map_err(pco_err)?;
+        out.extend_from_slice(&(packed.len() as u32).to_le_bytes());
+        out.extend_from_slice(&packed);
+    }
+    Ok(out)
+}
+
+/// A cursor over a section's bytes that fails, never panics, on short input.
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.buf.len() < n {
+            return None;
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+    }
+    fn i32(&mut self) -> Option<i32> {
+        self.take(4)
+            .and_then(|b| b.try_into().ok())
+            .map(i32::from_le_bytes)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+    }
+    fn i64(&mut self) -> Option<i64> {
+        self.take(8)
+            .and_then(|b| b.try_into().ok())
+            .map(i64::from_le_bytes)
+    }
+    fn str(&mut self) -> Option<&'a str> {
+        let n = self.u16()? as usize;
+        std::str::from_utf8(self.take(n)?).ok()
+    }
+}
+
+/// Decodes a section's rows in `[start, end]`, only the columns `keep` selects (the others are
+/// skipped undecoded).
+pub(crate) fn decode_section(
+    bytes: &[u8],
+    start: i64,
+    end: i64,
+    keep: &mut impl FnMut(&str) -> bool,
+) -> Result<Frame, String> {
+    let mut r = Reader { buf: bytes };
+    let short = || "section ends early".to_string();
+    let rows = r.u32().ok_or_else(short)? as usize;
+    let ncols = r.u32().ok_or_else(short)? as usize;
+    let ts_len = r.u32().ok_or_else(short)? as usize;
+    let ts: Vec<i64> =
+        simple_decompress(r.take(ts_len).ok_or_else(short)?).map_err(|e| e.to_string())?;
+    if ts.len() != rows {
+        return Err(format!("{} timestamps for {rows} rows", ts.len()));
+    }
+    let a = ts.partition_point(|&t| t < start);
+    let b = ts.partition_point(|&t| t <= end);
+    let mut cols = Vec::new();
+    for _ in 0..ncols {
+        let name = r.str().ok_or_else(short)?;
+        let unit = r.i32().ok_or_else(short)?;
+        let bitmap = match r.u8().ok_or_else(short)? {
+            0 => None,
+            1 => Some(r.take(rows.div_ceil(8)).ok_or_else(short)?),
+            other => return Err(format!("unknown presence kind {other}")),
+        };
+        let len = r.u32().ok_or_else(short)? as usize;
+        let packed = r.take(len).ok_or_else(short)?;
+        if a >= b || !keep(name) {
+            continue;
+        }
+        let present: Vec<f64> = simple_decompress(packed).map_err(|e| e.to_string())?;
+        let values = match bitmap {
+            None if present.len() == rows => present[a..b].to_vec(),
+            None => return Err(format!("{} values for {rows} rows", present.len())),
+            Some(bits) => {
+                let mut values = vec![f64::NAN; b - a];
+                let mut next = present.iter();
+                for i in 0..b {
+                    if bits[i / 8] & (1 << (i % 8)) != 0 {
+                        let v = *next.next().ok_or("fewer values than the bitmap marks")?;
+                        if i >= a {
+                            values[i - a] = v;
+                        }
+                    }
+                }
+                values
+            }
+        };
+        if values.iter().any(|v| !v.is_nan()) {
+            cols.push(FrameCol {
+                name: Arc::from(name),
+                unit,
+                values,
+            });
+        }
+    }
+    Ok(Frame {
+        ts: ts[a..b].to_vec(),
+        cols,
+    })
+}
+
+/// The timestamps of a section (to tell whether a row is held).
+pub(crate) fn section_timestamps(bytes: &[u8]) -> Result<Vec<i64>, String> {
+    let mut r = Reader { buf: bytes };
+    let short = || "section ends early".to_string();
+    let _rows = r.u32().ok_or_else(short)?;
+    let _ncols = r.u32().ok_or_else(short)?;
+    let ts_len = r.u32().ok_or_else(short)? as usize;
+    simple_decompress(r.take(ts_len).ok_or_else(short)?).map_err(|e| e.to_string())
+}
+
+/// Writes a block from `(host, rows)` pairs: a temporary file, fsync, rename to `path`, fsync of
+/// the folder. Returns its index.
+pub(crate) fn write_block(
+    path: &Path,
+    floor: i64,
+    created_ms: i64,
+    hosts: impl Iterator<Item = Result<(Arc<str>, Frame), StoreError>>,
+) -> Result<BlockIndex, StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = tmp_path(path);
+    let io = |e| StoreError::io(&tmp, e);
+    let file = File::create(&tmp).map_err(io)?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    let written = (|| {
+        w.write_all(MAGIC).map_err(io)?;
+        let mut offset = MAGIC.len() as u64;
+        let mut index = Vec::new();
+        for item in hosts {
+            let (host, frame) = item?;
+            if frame.is_empty() {
+                continue;
+            }
+            let body = encode_section(&frame)?;
+            w.write_all(&body).map_err(io)?;
+            index.push((
+                host,
+                Section {
+                    offset,
+                    len: body.len() as u32,
+                    crc: crc32fast::hash(&body),
+                    min_ts: frame.first().unwrap_or(i64::MIN),
+                    max_ts: frame.last().unwrap_or(i64::MIN),
+                    rows: frame.ts.len() as u32,
+                },
+            ));
+            offset += body.len() as u64;
+        }
+        let mut ix = Vec::with_capacity(index.len() * 64);
+        ix.extend_from_slice(&(index.len() as u32).to_le_bytes());
+        for (host, s) in &index {
+            let id = host.as_bytes();
+            ix.extend_from_slice(&(id.len() as u16).to_le_bytes());
+            ix.extend_from_slice(id);
+            ix.extend_from_slice(&s.offset.to_le_bytes());
+            ix.extend_from_slice(&s.len.to_le_bytes());
+            ix.extend_from_slice(&s.crc.to_le_bytes());
+            ix.extend_from_slice(&s.min_ts.to_le_bytes());
+            ix.extend_from_slice(&s.max_ts.to_le_bytes());
+            ix.extend_from_slice(&s.rows.to_le_bytes());
+        }
+        w.write_all(&ix).map_err(io)?;
+        let mut footer = Vec::with_capacity(FOOTER);
+        footer.extend_from_slice(&offset.to_le_bytes());
+        footer.extend_from_slice(&(ix.len() as u32).to_le_bytes());
+        footer.extend_from_slice(&crc32fast::hash(&ix).to_le_bytes());
+        footer.extend_from_slice(&floor.to_le_bytes());
+        footer.extend_from_slice(&created_ms.to_le_bytes());
+        footer.extend_from_slice(END);
+        w.write_all(&footer).map_err(io)?;
+        let file = w.into_inner().map_err(|e| io(e.into_error()))?;
+        crate::failpoint::hit("block-before-fsync");
+        file.sync_all().map_err(io)?;
+        Ok(BlockIndex {
+            floor,
+            created_ms,
+            bytes: offset + ix.len() as u64 + FOOTER as u64,
+            hosts: index,
+        })
+    })();
+    let index = match written {
+        Ok(ix) => ix,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    crate::failpoint::hit("block-before-rename");
+    fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))?;
+    crate::failpoint::hit("block-before-dir-fsync");
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, e))?;
+    Ok(index)
+}
+
+/// The temporary name a block is written under before its rename.
+pub(crate) fn tmp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".tmp-{name}"))
+}
+
+/// Reads a block's index from its footer, checking sizes and the CRC.
+pub(crate) fn read_index(path: &Path) -> Result<BlockIndex, StoreError> {
+    let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let size = file.metadata().map_err(|e| StoreError::io(path, e))?.len();
+    if size < (MAGIC.len() + FOOTER) as u64 {
+        return Err(corrupt(
+            path,
+            format!("{size} bytes is too short for a block"),
+        ));
+    }
+    let mut head = [0u8; 8];
+    file.read_exact_at(&mut head, 0)
+        .map_err(|e| StoreError::io(path, e))?;
+    if &head != MAGIC {
+        return Err(corrupt(path, "not a block file (bad magic)"));
+    }
+    let mut footer = [0u8; FOOTER];
+    file.read_exact_at(&mut footer, size - FOOTER as u64)
+        .map_err(|e| StoreError::io(path, e))?;
+    let mut f = Reader { buf: &footer };
+    let (ix_off, ix_len, ix_crc, floor, created_ms) = (
+        f.u64().unwrap_or(0),
+        f.u32().unwrap_or(0) as u64,
+        f.u32().unwrap_or(0),
+        f.i64().unwrap_or(0),
+        f.i64().unwrap_or(0),
+    );
+    if f.take(8) != Some(END.as_slice()) {
+        return Err(corrupt(path, "no block footer (torn or truncated)"));
+    }
+    if ix_len > MAX_PART || ix_off + ix_len + FOOTER as u64 != size {
+        return Err(corrupt(path, "index position does not match the file size"));
+    }
+    let mut ix = vec![0u8; ix_len as usize];
+    file.read_exact_at(&mut ix, ix_off)
+        .map_err(|e| StoreError::io(path, e))?;
+    if crc32fast::hash(&ix) != ix_crc {
+        return Err(corrupt(path, "index CRC mismatch"));
+    }
+    let mut r = Reader { buf: &ix };
+    let bad = || corrupt(path, "index ends early");
+    let count = r.u32().ok_or_else(bad)? as usize;
+    let mut hosts = Vec::with_capacity(count.min(1 << 20));
+    for _ in 0..count {
+        let host: Arc<str> = Arc::from(r.str().ok_or_else(bad)?);
+        let s = Section {
+            offset: r.u64().ok_or_else(bad)?,
+            len: r.u32().ok_or_else(bad)?,
+            crc: r.u32().ok_or_else(bad)?,
+            min_ts: r.i64().ok_or_else(bad)?,
+            max_ts: r.i64().ok_or_else(bad)?,
+            rows: r.u32().ok_or_else(bad)?,
+        };
+        if s.offset + s.len as u64 > ix_off || (s.len as u64) > MAX_PART {
+            return Err(corrupt(
+                path,
+                format!("section of {host} lies outside the data"),
+            ));
+        }
+        hosts.push((host, s));
+    }
+    Ok(BlockIndex {
+        floor,
+        created_ms,
+        bytes: size,
+        hosts,
+    })
+}
+
+/// Reads one section's bytes, checking its CRC.
+pub(crate) fn read_section(path: &Path, s: &Section) -> Result<Vec<u8>, StoreError> {
+    let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let mut buf = vec![0u8; s.len as usize];
+    file.read_exact_at(&mut buf, s.offset)
+        .map_err(|e| StoreError::io(path, e))?;
+    if crc32fast::hash(&buf) != s.crc {
+        return Err(corrupt(
+            path,
+            format!("section at {} CRC mismatch", s.offset),
+        ));
+    }
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(rows: i64) -> Frame {
+        let ts: Vec<i64> = (0..rows)
+            .map(|i| 1_700_000_000_000 + i * 5000 + i % 3)
+            .collect();
+        Frame {
+            cols: vec![
+                FrameCol {
+                    name: Arc::from("cpu.total.usage"),
+                    unit: 1,
+                    values: (0..rows)
+                        .map(|i| (i as f32 * 0.37).sin() as f64 * 50.0 + 50.0)
+                        .collect(),
+                },
+                FrameCol {
+                    name: Arc::from("net.eth9.rx_bytes_per_sec"),
+                    unit: 2,
+                    values: (0..rows)
+                        .map(|i| {
+                            if i % 4 == 0 {
+                                f64::NAN
+                            } else {
+                                i as f64 * 1e3 / 4.97
+                            }
+                        })
+                        .collect(),
+                },
+            ],
+            ts,
+        }
+    }
+
+    #[test]
+    fn a_block_round_trips_bit_exact_and_selects_columns_and_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("block-1.rwb");
+        let f = frame(1440);
+        let hosts = vec![
+            Ok((Arc::from("a"), f.clone())),
+            Ok((Arc::from("b"), frame(3))),
+        ];
+        let ix = write_block(&path, 42, 7, hosts.into_iter()).unwrap();
+        assert!(!tmp_path(&path).exists());
+        let read = read_index(&path).unwrap();
+        assert_eq!(read.floor, 42);
+        assert_eq!(read.hosts, ix.hosts);
+        let (_, s) = &read.hosts[0];
+        let bytes = read_section(&path, s).unwrap();
+        let all = decode_section(&bytes, i64::MIN, i64::MAX, &mut |_| true).unwrap();
+        assert_eq!(all.ts, f.ts);
+        for (a, b) in all.cols.iter().zip(&f.cols) {
+            assert_eq!(a.name, b.name);
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a.values), bits(&b.values));
+        }
+        let some =
+            decode_section(&bytes, f.ts[10], f.ts[19], &mut |n| n.starts_with("cpu")).unwrap();
+        assert_eq!(some.ts, f.ts[10..20].to_vec());
+        assert_eq!(some.cols.len(), 1);
+        assert_eq!(section_timestamps(&bytes).unwrap(), f.ts);
+        let per_value = s.len as f64 / (1440.0 * 2.0);
+        assert!(per_value < 8.0, "{per_value} bytes a value");
+    }
+
+    #[test]
+    fn a_flipped_byte_is_found_by_the_crc_and_a_torn_file_by_its_footer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("block-1.rwb");
+        write_block(
+            &path,
+            0,
+            0,
+            vec![Ok((Arc::from("a"), frame(100)))].into_iter(),
+        )
+        .unwrap();
+        let ix = read_index(&path).unwrap();
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[ix.hosts[0].1.offset as usize + 20] ^= 0x40;
+        fs::write(&path, &bytes).unwrap();
+        let err = read_section(&path, &ix.hosts[0].1).unwrap_err();
+        assert!(err.to_string().contains("CRC"), "{err}");
+        bytes.truncate(bytes.len() - 3);
+        fs::write(&path, &bytes).unwrap();
+        let err = read_index(&path).unwrap_err();
+        assert!(err.to_string().contains("footer"), "{err}");
+    }
+}
