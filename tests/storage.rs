@@ -93,6 +93,18 @@ fn a_week_of_history_far_beyond_the_head_budget_reads_back_exact() {
         metric(&m, "ringwatch_broker_store_samples") <= 20_000.0,
         "the head stays within twice its budget"
     );
+    // Capacity in plain numbers: bytes on disk a sample, memory per host.
+    let (status, body) = http_get(&b.addr("admin"), "/api/cluster");
+    assert_eq!(status, 200);
+    let c: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let cap = &c["capacity"];
+    assert_eq!(cap["hosts"], 100, "{cap}");
+    let per_sample = cap["disk_bytes_per_sample"].as_f64().unwrap_or(0.0);
+    assert!(per_sample > 0.0 && per_sample < 8.0, "compressed: {cap}");
+    assert!(
+        cap["memory_bytes_per_host"].as_f64().unwrap_or(0.0) > 0.0,
+        "{cap}"
+    );
     b.restart();
     assert_nothing_lost(&lg, &summary, &[&url], 100 * 2016);
 }

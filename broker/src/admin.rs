@@ -20,6 +20,9 @@ pub(crate) struct AdminState<S> {
     pub grpc_addr: std::net::SocketAddr,
     /// True while the gRPC server serves (false before start and during shutdown).
     pub serving: Arc<AtomicBool>,
+    /// Samples stored over time, for the capacity figures.
+    pub rate: Arc<crate::capacity::Rate>,
+    pub retention: std::time::Duration,
 }
 
 pub(crate) fn router<S: Store>(state: Arc<AdminState<S>>) -> Router {
@@ -59,6 +62,12 @@ async fn cluster<S: Store>(State(st): State<Arc<AdminState<S>>>) -> Json<serde_j
         "ring_epoch": 0,
         "members": [{"id": st.node_id, "grpc_addr": st.grpc_addr.to_string(), "role": "leader", "serving": st.serving.load(Ordering::Relaxed)}],
         "ownership": {st.node_id.clone(): 1.0},
+        "capacity": crate::capacity::capacity(
+            &st.store.stats(),
+            st.rate.per_sec(),
+            crate::capacity::resident_bytes(),
+            st.retention,
+        ),
     }))
 }
 

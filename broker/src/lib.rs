@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod capacity;
 pub mod config;
 pub mod error;
 mod failpoint;
@@ -265,13 +266,69 @@ async fn serve<S: Store>(
             },
         );
 
+    let rate = Arc::new(capacity::Rate::default());
     let admin_state = Arc::new(admin::AdminState {
         store: shared.clone(),
         metrics: metrics.clone(),
         node_id: node_id.clone(),
         grpc_addr,
         serving: serving.clone(),
+        rate: rate.clone(),
+        retention: config.retention(),
     });
+    capacity::log(
+        &capacity::capacity(
+            &shared.stats(),
+            None,
+            capacity::resident_bytes(),
+            config.retention(),
+        ),
+        "start",
+    );
+    let capacity_task = {
+        let (store, metrics, rate, retention) = (
+            shared.clone(),
+            metrics.clone(),
+            rate.clone(),
+            config.retention(),
+        );
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            let started = tokio::time::Instant::now();
+            let (mut first_logged, mut last_log) = (false, started);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                rate.record(metrics.samples_stored.get());
+                let due = if !first_logged {
+                    started.elapsed() >= Duration::from_secs(60)
+                } else {
+                    last_log.elapsed() >= Duration::from_secs(3600)
+                };
+                if due {
+                    let c = capacity::capacity(
+                        &store.stats(),
+                        rate.per_sec(),
+                        capacity::resident_bytes(),
+                        retention,
+                    );
+                    capacity::log(
+                        &c,
+                        if first_logged {
+                            "hourly"
+                        } else {
+                            "first minute"
+                        },
+                    );
+                    first_logged = true;
+                    last_log = tokio::time::Instant::now();
+                }
+            }
+        })
+    };
     let admin_server = ringwatch_net::http::serve(
         admin,
         admin::router(admin_state),
@@ -326,6 +383,7 @@ async fn serve<S: Store>(
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(5), admin_task).await;
+    let _ = capacity_task.await;
     shared.flush().await?;
     tracing::info!("broker stopped; store flushed");
     grpc_result

@@ -9,7 +9,7 @@
 //!                                 presence u8 (0 every row, 1 bitmap of ceil(rows/8) bytes),
 //!                                 values (len u32 + pco f64 of the present values)
 //! index               count u32, per host: id (u16 len + UTF-8), offset u64, len u32, crc u32,
-//!                     min_ts i64, max_ts i64, rows u32
+//!                     min_ts i64, max_ts i64, rows u32, values u32
 //! footer (40 bytes)   index offset u64, index len u32, index crc u32, floor i64,
 //!                     created_ms i64, "RWBLKEND"
 //! ```
@@ -46,6 +46,8 @@ pub(crate) struct Section {
     pub(crate) min_ts: i64,
     pub(crate) max_ts: i64,
     pub(crate) rows: u32,
+    /// Values held (absent ones not counted): samples, for sizing.
+    pub(crate) values: u32,
 }
 
 /// A block's index, as read from its footer.
@@ -276,6 +278,11 @@ pub(crate) fn write_block(
                     min_ts: frame.first().unwrap_or(i64::MIN),
                     max_ts: frame.last().unwrap_or(i64::MIN),
                     rows: frame.ts.len() as u32,
+                    values: frame
+                        .cols
+                        .iter()
+                        .map(|c| c.values.iter().filter(|v| !v.is_nan()).count() as u32)
+                        .sum(),
                 },
             ));
             offset += body.len() as u64;
@@ -292,6 +299,7 @@ pub(crate) fn write_block(
             ix.extend_from_slice(&s.min_ts.to_le_bytes());
             ix.extend_from_slice(&s.max_ts.to_le_bytes());
             ix.extend_from_slice(&s.rows.to_le_bytes());
+            ix.extend_from_slice(&s.values.to_le_bytes());
         }
         w.write_all(&ix).map_err(io)?;
         let mut footer = Vec::with_capacity(FOOTER);
@@ -389,6 +397,7 @@ pub(crate) fn read_index(path: &Path) -> Result<BlockIndex, StoreError> {
             min_ts: r.i64().ok_or_else(bad)?,
             max_ts: r.i64().ok_or_else(bad)?,
             rows: r.u32().ok_or_else(bad)?,
+            values: r.u32().ok_or_else(bad)?,
         };
         if s.offset + s.len as u64 > ix_off || (s.len as u64) > MAX_PART {
             return Err(corrupt(

@@ -37,6 +37,7 @@ struct BlockFile {
     path: PathBuf,
     max_ts: i64,
     bytes: u64,
+    values: u64,
     hosts: Vec<Arc<str>>,
 }
 
@@ -59,6 +60,8 @@ pub(crate) struct Blocks {
     floor: i64,
     next_seq: u64,
     bytes: u64,
+    /// Values held in all blocks.
+    values: u64,
 }
 
 fn block_path(dir: &Path, seq: u64) -> PathBuf {
@@ -124,6 +127,8 @@ impl Blocks {
         self.floor = self.floor.max(index.floor);
         self.next_seq = self.next_seq.max(seq + 1);
         self.bytes += index.bytes;
+        let values: u64 = index.hosts.iter().map(|(_, s)| u64::from(s.values)).sum();
+        self.values += values;
         let max_ts = index.max_ts();
         let mut hosts = Vec::with_capacity(index.hosts.len());
         for (host, section) in index.hosts {
@@ -138,6 +143,7 @@ impl Blocks {
                 path,
                 max_ts,
                 bytes: index.bytes,
+                values,
                 hosts,
             },
         );
@@ -159,6 +165,11 @@ impl Blocks {
 
     pub(crate) fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// Values held in all blocks (samples).
+    pub(crate) fn values(&self) -> u64 {
+        self.values
     }
 
     /// `host`'s sections holding rows in `[start, end]`, oldest first.
@@ -200,6 +211,7 @@ impl Blocks {
                 continue;
             };
             self.bytes -= file.bytes;
+            self.values -= file.values;
             for host in &file.hosts {
                 if let Some(list) = self.by_host.get_mut(host) {
                     list.retain(|(q, _)| *q != seq);

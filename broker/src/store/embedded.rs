@@ -1263,11 +1263,15 @@ impl Store for EmbeddedStore {
         let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut blocks = StoreStats::default();
         if let Some(d) = &self.inner.disk {
-            let (count, bytes) = d.index.read().map_or((0, 0), |b| (b.count(), b.bytes()));
+            let (count, bytes, values) = d
+                .index
+                .read()
+                .map_or((0, 0, 0), |b| (b.count(), b.bytes(), b.values()));
             let k = &d.counters;
             blocks = StoreStats {
                 blocks: count,
                 block_bytes: bytes,
+                block_samples: values,
                 block_cache_bytes: d.cache.bytes(),
                 block_cache_hits: ld(&k.cache_hits),
                 block_cache_misses: ld(&k.cache_misses),

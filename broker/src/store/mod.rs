@@ -112,6 +112,8 @@ pub struct StoreStats {
     /// Blocks on disk, their bytes, and the bytes of their sections cached (embedded store).
     pub blocks: u64,
     pub block_bytes: u64,
+    /// Samples (values) the blocks hold.
+    pub block_samples: u64,
     pub block_cache_bytes: u64,
     pub block_cache_hits: u64,
     pub block_cache_misses: u64,
