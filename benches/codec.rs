@@ -63,7 +63,7 @@ fn main() {
         .collect();
     let n = (columns.len() * rows) as f64;
 
-    for level in [4usize, 8] {
+    for level in [0usize, 2, 4, 8] {
         let cfg = ChunkConfig::default().with_compression_level(level);
         let t = Instant::now();
         let packed: Vec<Vec<u8>> = columns

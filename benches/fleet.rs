@@ -6,6 +6,9 @@
 //! `FLEET_METRICS` (60), `FLEET_STORE` (`embedded`, `redis`, `both`, or `tls`; default
 //! `embedded`).
 //!
+//! `FLEET_STORE=before` with `FLEET_BROKER_BIN=<an older ringwatch>` compares the two builds the
+//! same way (the embedded store, plaintext).
+//!
 //! `FLEET_STORE=tls` compares, in one run, the embedded broker in plaintext with no credentials
 //! against the same broker with mutual TLS and credentials (loadgen presenting a client
 //! certificate and an ingest credential): the 1 s phase and the capacity phase, alternately,
@@ -50,6 +53,8 @@ struct Store {
     pin: bool,
     /// Mutual TLS and credentials on.
     secure: Option<Secure>,
+    /// Another `ringwatch` binary for the broker (an older build, to compare in one run).
+    bin: Option<String>,
 }
 
 /// A CA with broker and client certificates, an auth secret and an ingest credential.
@@ -166,7 +171,7 @@ impl Store {
             ],
         };
         args.extend(secure_args.iter().map(String::as_str));
-        let broker = Proc::start(&args);
+        let broker = Proc::start_bin(self.bin.as_deref().unwrap_or(BIN), &args);
         if self.pin {
             assert!(pin(broker.child.id(), 0), "taskset");
         }
@@ -468,20 +473,46 @@ fn run(store: Store, hosts: u32, metrics: usize, secs: u64, ceiling: Option<f64>
 
 /// Plaintext against mutual TLS + credentials, alternately, on the embedded store.
 fn tls_compare(hosts: u32, metrics: usize, secs: u64, pin: bool) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ledger = dir.path().join("ledger");
     let plain = Store {
         label: "embedded, plaintext, no credentials",
         redis: None,
         pin,
         secure: None,
+        bin: None,
     };
     let secure = Store {
         label: "embedded, mutual TLS + credentials",
         redis: None,
         pin,
         secure: Some(Secure::new()),
+        bin: None,
     };
+    compare(
+        "tls",
+        "TLS + credentials vs plaintext",
+        plain,
+        secure,
+        hosts,
+        metrics,
+        secs,
+    );
+}
+
+/// Runs the 1 s phase and the capacity phase on `base` and `other` alternately,
+/// `FLEET_TLS_ROUNDS` times (3), and prints `other`'s broker CPU per acknowledged sample and
+/// acknowledged rate as ratios to `base`'s: each round's and the median.
+fn compare(
+    tag: &str,
+    what_vs: &str,
+    base: Store,
+    other: Store,
+    hosts: u32,
+    metrics: usize,
+    secs: u64,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger = dir.path().join("ledger");
+    let (plain, secure) = (base, other);
     let rounds: usize = env("FLEET_TLS_ROUNDS", 3);
     for (interval, what) in [
         (1000, "1 s interval"),
@@ -505,7 +536,7 @@ fn tls_compare(hosts: u32, metrics: usize, secs: u64, pin: bool) {
                 .join(", ")
         };
         println!(
-            "fleet [tls] {what}: broker CPU per acknowledged sample, TLS + credentials vs plaintext: median {:+.1} % (rounds: {}); acknowledged/s: median {:+.1} % (rounds: {})",
+            "fleet [{tag}] {what}: broker CPU per acknowledged sample, {what_vs}: median {:+.1} % (rounds: {}); acknowledged/s: median {:+.1} % (rounds: {})",
             (median(cpu.clone()) - 1.0) * 100.0,
             show(&cpu),
             (median(rate.clone()) - 1.0) * 100.0,
@@ -539,6 +570,7 @@ fn main() {
                 redis: None,
                 pin,
                 secure: None,
+                bin: None,
             },
             hosts,
             metrics,
@@ -548,6 +580,36 @@ fn main() {
     }
     if which == "tls" {
         tls_compare(hosts, metrics, secs, pin);
+    }
+    if which == "before" {
+        let old: String = env("FLEET_BROKER_BIN", String::new());
+        assert!(
+            !old.is_empty(),
+            "FLEET_STORE=before needs FLEET_BROKER_BIN (an older build)"
+        );
+        let before = Store {
+            label: "embedded, the older build",
+            redis: None,
+            pin,
+            secure: None,
+            bin: Some(old),
+        };
+        let now = Store {
+            label: "embedded, this build",
+            redis: None,
+            pin,
+            secure: None,
+            bin: None,
+        };
+        compare(
+            "before",
+            "this build vs the older",
+            before,
+            now,
+            hosts,
+            metrics,
+            secs,
+        );
     }
     if which == "redis" || which == "both" {
         let redis = RedisServer::start();
@@ -559,6 +621,7 @@ fn main() {
                 redis: Some(redis),
                 pin,
                 secure: None,
+                bin: None,
             },
             hosts,
             metrics,

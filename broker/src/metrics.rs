@@ -166,7 +166,7 @@ impl BrokerMetrics {
         );
         r.register(
             "store_samples",
-            "Samples held by the store",
+            "Samples held in memory by the store (embedded: the head; older rows are in blocks on disk)",
             m.store_samples.clone(),
         );
         r.register(

@@ -94,7 +94,9 @@ pub(crate) fn encode_section(frame: &Frame) -> Result<Vec<u8>, StoreError> {
     let ts = simple_compress(&frame.ts, &ts_cfg).map_err(pco_err)?;
     out.extend_from_slice(&(ts.len() as u32).to_le_bytes());
     out.extend_from_slice(&ts);
-    let values_cfg = ChunkConfig::default();
+    // Level 4: within 1 % of level 8's size on agent-like columns at about twice its speed
+    // (benches/codec.rs; BENCHMARKS.md).
+    let values_cfg = ChunkConfig::default().with_compression_level(4);
     let mut present = Vec::with_capacity(rows);
     for c in cols {
         let name = c.name.as_bytes();
@@ -169,16 +171,35 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes a section's rows in `[start, end]`, only the columns `keep` selects (the others are
-/// skipped undecoded).
-pub(crate) fn decode_section(
-    bytes: &[u8],
-    start: i64,
-    end: i64,
-    keep: &mut impl FnMut(&str) -> bool,
-) -> Result<Frame, String> {
+/// A section's layout: its timestamps decoded, and where each column's bytes lie (so a read
+/// decodes only the columns it asks for).
+#[derive(Debug, Clone)]
+pub(crate) struct SectionDir {
+    pub(crate) ts: Vec<i64>,
+    pub(crate) cols: Vec<ColDir>,
+}
+
+/// One column of a section: its name and unit, and byte ranges within the section.
+#[derive(Debug, Clone)]
+pub(crate) struct ColDir {
+    pub(crate) name: Arc<str>,
+    pub(crate) unit: i32,
+    bitmap: Option<std::ops::Range<usize>>,
+    packed: std::ops::Range<usize>,
+}
+
+impl SectionDir {
+    /// Bytes it takes in memory (for the cache's weight).
+    pub(crate) fn weight(&self) -> u64 {
+        (self.ts.len() * 8 + self.cols.iter().map(|c| c.name.len() + 64).sum::<usize>()) as u64
+    }
+}
+
+/// Reads a section's layout and decodes its timestamps.
+pub(crate) fn parse_section(bytes: &[u8]) -> Result<SectionDir, String> {
     let mut r = Reader { buf: bytes };
     let short = || "section ends early".to_string();
+    let at = |r: &Reader| bytes.len() - r.buf.len();
     let rows = r.u32().ok_or_else(short)? as usize;
     let ncols = r.u32().ok_or_else(short)? as usize;
     let ts_len = r.u32().ok_or_else(short)? as usize;
@@ -187,62 +208,87 @@ pub(crate) fn decode_section(
     if ts.len() != rows {
         return Err(format!("{} timestamps for {rows} rows", ts.len()));
     }
-    let a = ts.partition_point(|&t| t < start);
-    let b = ts.partition_point(|&t| t <= end);
-    let mut cols = Vec::new();
+    let mut cols = Vec::with_capacity(ncols.min(1 << 16));
     for _ in 0..ncols {
-        let name = r.str().ok_or_else(short)?;
+        let name: Arc<str> = Arc::from(r.str().ok_or_else(short)?);
         let unit = r.i32().ok_or_else(short)?;
         let bitmap = match r.u8().ok_or_else(short)? {
             0 => None,
-            1 => Some(r.take(rows.div_ceil(8)).ok_or_else(short)?),
+            1 => {
+                let from = at(&r);
+                r.take(rows.div_ceil(8)).ok_or_else(short)?;
+                Some(from..at(&r))
+            }
             other => return Err(format!("unknown presence kind {other}")),
         };
         let len = r.u32().ok_or_else(short)? as usize;
-        let packed = r.take(len).ok_or_else(short)?;
-        if a >= b || !keep(name) {
+        let from = at(&r);
+        r.take(len).ok_or_else(short)?;
+        cols.push(ColDir {
+            name,
+            unit,
+            bitmap,
+            packed: from..at(&r),
+        });
+    }
+    Ok(SectionDir { ts, cols })
+}
+
+/// Decodes one column of a section over all its rows (NaN where absent).
+pub(crate) fn decode_column(bytes: &[u8], rows: usize, c: &ColDir) -> Result<Vec<f64>, String> {
+    let part = |r: &std::ops::Range<usize>| {
+        bytes
+            .get(r.clone())
+            .ok_or_else(|| "column outside its section".to_string())
+    };
+    let present: Vec<f64> = simple_decompress(part(&c.packed)?).map_err(|e| e.to_string())?;
+    match &c.bitmap {
+        None if present.len() == rows => Ok(present),
+        None => Err(format!("{} values for {rows} rows", present.len())),
+        Some(range) => {
+            let bits = part(range)?;
+            let mut values = vec![f64::NAN; rows];
+            let mut next = present.iter();
+            for (i, slot) in values.iter_mut().enumerate() {
+                if bits[i / 8] & (1 << (i % 8)) != 0 {
+                    *slot = *next.next().ok_or("fewer values than the bitmap marks")?;
+                }
+            }
+            Ok(values)
+        }
+    }
+}
+
+/// Decodes a section's rows in `[start, end]`, only the columns `keep` selects (the others are
+/// skipped undecoded).
+#[cfg(test)]
+pub(crate) fn decode_section(
+    bytes: &[u8],
+    start: i64,
+    end: i64,
+    keep: &mut impl FnMut(&str) -> bool,
+) -> Result<Frame, String> {
+    let dir = parse_section(bytes)?;
+    let a = dir.ts.partition_point(|&t| t < start);
+    let b = dir.ts.partition_point(|&t| t <= end);
+    let mut cols = Vec::new();
+    for c in &dir.cols {
+        if a >= b || !keep(&c.name) {
             continue;
         }
-        let present: Vec<f64> = simple_decompress(packed).map_err(|e| e.to_string())?;
-        let values = match bitmap {
-            None if present.len() == rows => present[a..b].to_vec(),
-            None => return Err(format!("{} values for {rows} rows", present.len())),
-            Some(bits) => {
-                let mut values = vec![f64::NAN; b - a];
-                let mut next = present.iter();
-                for i in 0..b {
-                    if bits[i / 8] & (1 << (i % 8)) != 0 {
-                        let v = *next.next().ok_or("fewer values than the bitmap marks")?;
-                        if i >= a {
-                            values[i - a] = v;
-                        }
-                    }
-                }
-                values
-            }
-        };
+        let values = decode_column(bytes, dir.ts.len(), c)?[a..b].to_vec();
         if values.iter().any(|v| !v.is_nan()) {
             cols.push(FrameCol {
-                name: Arc::from(name),
-                unit,
+                name: c.name.clone(),
+                unit: c.unit,
                 values,
             });
         }
     }
     Ok(Frame {
-        ts: ts[a..b].to_vec(),
+        ts: dir.ts[a..b].to_vec(),
         cols,
     })
-}
-
-/// The timestamps of a section (to tell whether a row is held).
-pub(crate) fn section_timestamps(bytes: &[u8]) -> Result<Vec<i64>, String> {
-    let mut r = Reader { buf: bytes };
-    let short = || "section ends early".to_string();
-    let _rows = r.u32().ok_or_else(short)?;
-    let _ncols = r.u32().ok_or_else(short)?;
-    let ts_len = r.u32().ok_or_else(short)? as usize;
-    simple_decompress(r.take(ts_len).ok_or_else(short)?).map_err(|e| e.to_string())
 }
 
 /// Writes a block from `(host, rows)` pairs: a temporary file, fsync, rename to `path`, fsync of
@@ -492,7 +538,7 @@ mod tests {
             decode_section(&bytes, f.ts[10], f.ts[19], &mut |n| n.starts_with("cpu")).unwrap();
         assert_eq!(some.ts, f.ts[10..20].to_vec());
         assert_eq!(some.cols.len(), 1);
-        assert_eq!(section_timestamps(&bytes).unwrap(), f.ts);
+        assert_eq!(parse_section(&bytes).unwrap().ts, f.ts);
         let per_value = s.len as f64 / (1440.0 * 2.0);
         assert!(per_value < 8.0, "{per_value} bytes a value");
     }

@@ -3,8 +3,9 @@
 //!
 //! Blocks live in `<data dir>/blocks/block-<seq>.rwb` (format in `block.rs`). At start every
 //! block's index is read; a block whose footer or index is damaged is renamed `*.corrupt`,
-//! reported (log and `ringwatch_broker_store_corrupt_blocks_total`) and never read. A section
-//! whose CRC fails on read is reported the same way, dropped from the index and skipped.
+//! reported (log and `ringwatch_broker_store_corrupt_total{kind="block"}`) and never read. A
+//! section whose CRC fails on read is reported the same way (`kind="section"`), dropped from the
+//! index and skipped. Reads go through a cache of decoded sections bounded in bytes.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -16,8 +17,8 @@ use foldhash::HashMap;
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
-use super::block::{self, BlockIndex, Section};
-use super::frame::Frame;
+use super::block::{self, BlockIndex, Section, SectionDir};
+use super::frame::{Frame, FrameCol};
 use crate::error::StoreError;
 
 /// Counters of the blocks, for /metrics.
@@ -38,6 +39,7 @@ struct BlockFile {
     max_ts: i64,
     bytes: u64,
     values: u64,
+    rows: u64,
     hosts: Vec<Arc<str>>,
 }
 
@@ -60,8 +62,9 @@ pub(crate) struct Blocks {
     floor: i64,
     next_seq: u64,
     bytes: u64,
-    /// Values held in all blocks.
+    /// Values and rows held in all blocks.
     values: u64,
+    rows: u64,
 }
 
 fn block_path(dir: &Path, seq: u64) -> PathBuf {
@@ -129,6 +132,8 @@ impl Blocks {
         self.bytes += index.bytes;
         let values: u64 = index.hosts.iter().map(|(_, s)| u64::from(s.values)).sum();
         self.values += values;
+        let rows: u64 = index.hosts.iter().map(|(_, s)| u64::from(s.rows)).sum();
+        self.rows += rows;
         let max_ts = index.max_ts();
         let mut hosts = Vec::with_capacity(index.hosts.len());
         for (host, section) in index.hosts {
@@ -144,6 +149,7 @@ impl Blocks {
                 max_ts,
                 bytes: index.bytes,
                 values,
+                rows,
                 hosts,
             },
         );
@@ -170,6 +176,11 @@ impl Blocks {
     /// Values held in all blocks (samples).
     pub(crate) fn values(&self) -> u64 {
         self.values
+    }
+
+    /// Rows (snapshots) held in all blocks.
+    pub(crate) fn rows(&self) -> u64 {
+        self.rows
     }
 
     /// `host`'s sections holding rows in `[start, end]`, oldest first.
@@ -212,6 +223,7 @@ impl Blocks {
             };
             self.bytes -= file.bytes;
             self.values -= file.values;
+            self.rows -= file.rows;
             for host in &file.hosts {
                 if let Some(list) = self.by_host.get_mut(host) {
                     list.retain(|(q, _)| *q != seq);
@@ -226,24 +238,38 @@ impl Blocks {
     }
 }
 
-/// Weighs cached sections by their bytes.
+/// What the cache holds: a section's layout with its timestamps, or one decoded column.
+#[derive(Clone)]
+enum Decoded {
+    Dir(Arc<SectionDir>),
+    Col(Arc<Vec<f64>>),
+}
+
+/// Weighs cached items by their bytes in memory.
 #[derive(Clone)]
 struct ByBytes;
 
-impl Weighter<(u64, u64), Arc<Vec<u8>>> for ByBytes {
-    fn weight(&self, _: &(u64, u64), v: &Arc<Vec<u8>>) -> u64 {
-        v.len() as u64 + 64
+impl Weighter<(u64, u64, u32), Decoded> for ByBytes {
+    fn weight(&self, _: &(u64, u64, u32), v: &Decoded) -> u64 {
+        64 + match v {
+            Decoded::Dir(d) => d.weight(),
+            Decoded::Col(c) => c.len() as u64 * 8,
+        }
     }
 }
 
-/// Sections read from disk (CRC already checked), kept compressed, bounded in bytes.
+/// The key of a section's layout in the cache (its columns use their index).
+const DIR: u32 = u32::MAX;
+
+/// Sections decoded for reads, bounded in bytes: each section's layout and timestamps, and each
+/// column decoded on its own (a read decodes only the columns it asks for, once).
 pub(crate) struct SectionCache {
-    cache: Cache<(u64, u64), Arc<Vec<u8>>, ByBytes>,
+    cache: Cache<(u64, u64, u32), Decoded, ByBytes>,
 }
 
 impl SectionCache {
     pub(crate) fn new(bytes: u64) -> SectionCache {
-        let items = (bytes / (16 << 10)).clamp(16, 1 << 20) as usize;
+        let items = (bytes / (8 << 10)).clamp(16, 1 << 20) as usize;
         SectionCache {
             cache: Cache::with_weighter(items, bytes.max(1), ByBytes),
         }
@@ -253,30 +279,30 @@ impl SectionCache {
         self.cache.weight()
     }
 
-    /// The section's bytes, from the cache or the disk. A file gone (retention deleted its
-    /// block after the caller looked it up) is `Ok(None)`.
-    pub(crate) fn get(
-        &self,
-        r: &SectionRef,
-        counters: &BlockCounters,
-    ) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
-        let key = (r.seq, r.section.offset);
-        if let Some(hit) = self.cache.get(&key) {
-            counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(Some(hit));
+    fn dir(&self, r: &SectionRef) -> Option<Arc<SectionDir>> {
+        match self.cache.get(&(r.seq, r.section.offset, DIR)) {
+            Some(Decoded::Dir(d)) => Some(d),
+            _ => None,
         }
-        counters.cache_misses.fetch_add(1, Ordering::Relaxed);
-        match block::read_section(&r.path, &r.section) {
-            Ok(bytes) => {
-                let bytes = Arc::new(bytes);
-                self.cache.insert(key, bytes.clone());
-                Ok(Some(bytes))
-            }
-            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                Ok(None)
-            }
-            Err(e) => Err(e),
+    }
+
+    fn col(&self, r: &SectionRef, i: usize) -> Option<Arc<Vec<f64>>> {
+        match self.cache.get(&(r.seq, r.section.offset, i as u32)) {
+            Some(Decoded::Col(c)) => Some(c),
+            _ => None,
         }
+    }
+}
+
+/// A section's bytes from its file, CRC checked; `None` when the file is gone (retention
+/// deleted its block after the caller looked it up).
+fn load(r: &SectionRef) -> Result<Option<Vec<u8>>, StoreError> {
+    match block::read_section(&r.path, &r.section) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -319,20 +345,9 @@ impl Disk {
         let mut frames = Vec::with_capacity(refs.len());
         let mut cells = 0;
         for r in &refs {
-            let decoded = match self.cache.get(r, &self.counters) {
+            let frame = match self.section_frame(r, start, end, keep) {
+                Ok(Some(f)) => f,
                 Ok(None) => continue,
-                Ok(Some(bytes)) => {
-                    block::decode_section(&bytes, start, end, keep).map_err(|reason| {
-                        StoreError::Corrupt {
-                            path: r.path.display().to_string(),
-                            reason,
-                        }
-                    })
-                }
-                Err(e) => Err(e),
-            };
-            let frame = match decoded {
-                Ok(f) => f,
                 Err(StoreError::Corrupt { path, reason }) => {
                     self.forget_corrupt(host, r, &path, &reason);
                     continue;
@@ -347,6 +362,83 @@ impl Disk {
             }
         }
         Ok((frames, None))
+    }
+
+    /// One section's rows in `[start, end]`, through the cache: the file is read only if the
+    /// layout or an asked column is not cached.
+    fn section_frame(
+        &self,
+        r: &SectionRef,
+        start: i64,
+        end: i64,
+        keep: &mut impl FnMut(&str) -> bool,
+    ) -> Result<Option<Frame>, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            path: r.path.display().to_string(),
+            reason,
+        };
+        let mut bytes: Option<Vec<u8>> = None;
+        let dir = match self.cache.dir(r) {
+            Some(d) => {
+                self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                d
+            }
+            None => {
+                self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+                let Some(b) = load(r)? else {
+                    return Ok(None);
+                };
+                let d = Arc::new(block::parse_section(&b).map_err(corrupt)?);
+                self.cache
+                    .cache
+                    .insert((r.seq, r.section.offset, DIR), Decoded::Dir(d.clone()));
+                bytes = Some(b);
+                d
+            }
+        };
+        let a = dir.ts.partition_point(|&t| t < start);
+        let b = dir.ts.partition_point(|&t| t <= end);
+        if a >= b {
+            return Ok(Some(Frame::default()));
+        }
+        let mut cols = Vec::new();
+        for (i, c) in dir.cols.iter().enumerate() {
+            if !keep(&c.name) {
+                continue;
+            }
+            let values = match self.cache.col(r, i) {
+                Some(v) => {
+                    self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    v
+                }
+                None => {
+                    self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+                    if bytes.is_none() {
+                        bytes = load(r)?;
+                    }
+                    let Some(raw) = &bytes else {
+                        return Ok(None);
+                    };
+                    let v = Arc::new(block::decode_column(raw, dir.ts.len(), c).map_err(corrupt)?);
+                    self.cache
+                        .cache
+                        .insert((r.seq, r.section.offset, i as u32), Decoded::Col(v.clone()));
+                    v
+                }
+            };
+            let part = &values[a..b];
+            if part.iter().any(|v| !v.is_nan()) {
+                cols.push(FrameCol {
+                    name: c.name.clone(),
+                    unit: c.unit,
+                    values: part.to_vec(),
+                });
+            }
+        }
+        Ok(Some(Frame {
+            ts: dir.ts[a..b].to_vec(),
+            cols,
+        }))
     }
 
     fn forget_corrupt(&self, host: &str, r: &SectionRef, path: &str, reason: &str) {
@@ -369,19 +461,37 @@ impl Disk {
     pub(crate) fn holds(&self, host: &str, ts: i64) -> Result<bool, StoreError> {
         let refs = self.read_index()?.sections(host, ts, ts);
         for r in &refs {
-            let bytes = match self.cache.get(r, &self.counters) {
-                Ok(Some(b)) => b,
-                Ok(None) => continue,
-                Err(StoreError::Corrupt { path, reason }) => {
-                    self.forget_corrupt(host, r, &path, &reason);
-                    continue;
+            let dir = match self.cache.dir(r) {
+                Some(d) => d,
+                None => {
+                    let parsed = match load(r) {
+                        Ok(Some(b)) => {
+                            block::parse_section(&b).map_err(|reason| StoreError::Corrupt {
+                                path: r.path.display().to_string(),
+                                reason,
+                            })
+                        }
+                        Ok(None) => continue,
+                        Err(e) => Err(e),
+                    };
+                    match parsed {
+                        Ok(d) => {
+                            let d = Arc::new(d);
+                            self.cache
+                                .cache
+                                .insert((r.seq, r.section.offset, DIR), Decoded::Dir(d.clone()));
+                            d
+                        }
+                        Err(StoreError::Corrupt { path, reason }) => {
+                            self.forget_corrupt(host, r, &path, &reason);
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
-                Err(e) => return Err(e),
             };
-            match block::section_timestamps(&bytes) {
-                Ok(held) if held.binary_search(&ts).is_ok() => return Ok(true),
-                Ok(_) => {}
-                Err(reason) => self.forget_corrupt(host, r, &r.path.display().to_string(), &reason),
+            if dir.ts.binary_search(&ts).is_ok() {
+                return Ok(true);
             }
         }
         Ok(false)

@@ -461,8 +461,11 @@ impl EmbeddedStore {
         };
         if store.inner.disk.is_some() {
             // Late rows the replay put in the head below the floor, and whatever is due, go to
-            // a block now; then the log segments the blocks cover are dropped.
-            store.cut_due()?;
+            // a block now; then the log segments the blocks cover are dropped. A failure (a
+            // full disk) is not fatal: the rows stay in the head and the next cut tries again.
+            if let Err(e) = store.cut_due() {
+                tracing::warn!(error = %e, "the cut at start failed; the head keeps its rows");
+            }
         } else {
             store.enforce_memory_limit();
         }
@@ -1109,10 +1112,12 @@ impl Store for EmbeddedStore {
             } else if cells > limit.saturating_mul(2) {
                 // The maintenance task is not keeping up: this writer cuts (and waits), so the
                 // head stays bounded whatever the rate of ingest.
+                // Its rows are already logged and in the head: a failed cut (counted and logged
+                // by the cut) does not fail this write.
                 let store = self.clone();
-                tokio::task::spawn_blocking(move || store.cut_due())
-                    .await
-                    .map_err(|e| StoreError::Unavailable(format!("cut task failed: {e}")))??;
+                if let Err(e) = tokio::task::spawn_blocking(move || store.cut_due()).await {
+                    tracing::error!(error = %e, "cut task failed");
+                }
             } else {
                 self.inner.pressure.notify_one();
             }
@@ -1120,16 +1125,22 @@ impl Store for EmbeddedStore {
         Ok(out)
     }
 
+    /// The registry is updated before the record is logged: a log rotation in between (which
+    /// starts the new segment with the whole registry, so older segments can be deleted)
+    /// either sees the update or comes before the record.
     async fn register(&self, host: HostRecord) -> Result<(), StoreError> {
         let info = host_to_info(&host);
-        self.with_wal(|w| w.append(wal::KIND_HOST, [(host.last_seen_ms, &info)]))?;
-        let mut st = self.write_state()?;
-        let series = st.hosts.entry(host.host_id.clone()).or_default();
-        let last = series.record.last_seen_ms.max(host.last_seen_ms);
-        series.record = HostRecord {
-            last_seen_ms: last,
-            ..host
-        };
+        let stamp = host.last_seen_ms;
+        {
+            let mut st = self.write_state()?;
+            let series = st.hosts.entry(host.host_id.clone()).or_default();
+            let last = series.record.last_seen_ms.max(host.last_seen_ms);
+            series.record = HostRecord {
+                last_seen_ms: last,
+                ..host
+            };
+        }
+        self.with_wal(|w| w.append(wal::KIND_HOST, [(stamp, &info)]))?;
         Ok(())
     }
 
@@ -1263,15 +1274,15 @@ impl Store for EmbeddedStore {
         let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut blocks = StoreStats::default();
         if let Some(d) = &self.inner.disk {
-            let (count, bytes, values) = d
-                .index
-                .read()
-                .map_or((0, 0, 0), |b| (b.count(), b.bytes(), b.values()));
+            let (count, bytes, values, rows) = d.index.read().map_or((0, 0, 0, 0), |b| {
+                (b.count(), b.bytes(), b.values(), b.rows())
+            });
             let k = &d.counters;
             blocks = StoreStats {
                 blocks: count,
                 block_bytes: bytes,
                 block_samples: values,
+                snapshots: rows,
                 block_cache_bytes: d.cache.bytes(),
                 block_cache_hits: ld(&k.cache_hits),
                 block_cache_misses: ld(&k.cache_misses),
@@ -1283,7 +1294,7 @@ impl Store for EmbeddedStore {
         }
         StoreStats {
             hosts,
-            snapshots,
+            snapshots: snapshots + blocks.snapshots,
             samples,
             disk_bytes: self.inner.disk_bytes.load(Ordering::Relaxed) + blocks.block_bytes,
             cut_failures: ld(&c.cut_failures),

@@ -94,8 +94,9 @@ pub fn cap_cells(mut chunks: Vec<RangeChunk>, max_cells: usize) -> Vec<RangeChun
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StoreStats {
     pub hosts: u64,
+    /// Snapshots held (embedded store: in the head and in blocks).
     pub snapshots: u64,
-    /// Value slots held in memory (embedded store).
+    /// Values held in memory (embedded store: the head).
     pub samples: u64,
     pub disk_bytes: u64,
     /// Snapshots dropped by retention and by the memory limit (embedded store).
