@@ -6,7 +6,7 @@
 //! statistics, 0: without), STORAGE_QUERIES (200), STORAGE_VM (path of the VictoriaMetrics
 //! binary, default `victoria-metrics`).
 //!
-//! 1. A release broker (embedded store, defaults) takes `ringwatch loadgen --backfill` of
+//! 1. A release broker (embedded store, defaults but a 1 min block window) takes `ringwatch loadgen --backfill` of
 //!    HOSTS × HOURS at 5 s with agent-like values: broker CPU per million samples.
 //! 2. Every row is in the past, so the head is cut to blocks: bytes on disk per sample (blocks
 //!    and what is left of the log) and resident memory.
@@ -132,7 +132,9 @@ fn main() {
     // 1. Ingest.
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("broker");
-    let broker = broker(&data, &[]);
+    // A one-minute block window, so every row but the newest minute's is cut within a minute
+    // of the ingest ending (the default, an hour, would keep up to an hour in the head).
+    let broker = broker(&data, &["--block-window-mins", "1"]);
     let url = format!("http://{}", broker.addr("grpc"));
     let admin = broker.addr("admin");
     let ledger = dir.path().join("ledger");

@@ -44,6 +44,7 @@ pub struct BrokerMetrics {
     store_block_cache_bytes: Gauge,
     store_block_cache_lookups: Family<Labels1, Counter>,
     store_blocks_written: Counter,
+    store_blocks_compacted: Counter,
     store_cut_failures: Counter,
     store_corrupt: Family<Labels1, Counter>,
     wal_segments_covered: Counter,
@@ -92,6 +93,7 @@ impl BrokerMetrics {
             store_block_cache_bytes: Gauge::default(),
             store_block_cache_lookups: Family::default(),
             store_blocks_written: Counter::default(),
+            store_blocks_compacted: Counter::default(),
             store_cut_failures: Counter::default(),
             store_corrupt: Family::default(),
             wal_segments_covered: Counter::default(),
@@ -225,8 +227,13 @@ impl BrokerMetrics {
             m.store_blocks_written.clone(),
         );
         r.register(
+            "store_blocks_compacted",
+            "Blocks merged into one a day by compaction",
+            m.store_blocks_compacted.clone(),
+        );
+        r.register(
             "store_cut_failures",
-            "Cuts of the head to a block that failed (the rows stay in memory until the next cut)",
+            "Cuts of the head to a block, or merges of blocks, that failed (a cut's rows stay in memory until the next cut)",
             m.store_cut_failures.clone(),
         );
         r.register(
@@ -291,6 +298,7 @@ impl BrokerMetrics {
             stats.block_cache_misses,
         );
         set(&self.store_blocks_written, stats.blocks_written);
+        set(&self.store_blocks_compacted, stats.blocks_compacted);
         set(&self.store_cut_failures, stats.cut_failures);
         set(
             &self.store_corrupt.get_or_create(&[("kind", "block")]),

@@ -9,7 +9,8 @@
 //!                                 presence u8 (0 every row, 1 bitmap of ceil(rows/8) bytes),
 //!                                 values (len u32 + pco f64 of the present values)
 //! index               count u32, per host: id (u16 len + UTF-8), offset u64, len u32, crc u32,
-//!                     min_ts i64, max_ts i64, rows u32, values u32
+//!                     min_ts i64, max_ts i64, rows u32, values u32;
+//!                     superseded count u32, per block it replaces: its sequence number u64
 //! footer (40 bytes)   index offset u64, index len u32, index crc u32, floor i64,
 //!                     created_ms i64, "RWBLKEND"
 //! ```
@@ -59,6 +60,9 @@ pub(crate) struct BlockIndex {
     pub(crate) created_ms: i64,
     pub(crate) bytes: u64,
     pub(crate) hosts: Vec<(Arc<str>, Section)>,
+    /// Blocks this one replaces (a compaction merged them into it): deleted at start if a
+    /// crash left them behind.
+    pub(crate) superseded: Vec<u64>,
 }
 
 impl BlockIndex {
@@ -297,6 +301,7 @@ pub(crate) fn write_block(
     path: &Path,
     floor: i64,
     created_ms: i64,
+    superseded: &[u64],
     hosts: impl Iterator<Item = Result<(Arc<str>, Frame), StoreError>>,
 ) -> Result<BlockIndex, StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -347,6 +352,10 @@ pub(crate) fn write_block(
             ix.extend_from_slice(&s.rows.to_le_bytes());
             ix.extend_from_slice(&s.values.to_le_bytes());
         }
+        ix.extend_from_slice(&(superseded.len() as u32).to_le_bytes());
+        for seq in superseded {
+            ix.extend_from_slice(&seq.to_le_bytes());
+        }
         w.write_all(&ix).map_err(io)?;
         let mut footer = Vec::with_capacity(FOOTER);
         footer.extend_from_slice(&offset.to_le_bytes());
@@ -364,6 +373,7 @@ pub(crate) fn write_block(
             created_ms,
             bytes: offset + ix.len() as u64 + FOOTER as u64,
             hosts: index,
+            superseded: superseded.to_vec(),
         })
     })();
     let index = match written {
@@ -453,11 +463,20 @@ pub(crate) fn read_index(path: &Path) -> Result<BlockIndex, StoreError> {
         }
         hosts.push((host, s));
     }
+    let n = r.u32().ok_or_else(bad)? as usize;
+    let mut superseded = Vec::with_capacity(n.min(1 << 16));
+    for _ in 0..n {
+        superseded.push(r.u64().ok_or_else(bad)?);
+    }
+    if !r.buf.is_empty() {
+        return Err(corrupt(path, "bytes after the index"));
+    }
     Ok(BlockIndex {
         floor,
         created_ms,
         bytes: size,
         hosts,
+        superseded,
     })
 }
 
@@ -520,10 +539,11 @@ mod tests {
             Ok((Arc::from("a"), f.clone())),
             Ok((Arc::from("b"), frame(3))),
         ];
-        let ix = write_block(&path, 42, 7, hosts.into_iter()).unwrap();
+        let ix = write_block(&path, 42, 7, &[3, 4], hosts.into_iter()).unwrap();
         assert!(!tmp_path(&path).exists());
         let read = read_index(&path).unwrap();
         assert_eq!(read.floor, 42);
+        assert_eq!(read.superseded, vec![3, 4]);
         assert_eq!(read.hosts, ix.hosts);
         let (_, s) = &read.hosts[0];
         let bytes = read_section(&path, s).unwrap();
@@ -551,6 +571,7 @@ mod tests {
             &path,
             0,
             0,
+            &[],
             vec![Ok((Arc::from("a"), frame(100)))].into_iter(),
         )
         .unwrap();

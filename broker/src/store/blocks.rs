@@ -31,11 +31,15 @@ pub struct BlockCounters {
     pub written: AtomicU64,
     pub written_bytes: AtomicU64,
     pub expired: AtomicU64,
+    /// Blocks merged into others by compaction.
+    pub compacted: AtomicU64,
 }
 
 /// One block on disk.
 struct BlockFile {
     path: PathBuf,
+    floor: i64,
+    min_ts: i64,
     max_ts: i64,
     bytes: u64,
     values: u64,
@@ -102,11 +106,12 @@ impl Blocks {
             }
         }
         seqs.sort_unstable();
+        let mut found = Vec::with_capacity(seqs.len());
         for seq in seqs {
             let path = block_path(dir, seq);
             blocks.next_seq = blocks.next_seq.max(seq + 1);
             match block::read_index(&path) {
-                Ok(index) => blocks.install(seq, path, index),
+                Ok(index) => found.push((seq, path, index)),
                 Err(StoreError::Corrupt { reason, .. }) => {
                     counters.corrupt_blocks.fetch_add(1, Ordering::Relaxed);
                     let aside = path.with_extension("rwb.corrupt");
@@ -115,6 +120,20 @@ impl Blocks {
                 }
                 Err(e) => return Err(e),
             }
+        }
+        // Blocks a compaction merged into a newer one, left behind by a crash before their
+        // deletion: the newer block holds every row of theirs.
+        let superseded: std::collections::HashSet<u64> = found
+            .iter()
+            .flat_map(|(_, _, ix)| ix.superseded.iter().copied())
+            .collect();
+        for (seq, path, index) in found {
+            if superseded.contains(&seq) {
+                tracing::info!(path = %path.display(), "removing a block a compaction replaced");
+                fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+                continue;
+            }
+            blocks.install(seq, path, index);
         }
         Ok(blocks)
     }
@@ -135,6 +154,12 @@ impl Blocks {
         let rows: u64 = index.hosts.iter().map(|(_, s)| u64::from(s.rows)).sum();
         self.rows += rows;
         let max_ts = index.max_ts();
+        let min_ts = index
+            .hosts
+            .iter()
+            .map(|(_, s)| s.min_ts)
+            .min()
+            .unwrap_or(i64::MAX);
         let mut hosts = Vec::with_capacity(index.hosts.len());
         for (host, section) in index.hosts {
             let list = self.by_host.entry(host.clone()).or_default();
@@ -146,6 +171,8 @@ impl Blocks {
             seq,
             BlockFile {
                 path,
+                floor: index.floor,
+                min_ts,
                 max_ts,
                 bytes: index.bytes,
                 values,
@@ -153,6 +180,10 @@ impl Blocks {
                 hosts,
             },
         );
+    }
+
+    pub(crate) fn has_block(&self, seq: u64) -> bool {
+        self.files.contains_key(&seq)
     }
 
     /// Every row older than this is in a block (or was, before retention).
@@ -216,25 +247,106 @@ impl Blocks {
             .filter(|(_, f)| f.max_ts < cutoff)
             .map(|(&seq, _)| seq)
             .collect();
-        let mut paths = Vec::with_capacity(old.len());
-        for seq in old {
-            let Some(file) = self.files.remove(&seq) else {
-                continue;
-            };
-            self.bytes -= file.bytes;
-            self.values -= file.values;
-            self.rows -= file.rows;
-            for host in &file.hosts {
-                if let Some(list) = self.by_host.get_mut(host) {
-                    list.retain(|(q, _)| *q != seq);
-                    if list.is_empty() {
-                        self.by_host.remove(host);
-                    }
+        old.into_iter().filter_map(|seq| self.remove(seq)).collect()
+    }
+
+    /// Takes a block out of the index; its path, for the caller to delete.
+    fn remove(&mut self, seq: u64) -> Option<PathBuf> {
+        let file = self.files.remove(&seq)?;
+        self.bytes -= file.bytes;
+        self.values -= file.values;
+        self.rows -= file.rows;
+        for host in &file.hosts {
+            if let Some(list) = self.by_host.get_mut(host) {
+                list.retain(|(q, _)| *q != seq);
+                if list.is_empty() {
+                    self.by_host.remove(host);
                 }
             }
-            paths.push(file.path);
         }
-        paths
+        Some(file.path)
+    }
+
+    /// Installs the block a compaction wrote and takes out the ones it replaces; their paths,
+    /// for the caller to delete.
+    pub(crate) fn replace(
+        &mut self,
+        old: &[u64],
+        seq: u64,
+        path: PathBuf,
+        index: BlockIndex,
+    ) -> Vec<PathBuf> {
+        self.install(seq, path, index);
+        old.iter().filter_map(|&s| self.remove(s)).collect()
+    }
+
+    /// Groups of blocks worth merging: those whose rows all lie in one UTC day that ended
+    /// before `before`, when a day has two or more, at most `max_bytes` a group. Cuts every
+    /// few minutes under load make many small blocks; merged, each host has one section a
+    /// day, so the index (and the work of a long read) stays small whatever the retention.
+    pub(crate) fn compaction_groups(&self, before: i64, max_bytes: u64) -> Vec<Vec<u64>> {
+        const DAY: i64 = 86_400_000;
+        let mut by_day: BTreeMap<i64, Vec<(u64, u64)>> = BTreeMap::new();
+        for (&seq, f) in &self.files {
+            let day = f.min_ts.div_euclid(DAY);
+            if f.max_ts.div_euclid(DAY) == day && (day + 1) * DAY <= before {
+                by_day.entry(day).or_default().push((seq, f.bytes));
+            }
+        }
+        let mut groups = Vec::new();
+        for (_, blocks) in by_day {
+            let mut group: Vec<u64> = Vec::new();
+            let mut bytes = 0;
+            for (seq, b) in blocks {
+                if !group.is_empty() && bytes + b > max_bytes {
+                    if group.len() >= 2 {
+                        groups.push(std::mem::take(&mut group));
+                    }
+                    group.clear();
+                    bytes = 0;
+                }
+                group.push(seq);
+                bytes += b;
+            }
+            if group.len() >= 2 {
+                groups.push(group);
+            }
+        }
+        groups
+    }
+
+    /// The highest floor among `seqs` (a merged block keeps it).
+    pub(crate) fn floor_of(&self, seqs: &[u64]) -> i64 {
+        seqs.iter()
+            .filter_map(|s| self.files.get(s).map(|f| f.floor))
+            .max()
+            .unwrap_or(i64::MIN)
+    }
+
+    /// Per host, its sections in the blocks `seqs`, oldest first.
+    pub(crate) fn sections_in(&self, seqs: &[u64]) -> BTreeMap<Arc<str>, Vec<SectionRef>> {
+        let mut out: BTreeMap<Arc<str>, Vec<SectionRef>> = BTreeMap::new();
+        for seq in seqs {
+            let Some(f) = self.files.get(seq) else {
+                continue;
+            };
+            for host in &f.hosts {
+                let Some(list) = self.by_host.get(host) else {
+                    continue;
+                };
+                for (q, section) in list.iter().filter(|(q, _)| q == seq) {
+                    out.entry(host.clone()).or_default().push(SectionRef {
+                        seq: *q,
+                        path: f.path.clone(),
+                        section: section.clone(),
+                    });
+                }
+            }
+        }
+        for refs in out.values_mut() {
+            refs.sort_by_key(|r| r.section.min_ts);
+        }
+        out
     }
 }
 
@@ -306,6 +418,10 @@ fn load(r: &SectionRef) -> Result<Option<Vec<u8>>, StoreError> {
     }
 }
 
+/// Frames read from blocks, oldest first, and (when the cell budget stopped the read) the last
+/// timestamp read.
+pub(crate) type FramesRead = (Vec<Frame>, Option<i64>);
+
 /// The blocks with their cache and counters: what the embedded store holds of its disk.
 pub(crate) struct Disk {
     pub(crate) index: RwLock<Blocks>,
@@ -340,14 +456,36 @@ impl Disk {
         end: i64,
         max_cells: usize,
         keep: &mut impl FnMut(&str) -> bool,
-    ) -> Result<(Vec<Frame>, Option<i64>), StoreError> {
+    ) -> Result<FramesRead, StoreError> {
+        // A block may be deleted between looking it up and reading it (a compaction replaced
+        // it, or retention expired it): then the lookup is made again.
+        for _ in 0..3 {
+            if let Some(read) = self.try_read_frames(host, start, end, max_cells, keep)? {
+                return Ok(read);
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "the blocks of {host} kept changing during a read; try again"
+        )))
+    }
+
+    /// One attempt of [`Disk::read_frames`]: `None` if a block went away meanwhile.
+    fn try_read_frames(
+        &self,
+        host: &str,
+        start: i64,
+        end: i64,
+        max_cells: usize,
+        keep: &mut impl FnMut(&str) -> bool,
+    ) -> Result<Option<FramesRead>, StoreError> {
         let refs = self.read_index()?.sections(host, start, end);
         let mut frames = Vec::with_capacity(refs.len());
         let mut cells = 0;
         for r in &refs {
             let frame = match self.section_frame(r, start, end, keep) {
                 Ok(Some(f)) => f,
-                Ok(None) => continue,
+                Ok(None) if self.read_index()?.has_block(r.seq) => continue,
+                Ok(None) => return Ok(None),
                 Err(StoreError::Corrupt { path, reason }) => {
                     self.forget_corrupt(host, r, &path, &reason);
                     continue;
@@ -358,10 +496,32 @@ impl Disk {
             let last = frame.last();
             frames.push(frame);
             if cells >= max_cells {
-                return Ok((frames, last));
+                return Ok(Some((frames, last)));
             }
         }
-        Ok((frames, None))
+        Ok(Some((frames, None)))
+    }
+
+    /// Every row of `refs` (one host's sections, oldest first), all columns, merged.
+    pub(crate) fn whole(&self, host: &str, refs: &[SectionRef]) -> Result<Frame, StoreError> {
+        let mut frames = Vec::with_capacity(refs.len());
+        for r in refs {
+            match self.section_frame(r, i64::MIN, i64::MAX, &mut |_| true) {
+                Ok(Some(f)) => frames.push(f),
+                Ok(None) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "block {} went away while it was being merged",
+                        r.path.display()
+                    )));
+                }
+                Err(StoreError::Corrupt { path, reason }) => {
+                    // Its rows are lost already; the merged block goes on without them.
+                    self.forget_corrupt(host, r, &path, &reason);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Frame::merge(frames))
     }
 
     /// One section's rows in `[start, end]`, through the cache: the file is read only if the

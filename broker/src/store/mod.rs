@@ -118,8 +118,10 @@ pub struct StoreStats {
     pub block_cache_bytes: u64,
     pub block_cache_hits: u64,
     pub block_cache_misses: u64,
-    /// Blocks written by cuts, and cuts that failed (their rows wait in memory).
+    /// Blocks written by cuts, blocks merged by compaction, and cuts or merges that failed
+    /// (a cut's rows wait in memory).
     pub blocks_written: u64,
+    pub blocks_compacted: u64,
     pub cut_failures: u64,
     /// Damaged blocks set aside at start, and damaged sections skipped on read.
     pub corrupt_blocks: u64,
