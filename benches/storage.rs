@@ -117,8 +117,75 @@ async fn http_get(conn: &mut tokio::io::BufReader<tokio::net::TcpStream>, reques
     }
 }
 
+/// `STORAGE_MODE=retention`: the broker's resident memory after a simulated day and after a
+/// simulated week of the same fleet (STORAGE_HOSTS, default here 1000; STORAGE_METRICS;
+/// STORAGE_INTERVAL, default 5m: a week at 5 s would take hours to generate here). Each on a
+/// fresh broker with the default head budget and a 1 min block window, measured once the head
+/// is cut and every finished day's blocks are merged.
+fn retention_memory() {
+    let hosts: usize = env("STORAGE_HOSTS", 1000);
+    let metrics: usize = env("STORAGE_METRICS", 60);
+    let interval: String = env("STORAGE_INTERVAL", "5m".to_string());
+    let mut rss = Vec::new();
+    for days in [1, 7] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("broker");
+        let broker = broker(
+            &data,
+            &["--block-window-mins", "1", "--retention-hours", "200"],
+        );
+        let url = format!("http://{}", broker.addr("grpc"));
+        let admin = broker.addr("admin");
+        let out = Command::new(BIN)
+            .args(["loadgen", "--broker", &url, "--hosts", &hosts.to_string()])
+            .args(["--interval", &interval, "--backfill", &format!("{days}d")])
+            .args([
+                "--metrics",
+                &metrics.to_string(),
+                "--json",
+                "--quiet",
+                "--ledger",
+            ])
+            .arg(dir.path().join("ledger"))
+            .env("RINGWATCH_LOG", "warn")
+            .output()
+            .expect("loadgen");
+        assert!(out.status.success(), "loadgen failed");
+        let samples: u64 = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["event"] == "summary")
+            .and_then(|v| v["samples_acked"].as_u64())
+            .expect("summary");
+        // Cut, then merged: at most one block a finished day plus today's.
+        let deadline = Instant::now() + Duration::from_secs(900);
+        while Instant::now() < deadline
+            && (scrape(&admin, "ringwatch_broker_store_samples") > 0.0
+                || scrape(&admin, "ringwatch_broker_store_blocks") > (days + 3) as f64)
+        {
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        std::thread::sleep(Duration::from_secs(5));
+        let r = rss_mib(broker.child.id());
+        println!(
+            "retention memory: {hosts} hosts x {metrics} metrics at {interval}, {days} d simulated ({samples} samples): broker RSS {r:.0} MiB, {} blocks, {:.1} MiB on disk",
+            scrape(&admin, "ringwatch_broker_store_blocks"),
+            dir_bytes(&data) as f64 / 1048576.0
+        );
+        rss.push(r);
+    }
+    println!(
+        "retention memory: a week vs a day: {:+.1} %",
+        (rss[1] / rss[0] - 1.0) * 100.0
+    );
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    if env("STORAGE_MODE", String::new()) == "retention" {
+        retention_memory();
         return;
     }
     let hosts: usize = env("STORAGE_HOSTS", 200);

@@ -281,7 +281,7 @@ struct Tmpfs {
 impl Tmpfs {
     fn mount(mib: u64) -> Tmpfs {
         let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
+        let out = privileged("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
             .arg(dir.path())
             .output()
@@ -301,7 +301,23 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
+        let _ = privileged("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// `cmd` as root: directly when the tests run as root, else through `sudo -n` (as the test
+/// script installs packages).
+fn privileged(cmd: &str) -> Command {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if root {
+        Command::new(cmd)
+    } else {
+        let mut c = Command::new("sudo");
+        c.args(["-n", cmd]);
+        c
     }
 }
 

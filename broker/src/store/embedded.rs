@@ -534,6 +534,10 @@ impl EmbeddedStore {
             self.persist(disk, &f)?;
         }
         let boundary = boundary.max(disk.read_index()?.floor());
+        // Another cut may have taken these rows while this one waited for the lock.
+        if self.read()?.oldest().is_none_or(|o| o >= boundary) {
+            return Ok(0);
+        }
         // Every record logged so far is in a closed segment: those below the boundary that this
         // block and earlier ones hold can go once it is durable.
         let below_seq = self.with_wal(|w| {
@@ -945,7 +949,20 @@ impl EmbeddedStore {
             return;
         }
         let store = self.clone();
-        match tokio::task::spawn_blocking(move || store.compact()).await {
+        // One group a call; a backlog (days of backfill, or a restart after a long stop) is
+        // worked through now, up to 32 groups a minute.
+        let merged = tokio::task::spawn_blocking(move || {
+            let mut done = 0;
+            for _ in 0..32 {
+                match store.compact() {
+                    Ok(0) => break,
+                    Ok(n) => done += n,
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(done)
+        });
+        match merged.await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 self.inner

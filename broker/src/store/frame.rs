@@ -7,7 +7,8 @@ use std::sync::Arc;
 use foldhash::HashMap;
 use ringwatch_proto::{Column, RangeChunk};
 
-use super::series::CHUNK_CELLS;
+/// Value cells per range chunk (512 KiB of doubles), so no message nears the size limit.
+pub(crate) const CHUNK_CELLS: usize = 65_536;
 
 /// One metric over a frame's rows: NaN where the host did not report it.
 #[derive(Debug, Clone, PartialEq)]

@@ -15,10 +15,10 @@ use foldhash::{HashMap, HashSet};
 
 use ringwatch_proto::{Column, RangeChunk, Snapshot};
 
+use super::frame::CHUNK_CELLS;
+
 /// Rows per block (about 40 minutes at 5 s).
 pub(crate) const BLOCK_ROWS: usize = 512;
-/// Value cells per range chunk (512 KiB of doubles), so no message nears the size limit.
-pub(crate) const CHUNK_CELLS: usize = 65_536;
 
 /// Metric names interned to ids, shared by every host. Names no block uses any more (a
 /// container's interface gone past retention, or a flood of made-up names evicted by the
