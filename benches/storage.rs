@@ -157,15 +157,21 @@ fn retention_memory() {
             .find(|v| v["event"] == "summary")
             .and_then(|v| v["samples_acked"].as_u64())
             .expect("summary");
-        // Cut, then merged: at most one block a finished day plus today's.
+        // Cut, then merged (compaction runs every minute): the head empty and the number of
+        // blocks the same over two minutes.
         let deadline = Instant::now() + Duration::from_secs(900);
-        while Instant::now() < deadline
-            && (scrape(&admin, "ringwatch_broker_store_samples") > 0.0
-                || scrape(&admin, "ringwatch_broker_store_blocks") > (days + 3) as f64)
-        {
+        while Instant::now() < deadline && scrape(&admin, "ringwatch_broker_store_samples") > 0.0 {
             std::thread::sleep(Duration::from_secs(2));
         }
-        std::thread::sleep(Duration::from_secs(5));
+        let mut blocks = scrape(&admin, "ringwatch_broker_store_blocks");
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_secs(125));
+            let now = scrape(&admin, "ringwatch_broker_store_blocks");
+            if now == blocks {
+                break;
+            }
+            blocks = now;
+        }
         let r = rss_mib(broker.child.id());
         println!(
             "retention memory: {hosts} hosts x {metrics} metrics at {interval}, {days} d simulated ({samples} samples): broker RSS {r:.0} MiB, {} blocks, {:.1} MiB on disk",

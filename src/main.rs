@@ -228,8 +228,20 @@ fn sub_matches<'a>(m: &'a ArgMatches, name: &str) -> anyhow::Result<&'a ArgMatch
         .with_context(|| format!("no {name} arguments"))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Before any thread starts: the broker's memory stays near what it holds (two allocator
+    // arenas; see broker/src/memory.rs). Only where a broker runs: loadgen, for one, allocates
+    // from many threads at once.
+    if matches!(std::env::args().nth(1).as_deref(), Some("broker" | "up")) {
+        ringwatch_broker::memory::limit_arenas();
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches)
         .map_err(|e| e.exit())

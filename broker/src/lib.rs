@@ -13,6 +13,7 @@ mod failpoint;
 pub mod ingest;
 pub mod legacy;
 pub mod live;
+pub mod memory;
 pub mod metrics;
 pub mod query;
 pub mod router;

@@ -39,7 +39,6 @@ pub struct BlockCounters {
 struct BlockFile {
     path: PathBuf,
     floor: i64,
-    min_ts: i64,
     max_ts: i64,
     bytes: u64,
     values: u64,
@@ -154,12 +153,6 @@ impl Blocks {
         let rows: u64 = index.hosts.iter().map(|(_, s)| u64::from(s.rows)).sum();
         self.rows += rows;
         let max_ts = index.max_ts();
-        let min_ts = index
-            .hosts
-            .iter()
-            .map(|(_, s)| s.min_ts)
-            .min()
-            .unwrap_or(i64::MAX);
         let mut hosts = Vec::with_capacity(index.hosts.len());
         for (host, section) in index.hosts {
             let list = self.by_host.entry(host.clone()).or_default();
@@ -172,7 +165,6 @@ impl Blocks {
             BlockFile {
                 path,
                 floor: index.floor,
-                min_ts,
                 max_ts,
                 bytes: index.bytes,
                 values,
@@ -280,16 +272,17 @@ impl Blocks {
         old.iter().filter_map(|&s| self.remove(s)).collect()
     }
 
-    /// Groups of blocks worth merging: those whose rows all lie in one UTC day that ended
+    /// Groups of blocks worth merging: those whose newest row lies in one UTC day that ended
     /// before `before`, when a day has two or more, at most `max_bytes` a group. Cuts every
-    /// few minutes under load make many small blocks; merged, each host has one section a
-    /// day, so the index (and the work of a long read) stays small whatever the retention.
+    /// few minutes under load make many small blocks; merged, each host has about one section
+    /// a day, so the index (and the work of a long read) stays small whatever the retention.
+    /// (Grouped by the newest row because retention deletes a block by it.)
     pub(crate) fn compaction_groups(&self, before: i64, max_bytes: u64) -> Vec<Vec<u64>> {
         const DAY: i64 = 86_400_000;
         let mut by_day: BTreeMap<i64, Vec<(u64, u64)>> = BTreeMap::new();
         for (&seq, f) in &self.files {
-            let day = f.min_ts.div_euclid(DAY);
-            if f.max_ts.div_euclid(DAY) == day && (day + 1) * DAY <= before {
+            let day = f.max_ts.div_euclid(DAY);
+            if (day + 1) * DAY <= before {
                 by_day.entry(day).or_default().push((seq, f.bytes));
             }
         }

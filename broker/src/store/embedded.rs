@@ -642,7 +642,7 @@ impl EmbeddedStore {
             ms = started.elapsed().as_millis() as u64,
             "blocks of a day merged into one"
         );
-        release_freed_memory();
+        crate::memory::release_freed();
         Ok(group.len())
     }
 
@@ -688,7 +688,7 @@ impl EmbeddedStore {
             ms = started.elapsed().as_millis() as u64,
             "head cut to a block"
         );
-        release_freed_memory();
+        crate::memory::release_freed();
         Ok(())
     }
 
@@ -1113,18 +1113,6 @@ fn write_frozen(path: &std::path::Path, frozen: &Frozen) -> Result<block::BlockI
             Some(Ok((Arc::from(id.as_str()), series.to_frame(&frozen.names))))
         }),
     )
-}
-
-/// Hands the memory a cut freed back to the operating system. glibc's allocator keeps freed
-/// memory in its arenas, so without this the broker's resident size stays at the head's peak
-/// long after its rows went to disk.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free memory at the top of glibc's heaps and arenas to
-    // the kernel; it touches no memory in use and may be called from any thread at any time.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// Free bytes for unprivileged writers on the file system holding `dir`.
