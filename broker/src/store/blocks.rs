@@ -650,3 +650,74 @@ impl Disk {
         Ok(false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(min_ts: i64, max_ts: i64, bytes: u64) -> BlockIndex {
+        BlockIndex {
+            floor: max_ts + 1,
+            created_ms: 0,
+            bytes,
+            hosts: vec![(
+                Arc::from("h"),
+                Section {
+                    offset: 8,
+                    len: 1,
+                    crc: 0,
+                    min_ts,
+                    max_ts,
+                    rows: 1,
+                    values: 1,
+                },
+            )],
+            superseded: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn blocks_are_grouped_by_the_finished_day_of_their_newest_row_and_bounded_in_bytes() {
+        const H: i64 = 3_600_000;
+        let mut b = Blocks::default();
+        let day = 20_000 * 24 * H;
+        // Day 0: three blocks, one of them begun the day before. Day 1: one block. Day 2: two
+        // blocks, but day 2 is not over.
+        for (seq, (from, to)) in [
+            (-2 * H, H),
+            (H, 5 * H),
+            (5 * H, 9 * H),
+            (25 * H, 26 * H),
+            (49 * H, 50 * H),
+            (50 * H, 51 * H),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let seq = seq as u64 + 1;
+            b.install(
+                seq,
+                PathBuf::from(format!("b{seq}")),
+                index(day + from, day + to, 100),
+            );
+        }
+        let before = day + 51 * H;
+        assert_eq!(b.compaction_groups(before, 1 << 30), vec![vec![1, 2, 3]]);
+        // At most 250 bytes a group: the first two, then the third alone (not a group).
+        assert_eq!(b.compaction_groups(before, 250), vec![vec![1, 2]]);
+        let old = b.replace(
+            &[1, 2, 3],
+            7,
+            PathBuf::from("b7"),
+            index(day - 2 * H, day + 9 * H, 250),
+        );
+        assert_eq!(old.len(), 3);
+        assert_eq!(b.count(), 4);
+        assert_eq!(
+            b.sections("h", day, day + 9 * H).len(),
+            1,
+            "one section for the day"
+        );
+        assert!(b.compaction_groups(before, 1 << 30).is_empty());
+    }
+}
