@@ -431,7 +431,11 @@ pub(crate) fn read_index(path: &Path) -> Result<BlockIndex, StoreError> {
     if f.take(8) != Some(END.as_slice()) {
         return Err(corrupt(path, "no block footer (torn or truncated)"));
     }
-    if ix_len > MAX_PART || ix_off + ix_len + FOOTER as u64 != size {
+    if ix_len > MAX_PART
+        || ix_off
+            .checked_add(ix_len + FOOTER as u64)
+            .is_none_or(|end| end != size)
+    {
         return Err(corrupt(path, "index position does not match the file size"));
     }
     let mut ix = vec![0u8; ix_len as usize];
@@ -455,7 +459,11 @@ pub(crate) fn read_index(path: &Path) -> Result<BlockIndex, StoreError> {
             rows: r.u32().ok_or_else(bad)?,
             values: r.u32().ok_or_else(bad)?,
         };
-        if s.offset + s.len as u64 > ix_off || (s.len as u64) > MAX_PART {
+        if s.offset
+            .checked_add(u64::from(s.len))
+            .is_none_or(|end| end > ix_off)
+            || u64::from(s.len) > MAX_PART
+        {
             return Err(corrupt(
                 path,
                 format!("section of {host} lies outside the data"),
