@@ -63,7 +63,7 @@ pub struct Config {
     /// compressed block on disk.
     #[arg(long, env = "RINGWATCH_BROKER_BLOCK_WINDOW_MINS", default_value_t = 60)]
     pub block_window_mins: u64,
-    /// Bytes of block sections kept in memory for reads, in MiB.
+    /// Decoded block columns kept in memory for reads, in MiB.
     #[arg(long, env = "RINGWATCH_BROKER_BLOCK_CACHE_MIB", default_value_t = 64)]
     pub block_cache_mib: u64,
     /// Free space kept on the data directory's disk, in MiB: below it, ingest is refused (not

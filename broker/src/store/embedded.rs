@@ -35,7 +35,7 @@ pub struct EmbeddedConfig {
     pub memory_limit_samples: u64,
     /// Rows older than the last whole window of this length are cut to a block.
     pub block_window: Duration,
-    /// Bytes of block sections cached for reads.
+    /// Bytes of decoded block columns and section layouts cached for reads.
     pub block_cache_bytes: u64,
     /// Free disk space kept: below it, writes are refused until space is freed.
     pub disk_reserve_bytes: u64,
