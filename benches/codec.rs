@@ -127,6 +127,27 @@ fn main() {
         );
     }
 
+    // The log: bytes a sample of a snapshot record (8 bytes of frame and a kind byte, then the
+    // snapshot), as the release before wrote it (with the window statistics) and as the log
+    // writes it now (without: `wal::LoggedSnapshot` encodes exactly prost's bytes of the
+    // snapshot with its windows left out, a unit test checks it).
+    {
+        use prost::Message;
+        let record = |window: bool| -> f64 {
+            let snap = ringwatch_proto::Snapshot {
+                host_id: "loadgen-007".into(),
+                timestamp_ms: ts_ms[100],
+                metrics: ringwatch_loadgen::values::snapshot_metrics(7, ts_ms[100], &defs, window),
+            };
+            (9 + snap.encoded_len()) as f64 / defs.len() as f64
+        };
+        println!(
+            "log record, 60 metrics: {:.1} bytes a sample with the window statistics, {:.1} without",
+            record(true),
+            record(false)
+        );
+    }
+
     // Timestamps.
     let dod = ChunkConfig::default().with_delta_spec(DeltaSpec::TryConsecutive(2));
     let p = simple_compress(&ts_ms, &dod).expect("compress");

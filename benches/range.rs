@@ -15,6 +15,26 @@ use support::*;
 const METRICS: usize = 60;
 const POINTS: i64 = 3600;
 
+/// `queries` reads of `q` through the store API, each checked whole: (p50, p99, max) in ms.
+fn time_reads(
+    rt: &tokio::runtime::Runtime,
+    store: &EmbeddedStore,
+    q: &RangeQuery,
+    queries: usize,
+) -> (f64, f64, f64) {
+    let mut lat = Vec::with_capacity(queries);
+    for _ in 0..queries {
+        let t = Instant::now();
+        let got = rt.block_on(store.range(q.clone())).expect("range");
+        lat.push(t.elapsed());
+        assert_eq!(
+            got.iter().map(|c| c.timestamps_ms.len()).sum::<usize>(),
+            POINTS as usize
+        );
+    }
+    percentiles(lat)
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -45,17 +65,7 @@ fn main() {
         max_cells: usize::MAX,
         sparse_ok: true,
     };
-    let mut lat = Vec::with_capacity(queries);
-    for _ in 0..queries {
-        let t = Instant::now();
-        let got = rt.block_on(store.range(q.clone())).expect("range");
-        lat.push(t.elapsed());
-        assert_eq!(
-            got.iter().map(|c| c.timestamps_ms.len()).sum::<usize>(),
-            POINTS as usize
-        );
-    }
-    let (p50, p99, max) = percentiles(lat);
+    let (p50, p99, max) = time_reads(&rt, &store, &q, queries);
     println!(
         "range [store API] 1 host x 1 h x {METRICS} metrics ({} samples): p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms",
         POINTS as usize * METRICS
@@ -86,17 +96,7 @@ fn main() {
         rt.block_on(store.write(&real)).expect("write");
         store.cut(end + 1).expect("cut");
         assert_eq!(store.stats().samples, 0, "all in blocks");
-        let mut lat = Vec::with_capacity(queries);
-        for _ in 0..queries {
-            let t = Instant::now();
-            let got = rt.block_on(store.range(q.clone())).expect("range");
-            lat.push(t.elapsed());
-            assert_eq!(
-                got.iter().map(|c| c.timestamps_ms.len()).sum::<usize>(),
-                POINTS as usize
-            );
-        }
-        let (p50, p99, max) = percentiles(lat);
+        let (p50, p99, max) = time_reads(&rt, &store, &q, queries);
         println!(
             "range [store API, from blocks, {what}] same shape, agent-like values: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; block {} bytes ({:.2} bytes a sample)",
             store.stats().block_bytes,

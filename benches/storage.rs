@@ -41,23 +41,8 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-fn cpu_of(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
+    status_kb_of(pid, "VmRSS") as f64 / 1024.0
 }
 
 fn scrape(admin: &str, series: &str) -> f64 {
@@ -71,50 +56,6 @@ fn scrape(admin: &str, series: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
-}
-
-/// Reads one response on a keep-alive connection (Content-Length or chunked); its body length.
-async fn http_get(conn: &mut tokio::io::BufReader<tokio::net::TcpStream>, request: &str) -> usize {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-    conn.get_mut()
-        .write_all(request.as_bytes())
-        .await
-        .expect("write");
-    let mut status = String::new();
-    conn.read_line(&mut status).await.expect("status");
-    assert!(status.contains(" 200 "), "{status}");
-    let (mut length, mut chunked) = (0usize, false);
-    loop {
-        let mut line = String::new();
-        conn.read_line(&mut line).await.expect("header");
-        if line == "\r\n" {
-            break;
-        }
-        let l = line.to_ascii_lowercase();
-        if let Some(v) = l.strip_prefix("content-length:") {
-            length = v.trim().parse().expect("length");
-        }
-        if l.starts_with("transfer-encoding:") && l.contains("chunked") {
-            chunked = true;
-        }
-    }
-    if !chunked {
-        let mut body = vec![0u8; length];
-        conn.read_exact(&mut body).await.expect("body");
-        return length;
-    }
-    let mut total = 0;
-    loop {
-        let mut size = String::new();
-        conn.read_line(&mut size).await.expect("chunk size");
-        let n = usize::from_str_radix(size.trim(), 16).expect("hex size");
-        let mut body = vec![0u8; n + 2];
-        conn.read_exact(&mut body).await.expect("chunk");
-        total += n;
-        if n == 0 {
-            return total;
-        }
-    }
 }
 
 /// `STORAGE_MODE=retention`: the broker's resident memory after a simulated day and after a
@@ -302,7 +243,7 @@ fn main() {
     let host_ids: Vec<String> = (0..hosts)
         .map(|i| format!("loadgen-{i:0digits$}"))
         .collect();
-    let vm_cpu0 = cpu_of(vm_pid);
+    let vm_cpu0 = cpu_secs_of(vm_pid);
     let import = dir.path().join("import.jsonl");
     let mut exported = 0usize;
     rt.block_on(async {
@@ -351,7 +292,7 @@ fn main() {
             assert!(status.success(), "import");
         }
     });
-    let vm_cpu = cpu_of(vm_pid) - vm_cpu0;
+    let vm_cpu = cpu_secs_of(vm_pid) - vm_cpu0;
     assert_eq!(exported as f64, samples, "every sample exported");
     let _ = Command::new("curl")
         .args(["-sf", &format!("http://{vm_addr}/internal/force_flush")])
@@ -422,8 +363,9 @@ fn main() {
                 (from + 3_600_000) as f64 / 1000.0
             );
             let t = Instant::now();
-            let n = http_get(&mut conn, &req).await;
+            let (status, n) = keepalive_get(&mut conn, &req).await;
             lat.push(t.elapsed());
+            assert!(status.contains(" 200 "), "{status}");
             assert!(n > 1000, "an export body: {n} bytes");
         }
         let (p50, p99, _) = percentiles(lat);

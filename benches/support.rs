@@ -52,27 +52,35 @@ impl Proc {
 
     /// User + system CPU seconds so far.
     pub fn cpu_secs(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name (which is in parentheses).
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        // utime and stime are fields 14 and 15 of /proc/pid/stat: 11 and 12 after the name.
-        (ticks(11) + ticks(12)) / 100.0
+        cpu_secs_of(self.child.id())
     }
 
     /// A field of /proc/pid/status in kB (e.g. VmRSS, VmHWM).
     pub fn status_kb(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with(field))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        status_kb_of(self.child.id(), field)
     }
+}
+
+/// User + system CPU seconds of process `pid` so far.
+pub fn cpu_secs_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of /proc/pid/stat: 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A field of /proc/pid/status of process `pid` in kB (e.g. VmRSS, VmHWM).
+pub fn status_kb_of(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 impl Drop for Proc {
@@ -184,7 +192,7 @@ pub fn batch(seq: u64, snapshots: Vec<ringwatch_proto::Snapshot>) -> AgentMessag
 }
 
 /// One GET written on a keep-alive HTTP/1.1 connection and its response read to the last
-/// byte: (status line, body length).
+/// byte (by Content-Length, or chunked): (status line, body length).
 pub async fn keepalive_get(
     conn: &mut tokio::io::BufReader<tokio::net::TcpStream>,
     request: &str,
@@ -196,20 +204,38 @@ pub async fn keepalive_get(
         .expect("write");
     let mut status = String::new();
     conn.read_line(&mut status).await.expect("status");
-    let mut length = 0usize;
+    let (mut length, mut chunked) = (0usize, false);
     loop {
         let mut line = String::new();
         conn.read_line(&mut line).await.expect("header");
         if line == "\r\n" {
             break;
         }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+        let l = line.to_ascii_lowercase();
+        if let Some(v) = l.strip_prefix("content-length:") {
             length = v.trim().parse().expect("length");
         }
+        if l.starts_with("transfer-encoding:") && l.contains("chunked") {
+            chunked = true;
+        }
     }
-    let mut body = vec![0u8; length];
-    conn.read_exact(&mut body).await.expect("body");
-    (status, length)
+    if !chunked {
+        let mut body = vec![0u8; length];
+        conn.read_exact(&mut body).await.expect("body");
+        return (status, length);
+    }
+    let mut total = 0;
+    loop {
+        let mut size = String::new();
+        conn.read_line(&mut size).await.expect("chunk size");
+        let n = usize::from_str_radix(size.trim(), 16).expect("hex size");
+        let mut chunk = vec![0u8; n + 2];
+        conn.read_exact(&mut chunk).await.expect("chunk");
+        total += n;
+        if n == 0 {
+            return (status, total);
+        }
+    }
 }
 
 pub const SNAPS_PER_BATCH: usize = 100;

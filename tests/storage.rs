@@ -41,6 +41,24 @@ fn files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// `ringwatch loadgen` sending `hosts` hosts' past `period` at `interval`, 8 metrics each.
+fn backfill(url: &str, hosts: u32, interval: &str, period: &str) -> Loadgen {
+    let hosts = hosts.to_string();
+    Loadgen::start(
+        &[url],
+        &[
+            "--hosts",
+            &hosts,
+            "--interval",
+            interval,
+            "--backfill",
+            period,
+            "--metrics",
+            "8",
+        ],
+    )
+}
+
 fn store_metric(b: &Proc, series: &str) -> f64 {
     metric(&scrape(&b.addr("admin")), series)
 }
@@ -62,19 +80,7 @@ fn a_week_of_history_far_beyond_the_head_budget_reads_back_exact() {
         ],
     );
     let url = b.grpc_url();
-    let lg = Loadgen::start(
-        &[&url],
-        &[
-            "--hosts",
-            "100",
-            "--interval",
-            "5m",
-            "--backfill",
-            "7d",
-            "--metrics",
-            "8",
-        ],
-    );
+    let lg = backfill(&url, 100, "5m", "7d");
     let summary = lg.finish(Duration::from_secs(600));
     assert_nothing_lost(&lg, &summary, &[&url], 100 * 2016);
     let m = scrape(&b.addr("admin"));
@@ -169,19 +175,7 @@ fn a_broker_killed_at_each_step_of_a_cut_loses_nothing() {
         ];
         let mut b = Proc::start_env(&args, &[("RINGWATCH_FAILPOINT", point)]);
         let url = b.grpc_url();
-        let lg = Loadgen::start(
-            &[&url],
-            &[
-                "--hosts",
-                "5",
-                "--interval",
-                "10s",
-                "--backfill",
-                "2h",
-                "--metrics",
-                "8",
-            ],
-        );
+        let lg = backfill(&url, 5, "10s", "2h");
         // The first cut comes within a maintenance tick (10 s) of the rows arriving.
         let status = wait_for(
             &format!("the broker to stop at {point}"),
@@ -217,19 +211,7 @@ fn a_damaged_block_is_detected_reported_and_never_served() {
     let dir = tempfile::tempdir().unwrap();
     let mut b = broker_fixed(dir.path(), &["--block-window-mins", "1"]);
     let url = b.grpc_url();
-    let lg = Loadgen::start(
-        &[&url],
-        &[
-            "--hosts",
-            "4",
-            "--interval",
-            "10s",
-            "--backfill",
-            "1h",
-            "--metrics",
-            "8",
-        ],
-    );
+    let lg = backfill(&url, 4, "10s", "1h");
     let summary = lg.finish(Duration::from_secs(120));
     assert_nothing_lost(&lg, &summary, &[&url], 4 * 360);
     let blocks = dir.path().join("blocks");
@@ -348,19 +330,7 @@ fn a_full_disk_refuses_ingest_and_resumes_when_space_is_freed() {
     let mut b = broker_fixed(&data, &["--disk-reserve-mib", "16"]);
     let url = b.grpc_url();
     let filler = fill(fs.path(), 8 << 20);
-    let lg = Loadgen::start(
-        &[&url],
-        &[
-            "--hosts",
-            "3",
-            "--interval",
-            "10s",
-            "--backfill",
-            "1h",
-            "--metrics",
-            "8",
-        ],
-    );
+    let lg = backfill(&url, 3, "10s", "1h");
     lg.assert_no_acks(Duration::from_secs(3), Duration::from_secs(3));
     assert!(store_metric(&b, "ringwatch_broker_store_refused_disk_full_total") > 0.0);
     assert!(b.logs().contains("disk below its reserve"), "logged");

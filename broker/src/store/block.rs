@@ -55,9 +55,6 @@ pub(crate) struct Section {
 #[derive(Debug, Clone)]
 pub(crate) struct BlockIndex {
     pub(crate) floor: i64,
-    /// When the block was written (Unix ms).
-    #[allow(dead_code)]
-    pub(crate) created_ms: i64,
     pub(crate) bytes: u64,
     pub(crate) hosts: Vec<(Arc<str>, Section)>,
     /// Blocks this one replaces (a compaction merged them into it): deleted at start if a
@@ -370,7 +367,6 @@ pub(crate) fn write_block(
         file.sync_all().map_err(io)?;
         Ok(BlockIndex {
             floor,
-            created_ms,
             bytes: offset + ix.len() as u64 + FOOTER as u64,
             hosts: index,
             superseded: superseded.to_vec(),
@@ -421,7 +417,8 @@ pub(crate) fn read_index(path: &Path) -> Result<BlockIndex, StoreError> {
     file.read_exact_at(&mut footer, size - FOOTER as u64)
         .map_err(|e| StoreError::io(path, e))?;
     let mut f = Reader { buf: &footer };
-    let (ix_off, ix_len, ix_crc, floor, created_ms) = (
+    // The footer's creation time is for people reading a block; nothing here needs it.
+    let (ix_off, ix_len, ix_crc, floor, _created_ms) = (
         f.u64().unwrap_or(0),
         f.u32().unwrap_or(0) as u64,
         f.u32().unwrap_or(0),
@@ -481,7 +478,6 @@ pub(crate) fn read_index(path: &Path) -> Result<BlockIndex, StoreError> {
     }
     Ok(BlockIndex {
         floor,
-        created_ms,
         bytes: size,
         hosts,
         superseded,

@@ -29,8 +29,6 @@ pub struct BlockCounters {
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
     pub written: AtomicU64,
-    pub written_bytes: AtomicU64,
-    pub expired: AtomicU64,
     /// Blocks merged into others by compaction.
     pub compacted: AtomicU64,
 }
@@ -230,16 +228,21 @@ impl Blocks {
         }
     }
 
-    /// Removes the blocks whose every row is older than `cutoff` from the index and returns
-    /// their paths, for the caller to delete.
-    pub(crate) fn expire(&mut self, cutoff: i64) -> Vec<PathBuf> {
-        let old: Vec<u64> = self
+    /// Removes the blocks whose every row is older than `cutoff` from the index; their paths,
+    /// for the caller to delete, and the rows they held.
+    pub(crate) fn expire(&mut self, cutoff: i64) -> (Vec<PathBuf>, u64) {
+        let old: Vec<(u64, u64)> = self
             .files
             .iter()
             .filter(|(_, f)| f.max_ts < cutoff)
-            .map(|(&seq, _)| seq)
+            .map(|(&seq, f)| (seq, f.rows))
             .collect();
-        old.into_iter().filter_map(|seq| self.remove(seq)).collect()
+        let rows = old.iter().map(|(_, r)| r).sum();
+        let paths = old
+            .into_iter()
+            .filter_map(|(seq, _)| self.remove(seq))
+            .collect();
+        (paths, rows)
     }
 
     /// Takes a block out of the index; its path, for the caller to delete.
@@ -411,6 +414,9 @@ fn load(r: &SectionRef) -> Result<Option<Vec<u8>>, StoreError> {
     }
 }
 
+/// A section's layout, and its bytes when they were read for it (not when it was cached).
+type DirRead = (Arc<SectionDir>, Option<Vec<u8>>);
+
 /// Frames read from blocks, oldest first, and (when the cell budget stopped the read) the last
 /// timestamp read.
 pub(crate) type FramesRead = (Vec<Frame>, Option<i64>);
@@ -517,6 +523,29 @@ impl Disk {
         Ok(Frame::merge(frames))
     }
 
+    /// A section's layout from the cache, or read, checked, parsed and cached (then with the
+    /// bytes read, for its columns); `None` when the block's file is gone.
+    fn dir(&self, r: &SectionRef) -> Result<Option<DirRead>, StoreError> {
+        if let Some(d) = self.cache.dir(r) {
+            self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some((d, None)));
+        }
+        self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let Some(bytes) = load(r)? else {
+            return Ok(None);
+        };
+        let d = Arc::new(
+            block::parse_section(&bytes).map_err(|reason| StoreError::Corrupt {
+                path: r.path.display().to_string(),
+                reason,
+            })?,
+        );
+        self.cache
+            .cache
+            .insert((r.seq, r.section.offset, DIR), Decoded::Dir(d.clone()));
+        Ok(Some((d, Some(bytes))))
+    }
+
     /// One section's rows in `[start, end]`, through the cache: the file is read only if the
     /// layout or an asked column is not cached.
     fn section_frame(
@@ -530,24 +559,8 @@ impl Disk {
             path: r.path.display().to_string(),
             reason,
         };
-        let mut bytes: Option<Vec<u8>> = None;
-        let dir = match self.cache.dir(r) {
-            Some(d) => {
-                self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-                d
-            }
-            None => {
-                self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
-                let Some(b) = load(r)? else {
-                    return Ok(None);
-                };
-                let d = Arc::new(block::parse_section(&b).map_err(corrupt)?);
-                self.cache
-                    .cache
-                    .insert((r.seq, r.section.offset, DIR), Decoded::Dir(d.clone()));
-                bytes = Some(b);
-                d
-            }
+        let Some((dir, mut bytes)) = self.dir(r)? else {
+            return Ok(None);
         };
         let a = dir.ts.partition_point(|&t| t < start);
         let b = dir.ts.partition_point(|&t| t <= end);
@@ -614,37 +627,13 @@ impl Disk {
     pub(crate) fn holds(&self, host: &str, ts: i64) -> Result<bool, StoreError> {
         let refs = self.read_index()?.sections(host, ts, ts);
         for r in &refs {
-            let dir = match self.cache.dir(r) {
-                Some(d) => d,
-                None => {
-                    let parsed = match load(r) {
-                        Ok(Some(b)) => {
-                            block::parse_section(&b).map_err(|reason| StoreError::Corrupt {
-                                path: r.path.display().to_string(),
-                                reason,
-                            })
-                        }
-                        Ok(None) => continue,
-                        Err(e) => Err(e),
-                    };
-                    match parsed {
-                        Ok(d) => {
-                            let d = Arc::new(d);
-                            self.cache
-                                .cache
-                                .insert((r.seq, r.section.offset, DIR), Decoded::Dir(d.clone()));
-                            d
-                        }
-                        Err(StoreError::Corrupt { path, reason }) => {
-                            self.forget_corrupt(host, r, &path, &reason);
-                            continue;
-                        }
-                        Err(e) => return Err(e),
-                    }
+            match self.dir(r) {
+                Ok(Some((dir, _))) if dir.ts.binary_search(&ts).is_ok() => return Ok(true),
+                Ok(_) => {}
+                Err(StoreError::Corrupt { path, reason }) => {
+                    self.forget_corrupt(host, r, &path, &reason)
                 }
-            };
-            if dir.ts.binary_search(&ts).is_ok() {
-                return Ok(true);
+                Err(e) => return Err(e),
             }
         }
         Ok(false)
@@ -658,7 +647,6 @@ mod tests {
     fn index(min_ts: i64, max_ts: i64, bytes: u64) -> BlockIndex {
         BlockIndex {
             floor: max_ts + 1,
-            created_ms: 0,
             bytes,
             hosts: vec![(
                 Arc::from("h"),

@@ -340,9 +340,12 @@ struct Inner {
     compact_lock: Mutex<()>,
     /// Wakes the maintenance task to cut when the head passes its budget.
     pressure: tokio::sync::Notify,
-    /// When free space was last checked (ms) and whether it was below the reserve.
+    /// When free space was last checked (ms) and whether it was below the reserve (writes
+    /// check at most once a second, and a refused write reports the figure of that check).
     space_checked_ms: std::sync::atomic::AtomicI64,
     space_short: std::sync::atomic::AtomicBool,
+    /// Free bytes at that check.
+    space_free: AtomicU64,
 }
 
 /// `out` with its last chunk marked `truncated`.
@@ -463,6 +466,7 @@ impl EmbeddedStore {
                 pressure: tokio::sync::Notify::new(),
                 space_checked_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
                 space_short: std::sync::atomic::AtomicBool::new(false),
+                space_free: AtomicU64::new(u64::MAX),
             }),
         };
         if store.inner.disk.is_some() {
@@ -668,9 +672,6 @@ impl EmbeddedStore {
         };
         let (hosts, bytes) = (index.hosts.len(), index.bytes);
         disk.counters.written.fetch_add(1, Ordering::Relaxed);
-        disk.counters
-            .written_bytes
-            .fetch_add(bytes, Ordering::Relaxed);
         disk.write_index()?.install(seq, path, index);
         {
             let mut st = self.write_state()?;
@@ -752,6 +753,9 @@ impl EmbeddedStore {
         let short = if force || now.saturating_sub(last) >= 1000 {
             self.inner.space_checked_ms.store(now, Ordering::Relaxed);
             let free = free_bytes(dir);
+            self.inner
+                .space_free
+                .store(free.unwrap_or(u64::MAX), Ordering::Relaxed);
             let short = free.is_some_and(|f| f < self.inner.cfg.disk_reserve_bytes);
             let was = self.inner.space_short.swap(short, Ordering::Relaxed);
             if short && !was {
@@ -766,7 +770,7 @@ impl EmbeddedStore {
         if short {
             return Err(StoreError::DiskFull {
                 path: dir.display().to_string(),
-                free_bytes: free_bytes(dir).unwrap_or(0),
+                free_bytes: self.inner.space_free.load(Ordering::Relaxed),
                 reserve_bytes: self.inner.cfg.disk_reserve_bytes,
             });
         }
@@ -887,17 +891,19 @@ impl EmbeddedStore {
             tracing::debug!(dropped, "retention evicted snapshots");
         }
         if let Some(disk) = &self.inner.disk {
-            let expired = disk.write_index()?.expire(cutoff);
+            let (expired, rows) = disk.write_index()?.expire(cutoff);
             for path in &expired {
                 if let Err(e) = std::fs::remove_file(path) {
                     tracing::warn!(path = %path.display(), error = %e, "cannot delete an expired block");
                 }
             }
             if !expired.is_empty() {
-                disk.counters
-                    .expired
-                    .fetch_add(expired.len() as u64, Ordering::Relaxed);
-                tracing::info!(blocks = expired.len(), "retention deleted blocks");
+                // Counted with the head's: store_evicted_snapshots_total{reason="retention"}.
+                self.inner
+                    .counters
+                    .evicted_retention
+                    .fetch_add(rows, Ordering::Relaxed);
+                tracing::info!(blocks = expired.len(), rows, "retention deleted blocks");
             }
         }
         let segments = self.with_wal(|w| w.drop_before(cutoff))?.unwrap_or(0);

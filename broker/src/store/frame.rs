@@ -213,31 +213,47 @@ impl Frame {
 /// Rows `lo..hi` of `c` as a response column, or `None` when it holds no value there.
 fn column(c: &FrameCol, lo: usize, hi: usize, sparse_ok: bool) -> Option<Column> {
     let held = &c.values[lo..hi];
+    held.iter()
+        .any(|v| !v.is_nan())
+        .then(|| response_column(c.name.to_string(), c.unit, hi - lo, 0, held, sparse_ok))
+}
+
+/// A response column of `rows` rows whose values are `held` from row `first` on (NaN, or
+/// nothing, elsewhere): sparse (`rows` lists where the values are) for a client that reads that
+/// when fewer than half the rows hold a value, dense otherwise. Shared by the head (whose
+/// columns hold only their span) and by frames.
+pub(crate) fn response_column(
+    name: String,
+    unit: i32,
+    rows: usize,
+    first: usize,
+    held: &[f64],
+    sparse_ok: bool,
+) -> Column {
     let present = held.iter().filter(|v| !v.is_nan()).count();
-    if present == 0 {
-        return None;
-    }
-    if sparse_ok && present * 2 < held.len() {
-        let (mut rows, mut values) = (Vec::with_capacity(present), Vec::with_capacity(present));
+    if sparse_ok && present * 2 < rows {
+        let (mut at, mut values) = (Vec::with_capacity(present), Vec::with_capacity(present));
         for (i, &v) in held.iter().enumerate() {
             if !v.is_nan() {
-                rows.push(i as u32);
+                at.push((first + i) as u32);
                 values.push(v);
             }
         }
-        return Some(Column {
-            name: c.name.to_string(),
-            unit: c.unit,
+        return Column {
+            name,
+            unit,
             values,
-            rows,
-        });
+            rows: at,
+        };
     }
-    Some(Column {
-        name: c.name.to_string(),
-        unit: c.unit,
-        values: held.to_vec(),
+    let mut values = vec![f64::NAN; rows];
+    values[first..first + held.len()].copy_from_slice(held);
+    Column {
+        name,
+        unit,
+        values,
         rows: Vec::new(),
-    })
+    }
 }
 
 #[cfg(test)]

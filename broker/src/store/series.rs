@@ -15,7 +15,7 @@ use foldhash::{HashMap, HashSet};
 
 use ringwatch_proto::{Column, RangeChunk, Snapshot};
 
-use super::frame::CHUNK_CELLS;
+use super::frame::{CHUNK_CELLS, response_column};
 
 /// Rows per block (about 40 minutes at 5 s).
 pub(crate) const BLOCK_ROWS: usize = 512;
@@ -176,30 +176,7 @@ impl Col {
     /// the values held, not rows × columns.
     fn column(&self, lo: usize, hi: usize, name: String, sparse_ok: bool) -> Column {
         let (first, held) = self.overlap(lo, hi).unwrap_or((lo, &[]));
-        let present = held.iter().filter(|v| !v.is_nan()).count();
-        if sparse_ok && present * 2 < hi - lo {
-            let (mut rows, mut values) = (Vec::with_capacity(present), Vec::with_capacity(present));
-            for (i, &v) in held.iter().enumerate() {
-                if !v.is_nan() {
-                    rows.push((first + i - lo) as u32);
-                    values.push(v);
-                }
-            }
-            return Column {
-                name,
-                unit: self.unit,
-                values,
-                rows,
-            };
-        }
-        let mut values = vec![f64::NAN; hi - lo];
-        values[first - lo..first - lo + held.len()].copy_from_slice(held);
-        Column {
-            name,
-            unit: self.unit,
-            values,
-            rows: Vec::new(),
-        }
+        response_column(name, self.unit, hi - lo, first - lo, held, sparse_ok)
     }
 }
 
