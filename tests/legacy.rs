@@ -150,21 +150,81 @@ fn legacy_and_ringwatch_data_are_readable_either_way_on_the_embedded_store() {
 }
 
 #[test]
-fn legacy_and_ringwatch_data_are_readable_either_way_on_redis() {
+fn legacy_and_ringwatch_data_are_readable_either_way_on_redis_in_every_layout() {
+    for layout in ["compact", "seed", "both"] {
+        let redis = RedisServer::start();
+        let broker = redis_broker(&[redis.url()], &["--redis-layout", layout]);
+        both_ways(&broker.grpc_url());
+    }
+}
+
+/// Compact layout: rows that arrive after their window was closed are merged into its chunk
+/// (compare-and-set), rows resent into it are duplicates, and the reads see each row once.
+#[test]
+fn late_rows_into_a_closed_window_are_merged_once_on_redis_compact() {
     let redis = RedisServer::start();
-    let url_arg = redis.url();
-    let broker = Proc::start(&[
-        "broker",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--store",
-        "redis",
-        "--redis-url",
-        &url_arg,
-    ]);
-    both_ways(&broker.grpc_url());
+    let broker = redis_broker(&[redis.url()], &["--redis-chunk-grace-secs", "1"]);
+    let url = broker.grpc_url();
+    // A window an hour ago, whole: 10 rows at even seconds.
+    let window_s = (now_ms() / 1000 - 3600) / 600 * 600;
+    let even: Vec<MetricsData> = (0..10)
+        .map(|i| data("late-host", window_s + 2 * i, &format!("{i}")))
+        .collect();
+    let chunk = format!("monitor:chunk:{{late-host}}:{}", window_s * 1000);
+    block_on(async {
+        let reply = send(&url, even.clone()).await.expect("send");
+        assert!(reply.contains("stored 10"), "{reply}");
+    });
+    wait_for("the window closed", Duration::from_secs(30), || {
+        let n: i64 = redis::cmd("EXISTS")
+            .arg(&chunk)
+            .query(&mut redis.conn())
+            .unwrap();
+        (n == 1).then_some(())
+    });
+    // Late: 5 odd seconds (new) and 3 even ones again (duplicates).
+    let late: Vec<MetricsData> = (0..5)
+        .map(|i| data("late-host", window_s + 2 * i + 1, "99"))
+        .chain(even[..3].iter().cloned())
+        .collect();
+    block_on(async {
+        let reply = send(&url, late).await.expect("send late");
+        assert!(
+            reply.contains("stored 5") && reply.contains("3 duplicates"),
+            "{reply}"
+        );
+        let back = get(&url, "late-host", window_s - 1, window_s + 600, vec![])
+            .await
+            .expect("get");
+        let ts: Vec<i64> = back.iter().map(|m| m.timestamp).collect();
+        let want: Vec<i64> = (0..10)
+            .map(|i| window_s + 2 * i)
+            .chain((0..5).map(|i| window_s + 2 * i + 1))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(ts, want, "each row once, in order");
+        let cpu = |t: i64| {
+            back.iter()
+                .find(|m| m.timestamp == t)
+                .and_then(|m| m.metrics.iter().find(|x| x.name == "cpu_usage"))
+                .map(|x| x.value.clone())
+        };
+        assert_eq!(cpu(window_s + 3).as_deref(), Some("99"));
+        assert_eq!(cpu(window_s + 4).as_deref(), Some("2"));
+    });
+    // Still one chunk, no open rows for that window.
+    let rows: i64 = redis::cmd("EXISTS")
+        .arg(format!("monitor:rows:{{late-host}}:{}", window_s * 1000))
+        .query(&mut redis.conn())
+        .unwrap();
+    assert_eq!(rows, 0);
+    let m = scrape(&broker.addr("admin"));
+    assert_eq!(
+        metric(&m, "ringwatch_broker_store_chunk_merges_total"),
+        1.0,
+        "{m}"
+    );
 }
 
 #[test]

@@ -39,9 +39,25 @@ fn stop_agent_and_check_nothing_lost(mut agent: Proc, broker_url: &str, host: &s
 }
 
 #[test]
-fn standalone_keys_types_fields_ttls_and_scores_follow_the_layout() {
+fn seed_layout_keys_types_fields_ttls_and_scores_follow_the_layout() {
+    seed_keys_follow_the_layout("seed");
+}
+
+#[test]
+fn both_layouts_write_the_seed_keys_as_before() {
+    let redis = seed_keys_follow_the_layout("both");
+    // …and the compact ones beside them.
+    let mut c = redis.conn();
+    for key in ["monitor:latest:{layout-host}", "monitor:open:{layout-host}"] {
+        let exists: i64 = redis::cmd("EXISTS").arg(key).query(&mut c).unwrap();
+        assert_eq!(exists, 1, "{key}");
+    }
+}
+
+/// The seed layout's keys, as `layout` writes them; returns the server for more checks.
+fn seed_keys_follow_the_layout(layout: &str) -> RedisServer {
     let redis = RedisServer::start();
-    let broker = redis_broker(&[redis.url()], &[]);
+    let broker = redis_broker(&[redis.url()], &["--redis-layout", layout]);
     let url = broker.grpc_url();
     let agent = agent(&[&url], &["--host-id", "layout-host", "--zone", "z1"]);
     let rows = wait_for("3 snapshots in Redis", Duration::from_secs(30), || {
@@ -106,8 +122,10 @@ fn standalone_keys_types_fields_ttls_and_scores_follow_the_layout() {
         "monitor:schema:{layout-host}",
     ] {
         let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut c).unwrap();
+        // The name lists outlive the compact layout's newest window (`both`) by two widths.
+        let most = RETENTION_SECS + if key.contains(":schema:") { 1200 } else { 0 };
         assert!(
-            ttl > RETENTION_SECS - 120 && ttl <= RETENTION_SECS,
+            ttl > RETENTION_SECS - 120 && ttl <= most,
             "TTL of {key} is the retention: {ttl}"
         );
     }
@@ -253,6 +271,7 @@ fn standalone_keys_types_fields_ttls_and_scores_follow_the_layout() {
     let (status, _) = http_get(&broker.addr("admin"), "/ready");
     assert_eq!(status, 200);
     drop(agent);
+    redis
 }
 
 #[test]
@@ -273,7 +292,7 @@ fn a_three_master_cluster_takes_ingest_and_range_reads_across_slots() {
     // The hosts' keys live on more than one master: the store really spans slots.
     let mut owners = HashSet::new();
     for h in hosts {
-        let key = format!("monitor:index:metrics:{{{h}}}");
+        let key = format!("monitor:latest:{{{h}}}");
         let owner = cluster.nodes.iter().position(|n| {
             let exists: i64 = redis::cmd("EXISTS")
                 .arg(&key)
@@ -442,8 +461,194 @@ fn a_tls_redis_with_a_private_ca_is_trusted_only_with_that_ca() {
     });
     assert_eq!(http_get(&broker.addr("admin"), "/ready").0, 200);
     let n: i64 = redis::cmd("ZCARD")
-        .arg("monitor:index:metrics:{tls-host}")
+        .arg("monitor:open:{tls-host}")
         .query(&mut redis.conn())
         .unwrap();
-    assert!(n >= 2, "{n} snapshots indexed");
+    assert!(n >= 1, "{n} open windows");
+}
+
+fn used_memory(c: &mut redis::Connection) -> i64 {
+    let info: String = redis::cmd("INFO").arg("memory").query(c).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("used_memory in INFO")
+}
+
+/// The compact layout (the default): 20 hosts × 6 simulated hours at 5 s, 60 agent-like
+/// metrics, backfilled. The windows that are over are closed into chunks; every sample reads
+/// back exact (verify); the keys have the layout's types, contents and expiry times; Redis
+/// holds at most 4 bytes a sample. Then a second generator over the same 6 hours: its rows land
+/// in closed windows (merged into their chunks, or duplicates where they fall on the first
+/// run's grid), and both runs still read back exact, each row once.
+#[test]
+fn compact_layout_keys_expiry_memory_and_exact_read_back() {
+    const WINDOW: i64 = 600_000;
+    let retention_ms = RETENTION_SECS * 1000;
+    let redis = RedisServer::start();
+    let broker = redis_broker(&[redis.url()], &["--redis-chunk-grace-secs", "1"]);
+    let url = broker.grpc_url();
+    let mut c = redis.conn();
+    let before = used_memory(&mut c);
+    let args = [
+        "--hosts",
+        "20",
+        "--interval",
+        "5s",
+        "--backfill",
+        "6h",
+        "--metrics",
+        "60",
+    ];
+    let lg = loadgen::Loadgen::start(&[&url], &args);
+    let summary = lg.finish(Duration::from_secs(300));
+    let hosts: Vec<String> = redis::cmd("SMEMBERS")
+        .arg("monitor:hosts")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(hosts.len(), 20);
+    // Every window that is over is closed once unwritten for the grace period.
+    wait_for(
+        "the windows that are over closed",
+        Duration::from_secs(90),
+        || {
+            let current = now_ms().div_euclid(WINDOW) * WINDOW;
+            hosts
+                .iter()
+                .all(|h| {
+                    let open: Vec<i64> = redis::cmd("ZRANGE")
+                        .arg(format!("monitor:open:{{{h}}}"))
+                        .arg(0)
+                        .arg(-1)
+                        .query(&mut c)
+                        .unwrap();
+                    open.iter().all(|&s| s >= current - WINDOW)
+                })
+                .then_some(())
+        },
+    );
+    let report = loadgen::assert_nothing_lost(&lg, &summary, &[&url], 20 * 4000);
+    let samples = loadgen::n(&report, "acknowledged") as i64 * 60;
+    let per_sample = (used_memory(&mut c) - before) as f64 / samples as f64;
+    eprintln!("redis compact layout: {per_sample:.2} bytes a sample ({samples} samples)");
+    assert!(per_sample <= 4.0, "{per_sample:.2} bytes a sample");
+
+    // Nothing of the seed layout, and the compact keys as documented.
+    for pattern in ["monitor:metrics:*", "monitor:packed:*", "monitor:index:*"] {
+        let found: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut c).unwrap();
+        assert!(found.is_empty(), "{pattern}: {found:?}");
+    }
+    let h = &hosts[0];
+    let starts: Vec<(i64, f64)> = redis::cmd("ZRANGE")
+        .arg(format!("monitor:chunks:{{{h}}}"))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query(&mut c)
+        .unwrap();
+    assert!(
+        starts.len() >= 35,
+        "6 h of 10-minute chunks: {}",
+        starts.len()
+    );
+    for (start, score) in &starts {
+        assert_eq!(*start, *score as i64);
+        assert_eq!(start % WINDOW, 0);
+        let key = format!("monitor:chunk:{{{h}}}:{start}");
+        let ty: String = redis::cmd("TYPE").arg(&key).query(&mut c).unwrap();
+        assert_eq!(ty, "string", "{key}");
+        let head: Vec<u8> = redis::cmd("GETRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(3)
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(head, b"RWC1");
+        let at: i64 = redis::cmd("PEXPIRETIME").arg(&key).query(&mut c).unwrap();
+        assert_eq!(
+            at,
+            start + WINDOW + retention_ms,
+            "{key} expires with its window"
+        );
+        // No open rows beside a chunk.
+        let rows: i64 = redis::cmd("EXISTS")
+            .arg(format!("monitor:rows:{{{h}}}:{start}"))
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(rows, 0);
+    }
+    let latest: Vec<u8> = redis::cmd("GET")
+        .arg(format!("monitor:latest:{{{h}}}"))
+        .query(&mut c)
+        .unwrap();
+    let colon = latest.iter().position(|&b| b == b':').expect("ts:snapshot");
+    let ts: i64 = std::str::from_utf8(&latest[..colon])
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(now_ms() - ts < 60_000, "latest is the newest snapshot");
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!("monitor:latest:{{{h}}}"))
+        .query(&mut c)
+        .unwrap();
+    assert!(ttl > RETENTION_SECS - 120 && ttl <= RETENTION_SECS, "{ttl}");
+    for (key, ty) in [
+        (format!("monitor:open:{{{h}}}"), "zset"),
+        (format!("monitor:schema:{{{h}}}"), "hash"),
+        (format!("monitor:hosts:{{{h}}}"), "hash"),
+    ] {
+        let t: String = redis::cmd("TYPE").arg(&key).query(&mut c).unwrap();
+        assert_eq!(t, ty, "{key}");
+        let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut c).unwrap();
+        assert!(ttl > RETENTION_SECS - 120, "TTL of {key}: {ttl}");
+    }
+    // The open window: a hash of timestamp → row, expiring with its window.
+    let open: Vec<i64> = redis::cmd("ZRANGE")
+        .arg(format!("monitor:open:{{{h}}}"))
+        .arg(0)
+        .arg(-1)
+        .query(&mut c)
+        .unwrap();
+    for start in open {
+        let key = format!("monitor:rows:{{{h}}}:{start}");
+        let fields: HashMap<String, Vec<u8>> =
+            redis::cmd("HGETALL").arg(&key).query(&mut c).unwrap();
+        for (ts, row) in &fields {
+            let ts: i64 = ts.parse().unwrap();
+            assert_eq!(ts.div_euclid(WINDOW) * WINDOW, start);
+            assert_eq!(row.len(), 4 + 8 * 60, "name-list id and 60 values");
+        }
+        let at: i64 = redis::cmd("PEXPIRETIME").arg(&key).query(&mut c).unwrap();
+        assert_eq!(at, start + WINDOW + retention_ms);
+    }
+    // Latest and hosts through the broker, with the window statistics.
+    block_on(async {
+        let mut q = QueryClient::connect(url.clone()).await.unwrap();
+        let latest = q
+            .latest(LatestRequest {
+                metric_names: vec!["cpu.usage".into()],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .snapshots;
+        assert_eq!(latest.len(), 20);
+        assert!(latest.iter().all(|s| s.metrics.len() == 1));
+    });
+
+    // The same 6 hours again, into closed windows.
+    let again = loadgen::Loadgen::start(&[&url], &args);
+    let summary = again.finish(Duration::from_secs(300));
+    loadgen::assert_nothing_lost(&again, &summary, &[&url], 20 * 4000);
+    let (ok, report) = loadgen::verify(&lg.ledger, &[&url]);
+    assert!(ok, "the first run still reads back exact: {report:#}");
+    let m = scrape(&broker.addr("admin"));
+    assert!(
+        metric(&m, "ringwatch_broker_store_chunks_closed_total") >= 20.0 * 35.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "ringwatch_broker_store_corrupt_total{kind=\"chunk\"}"),
+        0.0
+    );
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::BrokerError;
-use crate::store::{EmbeddedConfig, RedisConfig, RedisMode, RedisSettings};
+use crate::store::{EmbeddedConfig, RedisConfig, RedisLayout, RedisMode, RedisSettings};
 
 /// Where a broker stores samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -295,6 +295,24 @@ pub struct Config {
     /// that took the batch (one host's keys share a slot).
     #[arg(long, env = "RINGWATCH_BROKER_REDIS_MIN_REPLICAS", default_value_t = 0)]
     pub redis_min_replicas: u32,
+    /// Redis key layout: `compact` (compressed chunks per host and 10-minute window, a few
+    /// bytes a sample), `seed` (the seed system's keys, SPEC S4, for tools that read them), or
+    /// `both` (writes both, reads the seed layout: for migrating).
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_REDIS_LAYOUT",
+        value_enum,
+        default_value = "compact"
+    )]
+    pub redis_layout: RedisLayout,
+    /// Compact layout: seconds a window stays open after its last write, once it is over (rows
+    /// arriving later are merged into its chunk, which costs more).
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_REDIS_CHUNK_GRACE_SECS",
+        default_value_t = 60
+    )]
+    pub redis_chunk_grace_secs: u64,
 }
 
 impl Default for Config {
@@ -347,6 +365,8 @@ impl Default for Config {
             redis_write_retry_secs: 10,
             redis_buffer_snapshots: 100_000,
             redis_min_replicas: 0,
+            redis_layout: RedisLayout::Compact,
+            redis_chunk_grace_secs: 60,
         }
     }
 }
@@ -574,6 +594,12 @@ impl Config {
                 self.redis_buffer_snapshots, self.max_batch_snapshots
             ));
         }
+        if self.redis_chunk_grace_secs > 86_400 {
+            return bad(format!(
+                "redis_chunk_grace_secs: {} is out of range 0..=86400",
+                self.redis_chunk_grace_secs
+            ));
+        }
         if !(1..=3600).contains(&self.redis_write_retry_secs) || self.redis_buffer_snapshots == 0 {
             return bad(
                 "redis_write_retry_secs must be 1..=3600 and redis_buffer_snapshots at least 1"
@@ -601,6 +627,8 @@ impl Config {
             write_retry: Duration::from_secs(self.redis_write_retry_secs),
             buffer_snapshots: self.redis_buffer_snapshots,
             min_replicas: self.redis_min_replicas,
+            layout: self.redis_layout,
+            chunk_grace: Duration::from_secs(self.redis_chunk_grace_secs),
         }
     }
 

@@ -45,6 +45,8 @@ pub struct BrokerMetrics {
     store_block_cache_lookups: Family<Labels1, Counter>,
     store_blocks_written: Counter,
     store_blocks_compacted: Counter,
+    store_chunks_closed: Counter,
+    store_chunk_merges: Counter,
     store_cut_failures: Counter,
     store_corrupt: Family<Labels1, Counter>,
     wal_segments_covered: Counter,
@@ -94,6 +96,8 @@ impl BrokerMetrics {
             store_block_cache_lookups: Family::default(),
             store_blocks_written: Counter::default(),
             store_blocks_compacted: Counter::default(),
+            store_chunks_closed: Counter::default(),
+            store_chunk_merges: Counter::default(),
             store_cut_failures: Counter::default(),
             store_corrupt: Family::default(),
             wal_segments_covered: Counter::default(),
@@ -232,13 +236,23 @@ impl BrokerMetrics {
             m.store_blocks_compacted.clone(),
         );
         r.register(
+            "store_chunks_closed",
+            "Redis compact layout: open windows compressed into chunks",
+            m.store_chunks_closed.clone(),
+        );
+        r.register(
+            "store_chunk_merges",
+            "Redis compact layout: chunks rewritten with rows that came after their window closed",
+            m.store_chunk_merges.clone(),
+        );
+        r.register(
             "store_cut_failures",
             "Cuts of the head to a block, or merges of blocks, that failed (a cut's rows stay in memory until the next cut)",
             m.store_cut_failures.clone(),
         );
         r.register(
             "store_corrupt",
-            "Damaged data found and never served, by kind (block: set aside at start; section: skipped on read)",
+            "Damaged data found and never served, by kind (block: set aside at start; section: skipped on read; chunk: a Redis chunk or open row that cannot be read)",
             m.store_corrupt.clone(),
         );
         r.register(
@@ -308,6 +322,12 @@ impl BrokerMetrics {
             &self.store_corrupt.get_or_create(&[("kind", "section")]),
             stats.corrupt_sections,
         );
+        set(
+            &self.store_corrupt.get_or_create(&[("kind", "chunk")]),
+            stats.corrupt_chunks,
+        );
+        set(&self.store_chunks_closed, stats.chunks_closed);
+        set(&self.store_chunk_merges, stats.chunk_merges);
         set(&self.wal_segments_covered, stats.wal_segments_covered);
         set(&self.store_refused_disk_full, stats.refused_disk_full);
         let mut out = String::new();

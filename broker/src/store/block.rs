@@ -262,7 +262,6 @@ pub(crate) fn decode_column(bytes: &[u8], rows: usize, c: &ColDir) -> Result<Vec
 
 /// Decodes a section's rows in `[start, end]`, only the columns `keep` selects (the others are
 /// skipped undecoded).
-#[cfg(test)]
 pub(crate) fn decode_section(
     bytes: &[u8],
     start: i64,

@@ -210,6 +210,70 @@ impl Frame {
     }
 }
 
+/// Builds a frame from rows given one by one, in any order: a row's values by name, a name
+/// first seen later filled with gaps before it. `finish` sorts by timestamp and keeps the first
+/// row of a timestamp given twice.
+#[derive(Default)]
+pub(crate) struct FrameBuilder {
+    ts: Vec<i64>,
+    cols: Vec<FrameCol>,
+    by_name: HashMap<Arc<str>, usize>,
+}
+
+impl FrameBuilder {
+    pub(crate) fn row<'a>(
+        &mut self,
+        ts: i64,
+        values: impl IntoIterator<Item = (&'a str, i32, f64)>,
+    ) {
+        let row = self.ts.len();
+        self.ts.push(ts);
+        for (name, unit, value) in values {
+            let i = match self.by_name.get(name) {
+                Some(&i) => i,
+                None => {
+                    let name: Arc<str> = Arc::from(name);
+                    self.cols.push(FrameCol {
+                        name: name.clone(),
+                        unit,
+                        values: Vec::new(),
+                    });
+                    self.by_name.insert(name, self.cols.len() - 1);
+                    self.cols.len() - 1
+                }
+            };
+            let c = &mut self.cols[i];
+            c.values.resize(row, f64::NAN);
+            c.values.push(value);
+            c.unit = unit;
+        }
+    }
+
+    pub(crate) fn finish(self) -> Frame {
+        let n = self.ts.len();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&r| (self.ts[r], r));
+        order.dedup_by_key(|r| self.ts[*r]);
+        let sorted = order.windows(2).all(|w| w[0] < w[1]) && order.len() == n;
+        let cols = self
+            .cols
+            .into_iter()
+            .map(|mut c| {
+                c.values.resize(n, f64::NAN);
+                if !sorted {
+                    c.values = order.iter().map(|&r| c.values[r]).collect();
+                }
+                c
+            })
+            .filter(|c| c.values.iter().any(|v| !v.is_nan()))
+            .collect();
+        Frame {
+            ts: order.iter().map(|&r| self.ts[r]).collect(),
+            cols,
+        }
+    }
+}
+
 /// Rows `lo..hi` of `c` as a response column, or `None` when it holds no value there.
 fn column(c: &FrameCol, lo: usize, hi: usize, sparse_ok: bool) -> Option<Column> {
     let held = &c.values[lo..hi];
@@ -280,6 +344,20 @@ mod tests {
             .iter()
             .map(|v| (!v.is_nan()).then_some(*v))
             .collect()
+    }
+
+    #[test]
+    fn a_builder_sorts_rows_fills_gaps_and_keeps_the_first_of_a_timestamp() {
+        let mut b = FrameBuilder::default();
+        b.row(30, [("a", 1, 3.0)]);
+        b.row(10, [("a", 1, 1.0), ("b", 2, 10.0)]);
+        b.row(20, [("b", 2, 20.0)]);
+        b.row(10, [("a", 1, 99.0)]);
+        let f = b.finish();
+        assert_eq!(f.ts, vec![10, 20, 30]);
+        assert_eq!(values(&f, "a"), vec![Some(1.0), None, Some(3.0)]);
+        assert_eq!(values(&f, "b"), vec![Some(10.0), Some(20.0), None]);
+        assert_eq!(f.cols[1].unit, 2);
     }
 
     #[test]

@@ -21,8 +21,47 @@
 //!
 //! The braces are literal: `{hostId}` is a Redis Cluster hash tag, so one host's keys share a
 //! slot and a host's write is one node's work.
+//!
+//! **The compact layout** (`--redis-layout compact`, the default) keeps a host's values in
+//! compressed chunks per 10-minute window instead (`chunk.rs` encodes them):
+//! - `monitor:chunk:{hostId}:{start}` — String: a closed window's rows, compressed columns
+//!   (the embedded store's block section); expires at the window's end + the retention.
+//! - `monitor:chunks:{hostId}` — ZSet: the closed windows' starts (member and score).
+//! - `monitor:rows:{hostId}:{start}` — Hash: an open window's rows, timestamp (ms, decimal) →
+//!   name-list id + values as f64s; `HSETNX` keeps a timestamp once. Closed (compressed into
+//!   its chunk and deleted) once the window is over and unwritten for a grace period.
+//! - `monitor:open:{hostId}` — ZSet: the open windows' starts, scored by their last write (ms).
+//! - `monitor:latest:{hostId}` — String `<timestamp>:<the newest snapshot as protobuf>`, window
+//!   statistics included: "latest" in one round trip.
+//! - `monitor:schema:{hostId}`, `monitor:hosts:{hostId}` and `monitor:hosts` as above.
+//!
+//! `seed` writes the seed layout (with the packed strings); `both` writes both and reads the
+//! seed one (for migrating: after a retention period of `both`, `compact` has every sample).
 
 use ringwatch_proto::{Unit, WindowStats};
+use serde::{Deserialize, Serialize};
+
+/// Which key layout the Redis store writes and reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisLayout {
+    /// Compressed chunks per host and 10-minute window (a few bytes a sample).
+    #[default]
+    Compact,
+    /// The seed system's layout (SPEC S4), for tools that read it.
+    Seed,
+    /// Both: writes each, reads the seed layout (for migrating).
+    Both,
+}
+
+/// Width of a compact-layout window (ms). Fixed: windows of one width tile time the same way
+/// for every broker and every release, so a timestamp has one window.
+pub const CHUNK_MS: i64 = 600_000;
+
+/// The start of the window holding `ts`.
+pub fn window_start(ts: i64) -> i64 {
+    ts.div_euclid(CHUNK_MS) * CHUNK_MS
+}
 
 pub const METRIC_FIELD: &str = "metric:";
 pub const TAG_FIELD: &str = "tag:";
@@ -65,6 +104,26 @@ impl Keys {
 
     pub fn schema(&self, host: &str) -> String {
         format!("{}schema:{{{host}}}", self.prefix)
+    }
+
+    pub fn chunk(&self, host: &str, start: i64) -> String {
+        format!("{}chunk:{{{host}}}:{start}", self.prefix)
+    }
+
+    pub fn chunks(&self, host: &str) -> String {
+        format!("{}chunks:{{{host}}}", self.prefix)
+    }
+
+    pub fn rows(&self, host: &str, start: i64) -> String {
+        format!("{}rows:{{{host}}}:{start}", self.prefix)
+    }
+
+    pub fn open(&self, host: &str) -> String {
+        format!("{}open:{{{host}}}", self.prefix)
+    }
+
+    pub fn latest(&self, host: &str) -> String {
+        format!("{}latest:{{{host}}}", self.prefix)
     }
 }
 

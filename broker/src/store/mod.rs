@@ -7,9 +7,11 @@
 
 mod block;
 mod blocks;
+mod chunk;
 pub mod embedded;
 mod frame;
 pub mod keys;
+mod redis_compact;
 pub mod redis_conn;
 pub mod redis_store;
 mod series;
@@ -22,6 +24,7 @@ use ringwatch_proto::{RangeChunk, Snapshot};
 
 pub use crate::error::StoreError;
 pub use embedded::{EmbeddedConfig, EmbeddedStore};
+pub use keys::RedisLayout;
 pub use redis_conn::{RedisMode, RedisSettings};
 pub use redis_store::{RedisConfig, RedisStore};
 
@@ -130,6 +133,11 @@ pub struct StoreStats {
     pub wal_segments_covered: u64,
     /// Snapshots refused because the disk was below its reserve.
     pub refused_disk_full: u64,
+    /// Redis compact layout: windows closed into chunks, chunks rewritten with late rows, and
+    /// chunks or open rows found damaged (never served).
+    pub chunks_closed: u64,
+    pub chunk_merges: u64,
+    pub corrupt_chunks: u64,
 }
 
 /// The storage trait. Implementations are cheap to share behind an `Arc`.

@@ -22,7 +22,8 @@ use redis::{RedisError, Value};
 use ringwatch_proto::{Column, Metric, RangeChunk, Snapshot, name_selected};
 use tokio::sync::Semaphore;
 
-use super::keys::{self, Keys, METRIC_FIELD, TAG_FIELD};
+use super::keys::{self, Keys, METRIC_FIELD, RedisLayout, TAG_FIELD};
+use super::redis_compact::Compact;
 use super::redis_conn::{Conn, Connector, RedisSettings};
 use super::{HostRecord, RangeQuery, Store, StoreError, StoreStats, WriteOutcome};
 
@@ -41,12 +42,16 @@ pub struct RedisConfig {
     pub buffer_snapshots: usize,
     /// Replicas that must confirm a write (WAIT) before it counts as stored.
     pub min_replicas: u32,
+    /// Which key layout is written and read.
+    pub layout: RedisLayout,
+    /// How long a compact-layout window stays open after its last write, once it is over.
+    pub chunk_grace: Duration,
 }
 
 #[derive(Default)]
-struct Counters {
+pub(super) struct Counters {
     retries: AtomicU64,
-    failures: AtomicU64,
+    pub(super) failures: AtomicU64,
     snapshots: AtomicU64,
     /// Hosts in the registry set (every broker's), as last read: at each registration and
     /// each host listing. Zero until then.
@@ -56,20 +61,21 @@ struct Counters {
 /// The Redis store. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisStore {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
-    cfg: RedisConfig,
-    keys: Keys,
+pub(super) struct Inner {
+    pub(super) cfg: RedisConfig,
+    pub(super) keys: Keys,
     conn: Connector,
     /// Labels of registered hosts, written as `tag:` fields with every snapshot.
     labels: RwLock<HashMap<String, BTreeMap<String, String>>>,
     pending: Semaphore,
-    counters: Counters,
+    pub(super) counters: Counters,
+    pub(super) compact: Compact,
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -93,12 +99,13 @@ impl RedisStore {
                 conn,
                 labels: RwLock::new(HashMap::new()),
                 counters: Counters::default(),
+                compact: Compact::default(),
             }),
         })
     }
 
     /// Runs `op` on a connection, retrying with back-off (100 ms … 2 s) until `deadline`.
-    async fn retrying<T, F, Fut>(
+    pub(super) async fn retrying<T, F, Fut>(
         &self,
         what: &'static str,
         deadline: Duration,
@@ -138,7 +145,7 @@ impl RedisStore {
 
     /// Runs commands that may touch different cluster slots: pipelined on a single server,
     /// sent concurrently one by one on a cluster (a cluster pipeline must stay in one slot).
-    async fn many(
+    pub(super) async fn many(
         &self,
         what: &'static str,
         cmds: Vec<redis::Cmd>,
@@ -259,7 +266,10 @@ impl RedisStore {
     }
 
     /// The host ids in the registry set, sorted.
-    async fn registry_members(&self, deadline: Duration) -> Result<Vec<String>, StoreError> {
+    pub(super) async fn registry_members(
+        &self,
+        deadline: Duration,
+    ) -> Result<Vec<String>, StoreError> {
         let registry = self.inner.keys.registry();
         let mut ids: Vec<String> = self
             .retrying("hosts", deadline, |mut c| {
@@ -386,6 +396,58 @@ impl RedisStore {
         p
     }
 
+    /// Writes a batch in the seed layout (one pipelined round trip).
+    async fn seed_write(&self, snapshots: &[Snapshot]) -> Result<WriteOutcome, StoreError> {
+        let mut pipe = self.write_pipeline(snapshots);
+        let min_replicas = self.inner.cfg.min_replicas;
+        if min_replicas > 0 {
+            // In a cluster the pipeline goes to the master of its keys' slot (one host's keys
+            // share the `{host}` hash tag) and WAIT, which names no key, rides along to it.
+            let wait_ms = self.inner.cfg.settings.response_timeout.as_millis() as u64 / 2;
+            pipe.cmd("WAIT").arg(min_replicas).arg(wait_ms.max(1));
+        }
+        // The first attempt's ZADD NX answers say new or duplicate. A retry may follow an attempt
+        // that did reach Redis (a timed-out answer, too few replicas), so its answers would call
+        // this batch's own snapshots duplicates: after a retry, all count as new.
+        let mut attempt = 0u32;
+        let (added, first): (Vec<i64>, bool) = self
+            .retrying("write", self.inner.cfg.write_retry, |mut c| {
+                let pipe = pipe.clone();
+                attempt += 1;
+                let first = attempt == 1;
+                async move {
+                    let mut answers: Vec<i64> = pipe.query_async(&mut c).await?;
+                    if min_replicas > 0 {
+                        let replicas = answers.pop().unwrap_or(0);
+                        if replicas < i64::from(min_replicas) {
+                            return Err(RedisError::from((
+                                redis::ErrorKind::Io,
+                                "too few replicas confirmed the write",
+                                format!("{replicas} of {min_replicas}"),
+                            )));
+                        }
+                    }
+                    Ok((answers, first))
+                }
+            })
+            .await
+            .inspect_err(|_| {
+                self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
+            })?;
+        let mut out = WriteOutcome::default();
+        for (s, answer) in snapshots.iter().zip(added) {
+            let new = answer == 1 || !first;
+            out.new.push(new);
+            if new {
+                out.stored += 1;
+                out.samples += s.metrics.len() as u64;
+            } else {
+                out.duplicates += 1;
+            }
+        }
+        Ok(out)
+    }
+
     fn host_fields(&self, host: &HostRecord) -> Vec<(String, String)> {
         vec![
             ("last_seen".into(), host.last_seen_ms.to_string()),
@@ -420,7 +482,7 @@ fn parse_data(fields: &[(String, String)]) -> Option<(i64, Vec<Metric>)> {
     Some((ts?, metrics))
 }
 
-fn bytes(v: &Value) -> Option<&[u8]> {
+pub(super) fn bytes(v: &Value) -> Option<&[u8]> {
     match v {
         Value::BulkString(b) => Some(b),
         Value::SimpleString(s) => Some(s.as_bytes()),
@@ -603,53 +665,17 @@ impl Store for RedisStore {
                 self.inner.cfg.buffer_snapshots
             )));
         };
-        let mut pipe = self.write_pipeline(snapshots);
-        let min_replicas = self.inner.cfg.min_replicas;
-        if min_replicas > 0 {
-            // In a cluster the pipeline goes to the master of its keys' slot (one host's keys
-            // share the `{host}` hash tag) and WAIT, which names no key, rides along to it.
-            let wait_ms = self.inner.cfg.settings.response_timeout.as_millis() as u64 / 2;
-            pipe.cmd("WAIT").arg(min_replicas).arg(wait_ms.max(1));
-        }
-        // The first attempt's ZADD NX answers say new or duplicate. A retry may follow an attempt
-        // that did reach Redis (a timed-out answer, too few replicas), so its answers would call
-        // this batch's own snapshots duplicates: after a retry, all count as new.
-        let mut attempt = 0u32;
-        let (added, first): (Vec<i64>, bool) = self
-            .retrying("write", self.inner.cfg.write_retry, |mut c| {
-                let pipe = pipe.clone();
-                attempt += 1;
-                let first = attempt == 1;
-                async move {
-                    let mut answers: Vec<i64> = pipe.query_async(&mut c).await?;
-                    if min_replicas > 0 {
-                        let replicas = answers.pop().unwrap_or(0);
-                        if replicas < i64::from(min_replicas) {
-                            return Err(RedisError::from((
-                                redis::ErrorKind::Io,
-                                "too few replicas confirmed the write",
-                                format!("{replicas} of {min_replicas}"),
-                            )));
-                        }
-                    }
-                    Ok((answers, first))
-                }
-            })
-            .await
-            .inspect_err(|_| {
-                self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
-            })?;
-        let mut out = WriteOutcome::default();
-        for (s, answer) in snapshots.iter().zip(added) {
-            let new = answer == 1 || !first;
-            out.new.push(new);
-            if new {
-                out.stored += 1;
-                out.samples += s.metrics.len() as u64;
-            } else {
-                out.duplicates += 1;
+        let out = match self.inner.cfg.layout {
+            RedisLayout::Compact => self.compact_write(snapshots).await?,
+            RedisLayout::Seed => self.seed_write(snapshots).await?,
+            RedisLayout::Both => {
+                // The seed layout answers new or duplicate (it is the one read); the compact
+                // copy is written too, so that it is whole when the layout is switched.
+                let out = self.seed_write(snapshots).await?;
+                self.compact_write(snapshots).await?;
+                out
             }
-        }
+        };
         self.inner
             .counters
             .snapshots
@@ -709,6 +735,9 @@ impl Store for RedisStore {
         let index = self.inner.keys.index(&q.host_id);
         let cutoff = now_ms() - self.inner.cfg.retention.as_millis() as i64;
         let start = q.start_ms.max(cutoff);
+        if self.inner.cfg.layout == RedisLayout::Compact {
+            return self.compact_range(&q, start).await;
+        }
         let limit = q.limit.min(isize::MAX as usize) as isize;
         let deadline = self.inner.cfg.settings.response_timeout * 2;
         let members: Vec<(String, f64)> = self
@@ -793,6 +822,9 @@ impl Store for RedisStore {
         let hosts = self.registry_members(deadline).await?;
         if hosts.is_empty() {
             return Ok(Vec::new());
+        }
+        if self.inner.cfg.layout == RedisLayout::Compact {
+            return self.compact_latest(&hosts, metric_names).await;
         }
         let mut cmds = Vec::with_capacity(hosts.len() * 2);
         for h in &hosts {
@@ -959,6 +991,9 @@ impl Store for RedisStore {
             snapshots: c.snapshots.load(Ordering::Relaxed),
             write_retries: c.retries.load(Ordering::Relaxed),
             write_failures: c.failures.load(Ordering::Relaxed),
+            chunks_closed: self.inner.compact.closed.load(Ordering::Relaxed),
+            chunk_merges: self.inner.compact.merged.load(Ordering::Relaxed),
+            corrupt_chunks: self.inner.compact.corrupt.load(Ordering::Relaxed),
             ..StoreStats::default()
         }
     }

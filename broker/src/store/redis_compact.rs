@@ -1,0 +1,713 @@
+//! The Redis store's compact layout (`keys.rs`): a host's rows go to the hash of their open
+//! 10-minute window in one atomic script per batch (`lua/write.lua`: `HSETNX` keeps a timestamp
+//! once, the newest snapshot is kept beside them); once a window is over and unwritten for the
+//! grace period, a closer compresses its rows into a chunk (`chunk.rs`) and swaps the one for
+//! the other atomically (`lua/close.lua`, only if the rows are still those it read). A row that
+//! arrives for a window already closed is merged into its chunk by compare-and-set on the
+//! chunk's CRC (`lua/merge.lua`). A range read takes the open rows first, then the chunks
+//! (rows only move that way, so none is missed; one seen twice is taken once).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::Duration;
+
+use prost::Message;
+use redis::{RedisError, Script, Value};
+use ringwatch_proto::{RangeChunk, Snapshot, name_selected};
+
+use super::chunk;
+use super::frame::{Frame, FrameBuilder};
+use super::keys::{self, CHUNK_MS, window_start};
+use super::redis_conn::Conn;
+use super::redis_store::{Inner, RedisStore, bytes, now_ms};
+use super::{RangeQuery, StoreError, WriteOutcome};
+
+static WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/write.lua")));
+static CLOSE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/close.lua")));
+static MERGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/merge.lua")));
+
+/// Windows closed per round of the closer, at most.
+const CLOSE_ROUND: usize = 256;
+/// Closes in flight at once.
+const CLOSE_PARALLEL: usize = 8;
+/// Name lists remembered as stored, before the memory is cleared.
+const KNOWN_LISTS: usize = 1 << 20;
+/// Attempts at a compare-and-set before a write gives up (and is not acknowledged).
+const CAS_ATTEMPTS: usize = 16;
+
+/// A host's window: (host, start).
+type Window = (Arc<str>, i64);
+
+/// The compact layout's state in a broker.
+#[derive(Default)]
+pub(crate) struct Compact {
+    /// Open windows seen, (host, start) → last write (ms): what the closer looks at.
+    pending: Mutex<HashMap<Window, i64>>,
+    /// (host, name-list id) stored, so a write need not send the list again.
+    known: Mutex<HashSet<(Arc<str>, u32)>>,
+    started: std::sync::atomic::AtomicBool,
+    pub(crate) closed: AtomicU64,
+    pub(crate) merged: AtomicU64,
+    pub(crate) corrupt: AtomicU64,
+}
+
+/// Runs a script (EVALSHA, loading it when the server does not know it: a new master after a
+/// fail-over, a restarted server), then WAIT for `replicas` when asked. The script's answer.
+async fn eval(
+    c: &mut Conn,
+    script: &Script,
+    keys: &[String],
+    args: &[Vec<u8>],
+    replicas: u32,
+    wait_ms: u64,
+) -> Result<Value, RedisError> {
+    let mut p = redis::pipe();
+    p.cmd("EVALSHA")
+        .arg(script.get_hash())
+        .arg(keys.len())
+        .arg(keys)
+        .arg(args);
+    if replicas > 0 {
+        // One host's keys share a slot; WAIT rides along to the master that ran the script.
+        p.cmd("WAIT").arg(replicas).arg(wait_ms.max(1));
+    }
+    let mut answers: Vec<Value> = match p.query_async(c).await {
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            script.load_async(c).await?;
+            p.query_async(c).await?
+        }
+        other => other?,
+    };
+    if replicas > 0 {
+        let confirmed = match answers.pop() {
+            Some(Value::Int(n)) => n,
+            _ => 0,
+        };
+        if confirmed < i64::from(replicas) {
+            return Err(RedisError::from((
+                redis::ErrorKind::Io,
+                "too few replicas confirmed the write",
+                format!("{confirmed} of {replicas}"),
+            )));
+        }
+    }
+    answers
+        .into_iter()
+        .next()
+        .ok_or_else(|| RedisError::from((redis::ErrorKind::Io, "no answer to a script")))
+}
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(n) => Some(*n),
+        other => std::str::from_utf8(bytes(other)?).ok()?.parse().ok(),
+    }
+}
+
+/// A reply that is an array (RESP2) or a map (RESP3) as key, value pairs.
+fn pairs(v: &Value) -> Vec<(&[u8], &[u8])> {
+    match v {
+        Value::Array(items) => items
+            .chunks_exact(2)
+            .filter_map(|kv| Some((bytes(&kv[0])?, bytes(&kv[1])?)))
+            .collect(),
+        Value::Map(m) => m
+            .iter()
+            .filter_map(|(k, v)| Some((bytes(k)?, bytes(v)?)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Name lists by id, from an HGETALL of a host's `schema` hash.
+fn lists(v: &Value) -> HashMap<u32, Vec<(String, i32)>> {
+    pairs(v)
+        .into_iter()
+        .filter_map(|(id, body)| {
+            let id = std::str::from_utf8(id).ok()?.parse().ok()?;
+            Some((id, keys::decode_schema(body)?))
+        })
+        .collect()
+}
+
+/// The rows of a window's hash, added to `b`; the count of rows that could not be read.
+fn add_rows(
+    b: &mut FrameBuilder,
+    reply: &Value,
+    lists: &HashMap<u32, Vec<(String, i32)>>,
+    start: i64,
+    end: i64,
+    keep: &mut impl FnMut(&str) -> bool,
+) -> usize {
+    let mut bad = 0;
+    for (ts, row) in pairs(reply) {
+        let Some(ts) = std::str::from_utf8(ts)
+            .ok()
+            .and_then(|t| t.parse::<i64>().ok())
+        else {
+            bad += 1;
+            continue;
+        };
+        if ts < start || ts > end {
+            continue;
+        }
+        let names = chunk::decode_row(row).and_then(|(id, _)| lists.get(&id));
+        if !names.is_some_and(|names| chunk::add_row(b, ts, row, names, keep)) {
+            bad += 1;
+        }
+    }
+    bad
+}
+
+impl RedisStore {
+    fn compact(&self) -> &Compact {
+        &self.inner.compact
+    }
+
+    fn wait_ms(&self) -> u64 {
+        self.inner.cfg.settings.response_timeout.as_millis() as u64 / 2
+    }
+
+    /// Starts the closer once, on the first use of the layout inside a runtime.
+    fn start_closer(&self) {
+        if self.compact().started.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current()
+            && !self.compact().started.swap(true, Ordering::Relaxed)
+        {
+            rt.spawn(closer(Arc::downgrade(&self.inner)));
+        }
+    }
+
+    /// Writes a batch in the compact layout: one script per host (concurrently), rows of closed
+    /// windows merged into their chunks after.
+    pub(super) async fn compact_write(
+        &self,
+        snaps: &[Snapshot],
+    ) -> Result<WriteOutcome, StoreError> {
+        self.start_closer();
+        let mut hosts: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, s) in snaps.iter().enumerate() {
+            match hosts.iter_mut().find(|(h, _)| *h == s.host_id) {
+                Some((_, idx)) => idx.push(i),
+                None => hosts.push((&s.host_id, vec![i])),
+            }
+        }
+        let each = hosts
+            .iter()
+            .map(|(host, idx)| self.write_host(host, idx, snaps));
+        let answers = futures_util::future::try_join_all(each).await?;
+        let mut out = WriteOutcome {
+            new: vec![false; snaps.len()],
+            ..WriteOutcome::default()
+        };
+        for ((_, idx), flags) in hosts.iter().zip(answers) {
+            for (&i, new) in idx.iter().zip(flags) {
+                out.new[i] = new;
+                if new {
+                    out.stored += 1;
+                    out.samples += snaps[i].metrics.len() as u64;
+                } else {
+                    out.duplicates += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One host's rows; per row (in `idx` order) whether it was new.
+    async fn write_host(
+        &self,
+        host: &str,
+        idx: &[usize],
+        snaps: &[Snapshot],
+    ) -> Result<Vec<bool>, StoreError> {
+        let k = &self.inner.keys;
+        let retention = self.inner.cfg.retention.as_millis() as i64;
+        let mut windows: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+        let mut ids: Vec<(u32, usize)> = Vec::new();
+        for &i in idx {
+            windows
+                .entry(window_start(snaps[i].timestamp_ms))
+                .or_default()
+                .push(i);
+            let id = keys::schema_id(&snaps[i].metrics);
+            if !ids.iter().any(|(x, _)| *x == id) {
+                ids.push((id, i));
+            }
+        }
+        let host_arc: Arc<str> = Arc::from(host);
+        let mut send_lists = match self.compact().known.lock() {
+            Ok(known) => ids
+                .iter()
+                .any(|(id, _)| !known.contains(&(host_arc.clone(), *id))),
+            Err(_) => true,
+        };
+        let newest = idx
+            .iter()
+            .copied()
+            .max_by_key(|&i| snaps[i].timestamp_ms)
+            .unwrap_or(0);
+        let mut script_keys = vec![k.open(host), k.schema(host), k.latest(host), k.host(host)];
+        for &start in windows.keys() {
+            script_keys.push(k.rows(host, start));
+            script_keys.push(k.chunk(host, start));
+        }
+        let (answers, first, open) = loop {
+            let now = now_ms();
+            let mut args: Vec<Vec<u8>> = vec![
+                now.to_string().into(),
+                retention.to_string().into(),
+                CHUNK_MS.to_string().into(),
+                ids.len().to_string().into(),
+                windows.len().to_string().into(),
+            ];
+            for (id, i) in &ids {
+                args.push(id.to_string().into());
+                args.push(if send_lists {
+                    keys::encode_schema(&snaps[*i].metrics).into()
+                } else {
+                    Vec::new()
+                });
+            }
+            args.push(snaps[newest].timestamp_ms.to_string().into());
+            args.push(snaps[newest].encode_to_vec());
+            for (start, rows) in &windows {
+                args.push(start.to_string().into());
+                args.push((start + CHUNK_MS + retention).to_string().into());
+                args.push(rows.len().to_string().into());
+                for &i in rows {
+                    let s = &snaps[i];
+                    args.push(s.timestamp_ms.to_string().into());
+                    args.push(chunk::encode_row(
+                        keys::schema_id(&s.metrics),
+                        s.metrics.iter().map(|m| m.value),
+                    ));
+                }
+            }
+            let (replicas, wait_ms) = (self.inner.cfg.min_replicas, self.wait_ms());
+            let mut attempt = 0u32;
+            let reply = self
+                .retrying("write", self.inner.cfg.write_retry, |mut c| {
+                    attempt += 1;
+                    let (keys, args) = (&script_keys, &args);
+                    async move { eval(&mut c, &WRITE, keys, args, replicas, wait_ms).await }
+                })
+                .await
+                .inspect_err(|_| {
+                    self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
+                })?;
+            let Value::Array(parts) = reply else {
+                return Err(StoreError::Unavailable(
+                    "redis: unexpected answer to the write script".into(),
+                ));
+            };
+            if parts.len() == 1 && int(&parts[0]) == Some(-1) {
+                if send_lists {
+                    return Err(StoreError::Unavailable(
+                        "redis: the write script did not take the name lists".into(),
+                    ));
+                }
+                // A list this broker believed stored is gone (a flushed or replaced server).
+                send_lists = true;
+                continue;
+            }
+            let answers: Vec<i64> = match parts.first() {
+                Some(Value::Array(a)) => a.iter().filter_map(int).collect(),
+                _ => Vec::new(),
+            };
+            break (answers, attempt == 1, parts.get(1).map(pairs_owned));
+        };
+        if let Ok(mut known) = self.compact().known.lock() {
+            if known.len() > KNOWN_LISTS {
+                known.clear();
+            }
+            known.extend(ids.iter().map(|(id, _)| (host_arc.clone(), *id)));
+        }
+        if let (Some(open), Ok(mut pending)) = (open, self.compact().pending.lock()) {
+            for (start, last) in open {
+                pending.insert((host_arc.clone(), start), last);
+            }
+        }
+        // Per row in window order; a retry may follow an attempt that did reach Redis, whose
+        // HSETNX would call this batch's own rows duplicates: after a retry, all count as new.
+        let mut new: HashMap<usize, bool> = HashMap::with_capacity(idx.len());
+        let mut late: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+        let mut at = answers.iter();
+        for (start, rows) in &windows {
+            for &i in rows {
+                match at.next().copied().unwrap_or(1) {
+                    2 => late.entry(*start).or_default().push(i),
+                    0 => {
+                        new.insert(i, !first);
+                    }
+                    _ => {
+                        new.insert(i, true);
+                    }
+                }
+            }
+        }
+        for (start, rows) in late {
+            let merged = self.merge_late(host, start, &rows, snaps).await?;
+            new.extend(rows.into_iter().zip(merged));
+        }
+        Ok(idx
+            .iter()
+            .map(|i| new.get(i).copied().unwrap_or(true))
+            .collect())
+    }
+
+    /// Merges rows into the chunk of their closed window; per row whether it was new.
+    async fn merge_late(
+        &self,
+        host: &str,
+        start: i64,
+        rows: &[usize],
+        snaps: &[Snapshot],
+    ) -> Result<Vec<bool>, StoreError> {
+        let key = self.inner.keys.chunk(host, start);
+        let deadline = self.inner.cfg.write_retry;
+        for _ in 0..CAS_ATTEMPTS {
+            let old: Option<Vec<u8>> = self
+                .retrying("late row read", deadline, |mut c| {
+                    let key = key.clone();
+                    async move { redis::cmd("GET").arg(&key).query_async(&mut c).await }
+                })
+                .await?;
+            let Some(old) = old else {
+                // Expired: the window is past the retention, and so are these rows.
+                return Ok(vec![true; rows.len()]);
+            };
+            let existing = match chunk::decode(&old, i64::MIN, i64::MAX, &mut |_| true) {
+                Ok(f) => f,
+                Err(reason) => {
+                    // Its rows are unreadable already; the late ones replace it.
+                    self.compact().corrupt.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(%key, %reason, "damaged chunk replaced by late rows");
+                    Frame::default()
+                }
+            };
+            let held: HashSet<i64> = existing.ts.iter().copied().collect();
+            let flags: Vec<bool> = rows
+                .iter()
+                .map(|&i| !held.contains(&snaps[i].timestamp_ms))
+                .collect();
+            if !flags.contains(&true) {
+                return Ok(flags);
+            }
+            let mut b = FrameBuilder::default();
+            for (&i, _) in rows.iter().zip(&flags).filter(|(_, new)| **new) {
+                let s = &snaps[i];
+                b.row(
+                    s.timestamp_ms,
+                    s.metrics.iter().map(|m| (m.name.as_str(), m.unit, m.value)),
+                );
+            }
+            let merged = chunk::encode(&Frame::merge(vec![existing, b.finish()]))?;
+            let (replicas, wait_ms) = (self.inner.cfg.min_replicas, self.wait_ms());
+            let keys = [key.clone()];
+            let args = [chunk::crc_bytes(&old).to_vec(), merged];
+            let done = self
+                .retrying("late row merge", deadline, |mut c| {
+                    let (keys, args) = (&keys, &args);
+                    async move { eval(&mut c, &MERGE, keys, args, replicas, wait_ms).await }
+                })
+                .await?;
+            if int(&done) == Some(1) {
+                self.compact().merged.fetch_add(1, Ordering::Relaxed);
+                return Ok(flags);
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "redis: the chunk {key} kept changing; late rows not stored, retry later"
+        )))
+    }
+
+    /// Closes one open window: its rows compressed into its chunk. Ok(true) when the window is
+    /// no longer open.
+    async fn close_window(&self, host: &str, start: i64) -> Result<bool, StoreError> {
+        let k = &self.inner.keys;
+        let deadline = self.inner.cfg.settings.response_timeout * 2;
+        let (rows_key, chunk_key) = (k.rows(host, start), k.chunk(host, start));
+        let mut p = redis::pipe();
+        p.cmd("HGETALL").arg(&rows_key);
+        p.cmd("HGETALL").arg(k.schema(host));
+        let replies: Vec<Value> = self
+            .retrying("close read", deadline, |mut c| {
+                let p = p.clone();
+                async move { p.query_async(&mut c).await }
+            })
+            .await?;
+        let (rows, lists) = match replies.as_slice() {
+            [rows, l] => (rows, lists(l)),
+            _ => return Ok(false),
+        };
+        let n = pairs(rows).len();
+        let mut b = FrameBuilder::default();
+        let bad = add_rows(&mut b, rows, &lists, i64::MIN, i64::MAX, &mut |_| true);
+        if bad > 0 {
+            self.compact()
+                .corrupt
+                .fetch_add(bad as u64, Ordering::Relaxed);
+            tracing::error!(%rows_key, bad, "rows that cannot be read (no name list) left out of the chunk");
+        }
+        let frame = b.finish();
+        let retention = self.inner.cfg.retention.as_millis() as i64;
+        let expire_at = start + CHUNK_MS + retention;
+        let body = if frame.is_empty() {
+            Vec::new()
+        } else {
+            chunk::encode(&frame)?
+        };
+        let run = |body: Vec<u8>| {
+            let keys = vec![
+                rows_key.clone(),
+                chunk_key.clone(),
+                k.chunks(host),
+                k.open(host),
+            ];
+            let args: Vec<Vec<u8>> = vec![
+                n.to_string().into(),
+                body,
+                expire_at.to_string().into(),
+                start.to_string().into(),
+                (now_ms() - retention - CHUNK_MS).to_string().into(),
+            ];
+            let replicas = self.inner.cfg.min_replicas;
+            let wait_ms = self.wait_ms();
+            async move {
+                self.retrying("close", deadline, |mut c| {
+                    let (keys, args) = (&keys, &args);
+                    async move { eval(&mut c, &CLOSE, keys, args, replicas, wait_ms).await }
+                })
+                .await
+            }
+        };
+        match int(&run(body).await?) {
+            Some(1) => {
+                self.compact().closed.fetch_add(1, Ordering::Relaxed);
+                Ok(true)
+            }
+            Some(-2) => {
+                // A chunk beside open rows: merge them into it, then drop them.
+                tracing::warn!(%rows_key, "open rows beside a closed chunk; merging them in");
+                let snaps: Vec<Snapshot> = frame_snapshots(host, &frame);
+                let all: Vec<usize> = (0..snaps.len()).collect();
+                self.merge_late(host, start, &all, &snaps).await?;
+                Ok(int(&run(Vec::new()).await?) == Some(1))
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// A range read in the compact layout: open rows, then chunks, merged.
+    pub(super) async fn compact_range(
+        &self,
+        q: &RangeQuery,
+        start: i64,
+    ) -> Result<Vec<RangeChunk>, StoreError> {
+        let k = &self.inner.keys;
+        if start > q.end_ms {
+            return Ok(Vec::new());
+        }
+        let deadline = self.inner.cfg.settings.response_timeout * 2;
+        let starts: Vec<i64> = (window_start(start)..=window_start(q.end_ms))
+            .step_by(CHUNK_MS as usize)
+            .collect();
+        // Rows before chunks: a close between the two reads leaves its rows in the chunk read
+        // after, never in neither.
+        let mut p = redis::pipe();
+        for &s in &starts {
+            p.cmd("HGETALL").arg(k.rows(&q.host_id, s));
+        }
+        p.cmd("HGETALL").arg(k.schema(&q.host_id));
+        p.cmd("MGET").arg(
+            starts
+                .iter()
+                .map(|&s| k.chunk(&q.host_id, s))
+                .collect::<Vec<_>>(),
+        );
+        let replies: Vec<Value> = self
+            .retrying("range read", deadline, |mut c| {
+                let p = p.clone();
+                async move { p.query_async(&mut c).await }
+            })
+            .await?;
+        let n = starts.len();
+        if replies.len() != n + 2 {
+            return Err(StoreError::Unavailable(
+                "redis: unexpected answer to a range read".into(),
+            ));
+        }
+        let mut keep = |name: &str| name_selected(&q.metric_names, name);
+        let lists = lists(&replies[n]);
+        let mut b = FrameBuilder::default();
+        for reply in &replies[..n] {
+            add_rows(&mut b, reply, &lists, start, q.end_ms, &mut keep);
+        }
+        let mut frames = vec![b.finish()];
+        if let Value::Array(chunks) = &replies[n + 1] {
+            for (s, c) in starts.iter().zip(chunks) {
+                let Some(c) = bytes(c) else { continue };
+                match chunk::decode(c, start, q.end_ms, &mut keep) {
+                    Ok(f) => frames.push(f),
+                    Err(reason) => {
+                        self.compact().corrupt.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(host = %q.host_id, start = s, %reason, "damaged chunk skipped");
+                    }
+                }
+            }
+        }
+        Ok(Frame::merge(frames).into_chunks(q.limit, q.max_cells, q.sparse_ok))
+    }
+
+    /// Every host's newest snapshot: one GET per host.
+    pub(super) async fn compact_latest(
+        &self,
+        hosts: &[String],
+        metric_names: &[String],
+    ) -> Result<Vec<Snapshot>, StoreError> {
+        let deadline = self.inner.cfg.settings.response_timeout * 2;
+        let cmds = hosts
+            .iter()
+            .map(|h| {
+                let mut c = redis::cmd("GET");
+                c.arg(self.inner.keys.latest(h));
+                c
+            })
+            .collect();
+        let values = self.many("latest read", cmds, deadline).await?;
+        Ok(values
+            .iter()
+            .filter_map(|v| {
+                let b = bytes(v)?;
+                let colon = b.iter().position(|&c| c == b':')?;
+                let mut s = Snapshot::decode(&b[colon + 1..]).ok()?;
+                s.metrics.retain(|m| name_selected(metric_names, &m.name));
+                Some(s)
+            })
+            .collect())
+    }
+
+    /// Windows left open by hosts that went quiet, a restart or another broker: every open
+    /// window of every registered host, for the closer.
+    async fn sweep(&self) -> Result<(), StoreError> {
+        let deadline = self.inner.cfg.settings.response_timeout * 2;
+        let hosts = self.registry_members(deadline).await?;
+        for slice in hosts.chunks(1024) {
+            let cmds = slice
+                .iter()
+                .map(|h| {
+                    let mut c = redis::cmd("ZRANGE");
+                    c.arg(self.inner.keys.open(h))
+                        .arg(0)
+                        .arg(-1)
+                        .arg("WITHSCORES");
+                    c
+                })
+                .collect();
+            let answers = self.many("open windows", cmds, deadline).await?;
+            if let Ok(mut pending) = self.compact().pending.lock() {
+                for (h, v) in slice.iter().zip(&answers) {
+                    let h: Arc<str> = Arc::from(h.as_str());
+                    for (start, last) in pairs_owned(v) {
+                        pending.insert((h.clone(), start), last);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the windows due: over, and unwritten for the grace period.
+    async fn close_due(&self) {
+        use futures_util::StreamExt;
+        let now = now_ms();
+        let grace = self.inner.cfg.chunk_grace.as_millis() as i64;
+        let due: Vec<Window> = match self.compact().pending.lock() {
+            Ok(p) => p
+                .iter()
+                .filter(|((_, start), last)| start + CHUNK_MS <= now && **last + grace <= now)
+                .map(|(k, _)| k.clone())
+                .take(CLOSE_ROUND)
+                .collect(),
+            Err(_) => return,
+        };
+        let results: Vec<(Window, Result<bool, StoreError>)> = futures_util::stream::iter(due)
+            .map(|(host, start)| async move {
+                let r = self.close_window(&host, start).await;
+                ((host, start), r)
+            })
+            .buffer_unordered(CLOSE_PARALLEL)
+            .collect()
+            .await;
+        let Ok(mut pending) = self.compact().pending.lock() else {
+            return;
+        };
+        for (key, r) in results {
+            match r {
+                Ok(true) => {
+                    pending.remove(&key);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(host = %key.0, start = key.1, error = %e, "closing a window failed; will retry")
+                }
+            }
+        }
+    }
+}
+
+/// (start, last write) pairs of an open-window index reply.
+fn pairs_owned(v: &Value) -> Vec<(i64, i64)> {
+    pairs(v)
+        .into_iter()
+        .filter_map(|(m, s)| {
+            let m = std::str::from_utf8(m).ok()?.parse().ok()?;
+            let s: f64 = std::str::from_utf8(s).ok()?.parse().ok()?;
+            Some((m, s as i64))
+        })
+        .collect()
+}
+
+/// A frame's rows as snapshots (for merging open rows found beside a chunk).
+fn frame_snapshots(host: &str, frame: &Frame) -> Vec<Snapshot> {
+    (0..frame.ts.len())
+        .map(|r| Snapshot {
+            host_id: host.to_string(),
+            timestamp_ms: frame.ts[r],
+            metrics: frame
+                .cols
+                .iter()
+                .filter(|c| !c.values[r].is_nan())
+                .map(|c| ringwatch_proto::Metric {
+                    name: c.name.to_string(),
+                    value: c.values[r],
+                    unit: c.unit,
+                    window: None,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// The closer: every second closes the windows due; sweeps the registry for open windows at
+/// start and every window's width. Ends when the store is dropped.
+async fn closer(inner: Weak<Inner>) {
+    let mut last_sweep: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let store = RedisStore { inner };
+        let sweep_every = Duration::from_millis(CHUNK_MS as u64);
+        if last_sweep.is_none_or(|t| t.elapsed() >= sweep_every) {
+            match store.sweep().await {
+                Ok(()) => last_sweep = Some(tokio::time::Instant::now()),
+                Err(e) => tracing::debug!(error = %e, "open-window sweep failed; will retry"),
+            }
+        }
+        store.close_due().await;
+    }
+}
