@@ -117,7 +117,7 @@ fn main() {
             let mut lat = Vec::new();
             for i in 0..queries + 5 {
                 let t = Instant::now();
-                let req = ringwatch_proto::RangeRequest { host_id: HOST.into(), start_ms: start, end_ms: end + 1000, metric_names: names.clone(), limit: 100_000, sparse_ok: true };
+                let req = ringwatch_proto::RangeRequest { host_id: HOST.into(), start_ms: start, end_ms: end + 1000, metric_names: names.clone(), limit: 100_000, sparse_ok: true, step_ms: 0 };
                 let mut stream = q.range(req).await.expect("range").into_inner();
                 let mut rows = 0;
                 while let Some(c) = stream.message().await.expect("chunk") {

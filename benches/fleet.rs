@@ -4,7 +4,7 @@
 //!
 //! `cargo bench --bench fleet` — env `FLEET_HOSTS` (10000), `FLEET_SECS` (40 per load phase),
 //! `FLEET_METRICS` (60), `FLEET_STORE` (`embedded`, `redis`, `both`, or `tls`; default
-//! `embedded`).
+//! `embedded`), `FLEET_REDIS_LAYOUT` (the broker's `--redis-layout`, default `compact`).
 //!
 //! `FLEET_STORE=before` with `FLEET_BROKER_BIN=<an older ringwatch>` compares the two builds the
 //! same way (the embedded store, plaintext).
@@ -138,6 +138,7 @@ impl Store {
             "1000000000",
         ];
         let url;
+        let layout: String = env("FLEET_REDIS_LAYOUT", "compact".to_string());
         match &self.redis {
             None => args.extend(["--data-dir", dir.to_str().expect("utf-8 path")]),
             Some(r) => {
@@ -149,6 +150,8 @@ impl Store {
                     &url,
                     "--redis-buffer-snapshots",
                     "1000000",
+                    "--redis-layout",
+                    &layout,
                 ]);
                 let flushed = Command::new("redis-cli")
                     .args(["-p", &r.port.to_string(), "FLUSHALL"])
@@ -614,7 +617,10 @@ fn main() {
     if which == "redis" || which == "both" {
         let redis = RedisServer::start();
         let cap = redis_ceiling(redis.port, metrics);
-        println!("fleet [redis] redis-benchmark ceiling: {cap:.0} snapshots/s");
+        let layout: String = env("FLEET_REDIS_LAYOUT", "compact".to_string());
+        println!(
+            "fleet [redis] redis-benchmark ceiling (the seed layout's commands): {cap:.0} snapshots/s; layout {layout}"
+        );
         run(
             Store {
                 label: "redis",

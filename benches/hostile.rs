@@ -49,6 +49,7 @@ async fn probe(url: String, host: String, stop: Arc<AtomicBool>) -> (Vec<Duratio
                 metric_names: vec![],
                 limit: 0,
                 sparse_ok: true,
+                step_ms: 0,
             })
             .await
             .expect("range")

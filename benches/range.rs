@@ -64,6 +64,7 @@ fn main() {
         limit: usize::MAX,
         max_cells: usize::MAX,
         sparse_ok: true,
+        step_ms: 0,
     };
     let (p50, p99, max) = time_reads(&rt, &store, &q, queries);
     println!(
@@ -115,7 +116,7 @@ fn main() {
         for _ in 0..queries {
             let t = Instant::now();
             let mut stream = client
-                .range(RangeRequest { host_id: "range-host".into(), start_ms: start, end_ms: end, metric_names: vec![], limit: 0, sparse_ok: true })
+                .range(RangeRequest { host_id: "range-host".into(), start_ms: start, end_ms: end, metric_names: vec![], limit: 0, sparse_ok: true, step_ms: 0 })
                 .await
                 .expect("range")
                 .into_inner();

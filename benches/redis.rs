@@ -194,7 +194,7 @@ fn main() {
         }
         .redis())
         .expect("store");
-        let q = ringwatch_broker::store::RangeQuery { host_id: "range-host".into(), start_ms: start, end_ms: end, metric_names: vec![], limit: usize::MAX, max_cells: usize::MAX, sparse_ok: true };
+        let q = ringwatch_broker::store::RangeQuery { host_id: "range-host".into(), start_ms: start, end_ms: end, metric_names: vec![], limit: usize::MAX, max_cells: usize::MAX, sparse_ok: true, step_ms: 0 };
         let mut lat = Vec::with_capacity(queries);
         for _ in 0..queries {
             let t = Instant::now();
@@ -210,7 +210,7 @@ fn main() {
         let t0 = Instant::now();
         for _ in 0..queries {
             let t = Instant::now();
-            let req = RangeRequest { host_id: "range-host".into(), start_ms: start, end_ms: end, metric_names: vec![], limit: 0, sparse_ok: true };
+            let req = RangeRequest { host_id: "range-host".into(), start_ms: start, end_ms: end, metric_names: vec![], limit: 0, sparse_ok: true, step_ms: 0 };
             let mut stream = client.range(req).await.expect("range").into_inner();
             let mut n = 0;
             while let Some(c) = stream.message().await.expect("chunk") {

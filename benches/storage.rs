@@ -259,6 +259,7 @@ fn main() {
                         metric_names: vec![],
                         limit: 0,
                         sparse_ok: false,
+                        step_ms: 0,
                     })
                     .await
                     .expect("range")
@@ -336,6 +337,7 @@ fn main() {
                     metric_names: vec![],
                     limit: 0,
                     sparse_ok: true,
+                    step_ms: 0,
                 })
                 .await
                 .expect("range")

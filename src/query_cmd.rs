@@ -249,6 +249,7 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
                     metric_names: metrics.clone(),
                     limit,
                     sparse_ok: true,
+                    step_ms: 0,
                 })
                 .await?
                 .into_inner();

@@ -330,6 +330,7 @@ fn query_rpcs_refuse_bad_parameters_with_reasons() {
             metric_names: names,
             limit,
             sparse_ok: false,
+            step_ms: 0,
         };
         let code = |r: Result<
             tonic::Response<tonic::Streaming<ringwatch_proto::RangeChunk>>,

@@ -166,6 +166,7 @@ async fn range_once(
             metric_names: vec![],
             limit: 0,
             sparse_ok: true,
+            step_ms: 0,
         })
         .await
         .expect("range")

@@ -38,6 +38,7 @@ fn backfill_sends_a_past_period_as_fast_as_it_is_acknowledged() {
             metric_names: vec![],
             limit: 0,
             sparse_ok: true,
+            step_ms: 0,
         };
         let mut stream = q.range(req).await.unwrap().into_inner();
         let mut rows = Vec::new();

@@ -65,7 +65,7 @@ fn store_metric(b: &Proc, series: &str) -> f64 {
 
 /// 100 hosts × 7 days (at 5 min, 8 metrics: 201,600 snapshots) through a head of 10,000
 /// values: history goes to blocks, nothing is evicted, every sample reads back exact, before
-/// and after a restart.
+/// and after a restart; rollups of the week agree with the raw rows.
 #[test]
 fn a_week_of_history_far_beyond_the_head_budget_reads_back_exact() {
     let dir = tempfile::tempdir().unwrap();
@@ -111,6 +111,21 @@ fn a_week_of_history_far_beyond_the_head_budget_reads_back_exact() {
         cap["memory_bytes_per_host"].as_f64().unwrap_or(0.0) > 0.0,
         "{cap}"
     );
+    // Rollups over the week (blocks and head), in buckets of an hour and of a day.
+    for step in [3_600_000, 86_400_000] {
+        let host = "loadgen-00";
+        let n = block_on(check_rollups(
+            &url,
+            host,
+            now_ms() - 8 * 86_400_000,
+            now_ms(),
+            step,
+        ));
+        assert!(
+            n >= 8 * 7 * 86_400_000 / step as usize,
+            "{n} buckets of {step} ms"
+        );
+    }
     b.restart();
     assert_nothing_lost(&lg, &summary, &[&url], 100 * 2016);
 }

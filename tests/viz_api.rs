@@ -93,8 +93,9 @@ fn every_endpoint_answers_or_refuses_with_a_reason() {
             .all(|x| x["values"].as_array().unwrap().len() == n)
     );
 
-    // Averaged into buckets: over the same range, one bucket of two hours holds every row, and
-    // its value is the mean of the raw values.
+    // A step of whole minutes reads the broker's rollups: over the same range, buckets of two
+    // hours (at multiples of two hours: one, or two if the range crosses one) hold every row,
+    // with the mean, the lowest and the highest raw value.
     let (from, to) = (
         m["start_time"].as_str().unwrap(),
         m["end_time"].as_str().unwrap(),
@@ -125,10 +126,56 @@ fn every_endpoint_answers_or_refuses_with_a_reason() {
         .map(|r| r.as_u64().unwrap())
         .sum();
     assert_eq!(rows, n as u64, "{avg}");
-    assert_eq!(avg["timestamps"].as_array().unwrap().len(), 1, "{avg}");
-    let mean = avg["series"][0]["values"][0].as_f64().unwrap();
+    let buckets = avg["timestamps"].as_array().unwrap();
+    assert!((1..=2).contains(&buckets.len()), "{avg}");
+    assert!(buckets.iter().all(|t| t.as_i64().unwrap() % 7_200_000 == 0));
+    let column = |k: &str| -> Vec<f64> {
+        avg["series"][0][k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let weights: Vec<f64> = avg["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_f64().unwrap())
+        .collect();
+    let mean = column("values")
+        .iter()
+        .zip(&weights)
+        .map(|(v, w)| v * w)
+        .sum::<f64>()
+        / weights.iter().sum::<f64>();
     let expected = raw_cpu.iter().sum::<f64>() / raw_cpu.len() as f64;
     assert!((mean - expected).abs() < 1e-6, "{mean} vs {expected}");
+    let lowest = column("min").into_iter().fold(f64::INFINITY, f64::min);
+    let highest = column("max").into_iter().fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!(
+        lowest,
+        raw_cpu.iter().copied().fold(f64::INFINITY, f64::min)
+    );
+    assert_eq!(
+        highest,
+        raw_cpu.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+    );
+    // A step that is not whole minutes is averaged by viz from the raw points, aligned to the
+    // range's start: one bucket.
+    let (s, raw_avg) = get_json(
+        &http,
+        &format!(
+            "/api/metrics?host_id=api-host&metrics=cpu.usage&step=7199s&start_time={from}&end_time={to}"
+        ),
+    );
+    assert_eq!(s, 200, "{raw_avg}");
+    assert_eq!(
+        raw_avg["timestamps"].as_array().unwrap().len(),
+        1,
+        "{raw_avg}"
+    );
+    assert!(raw_avg["series"][0].get("min").is_none(), "{raw_avg}");
     for bad in ["0s", "abc", "1000000h"] {
         let (s, e) = get_json(&http, &format!("/api/metrics?host_id=api-host&step={bad}"));
         assert_eq!(s, 400, "step={bad}: {e}");

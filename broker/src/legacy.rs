@@ -271,6 +271,7 @@ impl<S: Store> MonitorService for LegacyService<S> {
                 limit: self.max_snapshots,
                 max_cells: self.max_cells,
                 sparse_ok: true,
+                step_ms: 0,
             })
             .await
             .map_err(|e| Status::unavailable(format!("store unavailable: {e}")))?;

@@ -115,6 +115,7 @@ impl<S: Store> QueryService<S> {
             }
             n => n,
         };
+        check_step(q.step_ms, q.start_ms, q.end_ms)?;
         let chunks = self
             .store
             .range(RangeQuery {
@@ -125,6 +126,7 @@ impl<S: Store> QueryService<S> {
                 limit,
                 max_cells: self.max_cells,
                 sparse_ok: q.sparse_ok,
+                step_ms: q.step_ms,
             })
             .await
             .map_err(store_status)?;
@@ -136,6 +138,30 @@ impl<S: Store> QueryService<S> {
         }
         Ok(chunks)
     }
+}
+
+/// Most buckets a rollup read may ask for.
+pub const MAX_BUCKETS: i64 = 100_000;
+
+/// A range's step: 0 (raw rows) or a whole number of rollup minutes, at most
+/// [`MAX_BUCKETS`] buckets over the range.
+fn check_step(step_ms: i64, start_ms: i64, end_ms: i64) -> Result<(), Status> {
+    let minute = crate::store::rollup::ROLLUP_MS;
+    if step_ms == 0 {
+        return Ok(());
+    }
+    if step_ms < 0 || step_ms % minute != 0 {
+        return Err(Status::invalid_argument(format!(
+            "step_ms {step_ms} must be 0 (raw rows) or a positive multiple of {minute} (the rollups' minute)"
+        )));
+    }
+    let buckets = (end_ms.saturating_sub(start_ms) / step_ms).saturating_add(1);
+    if buckets > MAX_BUCKETS {
+        return Err(Status::invalid_argument(format!(
+            "{buckets} buckets of {step_ms} ms: more than {MAX_BUCKETS}; use a larger step"
+        )));
+    }
+    Ok(())
 }
 
 #[tonic::async_trait]

@@ -302,6 +302,7 @@ impl Checker {
                 metric_names: Vec::new(),
                 limit: 0,
                 sparse_ok: true,
+                step_ms: 0,
             };
             let mut stream = match client.range(req).await {
                 Ok(r) => r.into_inner(),
@@ -621,6 +622,7 @@ mod tests {
                     unit: d.unit as i32,
                     values: ts.iter().map(|&t| values::value(0, t, i, d.unit)).collect(),
                     rows: vec![],
+                    ..Default::default()
                 })
                 .collect(),
             truncated: false,
@@ -702,6 +704,7 @@ mod tests {
             unit: 1,
             values: vec![1.0, f64::NAN],
             rows: vec![],
+            ..Default::default()
         });
         let r = check(&c, &[ch.clone()], &[0, 1]);
         assert_eq!(r.report.counts.wrong_values, 1, "only the row that has it");

@@ -64,7 +64,7 @@ impl RangeChunk {
             + self
                 .columns
                 .iter()
-                .map(|c| c.values.len() + 1)
+                .map(|c| c.values.len() + c.min.len() + c.max.len() + c.count.len() + 1)
                 .sum::<usize>()
     }
 
@@ -156,12 +156,14 @@ mod tests {
                     unit: Unit::Percent as i32,
                     values: vec![1.0, 2.0],
                     rows: vec![],
+                    ..Default::default()
                 },
                 Column {
                     name: "b".into(),
                     unit: Unit::Bytes as i32,
                     values: vec![f64::NAN, 5.0],
                     rows: vec![],
+                    ..Default::default()
                 },
             ],
             truncated: false,

@@ -419,6 +419,7 @@ pub async fn range_all(url: &str, host: &str) -> Vec<Snapshot> {
             metric_names: vec![],
             limit: 0,
             sparse_ok: true,
+            step_ms: 0,
         })
         .await;
     let mut stream = match stream {
@@ -431,6 +432,101 @@ pub async fn range_all(url: &str, host: &str) -> Vec<Snapshot> {
         out.extend(chunk.to_snapshots(host));
     }
     out
+}
+
+/// Reads `host` over `[start, end]` raw and with `step_ms` (the broker's rollups), and checks
+/// every bucket against the raw rows: the count and the lowest and highest value exactly, the
+/// average to 1e-9 (sums added in another order). Returns the buckets compared.
+#[allow(dead_code)]
+pub async fn check_rollups(url: &str, host: &str, start: i64, end: i64, step_ms: i64) -> usize {
+    use std::collections::BTreeMap;
+    let mut client = QueryClient::connect(url.to_string())
+        .await
+        .expect("connect query");
+    let read = |step_ms: i64, start_ms: i64| RangeRequest {
+        host_id: host.into(),
+        start_ms,
+        end_ms: end,
+        metric_names: vec![],
+        limit: 0,
+        sparse_ok: true,
+        step_ms,
+    };
+    let first = start.div_euclid(step_ms) * step_ms;
+    // The raw rows from the first bucket's start (paged: a page stops at the broker's limits).
+    let mut want: BTreeMap<(i64, String), (f64, f64, f64, u32)> = BTreeMap::new();
+    let mut from = first;
+    loop {
+        let mut s = client
+            .range(read(0, from))
+            .await
+            .expect("raw range")
+            .into_inner();
+        let mut last = None;
+        while let Some(chunk) = s.message().await.expect("chunk") {
+            for snap in chunk.to_snapshots(host) {
+                let b = snap.timestamp_ms.div_euclid(step_ms) * step_ms;
+                for m in snap.metrics {
+                    let e = want.entry((b, m.name)).or_insert((
+                        f64::INFINITY,
+                        f64::NEG_INFINITY,
+                        0.0,
+                        0,
+                    ));
+                    e.0 = e.0.min(m.value);
+                    e.1 = e.1.max(m.value);
+                    e.2 += m.value;
+                    e.3 += 1;
+                }
+                last = Some(snap.timestamp_ms);
+            }
+        }
+        match last {
+            Some(l) if l < end => from = l + 1,
+            _ => break,
+        }
+    }
+    let mut s = client
+        .range(read(step_ms, start))
+        .await
+        .expect("rollup range")
+        .into_inner();
+    let mut got: BTreeMap<(i64, String), (f64, f64, f64, u32)> = BTreeMap::new();
+    while let Some(chunk) = s.message().await.expect("chunk") {
+        assert!(!chunk.truncated, "a rollup answer cut short");
+        for c in &chunk.columns {
+            assert_eq!(c.min.len(), c.values.len(), "{}", c.name);
+            for (i, &avg) in c.values.iter().enumerate() {
+                if avg.is_nan() {
+                    continue;
+                }
+                let row = if c.rows.is_empty() {
+                    i
+                } else {
+                    c.rows[i] as usize
+                };
+                got.insert(
+                    (chunk.timestamps_ms[row], c.name.clone()),
+                    (c.min[i], c.max[i], avg, c.count[i]),
+                );
+            }
+        }
+    }
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "the same buckets and metrics"
+    );
+    for (k, (min, max, sum, n)) in &want {
+        let (gmin, gmax, gavg, gn) = got[k];
+        assert_eq!((gmin, gmax, gn), (*min, *max, *n), "{k:?}");
+        let avg = sum / f64::from(*n);
+        assert!(
+            (gavg - avg).abs() <= 1e-9 * avg.abs().max(1.0),
+            "{k:?}: {gavg} vs {avg}"
+        );
+    }
+    got.len()
 }
 
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {

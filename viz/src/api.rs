@@ -825,6 +825,7 @@ async fn fetch(
     start: i64,
     end: i64,
     names: Vec<String>,
+    step_ms: i64,
 ) -> Result<Vec<RangeChunk>, ApiError> {
     let limit = st.max_points as u32;
     let chunks = st
@@ -837,6 +838,7 @@ async fn fetch(
                 metric_names: names.clone(),
                 limit,
                 sparse_ok: true,
+                step_ms,
             };
             async move {
                 let mut stream = c.range(req).await?.into_inner();
@@ -857,8 +859,15 @@ pub struct Series {
     pub name: String,
     /// The unit's name (percent, bytes, …; empty when unspecified).
     pub unit: &'static str,
-    /// One per timestamp; null where the host did not report the metric.
+    /// One per timestamp; null where the host did not report the metric. With a step of whole
+    /// minutes: each bucket's average.
     pub values: Vec<Option<f64>>,
+    /// With a step of whole minutes (read from the stored rollups): each bucket's lowest and
+    /// highest raw value.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub min: Vec<Option<f64>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub max: Vec<Option<f64>>,
 }
 
 /// A host's history: one timestamp column and a series per metric, aligned.
@@ -952,7 +961,7 @@ pub fn join(
                     unit: Unit::try_from(col.unit)
                         .unwrap_or(Unit::Unspecified)
                         .as_name(),
-                    values: Vec::new(),
+                    ..Series::default()
                 });
                 body.series.len() - 1
             });
@@ -964,8 +973,18 @@ pub fn join(
         n => total.min((max_cells / n).max(1)),
     };
     body.truncated = rows < total;
+    let rollups = chunks
+        .iter()
+        .any(|c| c.columns.iter().any(|col| !col.count.is_empty()));
     for s in &mut body.series {
         s.values = vec![None; rows];
+        if rollups {
+            s.min = vec![None; rows];
+            s.max = vec![None; rows];
+        }
+    }
+    if rollups {
+        body.rows = vec![0; rows];
     }
     let mut offset = 0;
     for c in chunks {
@@ -975,10 +994,24 @@ pub fn join(
         let take = c.timestamps_ms.len().min(rows - offset);
         body.timestamps.extend_from_slice(&c.timestamps_ms[..take]);
         for col in &c.columns {
-            let values = &mut body.series[index[col.name.as_str()]].values;
-            for (row, v) in col.present() {
-                if row < take {
-                    values[offset + row] = Some(v);
+            let s = &mut body.series[index[col.name.as_str()]];
+            let sparse = !col.rows.is_empty();
+            for (i, &v) in col.values.iter().enumerate() {
+                let row = if sparse {
+                    col.rows.get(i).map_or(usize::MAX, |&r| r as usize)
+                } else {
+                    i
+                };
+                if v.is_nan() || row >= take {
+                    continue;
+                }
+                s.values[offset + row] = Some(v);
+                if rollups {
+                    s.min[offset + row] = col.min.get(i).copied();
+                    s.max[offset + row] = col.max.get(i).copied();
+                    let n = col.count.get(i).copied().unwrap_or(0);
+                    let slot = &mut body.rows[offset + row];
+                    *slot = (*slot).max(n);
                 }
             }
         }
@@ -1030,19 +1063,29 @@ async fn range(State(st): Shared, Query(p): Params) -> Result<Response, ApiError
         None => None,
         Some(_) => Some(step_param(&st, &p, start, end)?),
     };
-    let chunks = fetch(&st, &host, start, end, names).await?;
+    // A step of whole minutes reads the brokers' stored rollups (one row per bucket, with min
+    // and max); a shorter one averages the raw points here.
+    let rollup_step = step_ms.filter(|s| s % ROLLUP_MS == 0);
+    let chunks = fetch(&st, &host, start, end, names, rollup_step.unwrap_or(0)).await?;
     let mut body = join(&host, start, end, &chunks, st.max_cells);
     // Past viz's --max-points or --max-cells, or the broker's limit of values per answer.
-    body.truncated |=
-        body.timestamps.len() >= st.max_points || chunks.last().is_some_and(|c| c.truncated);
+    body.truncated |= (rollup_step.is_none() && body.timestamps.len() >= st.max_points)
+        || chunks.last().is_some_and(|c| c.truncated);
     Ok(stream_json(
-        match step_ms {
-            Some(step) => downsample(body, start, step),
-            None => body,
+        match (step_ms, rollup_step) {
+            (Some(step), None) => downsample(body, start, step),
+            (_, Some(step)) => {
+                body.step_ms = Some(step);
+                body
+            }
+            (None, None) => body,
         },
         slot,
     ))
 }
+
+/// The brokers' rollup bucket (ms): a step of whole ones is read from their rollups.
+pub const ROLLUP_MS: i64 = 60_000;
 
 /// Range answers built or sent at once.
 pub const RANGE_SLOTS: usize = 16;
@@ -1284,7 +1327,7 @@ async fn points(
 ) -> Result<(String, String, Vec<(i64, f64)>), ApiError> {
     let host = host_param(p)?;
     let metric = metric_param(p)?;
-    let chunks = fetch(st, &host, start, end, vec![metric.clone()]).await?;
+    let chunks = fetch(st, &host, start, end, vec![metric.clone()], 0).await?;
     let mut pts = Vec::new();
     for c in &chunks {
         if let Some(col) = c.columns.iter().find(|col| col.name == metric) {
@@ -1506,11 +1549,13 @@ mod tests {
                     name: "a".into(),
                     unit: "percent",
                     values: vec![Some(1.0), Some(3.0), None, Some(10.0), None],
+                    ..Default::default()
                 },
                 Series {
                     name: "b".into(),
                     unit: "",
                     values: vec![None, None, Some(5.0), Some(7.0), Some(1.0)],
+                    ..Default::default()
                 },
             ],
             ..Default::default()
@@ -1703,6 +1748,7 @@ mod tests {
                     unit: 1,
                     values: vec![1.0, f64::NAN],
                     rows: vec![],
+                    ..Default::default()
                 }],
                 truncated: false,
             },
@@ -1714,12 +1760,14 @@ mod tests {
                         unit: 2,
                         values: vec![7.0],
                         rows: vec![],
+                        ..Default::default()
                     },
                     Column {
                         name: "a".into(),
                         unit: 1,
                         values: vec![3.0],
                         rows: vec![],
+                        ..Default::default()
                     },
                 ],
                 truncated: false,
@@ -1745,6 +1793,7 @@ mod tests {
                 unit: 0,
                 values: vec![9.0],
                 rows: vec![1],
+                ..Default::default()
             }],
             truncated: false,
         }];

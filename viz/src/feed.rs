@@ -54,6 +54,7 @@ impl Feed {
                 metric_names: vec![],
                 limit: 0,
                 sparse_ok: true,
+                step_ms: 0,
             };
             let mut stream = match self.pool.query(i).range(req).await {
                 Ok(s) => s.into_inner(),

@@ -696,6 +696,69 @@ impl EmbeddedStore {
     /// The head's rows of `q` from `from` on. Built in pieces of at most
     /// [`RANGE_PIECE_CELLS`] values, the store's lock taken for each piece and let go between
     /// them, so a large answer never holds up writers for long.
+    /// Merges the head, the rows of a cut in progress and the blocks in timestamp order. The
+    /// head is read first, then the frozen rows, then the blocks: rows only ever move that
+    /// way, so a row a cut moves during the read is found at a later step (and, if found
+    /// twice, taken once).
+    fn raw_range(&self, q: RangeQuery) -> Result<Vec<RangeChunk>, StoreError> {
+        // Rows already past retention but not yet evicted are not served.
+        let cutoff = now_ms() - self.inner.cfg.retention.as_millis() as i64;
+        let start = q.start_ms.max(cutoff);
+        let head = self.head_range(&q, start)?;
+        let Some(disk) = &self.inner.disk else {
+            return Ok(head);
+        };
+        let frozen = {
+            let st = self.read()?;
+            st.frozen.as_ref().and_then(|f| {
+                let series = f.hosts.get(&q.host_id)?;
+                let mut keep = selector(&f.names, &q.metric_names);
+                let rows = Rows {
+                    start,
+                    end: q.end_ms,
+                    limit: q.limit,
+                    max_cells: usize::MAX,
+                    sparse_ok: false,
+                };
+                Some(Frame::from_chunks(
+                    &series.range(&rows, &f.names, &mut keep),
+                ))
+            })
+        };
+        let mut keep = |name: &str| name_selected(&q.metric_names, name);
+        let (mut frames, disk_cut) =
+            disk.read_frames(&q.host_id, start, q.end_ms, q.max_cells, &mut keep)?;
+        if frames.is_empty() && frozen.as_ref().is_none_or(|f| f.is_empty()) {
+            return Ok(head);
+        }
+        // A source stopped short (by the cell budget) leaves rows after its last one unread:
+        // the answer ends there and says so.
+        let head_cut = head
+            .last()
+            .filter(|c| c.truncated)
+            .and_then(|c| c.timestamps_ms.last().copied());
+        let stop = [disk_cut, head_cut].into_iter().flatten().min();
+        frames.extend(frozen);
+        frames.push(Frame::from_chunks(&head));
+        let mut merged = Frame::merge(frames).slice(start, q.end_ms);
+        let mut cut_short = false;
+        if let Some(stop) = stop
+            && merged.last().is_some_and(|l| l > stop)
+        {
+            merged.cut_after(stop);
+            cut_short = true;
+        }
+        let mut out = merged.into_chunks(q.limit, q.max_cells, q.sparse_ok);
+        let served: usize = out.iter().map(|c| c.timestamps_ms.len()).sum();
+        if (cut_short || stop.is_some())
+            && served < q.limit
+            && let Some(last) = out.last_mut()
+        {
+            last.truncated = true;
+        }
+        Ok(out)
+    }
+
     fn head_range(&self, q: &RangeQuery, from: i64) -> Result<Vec<RangeChunk>, StoreError> {
         let mut out: Vec<RangeChunk> = Vec::new();
         let (mut from, mut left, mut cells) = (from, q.limit, 0usize);
@@ -1268,67 +1331,13 @@ impl Store for EmbeddedStore {
         Ok(())
     }
 
-    /// Merges the head, the rows of a cut in progress and the blocks in timestamp order. The
-    /// head is read first, then the frozen rows, then the blocks: rows only ever move that
-    /// way, so a row a cut moves during the read is found at a later step (and, if found
-    /// twice, taken once).
+    /// Raw rows, or rollups of them (made from the raw rows as they are read).
     async fn range(&self, q: RangeQuery) -> Result<Vec<RangeChunk>, StoreError> {
-        // Rows already past retention but not yet evicted are not served.
-        let cutoff = now_ms() - self.inner.cfg.retention.as_millis() as i64;
-        let start = q.start_ms.max(cutoff);
-        let head = self.head_range(&q, start)?;
-        let Some(disk) = &self.inner.disk else {
-            return Ok(head);
-        };
-        let frozen = {
-            let st = self.read()?;
-            st.frozen.as_ref().and_then(|f| {
-                let series = f.hosts.get(&q.host_id)?;
-                let mut keep = selector(&f.names, &q.metric_names);
-                let rows = Rows {
-                    start,
-                    end: q.end_ms,
-                    limit: q.limit,
-                    max_cells: usize::MAX,
-                    sparse_ok: false,
-                };
-                Some(Frame::from_chunks(
-                    &series.range(&rows, &f.names, &mut keep),
-                ))
-            })
-        };
-        let mut keep = |name: &str| name_selected(&q.metric_names, name);
-        let (mut frames, disk_cut) =
-            disk.read_frames(&q.host_id, start, q.end_ms, q.max_cells, &mut keep)?;
-        if frames.is_empty() && frozen.as_ref().is_none_or(|f| f.is_empty()) {
-            return Ok(head);
+        if q.step_ms > 0 {
+            let raw = self.raw_range(super::raw_query(&q))?;
+            return Ok(super::roll_up(&raw, &q));
         }
-        // A source stopped short (by the cell budget) leaves rows after its last one unread:
-        // the answer ends there and says so.
-        let head_cut = head
-            .last()
-            .filter(|c| c.truncated)
-            .and_then(|c| c.timestamps_ms.last().copied());
-        let stop = [disk_cut, head_cut].into_iter().flatten().min();
-        frames.extend(frozen);
-        frames.push(Frame::from_chunks(&head));
-        let mut merged = Frame::merge(frames).slice(start, q.end_ms);
-        let mut cut_short = false;
-        if let Some(stop) = stop
-            && merged.last().is_some_and(|l| l > stop)
-        {
-            merged.cut_after(stop);
-            cut_short = true;
-        }
-        let mut out = merged.into_chunks(q.limit, q.max_cells, q.sparse_ok);
-        let served: usize = out.iter().map(|c| c.timestamps_ms.len()).sum();
-        if (cut_short || stop.is_some())
-            && served < q.limit
-            && let Some(last) = out.last_mut()
-        {
-            last.truncated = true;
-        }
-        Ok(out)
+        self.raw_range(q)
     }
 
     async fn latest(&self, metric_names: &[String]) -> Result<Vec<Snapshot>, StoreError> {
@@ -1461,6 +1470,7 @@ mod tests {
             limit: usize::MAX,
             max_cells: usize::MAX,
             sparse_ok: true,
+            step_ms: 0,
         }
     }
 

@@ -308,6 +308,7 @@ pub(crate) fn response_column(
             unit,
             values,
             rows: at,
+            ..Column::default()
         };
     }
     let mut values = vec![f64::NAN; rows];
@@ -317,6 +318,7 @@ pub(crate) fn response_column(
         unit,
         values,
         rows: Vec::new(),
+        ..Column::default()
     }
 }
 

@@ -14,6 +14,7 @@ pub mod keys;
 mod redis_compact;
 pub mod redis_conn;
 pub mod redis_store;
+pub mod rollup;
 mod series;
 mod wal;
 
@@ -71,6 +72,28 @@ pub struct RangeQuery {
     pub max_cells: usize,
     /// Whether the asker reads sparse columns (`Column.rows`); dense otherwise.
     pub sparse_ok: bool,
+    /// 0: raw rows. Otherwise rollups in buckets of this width (a multiple of
+    /// [`rollup::ROLLUP_MS`]): one row per bucket from `bucket(start_ms)` on, `limit` ignored.
+    pub step_ms: i64,
+}
+
+/// The raw read behind a rollup read answered from raw rows (for stores and layouts that keep
+/// no rollups, and rows not yet compressed): every row from the first bucket's start.
+pub(crate) fn raw_query(q: &RangeQuery) -> RangeQuery {
+    RangeQuery {
+        start_ms: rollup::bucket(q.start_ms, q.step_ms.max(1)),
+        limit: usize::MAX,
+        max_cells: usize::MAX,
+        sparse_ok: false,
+        step_ms: 0,
+        ..q.clone()
+    }
+}
+
+/// `raw` (the answer to `raw_query(q)`) rolled up as `q` asks.
+pub(crate) fn roll_up(raw: &[RangeChunk], q: &RangeQuery) -> Vec<RangeChunk> {
+    let frame = frame::Frame::from_chunks(raw);
+    rollup::Rollup::of(&frame, q.step_ms).into_chunks(q.max_cells, q.sparse_ok)
 }
 
 /// Cuts `chunks` to about `max_cells` (whole chunks, at least one), marking the last one

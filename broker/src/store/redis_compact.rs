@@ -21,11 +21,13 @@ use super::frame::{Frame, FrameBuilder};
 use super::keys::{self, CHUNK_MS, window_start};
 use super::redis_conn::Conn;
 use super::redis_store::{Inner, RedisStore, bytes, now_ms};
+use super::rollup::{ROLLUP_MS, Rollup, bucket};
 use super::{RangeQuery, StoreError, WriteOutcome};
 
 static WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/write.lua")));
 static CLOSE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/close.lua")));
 static MERGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/merge.lua")));
+static ROLLUPS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/rollups.lua")));
 
 /// Windows closed per round of the closer, at most.
 const CLOSE_ROUND: usize = 256;
@@ -561,6 +563,74 @@ impl RedisStore {
             }
         }
         Ok(Frame::merge(frames).into_chunks(q.limit, q.max_cells, q.sparse_ok))
+    }
+
+    /// A rollup read in the compact layout: the stored rollups of closed windows (only their
+    /// rollup sections leave Redis), and the open windows' rows rolled up here.
+    pub(super) async fn compact_rollups(
+        &self,
+        q: &RangeQuery,
+        start: i64,
+    ) -> Result<Vec<RangeChunk>, StoreError> {
+        let k = &self.inner.keys;
+        let from = bucket(start, q.step_ms);
+        if from > q.end_ms {
+            return Ok(Vec::new());
+        }
+        let deadline = self.inner.cfg.settings.response_timeout * 2;
+        let starts: Vec<i64> = (window_start(from)..=window_start(q.end_ms))
+            .step_by(CHUNK_MS as usize)
+            .collect();
+        // Open rows first, then the chunks (see `compact_range`); a window found both ways is
+        // taken from its chunk, which holds every row the open one had.
+        let mut p = redis::pipe();
+        for &s in &starts {
+            p.cmd("HGETALL").arg(k.rows(&q.host_id, s));
+        }
+        p.cmd("HGETALL").arg(k.schema(&q.host_id));
+        let replies: Vec<Value> = self
+            .retrying("rollup read", deadline, |mut c| {
+                let p = p.clone();
+                async move { p.query_async(&mut c).await }
+            })
+            .await?;
+        let chunk_keys: Vec<String> = starts.iter().map(|&s| k.chunk(&q.host_id, s)).collect();
+        let prefixes = self
+            .retrying("rollup read", deadline, |mut c| {
+                let keys = &chunk_keys;
+                async move { eval(&mut c, &ROLLUPS, keys, &[], 0, 0).await }
+            })
+            .await?;
+        let n = starts.len();
+        let (Value::Array(prefixes), true) = (prefixes, replies.len() == n + 1) else {
+            return Err(StoreError::Unavailable(
+                "redis: unexpected answer to a rollup read".into(),
+            ));
+        };
+        let mut keep = |name: &str| name_selected(&q.metric_names, name);
+        let lists = lists(&replies[n]);
+        let mut parts = Vec::with_capacity(n);
+        for (i, s) in starts.iter().enumerate() {
+            if let Some(prefix) = prefixes.get(i).and_then(bytes) {
+                match chunk::decode_rollup(prefix, from, q.end_ms, &mut keep) {
+                    Ok(r) => {
+                        parts.push(r);
+                        continue;
+                    }
+                    Err(reason) => {
+                        self.compact().corrupt.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(host = %q.host_id, start = s, %reason, "damaged chunk rollups skipped");
+                    }
+                }
+            }
+            let mut b = FrameBuilder::default();
+            add_rows(&mut b, &replies[i], &lists, from, q.end_ms, &mut keep);
+            let frame = b.finish();
+            if !frame.is_empty() {
+                parts.push(Rollup::of(&frame, ROLLUP_MS));
+            }
+        }
+        Ok(Rollup::combine(parts, q.step_ms).into_chunks(q.max_cells, q.sparse_ok))
     }
 
     /// Every host's newest snapshot: one GET per host.

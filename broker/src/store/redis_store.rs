@@ -396,6 +396,87 @@ impl RedisStore {
         p
     }
 
+    /// A range read in the seed layout: the index, then the packed strings (or hashes).
+    async fn seed_range(&self, q: RangeQuery, start: i64) -> Result<Vec<RangeChunk>, StoreError> {
+        let index = self.inner.keys.index(&q.host_id);
+        let limit = q.limit.min(isize::MAX as usize) as isize;
+        let deadline = self.inner.cfg.settings.response_timeout * 2;
+        let members: Vec<(String, f64)> = self
+            .retrying("range index", deadline, |mut c| {
+                let index = index.clone();
+                async move {
+                    redis::cmd("ZRANGEBYSCORE")
+                        .arg(&index)
+                        .arg(start)
+                        .arg(q.end_ms)
+                        .arg("WITHSCORES")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(limit)
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let data_slices: Vec<Vec<String>> = members
+            .chunks(READ_SLICE)
+            .map(|s| s.iter().map(|(m, _)| m.clone()).collect())
+            .collect();
+        // One packed string per snapshot, its columns picked by the names or prefixes asked
+        // for (reading the packed string beats HMGET of a few fields from a 60-field hash); a
+        // slice with a snapshot that has none (written by another tool) is read whole from its
+        // hashes.
+        let timestamps: Vec<Vec<i64>> = members
+            .chunks(READ_SLICE)
+            .map(|s| s.iter().map(|(_, ts)| *ts as i64).collect())
+            .collect();
+        let packed_slices: Vec<Vec<String>> = timestamps
+            .iter()
+            .map(|s| {
+                s.iter()
+                    .map(|ts| self.inner.keys.packed(&q.host_id, *ts))
+                    .collect()
+            })
+            .collect();
+        let replies = self
+            .read_slices(&packed_slices, Read::Get, deadline)
+            .await?;
+        let schemas = self.schemas(&q.host_id, &replies, deadline).await?;
+        let mut chunks = Vec::with_capacity(replies.len());
+        for ((stamps, values), data_keys) in timestamps.iter().zip(&replies).zip(&data_slices) {
+            let mut b = ChunkBuilder::new(&q.metric_names);
+            let mut whole = false;
+            for (ts, v) in stamps.iter().zip(values) {
+                match bytes(v).and_then(keys::decode_packed) {
+                    Some((id, values)) if schemas.contains_key(&id) => {
+                        b.add_packed(*ts, id, &schemas[&id], values.into_iter())
+                    }
+                    _ => {
+                        whole = true;
+                        break;
+                    }
+                }
+            }
+            if whole {
+                let again = self
+                    .read_slices(std::slice::from_ref(data_keys), Read::Whole, deadline)
+                    .await?;
+                b = ChunkBuilder::new(&q.metric_names);
+                for v in again.iter().flatten() {
+                    b.add_hgetall(v);
+                }
+            }
+            // Keys that expired between the index read and this read are left out.
+            if let Some(chunk) = b.finish() {
+                chunks.push(chunk);
+            }
+        }
+        Ok(super::cap_cells(chunks, q.max_cells))
+    }
+
     /// Writes a batch in the seed layout (one pipelined round trip).
     async fn seed_write(&self, snapshots: &[Snapshot]) -> Result<WriteOutcome, StoreError> {
         let mut pipe = self.write_pipeline(snapshots);
@@ -541,6 +622,7 @@ impl<'a> ChunkBuilder<'a> {
             unit,
             values: Vec::new(),
             rows: Vec::new(),
+            ..Column::default()
         });
         self.index.insert(name.to_string(), self.columns.len() - 1);
         Some(self.columns.len() - 1)
@@ -732,88 +814,19 @@ impl Store for RedisStore {
     }
 
     async fn range(&self, q: RangeQuery) -> Result<Vec<RangeChunk>, StoreError> {
-        let index = self.inner.keys.index(&q.host_id);
         let cutoff = now_ms() - self.inner.cfg.retention.as_millis() as i64;
         let start = q.start_ms.max(cutoff);
-        if self.inner.cfg.layout == RedisLayout::Compact {
-            return self.compact_range(&q, start).await;
-        }
-        let limit = q.limit.min(isize::MAX as usize) as isize;
-        let deadline = self.inner.cfg.settings.response_timeout * 2;
-        let members: Vec<(String, f64)> = self
-            .retrying("range index", deadline, |mut c| {
-                let index = index.clone();
-                async move {
-                    redis::cmd("ZRANGEBYSCORE")
-                        .arg(&index)
-                        .arg(start)
-                        .arg(q.end_ms)
-                        .arg("WITHSCORES")
-                        .arg("LIMIT")
-                        .arg(0)
-                        .arg(limit)
-                        .query_async(&mut c)
-                        .await
-                }
-            })
-            .await?;
-        if members.is_empty() {
-            return Ok(Vec::new());
-        }
-        let data_slices: Vec<Vec<String>> = members
-            .chunks(READ_SLICE)
-            .map(|s| s.iter().map(|(m, _)| m.clone()).collect())
-            .collect();
-        // One packed string per snapshot, its columns picked by the names or prefixes asked
-        // for (reading the packed string beats HMGET of a few fields from a 60-field hash); a
-        // slice with a snapshot that has none (written by another tool) is read whole from its
-        // hashes.
-        let timestamps: Vec<Vec<i64>> = members
-            .chunks(READ_SLICE)
-            .map(|s| s.iter().map(|(_, ts)| *ts as i64).collect())
-            .collect();
-        let packed_slices: Vec<Vec<String>> = timestamps
-            .iter()
-            .map(|s| {
-                s.iter()
-                    .map(|ts| self.inner.keys.packed(&q.host_id, *ts))
-                    .collect()
-            })
-            .collect();
-        let replies = self
-            .read_slices(&packed_slices, Read::Get, deadline)
-            .await?;
-        let schemas = self.schemas(&q.host_id, &replies, deadline).await?;
-        let mut chunks = Vec::with_capacity(replies.len());
-        for ((stamps, values), data_keys) in timestamps.iter().zip(&replies).zip(&data_slices) {
-            let mut b = ChunkBuilder::new(&q.metric_names);
-            let mut whole = false;
-            for (ts, v) in stamps.iter().zip(values) {
-                match bytes(v).and_then(keys::decode_packed) {
-                    Some((id, values)) if schemas.contains_key(&id) => {
-                        b.add_packed(*ts, id, &schemas[&id], values.into_iter())
-                    }
-                    _ => {
-                        whole = true;
-                        break;
-                    }
-                }
-            }
-            if whole {
-                let again = self
-                    .read_slices(std::slice::from_ref(data_keys), Read::Whole, deadline)
-                    .await?;
-                b = ChunkBuilder::new(&q.metric_names);
-                for v in again.iter().flatten() {
-                    b.add_hgetall(v);
-                }
-            }
-            // Keys that expired between the index read and this read are left out.
-            if let Some(chunk) = b.finish() {
-                chunks.push(chunk);
+        match (self.inner.cfg.layout, q.step_ms > 0) {
+            (RedisLayout::Compact, false) => self.compact_range(&q, start).await,
+            (RedisLayout::Compact, true) => self.compact_rollups(&q, start).await,
+            (_, false) => self.seed_range(q, start).await,
+            (_, true) => {
+                let raw_q = super::raw_query(&q);
+                let from = raw_q.start_ms.max(cutoff);
+                let raw = self.seed_range(raw_q, from).await?;
+                Ok(super::roll_up(&raw, &q))
             }
         }
-        Ok(super::cap_cells(chunks, q.max_cells))
     }
 
     async fn latest(&self, metric_names: &[String]) -> Result<Vec<Snapshot>, StoreError> {

@@ -1308,8 +1308,10 @@
   const RANGES = [
     { id: '15m', label: '15 min', ms: 15 * 60000, step: 0 },
     { id: '1h', label: '1 h', ms: 3600000, step: 0 },
-    { id: '6h', label: '6 h', ms: 6 * 3600000, step: 30000 },
+    // A step of whole minutes is read from the brokers' stored 1-minute rollups.
+    { id: '6h', label: '6 h', ms: 6 * 3600000, step: 60000 },
     { id: '24h', label: '24 h', ms: 24 * 3600000, step: 120000 },
+    { id: '7d', label: '7 d', ms: 7 * 24 * 3600000, step: 600000 },
   ];
   const RANGE_KEY = 'ringwatch.range';
 
@@ -1405,7 +1407,8 @@
       const g = this.group;
       const n = this.xs.length;
       if (g.step) {
-        const b = (g.start + Math.floor((tsMs - g.start) / g.step) * g.step) / 1000;
+        // Buckets start at multiples of the step, as the brokers' rollups do.
+        const b = (Math.floor(tsMs / g.step) * g.step) / 1000;
         if (n && this.xs[n - 1] === b) {
           vals.forEach((v, i) => {
             if (v == null) return;
@@ -1765,7 +1768,7 @@
           byName = new Map();
           for (const s of body.series || []) byName.set(s.name, { ts: body.timestamps, vs: s.values });
         } else {
-          // One request: the server averages every series into buckets of the step.
+          // One request: the brokers' rollups, every series in buckets of the step.
           const q = new URLSearchParams({ host_id: id, start_time: start, end_time: end, metrics: names.join(','), step: r.step / 1000 + 's' });
           const body = await api('/api/metrics?' + q, { signal: ctl.signal });
           byName = new Map();
@@ -1780,7 +1783,7 @@
         group.loaded = r.id;
         const ms = Math.round(performance.now() - t0);
         const pts = Math.max(0, ...charts.map((c) => c.points));
-        setText(status, (r.step ? pts + ' points (' + r.step / 1000 + ' s averages)' : pts + ' points') + ' · ' + ms + ' ms');
+        setText(status, (r.step ? pts + ' points (' + r.step / 60000 + ' min averages)' : pts + ' points') + ' · ' + ms + ' ms');
         for (const u of pending) applyLive(u);
         pending = [];
         for (const c of charts) c.redraw();

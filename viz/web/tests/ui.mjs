@@ -187,8 +187,8 @@ async function main() {
     log(`    chart-cpu: ${p0} → ${p1} points, last ts ${t0} → ${await numAttr(sel, 'data-last-ts')}`);
   });
 
-  await step('switch the range to 1 h, 6 h (server-side averages) and back to 15 min', async () => {
-    for (const r of ['1h', '6h', '15m']) {
+  await step('switch the range to 1 h, 6 h, 7 d (the brokers\' rollups) and back to 15 min', async () => {
+    for (const r of ['1h', '6h', '7d', '15m']) {
       await page.click(tid(`range-${r}`));
       await visible(`${tid(`range-${r}`)}[aria-pressed="true"]`, `range button ${r}`);
       await visible(`${tid('chart-cpu')}[data-range="${r}"][aria-busy="false"]`, `CPU chart re-queried for ${r}`);
