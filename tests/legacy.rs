@@ -292,3 +292,92 @@ fn bad_legacy_input_is_refused_with_a_reason_after_storing_what_came_before() {
         "{m}"
     );
 }
+
+/// Compact layout: a day that is over gets its rollup once its windows are closed; a range
+/// with a step reads it and agrees with the raw rows. A late row into that day is merged
+/// into its chunk, the day's rollup is made again, and the rollups still agree, the late row
+/// included.
+#[test]
+fn day_rollups_follow_late_rows_on_redis_compact() {
+    let redis = RedisServer::start();
+    let broker = redis_broker(&[redis.url()], &["--redis-chunk-grace-secs", "1"]);
+    let url = broker.grpc_url();
+    let now_s = now_ms() / 1000;
+    let today = now_s / 86_400 * 86_400;
+    let yesterday = today - 86_400;
+    // Every minute from the start of yesterday to now, at :00.
+    let rows: Vec<MetricsData> = (yesterday / 60..now_s / 60)
+        .map(|m| data("day-host", m * 60, &format!("{}.25", m % 97)))
+        .collect();
+    block_on(async {
+        for part in rows.chunks(500) {
+            send(&url, part.to_vec()).await.expect("send");
+        }
+    });
+    let key = format!("monitor:rollup:{{day-host}}:{}", yesterday * 1000);
+    let made = |b: &Proc| {
+        metric(
+            &scrape(&b.addr("admin")),
+            "ringwatch_broker_store_rollup_days_total",
+        )
+    };
+    wait_for("yesterday's rollup", Duration::from_secs(60), || {
+        let n: i64 = redis::cmd("EXISTS")
+            .arg(&key)
+            .query(&mut redis.conn())
+            .unwrap();
+        (n == 1).then_some(())
+    });
+    let at: i64 = redis::cmd("PEXPIRETIME")
+        .arg(&key)
+        .query(&mut redis.conn())
+        .unwrap();
+    assert_eq!(
+        at,
+        (yesterday + 86_400) * 1000 + 7 * 86_400_000,
+        "expires with its day"
+    );
+    let range = (yesterday * 1000, now_ms());
+    for step in [60_000, 3_600_000] {
+        let n = block_on(check_rollups(&url, "day-host", range.0, range.1, step));
+        assert!(n > 0);
+    }
+    let before = made(&broker);
+    // A late row at :30 of a minute yesterday: a new row in a closed window.
+    block_on(async {
+        let reply = send(&url, vec![data("day-host", yesterday + 3600 + 30, "1000")])
+            .await
+            .expect("send late");
+        assert!(reply.contains("stored 1"), "{reply}");
+    });
+    wait_for(
+        "the day's rollup made again",
+        Duration::from_secs(30),
+        || (made(&broker) > before).then_some(()),
+    );
+    for step in [60_000, 86_400_000] {
+        block_on(check_rollups(&url, "day-host", range.0, range.1, step));
+    }
+    // The late row's minute: two rows, the highest value the late one.
+    block_on(async {
+        let mut q = ringwatch_proto::query_client::QueryClient::connect(url.clone())
+            .await
+            .unwrap();
+        let mut s = q
+            .range(ringwatch_proto::RangeRequest {
+                host_id: "day-host".into(),
+                start_ms: (yesterday + 3600) * 1000,
+                end_ms: (yesterday + 3600) * 1000,
+                metric_names: vec!["cpu_usage".into()],
+                limit: 0,
+                sparse_ok: false,
+                step_ms: 60_000,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let chunk = s.message().await.unwrap().expect("a bucket");
+        assert_eq!(chunk.columns[0].count, vec![2]);
+        assert_eq!(chunk.columns[0].max, vec![1000.0]);
+    });
+}

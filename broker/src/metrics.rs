@@ -47,6 +47,7 @@ pub struct BrokerMetrics {
     store_blocks_compacted: Counter,
     store_chunks_closed: Counter,
     store_chunk_merges: Counter,
+    store_rollup_days: Counter,
     store_cut_failures: Counter,
     store_corrupt: Family<Labels1, Counter>,
     wal_segments_covered: Counter,
@@ -98,6 +99,7 @@ impl BrokerMetrics {
             store_blocks_compacted: Counter::default(),
             store_chunks_closed: Counter::default(),
             store_chunk_merges: Counter::default(),
+            store_rollup_days: Counter::default(),
             store_cut_failures: Counter::default(),
             store_corrupt: Family::default(),
             wal_segments_covered: Counter::default(),
@@ -246,6 +248,11 @@ impl BrokerMetrics {
             m.store_chunk_merges.clone(),
         );
         r.register(
+            "store_rollup_days",
+            "Redis compact layout: day rollups made (a day over, its windows closed; again after a late row)",
+            m.store_rollup_days.clone(),
+        );
+        r.register(
             "store_cut_failures",
             "Cuts of the head to a block, or merges of blocks, that failed (a cut's rows stay in memory until the next cut)",
             m.store_cut_failures.clone(),
@@ -328,6 +335,7 @@ impl BrokerMetrics {
         );
         set(&self.store_chunks_closed, stats.chunks_closed);
         set(&self.store_chunk_merges, stats.chunk_merges);
+        set(&self.store_rollup_days, stats.rollup_days);
         set(&self.wal_segments_covered, stats.wal_segments_covered);
         set(&self.store_refused_disk_full, stats.refused_disk_full);
         let mut out = String::new();

@@ -1,73 +1,43 @@
 //! The values of the Redis compact layout (`keys.rs`): a closed window's chunk and an open
 //! window's rows.
 //!
-//! A chunk is `"RWC1"`, the CRC32 of everything after these 8 bytes, the length and the CRC32
-//! of its rollup section, the rollup section (the window's 1-minute rollups, `rollup.rs`), then
-//! the rows' section in the embedded store's block format (`block.rs`: timestamps
-//! delta-of-delta and values compressed with pco, names inline), so both stores share one
-//! codec; the rollups come first so a long range reads only them (`GETRANGE`). An open row
-//! is the id of its snapshot's name list (u32) and its values as little-endian f64s, stored
-//! under its timestamp.
+//! A chunk is `"RWC1"`, the CRC32 of the rest (u32 little-endian), then one section in the
+//! embedded store's block format (`block.rs`: timestamps delta-of-delta and values compressed
+//! with pco, names inline), so both stores share one codec. An open row is the id of its
+//! snapshot's name list (u32) and its values as little-endian f64s, stored under its timestamp.
 
 use super::block;
 use super::frame::{Frame, FrameBuilder};
-use super::rollup::{ROLLUP_MS, Rollup};
 use crate::error::StoreError;
 
 const MAGIC: &[u8; 4] = b"RWC1";
-/// Bytes before the rollup section: magic, CRC, rollup length and CRC.
-pub(crate) const HEADER: usize = 16;
+/// Header bytes before the section: magic and CRC.
+pub(crate) const HEADER: usize = 8;
 
-/// A frame's rows (at least one) as a chunk, with their rollups.
+/// A frame's rows (at least one) as a chunk.
 pub(crate) fn encode(frame: &Frame) -> Result<Vec<u8>, StoreError> {
-    let rollup = Rollup::of(frame, ROLLUP_MS).encode()?;
-    let rows = block::encode_section(frame)?;
-    let mut out = Vec::with_capacity(HEADER + rollup.len() + rows.len());
+    let section = block::encode_section(frame)?;
+    let mut out = Vec::with_capacity(HEADER + section.len());
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(&(rollup.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&rollup).to_le_bytes());
-    out.extend_from_slice(&rollup);
-    out.extend_from_slice(&rows);
-    let crc = crc32fast::hash(&out[8..]);
-    out[4..8].copy_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&section).to_le_bytes());
+    out.extend_from_slice(&section);
     Ok(out)
 }
 
-/// The CRC bytes of a chunk, as the merge script compares them.
+/// The CRC bytes of a chunk, as the merge script and the day rollups compare them.
 pub(crate) fn crc_bytes(chunk: &[u8]) -> &[u8] {
-    chunk.get(4..8).unwrap_or_default()
+    chunk.get(4..HEADER).unwrap_or_default()
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-/// The rows' section of a chunk, checked: a wrong magic or CRC is an error, never data.
+/// The section of a chunk, checked: a wrong magic or CRC is an error, never data.
 pub(crate) fn section(chunk: &[u8]) -> Result<&[u8], String> {
     if chunk.len() < HEADER || &chunk[..4] != MAGIC {
         return Err("not a chunk (bad magic)".into());
     }
-    if crc32fast::hash(&chunk[8..]) != u32_at(chunk, 4) {
+    let crc = u32::from_le_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]);
+    let section = &chunk[HEADER..];
+    if crc32fast::hash(section) != crc {
         return Err("chunk CRC mismatch".into());
-    }
-    chunk
-        .get(HEADER + u32_at(chunk, 8) as usize..)
-        .ok_or_else(|| "rollup section past the chunk's end".into())
-}
-
-/// The rollup section of a chunk, or of its first `HEADER` + rollup length bytes (what the
-/// rollup read takes), checked by its own CRC.
-pub(crate) fn rollup_section(prefix: &[u8]) -> Result<&[u8], String> {
-    if prefix.len() < HEADER || &prefix[..4] != MAGIC {
-        return Err("not a chunk (bad magic)".into());
-    }
-    let len = u32_at(prefix, 8) as usize;
-    let section = prefix
-        .get(HEADER..HEADER + len)
-        .ok_or("rollup section cut short")?;
-    if crc32fast::hash(section) != u32_at(prefix, 12) {
-        return Err("rollup CRC mismatch".into());
     }
     Ok(section)
 }
@@ -80,16 +50,6 @@ pub(crate) fn decode(
     keep: &mut impl FnMut(&str) -> bool,
 ) -> Result<Frame, String> {
     block::decode_section(section(chunk)?, start, end, keep)
-}
-
-/// A chunk's rollups for buckets starting in `[start, end]`, the metrics `keep` selects.
-pub(crate) fn decode_rollup(
-    prefix: &[u8],
-    start: i64,
-    end: i64,
-    keep: &mut impl FnMut(&str) -> bool,
-) -> Result<Rollup, String> {
-    Rollup::decode(rollup_section(prefix)?, start, end, keep)
 }
 
 /// An open row: the name list's id and the values.
@@ -166,16 +126,6 @@ mod tests {
         assert!(decode(&bad, i64::MIN, i64::MAX, &mut |_| true).is_err());
         assert!(decode(b"RWC1", 0, 1, &mut |_| true).is_err());
         assert_eq!(crc_bytes(&bytes), &bytes[4..8]);
-        // The rollups, from the chunk's prefix alone.
-        let len = HEADER + u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
-        let r = decode_rollup(&bytes[..len], i64::MIN, i64::MAX, &mut |n| n == "cpu").unwrap();
-        assert_eq!(r, {
-            let mut want = Rollup::of(&frame, ROLLUP_MS);
-            want.cols.retain(|c| &*c.name == "cpu");
-            want
-        });
-        assert_eq!(r.ts.len(), 2, "100 s of rows: two minutes");
-        assert!(decode_rollup(&bytes[..len - 1], 0, i64::MAX, &mut |_| true).is_err());
     }
 
     #[test]

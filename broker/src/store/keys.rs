@@ -31,6 +31,10 @@
 //!   name-list id + values as f64s; `HSETNX` keeps a timestamp once. Closed (compressed into
 //!   its chunk and deleted) once the window is over and unwritten for a grace period.
 //! - `monitor:open:{hostId}` — ZSet: the open windows' starts, scored by their last write (ms).
+//! - `monitor:rollup:{hostId}:{day}` — String: a UTC day's 1-minute rollups (min, max, sum,
+//!   count per metric; `rollup.rs`), made once the day's windows are closed, with the CRCs of
+//!   the chunks they came from (a read uses it only while those are the chunks there); expires
+//!   with the day's last window.
 //! - `monitor:latest:{hostId}` — String `<timestamp>:<the newest snapshot as protobuf>`, window
 //!   statistics included: "latest" in one round trip.
 //! - `monitor:schema:{hostId}`, `monitor:hosts:{hostId}` and `monitor:hosts` as above.
@@ -120,6 +124,10 @@ impl Keys {
 
     pub fn open(&self, host: &str) -> String {
         format!("{}open:{{{host}}}", self.prefix)
+    }
+
+    pub fn rollup(&self, host: &str, day: i64) -> String {
+        format!("{}rollup:{{{host}}}:{day}", self.prefix)
     }
 
     pub fn latest(&self, host: &str) -> String {

@@ -161,6 +161,8 @@ pub struct StoreStats {
     pub chunks_closed: u64,
     pub chunk_merges: u64,
     pub corrupt_chunks: u64,
+    /// Redis compact layout: day rollups made.
+    pub rollup_days: u64,
 }
 
 /// The storage trait. Implementations are cheap to share behind an `Arc`.

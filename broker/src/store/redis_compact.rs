@@ -21,7 +21,7 @@ use super::frame::{Frame, FrameBuilder};
 use super::keys::{self, CHUNK_MS, window_start};
 use super::redis_conn::Conn;
 use super::redis_store::{Inner, RedisStore, bytes, now_ms};
-use super::rollup::{ROLLUP_MS, Rollup, bucket};
+use super::rollup::{self, DAY_MS, ROLLUP_MS, Rollup, bucket};
 use super::{RangeQuery, StoreError, WriteOutcome};
 
 static WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/write.lua")));
@@ -48,8 +48,12 @@ pub(crate) struct Compact {
     pending: Mutex<HashMap<Window, i64>>,
     /// (host, name-list id) stored, so a write need not send the list again.
     known: Mutex<HashSet<(Arc<str>, u32)>>,
+    /// Days (host, day start) whose rollup is to be made: a window of theirs closed or was
+    /// merged into after the day was over.
+    days: Mutex<HashSet<Window>>,
     started: std::sync::atomic::AtomicBool,
     pub(crate) closed: AtomicU64,
+    pub(crate) days_rolled: AtomicU64,
     pub(crate) merged: AtomicU64,
     pub(crate) corrupt: AtomicU64,
 }
@@ -419,6 +423,7 @@ impl RedisStore {
                 .await?;
             if int(&done) == Some(1) {
                 self.compact().merged.fetch_add(1, Ordering::Relaxed);
+                self.day_changed(&Arc::from(host), start);
                 return Ok(flags);
             }
         }
@@ -490,6 +495,7 @@ impl RedisStore {
         match int(&run(body).await?) {
             Some(1) => {
                 self.compact().closed.fetch_add(1, Ordering::Relaxed);
+                self.day_changed(&Arc::from(host), start);
                 Ok(true)
             }
             Some(-2) => {
@@ -565,8 +571,9 @@ impl RedisStore {
         Ok(Frame::merge(frames).into_chunks(q.limit, q.max_cells, q.sparse_ok))
     }
 
-    /// A rollup read in the compact layout: the stored rollups of closed windows (only their
-    /// rollup sections leave Redis), and the open windows' rows rolled up here.
+    /// A rollup read in the compact layout: each day's stored rollup where it was made from
+    /// the chunks there now (only the metrics asked for leave Redis); else the chunks' rows,
+    /// and the open windows' rows, rolled up here.
     pub(super) async fn compact_rollups(
         &self,
         q: &RangeQuery,
@@ -581,8 +588,9 @@ impl RedisStore {
         let starts: Vec<i64> = (window_start(from)..=window_start(q.end_ms))
             .step_by(CHUNK_MS as usize)
             .collect();
-        // Open rows first, then the chunks (see `compact_range`); a window found both ways is
-        // taken from its chunk, which holds every row the open one had.
+        // Open rows first, then what is closed (see `compact_range`); a window whose chunk is
+        // read, or is in a day rollup read, is taken from there and its open rows left out
+        // (the chunk holds every row they had).
         let mut p = redis::pipe();
         for &s in &starts {
             p.cmd("HGETALL").arg(k.rows(&q.host_id, s));
@@ -594,43 +602,220 @@ impl RedisStore {
                 async move { p.query_async(&mut c).await }
             })
             .await?;
-        let chunk_keys: Vec<String> = starts.iter().map(|&s| k.chunk(&q.host_id, s)).collect();
-        let prefixes = self
+        let n = starts.len();
+        if replies.len() != n + 1 {
+            return Err(StoreError::Unavailable(
+                "redis: unexpected answer to a rollup read".into(),
+            ));
+        }
+        let days: Vec<i64> = (bucket(from, DAY_MS)..=bucket(q.end_ms, DAY_MS))
+            .step_by(DAY_MS as usize)
+            .collect();
+        let per_day = (DAY_MS / CHUNK_MS) as usize;
+        let mut keys: Vec<String> = days.iter().map(|&d| k.rollup(&q.host_id, d)).collect();
+        for &d in &days {
+            keys.extend((0..per_day as i64).map(|w| k.chunk(&q.host_id, d + w * CHUNK_MS)));
+        }
+        let mut args: Vec<Vec<u8>> = vec![per_day.to_string().into()];
+        args.extend(q.metric_names.iter().map(|n| n.clone().into_bytes()));
+        let answer = self
             .retrying("rollup read", deadline, |mut c| {
-                let keys = &chunk_keys;
-                async move { eval(&mut c, &ROLLUPS, keys, &[], 0, 0).await }
+                let (keys, args) = (&keys, &args);
+                async move { eval(&mut c, &ROLLUPS, keys, args, 0, 0).await }
             })
             .await?;
-        let n = starts.len();
-        let (Value::Array(prefixes), true) = (prefixes, replies.len() == n + 1) else {
+        let Value::Array(per_days) = answer else {
             return Err(StoreError::Unavailable(
                 "redis: unexpected answer to a rollup read".into(),
             ));
         };
-        let mut keep = |name: &str| name_selected(&q.metric_names, name);
-        let lists = lists(&replies[n]);
-        let mut parts = Vec::with_capacity(n);
-        for (i, s) in starts.iter().enumerate() {
-            if let Some(prefix) = prefixes.get(i).and_then(bytes) {
-                match chunk::decode_rollup(prefix, from, q.end_ms, &mut keep) {
-                    Ok(r) => {
-                        parts.push(r);
-                        continue;
+        let mut parts = Vec::new();
+        let mut covered: HashSet<i64> = HashSet::new();
+        let mut missing: Vec<i64> = Vec::new();
+        for (i, &day) in days.iter().enumerate() {
+            let windows_here = starts.iter().copied().filter(|s| bucket(*s, DAY_MS) == day);
+            match per_days
+                .get(i)
+                .map(|v| self.day_parts(day, v, from, q.end_ms))
+            {
+                Some(Ok(Some((crcs, mut rollups)))) => {
+                    parts.append(&mut rollups);
+                    for (w, crc) in crcs.iter().enumerate() {
+                        if crc != &[0; 4] {
+                            covered.insert(day + w as i64 * CHUNK_MS);
+                        }
                     }
+                }
+                Some(Err(reason)) => {
+                    self.compact().corrupt.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(host = %q.host_id, day, %reason, "damaged day rollup skipped; read from the chunks");
+                    missing.extend(windows_here);
+                }
+                _ => missing.extend(windows_here),
+            }
+        }
+        let mut keep = |name: &str| name_selected(&q.metric_names, name);
+        if !missing.is_empty() {
+            let chunk_keys: Vec<String> = missing.iter().map(|&s| k.chunk(&q.host_id, s)).collect();
+            let chunks: Vec<Option<Vec<u8>>> = self
+                .retrying("rollup read", deadline, |mut c| {
+                    let keys = &chunk_keys;
+                    async move { redis::cmd("MGET").arg(keys).query_async(&mut c).await }
+                })
+                .await?;
+            for (s, c) in missing.iter().zip(chunks) {
+                let Some(c) = c else { continue };
+                covered.insert(*s);
+                match chunk::decode(&c, from, q.end_ms, &mut keep) {
+                    Ok(f) => parts.push(Rollup::of(&f, ROLLUP_MS)),
                     Err(reason) => {
                         self.compact().corrupt.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(host = %q.host_id, start = s, %reason, "damaged chunk rollups skipped");
+                        tracing::error!(host = %q.host_id, start = s, %reason, "damaged chunk skipped");
                     }
                 }
             }
-            let mut b = FrameBuilder::default();
-            add_rows(&mut b, &replies[i], &lists, from, q.end_ms, &mut keep);
-            let frame = b.finish();
-            if !frame.is_empty() {
-                parts.push(Rollup::of(&frame, ROLLUP_MS));
+        }
+        let lists = lists(&replies[n]);
+        let mut b = FrameBuilder::default();
+        for (s, reply) in starts.iter().zip(&replies[..n]) {
+            if !covered.contains(s) {
+                add_rows(&mut b, reply, &lists, from, q.end_ms, &mut keep);
             }
         }
+        let open = b.finish();
+        if !open.is_empty() {
+            parts.push(Rollup::of(&open, ROLLUP_MS));
+        }
         Ok(Rollup::combine(parts, q.step_ms).into_chunks(q.max_cells, q.sparse_ok))
+    }
+
+    /// A day's answer from the rollup script: None when it has no usable rollup, else the
+    /// CRCs it was made from and a rollup per metric returned.
+    #[allow(clippy::type_complexity)]
+    fn day_parts(
+        &self,
+        day: i64,
+        v: &Value,
+        start: i64,
+        end: i64,
+    ) -> Result<Option<(Vec<[u8; 4]>, Vec<Rollup>)>, String> {
+        let Value::Array(items) = v else {
+            return Ok(None);
+        };
+        let Some(prefix) = items.first().and_then(bytes) else {
+            return Ok(None);
+        };
+        let (crcs, entries) = rollup::parse_day_index(prefix)?;
+        let mut out = Vec::new();
+        for pair in items[1..].chunks_exact(2) {
+            let entry = int(&pair[0])
+                .and_then(|m| usize::try_from(m - 1).ok())
+                .and_then(|m| entries.get(m))
+                .ok_or("day rollup: a metric outside its index")?;
+            let section = bytes(&pair[1]).ok_or("day rollup: no section")?;
+            out.push(rollup::decode_day_metric(day, entry, section, start, end)?);
+        }
+        Ok(Some((crcs, out)))
+    }
+
+    /// Makes a day's rollup from its chunks (run once the day is over and its windows
+    /// closed, and again after a late row changed one). Ok(false) when it has none.
+    async fn roll_day(&self, host: &str, day: i64) -> Result<bool, StoreError> {
+        let k = &self.inner.keys;
+        let deadline = self.inner.cfg.settings.response_timeout * 2;
+        let per_day = DAY_MS / CHUNK_MS;
+        let keys: Vec<String> = (0..per_day)
+            .map(|w| k.chunk(host, day + w * CHUNK_MS))
+            .collect();
+        let chunks: Vec<Option<Vec<u8>>> = self
+            .retrying("day rollup read", deadline, |mut c| {
+                let keys = &keys;
+                async move { redis::cmd("MGET").arg(keys).query_async(&mut c).await }
+            })
+            .await?;
+        let mut crcs = Vec::with_capacity(chunks.len());
+        let mut parts = Vec::new();
+        for (key, c) in keys.iter().zip(&chunks) {
+            let mut crc = [0u8; 4];
+            if let Some(c) = c {
+                match chunk::decode(c, i64::MIN, i64::MAX, &mut |_| true) {
+                    Ok(f) => {
+                        crc.copy_from_slice(chunk::crc_bytes(c));
+                        parts.push(Rollup::of(&f, ROLLUP_MS));
+                    }
+                    Err(reason) => {
+                        self.compact().corrupt.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(%key, %reason, "damaged chunk left out of its day's rollup");
+                    }
+                }
+            }
+            crcs.push(crc);
+        }
+        if parts.is_empty() {
+            return Ok(false);
+        }
+        let day_rollup = Rollup::combine(parts, ROLLUP_MS);
+        let body = rollup::encode_day(day, &crcs, &day_rollup)?;
+        let retention = self.inner.cfg.retention.as_millis() as i64;
+        let key = k.rollup(host, day);
+        let expire_at = day + DAY_MS + retention;
+        self.retrying("day rollup write", deadline, |mut c| {
+            let (key, body) = (&key, &body);
+            async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(body)
+                    .arg("PXAT")
+                    .arg(expire_at)
+                    .query_async::<()>(&mut c)
+                    .await
+            }
+        })
+        .await?;
+        self.compact().days_rolled.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Notes that the day of window `start` needs its rollup (again) if the day is over.
+    fn day_changed(&self, host: &Arc<str>, start: i64) {
+        let day = bucket(start, DAY_MS);
+        if day + DAY_MS <= now_ms()
+            && let Ok(mut days) = self.compact().days.lock()
+        {
+            days.insert((host.clone(), day));
+        }
+    }
+
+    /// Makes the rollups of the days due: over, and none of their windows still open here.
+    async fn roll_days(&self) {
+        let due: Vec<Window> = {
+            let (Ok(days), Ok(pending)) =
+                (self.compact().days.lock(), self.compact().pending.lock())
+            else {
+                return;
+            };
+            days.iter()
+                .filter(|(host, day)| {
+                    !pending
+                        .keys()
+                        .any(|(h, s)| h == host && bucket(*s, DAY_MS) == *day)
+                })
+                .take(CLOSE_ROUND)
+                .cloned()
+                .collect()
+        };
+        for (host, day) in due {
+            match self.roll_day(&host, day).await {
+                Ok(_) => {
+                    if let Ok(mut days) = self.compact().days.lock() {
+                        days.remove(&(host, day));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%host, day, error = %e, "making a day's rollup failed; will retry")
+                }
+            }
+        }
     }
 
     /// Every host's newest snapshot: one GET per host.
@@ -779,5 +964,6 @@ async fn closer(inner: Weak<Inner>) {
             }
         }
         store.close_due().await;
+        store.roll_days().await;
     }
 }

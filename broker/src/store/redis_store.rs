@@ -1007,6 +1007,7 @@ impl Store for RedisStore {
             chunks_closed: self.inner.compact.closed.load(Ordering::Relaxed),
             chunk_merges: self.inner.compact.merged.load(Ordering::Relaxed),
             corrupt_chunks: self.inner.compact.corrupt.load(Ordering::Relaxed),
+            rollup_days: self.inner.compact.days_rolled.load(Ordering::Relaxed),
             ..StoreStats::default()
         }
     }

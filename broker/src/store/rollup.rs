@@ -4,21 +4,23 @@
 //! that step. Parts of one bucket made apart (rows cut to a block at different times, an open
 //! window beside closed ones) combine exactly: min of mins, max of maxes, sums and counts added.
 //!
-//! Stored in a section of its own (`encode`): the metrics' names once, then five compressed
-//! streams over every (metric, bucket) row, metric after metric: the bucket starts and the
-//! min, max, sum and count. Long streams compress well (pco); a column of ten values each
-//! would cost more in pco's headers than in values.
+//! Stored per host and UTC day (`encode_day`; the Redis compact layout keeps one per day in
+//! `monitor:rollup:{host}:{day}`), metric by metric so a read decodes only the metrics it asks
+//! for, each a stream long enough to compress well:
 //!
 //! ```text
-//! metrics u32, per metric: name (u16 len + UTF-8), unit i32, rows u32
-//! 5 × (len u32 + pco): bucket starts i64 (delta-of-delta), min f64, max f64, sum f64, count u32
+//! "RWD1", windows u32, index length u32, 0u32
+//! CRCs of the chunks it was made from (windows × 4 bytes; zeros where a window had none)
+//! index: metrics u32, per metric: name (u16 len + UTF-8), unit i32, offset u32, len u32, crc u32
+//! per metric: bitmap of the day's 1440 minutes it has (180 bytes),
+//!             len u32 + pco f64 of its mins, then maxes, sums and counts
 //! ```
 
 use std::sync::Arc;
 
 use foldhash::HashMap;
+use pco::ChunkConfig;
 use pco::standalone::{simple_compress, simple_decompress};
-use pco::{ChunkConfig, DeltaSpec};
 use ringwatch_proto::{Column, RangeChunk};
 
 use super::frame::{CHUNK_CELLS, Frame};
@@ -26,6 +28,12 @@ use crate::error::StoreError;
 
 /// Width of a stored rollup bucket (ms).
 pub const ROLLUP_MS: i64 = 60_000;
+/// A day (UTC), the span of one stored rollup.
+pub const DAY_MS: i64 = 86_400_000;
+const MINUTES: usize = (DAY_MS / ROLLUP_MS) as usize;
+const DAY_MAGIC: &[u8; 4] = b"RWD1";
+/// Bytes of a day rollup before its CRC list.
+pub const DAY_HEADER: usize = 16;
 
 /// One metric's buckets: absent where `count` is 0.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,113 +165,6 @@ impl Rollup {
         }
     }
 
-    /// The stored form (see the module's doc).
-    pub(crate) fn encode(&self) -> Result<Vec<u8>, StoreError> {
-        let pco_err =
-            |e: pco::errors::PcoError| StoreError::Unavailable(format!("rollup codec: {e}"));
-        let mut out = Vec::new();
-        out.extend_from_slice(&(self.cols.len() as u32).to_le_bytes());
-        let (mut ts, mut min, mut max, mut sum, mut count) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for c in &self.cols {
-            let name = c.name.as_bytes();
-            let name = &name[..name.len().min(u16::MAX as usize)];
-            out.extend_from_slice(&(name.len() as u16).to_le_bytes());
-            out.extend_from_slice(name);
-            out.extend_from_slice(&c.unit.to_le_bytes());
-            let rows: Vec<usize> = (0..self.ts.len()).filter(|&i| c.count[i] > 0).collect();
-            out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
-            for i in rows {
-                ts.push(self.ts[i]);
-                min.push(c.min[i]);
-                max.push(c.max[i]);
-                sum.push(c.sum[i]);
-                count.push(c.count[i]);
-            }
-        }
-        let ts_cfg = ChunkConfig::default().with_delta_spec(DeltaSpec::TryConsecutive(2));
-        let cfg = ChunkConfig::default().with_compression_level(4);
-        let mut put = |bytes: Vec<u8>| {
-            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-            out.extend_from_slice(&bytes);
-        };
-        put(simple_compress(&ts, &ts_cfg).map_err(pco_err)?);
-        for v in [&min, &max, &sum] {
-            put(simple_compress(v, &cfg).map_err(pco_err)?);
-        }
-        put(simple_compress(&count, &cfg).map_err(pco_err)?);
-        Ok(out)
-    }
-
-    /// Reads `encode`'s form: the buckets starting in `[start, end]`, the metrics `keep`
-    /// selects. An error for anything malformed.
-    pub(crate) fn decode(
-        bytes: &[u8],
-        start: i64,
-        end: i64,
-        keep: &mut impl FnMut(&str) -> bool,
-    ) -> Result<Rollup, String> {
-        let short = || "rollup section ends early".to_string();
-        let mut at = 0usize;
-        let mut take = |n: usize| -> Result<&[u8], String> {
-            let part = bytes
-                .get(at..at.checked_add(n).ok_or_else(short)?)
-                .ok_or_else(short)?;
-            at += n;
-            Ok(part)
-        };
-        let u32_of = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        let metrics = u32_of(take(4)?) as usize;
-        let mut heads = Vec::with_capacity(metrics.min(1 << 16));
-        let mut total = 0usize;
-        for _ in 0..metrics {
-            let len = u16::from_le_bytes(take(2)?.try_into().map_err(|_| short())?) as usize;
-            let name = std::str::from_utf8(take(len)?).map_err(|e| e.to_string())?;
-            let unit = i32::from_le_bytes(take(4)?.try_into().map_err(|_| short())?);
-            let rows = u32_of(take(4)?) as usize;
-            total = total.checked_add(rows).ok_or_else(short)?;
-            heads.push((Arc::<str>::from(name), unit, rows));
-        }
-        let mut stream = || -> Result<&[u8], String> {
-            let len = u32_of(take(4)?) as usize;
-            take(len)
-        };
-        let ts: Vec<i64> = simple_decompress(stream()?).map_err(|e| e.to_string())?;
-        let min: Vec<f64> = simple_decompress(stream()?).map_err(|e| e.to_string())?;
-        let max: Vec<f64> = simple_decompress(stream()?).map_err(|e| e.to_string())?;
-        let sum: Vec<f64> = simple_decompress(stream()?).map_err(|e| e.to_string())?;
-        let count: Vec<u32> = simple_decompress(stream()?).map_err(|e| e.to_string())?;
-        if [min.len(), max.len(), sum.len(), count.len(), ts.len()] != [total; 5] {
-            return Err(format!("rollup streams do not hold {total} rows"));
-        }
-        let mut buckets: Vec<i64> = ts
-            .iter()
-            .copied()
-            .filter(|t| (start..=end).contains(t))
-            .collect();
-        buckets.sort_unstable();
-        buckets.dedup();
-        let mut cols = Cols::new(buckets.len());
-        let mut row = 0;
-        for (name, unit, rows) in heads {
-            let range = row..row + rows;
-            row += rows;
-            if !keep(&name) {
-                continue;
-            }
-            let out = cols.get(&name, unit);
-            for i in range {
-                if let Ok(b) = buckets.binary_search(&ts[i]) {
-                    out.add(b, min[i], max[i], sum[i], count[i]);
-                }
-            }
-        }
-        Ok(Rollup {
-            ts: buckets,
-            cols: cols.cols,
-        })
-    }
-
     /// Response chunks: one row per bucket, values the averages, with min, max and count; at
     /// most about `max_cells` in all (the last chunk `truncated` when buckets were left out).
     pub(crate) fn into_chunks(self, max_cells: usize, sparse_ok: bool) -> Vec<RangeChunk> {
@@ -296,6 +197,173 @@ impl Rollup {
         }
         out
     }
+}
+
+/// One metric's entry in a day rollup's index.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DayEntry {
+    pub(crate) name: String,
+    pub(crate) unit: i32,
+    offset: u32,
+    len: u32,
+    crc: u32,
+}
+
+fn codec_err(e: pco::errors::PcoError) -> StoreError {
+    StoreError::Unavailable(format!("rollup codec: {e}"))
+}
+
+/// A day's rollups (`r`'s buckets all in the day starting at `day`) as stored, with the CRCs
+/// of the chunks they were made from.
+pub(crate) fn encode_day(day: i64, crcs: &[[u8; 4]], r: &Rollup) -> Result<Vec<u8>, StoreError> {
+    let minutes: Vec<usize> =
+        r.ts.iter()
+            .map(|&t| ((t - day) / ROLLUP_MS).clamp(0, MINUTES as i64 - 1) as usize)
+            .collect();
+    let cfg = ChunkConfig::default().with_compression_level(4);
+    let mut index = Vec::new();
+    let mut data = Vec::new();
+    index.extend_from_slice(&(r.cols.len() as u32).to_le_bytes());
+    for c in &r.cols {
+        let mut bits = vec![0u8; MINUTES.div_ceil(8)];
+        let mut values = Vec::with_capacity(4 * c.count.len());
+        let held: Vec<usize> = (0..c.count.len()).filter(|&i| c.count[i] > 0).collect();
+        for &i in &held {
+            bits[minutes[i] / 8] |= 1 << (minutes[i] % 8);
+        }
+        for v in [&c.min, &c.max, &c.sum] {
+            values.extend(held.iter().map(|&i| v[i]));
+        }
+        values.extend(held.iter().map(|&i| f64::from(c.count[i])));
+        let packed = simple_compress(&values, &cfg).map_err(codec_err)?;
+        let mut section = bits;
+        section.extend_from_slice(&(packed.len() as u32).to_le_bytes());
+        section.extend_from_slice(&packed);
+        let name = c.name.as_bytes();
+        let name = &name[..name.len().min(u16::MAX as usize)];
+        index.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        index.extend_from_slice(name);
+        index.extend_from_slice(&c.unit.to_le_bytes());
+        index.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        index.extend_from_slice(&(section.len() as u32).to_le_bytes());
+        index.extend_from_slice(&crc32fast::hash(&section).to_le_bytes());
+        data.extend_from_slice(&section);
+    }
+    let mut out = Vec::with_capacity(DAY_HEADER + 4 * crcs.len() + index.len() + data.len());
+    out.extend_from_slice(DAY_MAGIC);
+    out.extend_from_slice(&(crcs.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(index.len() as u32).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    for c in crcs {
+        out.extend_from_slice(c);
+    }
+    out.extend_from_slice(&index);
+    out.extend_from_slice(&data);
+    Ok(out)
+}
+
+/// The index of a day rollup from its first bytes (through the index), with the CRC list.
+pub(crate) fn parse_day_index(prefix: &[u8]) -> Result<(Vec<[u8; 4]>, Vec<DayEntry>), String> {
+    let short = || "day rollup ends early".to_string();
+    if prefix.len() < DAY_HEADER || &prefix[..4] != DAY_MAGIC {
+        return Err("not a day rollup (bad magic)".into());
+    }
+    let u32_at = |at: usize| -> Result<u32, String> {
+        let b = prefix.get(at..at + 4).ok_or_else(short)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let windows = u32_at(4)? as usize;
+    let crcs = (0..windows)
+        .map(|w| {
+            let b = prefix
+                .get(DAY_HEADER + 4 * w..DAY_HEADER + 4 * w + 4)
+                .ok_or_else(short)?;
+            Ok([b[0], b[1], b[2], b[3]])
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let mut at = DAY_HEADER + 4 * windows;
+    let metrics = u32_at(at)? as usize;
+    at += 4;
+    let mut entries = Vec::with_capacity(metrics.min(1 << 16));
+    for _ in 0..metrics {
+        let len = prefix.get(at..at + 2).ok_or_else(short)?;
+        let len = u16::from_le_bytes([len[0], len[1]]) as usize;
+        at += 2;
+        let name = std::str::from_utf8(prefix.get(at..at + len).ok_or_else(short)?)
+            .map_err(|e| e.to_string())?
+            .to_string();
+        at += len;
+        let unit = u32_at(at)? as i32;
+        entries.push(DayEntry {
+            name,
+            unit,
+            offset: u32_at(at + 4)?,
+            len: u32_at(at + 8)?,
+            crc: u32_at(at + 12)?,
+        });
+        at += 16;
+    }
+    Ok((crcs, entries))
+}
+
+/// Adds one metric's section of the day starting at `day` to `parts` as a rollup of its
+/// buckets in `[start, end]`, checked by its CRC.
+pub(crate) fn decode_day_metric(
+    day: i64,
+    entry: &DayEntry,
+    section: &[u8],
+    start: i64,
+    end: i64,
+) -> Result<Rollup, String> {
+    if section.len() != entry.len as usize || crc32fast::hash(section) != entry.crc {
+        return Err(format!("day rollup of {}: CRC mismatch", entry.name));
+    }
+    let bits = section
+        .get(..MINUTES.div_ceil(8))
+        .ok_or("day rollup section too short")?;
+    let minutes: Vec<usize> = (0..MINUTES)
+        .filter(|&m| bits[m / 8] & (1 << (m % 8)) != 0)
+        .collect();
+    let rest = &section[bits.len()..];
+    let len = rest
+        .get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or("day rollup section too short")?;
+    let values: Vec<f64> =
+        simple_decompress(rest.get(4..4 + len).ok_or("day rollup section too short")?)
+            .map_err(|e| e.to_string())?;
+    let n = minutes.len();
+    if values.len() != 4 * n {
+        return Err(format!("{} rollup values for {n} minutes", values.len()));
+    }
+    let rows: Vec<usize> = (0..n)
+        .filter(|&i| (start..=end).contains(&(day + minutes[i] as i64 * ROLLUP_MS)))
+        .collect();
+    Ok(Rollup {
+        ts: rows
+            .iter()
+            .map(|&i| day + minutes[i] as i64 * ROLLUP_MS)
+            .collect(),
+        cols: vec![RollupCol {
+            name: Arc::from(entry.name.as_str()),
+            unit: entry.unit,
+            min: rows.iter().map(|&i| values[i]).collect(),
+            max: rows.iter().map(|&i| values[n + i]).collect(),
+            sum: rows.iter().map(|&i| values[2 * n + i]).collect(),
+            count: rows.iter().map(|&i| values[3 * n + i] as u32).collect(),
+        }],
+    })
+}
+
+/// Where one metric's section lies in a day rollup.
+#[cfg(test)]
+pub(crate) fn day_section_range(
+    crcs: usize,
+    index_len: usize,
+    e: &DayEntry,
+) -> std::ops::Range<usize> {
+    let data = DAY_HEADER + 4 * crcs + index_len;
+    data + e.offset as usize..data + e.offset as usize + e.len as usize
 }
 
 /// Rows `lo..hi` of a metric as a response column (sparse when fewer than half hold a value
@@ -384,18 +452,32 @@ mod tests {
         assert_eq!(wide.ts, vec![0]);
         assert_eq!(wide.cols[0].count, vec![6]);
         assert_eq!(wide.cols[0].sum, vec![15.0]);
-        // Stored and read back, whole and in part.
-        let bytes = r.encode().unwrap();
+        // A day's rollups stored and read back, metric by metric, whole and in part.
+        let crcs = [[1, 2, 3, 4], [0; 4]];
+        let bytes = encode_day(0, &crcs, &r).unwrap();
+        let index_len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+        let (got_crcs, entries) = parse_day_index(&bytes[..DAY_HEADER + 8 + index_len]).unwrap();
+        assert_eq!(got_crcs, crcs);
+        assert_eq!(entries.len(), 2);
+        let parts: Vec<Rollup> = entries
+            .iter()
+            .map(|e| {
+                let s = &bytes[day_section_range(2, index_len, e)];
+                decode_day_metric(0, e, s, i64::MIN, i64::MAX).unwrap()
+            })
+            .collect();
+        assert_eq!(Rollup::combine(parts, ROLLUP_MS), r);
+        let a = &entries[0];
+        let s = &bytes[day_section_range(2, index_len, a)];
+        let late = decode_day_metric(0, a, s, 60_000, 60_000).unwrap();
         assert_eq!(
-            Rollup::decode(&bytes, i64::MIN, i64::MAX, &mut |_| true),
-            Ok(r.clone())
+            (late.ts.clone(), late.cols[0].sum.clone()),
+            (vec![60_000], vec![12.0])
         );
-        let part = Rollup::decode(&bytes, 60_000, 60_000, &mut |n| n == "a").unwrap();
-        assert_eq!(part.ts, vec![60_000]);
-        assert_eq!(part.cols.len(), 1);
-        assert_eq!(part.cols[0].sum, vec![12.0]);
-        assert!(Rollup::decode(&bytes[..bytes.len() - 1], 0, 1, &mut |_| true).is_err());
-        assert!(Rollup::decode(&[], 0, 1, &mut |_| true).is_err());
+        let mut bad = s.to_vec();
+        bad[0] ^= 1;
+        assert!(decode_day_metric(0, a, &bad, 0, 1).is_err());
+        assert!(parse_day_index(&bytes[..20]).is_err());
     }
 
     #[test]
