@@ -341,10 +341,17 @@ impl RedisStore {
         // HSETNX would call this batch's own rows duplicates: after a retry, all count as new.
         let mut new: HashMap<usize, bool> = HashMap::with_capacity(idx.len());
         let mut late: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+        if answers.len() != idx.len() {
+            return Err(StoreError::Unavailable(format!(
+                "redis: the write script answered for {} of {} rows",
+                answers.len(),
+                idx.len()
+            )));
+        }
         let mut at = answers.iter();
         for (start, rows) in &windows {
             for &i in rows {
-                match at.next().copied().unwrap_or(1) {
+                match at.next().copied().unwrap_or(0) {
                     2 => late.entry(*start).or_default().push(i),
                     0 => {
                         new.insert(i, !first);
@@ -794,12 +801,15 @@ impl RedisStore {
             else {
                 return;
             };
+            if days.is_empty() {
+                return;
+            }
+            let open: HashSet<(&Arc<str>, i64)> = pending
+                .keys()
+                .map(|(h, s)| (h, bucket(*s, DAY_MS)))
+                .collect();
             days.iter()
-                .filter(|(host, day)| {
-                    !pending
-                        .keys()
-                        .any(|(h, s)| h == host && bucket(*s, DAY_MS) == *day)
-                })
+                .filter(|(host, day)| !open.contains(&(host, *day)))
                 .take(CLOSE_ROUND)
                 .cloned()
                 .collect()
