@@ -8,8 +8,8 @@
 //! (rows only move that way, so none is missed; one seen twice is taken once).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock, Weak};
 use std::time::Duration;
 
 use prost::Message;
@@ -20,7 +20,7 @@ use super::chunk;
 use super::frame::{Frame, FrameBuilder};
 use super::keys::{self, CHUNK_MS, window_start};
 use super::redis_conn::Conn;
-use super::redis_store::{Inner, RedisStore, bytes, now_ms};
+use super::redis_store::{Compact, Inner, RedisStore, Window, bytes, now_ms};
 use super::rollup::{self, DAY_MS, ROLLUP_MS, Rollup, bucket};
 use super::{RangeQuery, StoreError, WriteOutcome};
 
@@ -37,26 +37,6 @@ const CLOSE_PARALLEL: usize = 8;
 const KNOWN_LISTS: usize = 1 << 20;
 /// Attempts at a compare-and-set before a write gives up (and is not acknowledged).
 const CAS_ATTEMPTS: usize = 16;
-
-/// A host's window: (host, start).
-type Window = (Arc<str>, i64);
-
-/// The compact layout's state in a broker.
-#[derive(Default)]
-pub(crate) struct Compact {
-    /// Open windows seen, (host, start) → last write (ms): what the closer looks at.
-    pending: Mutex<HashMap<Window, i64>>,
-    /// (host, name-list id) stored, so a write need not send the list again.
-    known: Mutex<HashSet<(Arc<str>, u32)>>,
-    /// Days (host, day start) whose rollup is to be made: a window of theirs closed or was
-    /// merged into after the day was over.
-    days: Mutex<HashSet<Window>>,
-    started: std::sync::atomic::AtomicBool,
-    pub(crate) closed: AtomicU64,
-    pub(crate) days_rolled: AtomicU64,
-    pub(crate) merged: AtomicU64,
-    pub(crate) corrupt: AtomicU64,
-}
 
 /// Runs a script (EVALSHA, loading it when the server does not know it: a new master after a
 /// fail-over, a restarted server), then WAIT for `replicas` when asked. The script's answer.
@@ -171,7 +151,7 @@ impl RedisStore {
         &self.inner.compact
     }
 
-    fn wait_ms(&self) -> u64 {
+    fn wait_timeout_ms(&self) -> u64 {
         self.inner.cfg.settings.response_timeout.as_millis() as u64 / 2
     }
 
@@ -293,7 +273,7 @@ impl RedisStore {
                     ));
                 }
             }
-            let (replicas, wait_ms) = (self.inner.cfg.min_replicas, self.wait_ms());
+            let (replicas, wait_ms) = (self.inner.cfg.min_replicas, self.wait_timeout_ms());
             let mut attempt = 0u32;
             let reply = self
                 .retrying("write", self.inner.cfg.write_retry, |mut c| {
@@ -419,7 +399,7 @@ impl RedisStore {
                 );
             }
             let merged = chunk::encode(&Frame::merge(vec![existing, b.finish()]))?;
-            let (replicas, wait_ms) = (self.inner.cfg.min_replicas, self.wait_ms());
+            let (replicas, wait_ms) = (self.inner.cfg.min_replicas, self.wait_timeout_ms());
             let keys = [key.clone()];
             let args = [chunk::crc_bytes(&old).to_vec(), merged];
             let done = self
@@ -490,7 +470,7 @@ impl RedisStore {
                 (now_ms() - retention - CHUNK_MS).to_string().into(),
             ];
             let replicas = self.inner.cfg.min_replicas;
-            let wait_ms = self.wait_ms();
+            let wait_ms = self.wait_timeout_ms();
             async move {
                 self.retrying("close", deadline, |mut c| {
                     let (keys, args) = (&keys, &args);

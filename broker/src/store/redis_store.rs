@@ -12,9 +12,9 @@
 //! batch is acknowledged, so until then the agent holds it. Writes waiting on Redis are bounded
 //! (`buffer_snapshots`); past that a write is refused at once (the agent keeps it and retries).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -23,7 +23,6 @@ use ringwatch_proto::{Column, Metric, RangeChunk, Snapshot, name_selected};
 use tokio::sync::Semaphore;
 
 use super::keys::{self, Keys, METRIC_FIELD, RedisLayout, TAG_FIELD};
-use super::redis_compact::Compact;
 use super::redis_conn::{Conn, Connector, RedisSettings};
 use super::{HostRecord, RangeQuery, Store, StoreError, StoreStats, WriteOutcome};
 
@@ -56,6 +55,26 @@ pub(super) struct Counters {
     /// Hosts in the registry set (every broker's), as last read: at each registration and
     /// each host listing. Zero until then.
     registry_size: AtomicU64,
+}
+
+/// A host's window: (host, start).
+pub(super) type Window = (Arc<str>, i64);
+
+/// The compact layout's state in a broker (`redis_compact.rs` works with it).
+#[derive(Default)]
+pub(crate) struct Compact {
+    /// Open windows seen, (host, start) → last write (ms): what the closer looks at.
+    pub(super) pending: Mutex<HashMap<Window, i64>>,
+    /// (host, name-list id) stored, so a write need not send the list again.
+    pub(super) known: Mutex<HashSet<(Arc<str>, u32)>>,
+    /// Days (host, day start) whose rollup is to be made: a window of theirs closed or was
+    /// merged into after the day was over.
+    pub(super) days: Mutex<HashSet<Window>>,
+    pub(super) started: std::sync::atomic::AtomicBool,
+    pub(crate) closed: AtomicU64,
+    pub(crate) days_rolled: AtomicU64,
+    pub(crate) merged: AtomicU64,
+    pub(crate) corrupt: AtomicU64,
 }
 
 /// The Redis store. Cheap to clone.
