@@ -1334,8 +1334,12 @@ impl Store for EmbeddedStore {
     /// Raw rows, or rollups of them (made from the raw rows as they are read).
     async fn range(&self, q: RangeQuery) -> Result<Vec<RangeChunk>, StoreError> {
         if q.step_ms > 0 {
-            let raw = self.raw_range(super::raw_query(&q))?;
-            return Ok(super::roll_up(&raw, &q));
+            let mut r = super::RawRollup::new(&q);
+            while let Some(page) = r.next_query() {
+                let rows = self.raw_range(page)?;
+                r.take(&rows);
+            }
+            return Ok(r.finish());
         }
         self.raw_range(q)
     }

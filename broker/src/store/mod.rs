@@ -77,23 +77,72 @@ pub struct RangeQuery {
     pub step_ms: i64,
 }
 
-/// The raw read behind a rollup read answered from raw rows (for stores and layouts that keep
-/// no rollups, and rows not yet compressed): every row from the first bucket's start.
-pub(crate) fn raw_query(q: &RangeQuery) -> RangeQuery {
-    RangeQuery {
-        start_ms: rollup::bucket(q.start_ms, q.step_ms.max(1)),
-        limit: usize::MAX,
-        max_cells: usize::MAX,
-        sparse_ok: false,
-        step_ms: 0,
-        ..q.clone()
-    }
+/// Raw values a page of a rollup read answered from raw rows holds, at most.
+const ROLLUP_PAGE_CELLS: usize = 4 << 20;
+
+/// A rollup read answered from raw rows (for stores and layouts that keep no rollups, and rows
+/// not yet compressed), page by page: its memory is one page of raw values and the answer.
+/// It stops, `truncated`, once the answer passes the query's `max_cells`.
+pub(crate) struct RawRollup {
+    q: RangeQuery,
+    from: i64,
+    acc: rollup::Rollup,
+    done: bool,
+    cut: bool,
 }
 
-/// `raw` (the answer to `raw_query(q)`) rolled up as `q` asks.
-pub(crate) fn roll_up(raw: &[RangeChunk], q: &RangeQuery) -> Vec<RangeChunk> {
-    let frame = frame::Frame::from_chunks(raw);
-    rollup::Rollup::of(&frame, q.step_ms).into_chunks(q.max_cells, q.sparse_ok)
+impl RawRollup {
+    pub(crate) fn new(q: &RangeQuery) -> RawRollup {
+        RawRollup {
+            from: rollup::bucket(q.start_ms, q.step_ms.max(1)),
+            q: q.clone(),
+            acc: rollup::Rollup::default(),
+            done: false,
+            cut: false,
+        }
+    }
+
+    /// The next page to read raw, if any.
+    pub(crate) fn next_query(&self) -> Option<RangeQuery> {
+        (!self.done).then(|| RangeQuery {
+            start_ms: self.from,
+            limit: usize::MAX,
+            max_cells: ROLLUP_PAGE_CELLS,
+            sparse_ok: true,
+            step_ms: 0,
+            ..self.q.clone()
+        })
+    }
+
+    /// Takes the answer to `next_query`.
+    pub(crate) fn take(&mut self, page: &[RangeChunk]) {
+        let part = rollup::Rollup::of(&frame::Frame::from_chunks(page), self.q.step_ms);
+        self.acc =
+            rollup::Rollup::combine(vec![std::mem::take(&mut self.acc), part], self.q.step_ms);
+        let last = page
+            .iter()
+            .rev()
+            .find_map(|c| c.timestamps_ms.last().copied());
+        let more = page.last().is_some_and(|c| c.truncated);
+        match last {
+            Some(l) if more && l < self.q.end_ms => self.from = l + 1,
+            _ => self.done = true,
+        }
+        if !self.done && self.acc.cells() > self.q.max_cells {
+            self.done = true;
+            self.cut = true;
+        }
+    }
+
+    pub(crate) fn finish(self) -> Vec<RangeChunk> {
+        let mut out = self.acc.into_chunks(self.q.max_cells, self.q.sparse_ok);
+        if self.cut
+            && let Some(last) = out.last_mut()
+        {
+            last.truncated = true;
+        }
+        out
+    }
 }
 
 /// Cuts `chunks` to about `max_cells` (whole chunks, at least one), marking the last one

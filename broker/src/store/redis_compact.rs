@@ -616,10 +616,19 @@ impl RedisStore {
                 "redis: unexpected answer to a rollup read".into(),
             ));
         };
-        let mut parts = Vec::new();
+        let mut parts: Vec<Rollup> = Vec::new();
         let mut covered: HashSet<i64> = HashSet::new();
         let mut missing: Vec<i64> = Vec::new();
+        // Past the answer's bound, the days after the one that passed it are left for the
+        // asker to read next (the answer says `truncated`).
+        let mut last = q.end_ms;
+        let mut cut = false;
         for (i, &day) in days.iter().enumerate() {
+            if parts.iter().map(Rollup::cells).sum::<usize>() > q.max_cells {
+                last = day - 1;
+                cut = true;
+                break;
+            }
             let windows_here = starts.iter().copied().filter(|s| bucket(*s, DAY_MS) == day);
             match per_days
                 .get(i)
@@ -666,14 +675,18 @@ impl RedisStore {
         let mut b = FrameBuilder::default();
         for (s, reply) in starts.iter().zip(&replies[..n]) {
             if !covered.contains(s) {
-                add_rows(&mut b, reply, &lists, from, q.end_ms, &mut keep);
+                add_rows(&mut b, reply, &lists, from, last, &mut keep);
             }
         }
         let open = b.finish();
         if !open.is_empty() {
             parts.push(Rollup::of(&open, ROLLUP_MS));
         }
-        Ok(Rollup::combine(parts, q.step_ms).into_chunks(q.max_cells, q.sparse_ok))
+        let mut out = Rollup::combine(parts, q.step_ms).into_chunks(q.max_cells, q.sparse_ok);
+        if cut && let Some(c) = out.last_mut() {
+            c.truncated = true;
+        }
+        Ok(out)
     }
 
     /// A day's answer from the rollup script: None when it has no usable rollup, else the

@@ -840,10 +840,13 @@ impl Store for RedisStore {
             (RedisLayout::Compact, true) => self.compact_rollups(&q, start).await,
             (_, false) => self.seed_range(q, start).await,
             (_, true) => {
-                let raw_q = super::raw_query(&q);
-                let from = raw_q.start_ms.max(cutoff);
-                let raw = self.seed_range(raw_q, from).await?;
-                Ok(super::roll_up(&raw, &q))
+                let mut r = super::RawRollup::new(&q);
+                while let Some(page) = r.next_query() {
+                    let from = page.start_ms.max(cutoff);
+                    let rows = self.seed_range(page, from).await?;
+                    r.take(&rows);
+                }
+                Ok(r.finish())
             }
         }
     }

@@ -165,6 +165,11 @@ impl Rollup {
         }
     }
 
+    /// Cells of its answer: a timestamp and four values per metric and bucket.
+    pub(crate) fn cells(&self) -> usize {
+        self.ts.len() * (1 + 4 * self.cols.len())
+    }
+
     /// Response chunks: one row per bucket, values the averages, with min, max and count; at
     /// most about `max_cells` in all (the last chunk `truncated` when buckets were left out).
     pub(crate) fn into_chunks(self, max_cells: usize, sparse_ok: bool) -> Vec<RangeChunk> {
@@ -478,6 +483,51 @@ mod tests {
         bad[0] ^= 1;
         assert!(decode_day_metric(0, a, &bad, 0, 1).is_err());
         assert!(parse_day_index(&bytes[..20]).is_err());
+    }
+
+    #[test]
+    fn a_rollup_from_raw_pages_equals_one_from_all_rows_and_stops_at_its_bound() {
+        use crate::store::{RangeQuery, RawRollup};
+        let q = RangeQuery {
+            host_id: "h".into(),
+            start_ms: 10_000,
+            end_ms: 100_000,
+            metric_names: vec![],
+            limit: 10,
+            max_cells: usize::MAX,
+            sparse_ok: false,
+            step_ms: 60_000,
+        };
+        let all = raw();
+        let mut r = RawRollup::new(&q);
+        let first = r.next_query().unwrap();
+        assert_eq!(
+            (first.start_ms, first.step_ms),
+            (0, 0),
+            "from the first bucket, raw"
+        );
+        // Two pages: the first cut short after 40 s.
+        let mut page = all
+            .clone()
+            .slice(0, 40_000)
+            .into_chunks(usize::MAX, usize::MAX, false);
+        page.last_mut().unwrap().truncated = true;
+        r.take(&page);
+        assert_eq!(r.next_query().unwrap().start_ms, 40_001);
+        r.take(
+            &all.clone()
+                .slice(40_001, 100_000)
+                .into_chunks(usize::MAX, usize::MAX, false),
+        );
+        assert!(r.next_query().is_none());
+        let want = Rollup::of(&all, 60_000).into_chunks(usize::MAX, false);
+        // Compared as text: NaN (no value) is not equal to itself.
+        assert_eq!(format!("{:?}", r.finish()), format!("{want:?}"));
+        // An answer past max_cells stops, truncated.
+        let mut r = RawRollup::new(&RangeQuery { max_cells: 3, ..q });
+        r.take(&page);
+        assert!(r.next_query().is_none());
+        assert!(r.finish().last().unwrap().truncated);
     }
 
     #[test]
