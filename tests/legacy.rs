@@ -300,7 +300,7 @@ fn bad_legacy_input_is_refused_with_a_reason_after_storing_what_came_before() {
 #[test]
 fn day_rollups_follow_late_rows_on_redis_compact() {
     let redis = RedisServer::start();
-    let broker = redis_broker(&[redis.url()], &["--redis-chunk-grace-secs", "1"]);
+    let mut broker = redis_broker(&[redis.url()], &["--redis-chunk-grace-secs", "1"]);
     let url = broker.grpc_url();
     let now_s = now_ms() / 1000;
     let today = now_s / 86_400 * 86_400;
@@ -358,6 +358,27 @@ fn day_rollups_follow_late_rows_on_redis_compact() {
     for step in [60_000, 86_400_000] {
         block_on(check_rollups(&url, "day-host", range.0, range.1, step));
     }
+    // A broker started after the day was rolled up finds a day without its rollup (here:
+    // deleted) and makes it from the chunks.
+    let _: i64 = redis::cmd("DEL")
+        .arg(&key)
+        .query(&mut redis.conn())
+        .unwrap();
+    broker.restart();
+    wait_for(
+        "the day's rollup made after a restart",
+        Duration::from_secs(60),
+        || {
+            let n: i64 = redis::cmd("EXISTS")
+                .arg(&key)
+                .query(&mut redis.conn())
+                .unwrap();
+            (n == 1).then_some(())
+        },
+    );
+    // (It listens on new ports.)
+    let url = broker.grpc_url();
+    block_on(check_rollups(&url, "day-host", range.0, range.1, 3_600_000));
     // The late row's minute: two rows, the highest value the late one.
     block_on(async {
         let mut q = ringwatch_proto::query_client::QueryClient::connect(url.clone())

@@ -31,6 +31,8 @@ static ROLLUPS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lu
 
 /// Windows closed per round of the closer, at most.
 const CLOSE_ROUND: usize = 256;
+/// Day rollups made per round of the closer, at most (each reads a day of chunks).
+const DAYS_ROUND: usize = 16;
 /// Closes in flight at once.
 const CLOSE_PARALLEL: usize = 8;
 /// Name lists remembered as stored, before the memory is cleared.
@@ -155,8 +157,8 @@ impl RedisStore {
         self.inner.cfg.settings.response_timeout.as_millis() as u64 / 2
     }
 
-    /// Starts the closer once, on the first use of the layout inside a runtime.
-    fn start_closer(&self) {
+    /// Starts the closer once: at open inside a runtime, else on the first write.
+    pub(super) fn start_closer(&self) {
         if self.compact().started.load(Ordering::Relaxed) {
             return;
         }
@@ -803,7 +805,7 @@ impl RedisStore {
                 .collect();
             days.iter()
                 .filter(|(host, day)| !open.contains(&(host, *day)))
-                .take(CLOSE_ROUND)
+                .take(DAYS_ROUND)
                 .cloned()
                 .collect()
         };
@@ -872,6 +874,43 @@ impl RedisStore {
                     let h: Arc<str> = Arc::from(h.as_str());
                     for (start, last) in pairs_owned(v) {
                         pending.insert((h.clone(), start), last);
+                    }
+                }
+            }
+            // Days over within the retention that have no rollup (closed before a restart, or
+            // by a broker that stopped): made from their chunks, if they have any.
+            let today = bucket(now_ms(), DAY_MS);
+            let first = bucket(
+                now_ms() - self.inner.cfg.retention.as_millis() as i64,
+                DAY_MS,
+            );
+            let days: Vec<(Arc<str>, i64)> = slice
+                .iter()
+                .flat_map(|h| {
+                    let h: Arc<str> = Arc::from(h.as_str());
+                    (first..today)
+                        .step_by(DAY_MS as usize)
+                        .map(move |d| (h.clone(), d))
+                })
+                .collect();
+            let cmds = days
+                .iter()
+                .flat_map(|(h, d)| {
+                    let mut rolled = redis::cmd("EXISTS");
+                    rolled.arg(self.inner.keys.rollup(h, *d));
+                    let mut chunks = redis::cmd("ZCOUNT");
+                    chunks
+                        .arg(self.inner.keys.chunks(h))
+                        .arg(*d)
+                        .arg(d + DAY_MS - 1);
+                    [rolled, chunks]
+                })
+                .collect();
+            let answers = self.many("day rollups", cmds, deadline).await?;
+            if let Ok(mut queue) = self.compact().days.lock() {
+                for (day, a) in days.into_iter().zip(answers.chunks(2)) {
+                    if int(&a[0]) == Some(0) && int(&a[1]).is_some_and(|n| n > 0) {
+                        queue.insert(day);
                     }
                 }
             }

@@ -110,7 +110,7 @@ impl RedisStore {
     pub fn open(cfg: RedisConfig) -> Result<RedisStore, StoreError> {
         let conn = Connector::new(cfg.settings.clone())
             .map_err(|e| StoreError::Unavailable(format!("redis settings: {e}")))?;
-        Ok(RedisStore {
+        let store = RedisStore {
             inner: Arc::new(Inner {
                 keys: Keys::new(&cfg.key_prefix),
                 pending: Semaphore::new(cfg.buffer_snapshots.max(1)),
@@ -120,7 +120,14 @@ impl RedisStore {
                 counters: Counters::default(),
                 compact: Compact::default(),
             }),
-        })
+        };
+        // The compact layout's closer sweeps what earlier runs and other brokers left open or
+        // not rolled up, writes or not (started here when inside a runtime, else on the
+        // first write).
+        if store.inner.cfg.layout != RedisLayout::Seed {
+            store.start_closer();
+        }
+        Ok(store)
     }
 
     /// Runs `op` on a connection, retrying with back-off (100 ms … 2 s) until `deadline`.
