@@ -17,6 +17,10 @@ pub mod rules;
 
 pub use v1::*;
 
+/// Width of a broker's stored rollup bucket (ms): `RangeRequest.step_ms` is a whole number of
+/// them.
+pub const ROLLUP_MS: i64 = 60_000;
+
 /// Whether `name` is selected by `patterns`: empty selects everything; a pattern ending in
 /// `*` matches by prefix, any other pattern matches exactly.
 pub fn name_selected(patterns: &[String], name: &str) -> bool {

@@ -1065,7 +1065,7 @@ async fn range(State(st): Shared, Query(p): Params) -> Result<Response, ApiError
     };
     // A step of whole minutes reads the brokers' stored rollups (one row per bucket, with min
     // and max); a shorter one averages the raw points here.
-    let rollup_step = step_ms.filter(|s| s % ROLLUP_MS == 0);
+    let rollup_step = step_ms.filter(|s| s % ringwatch_proto::ROLLUP_MS == 0);
     let chunks = fetch(&st, &host, start, end, names, rollup_step.unwrap_or(0)).await?;
     let mut body = join(&host, start, end, &chunks, st.max_cells);
     // Past viz's --max-points or --max-cells, or the broker's limit of values per answer.
@@ -1083,9 +1083,6 @@ async fn range(State(st): Shared, Query(p): Params) -> Result<Response, ApiError
         slot,
     ))
 }
-
-/// The brokers' rollup bucket (ms): a step of whole ones is read from their rollups.
-pub const ROLLUP_MS: i64 = 60_000;
 
 /// Range answers built or sent at once.
 pub const RANGE_SLOTS: usize = 16;

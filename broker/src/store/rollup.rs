@@ -27,7 +27,7 @@ use super::frame::{CHUNK_CELLS, Frame};
 use crate::error::StoreError;
 
 /// Width of a stored rollup bucket (ms).
-pub const ROLLUP_MS: i64 = 60_000;
+pub use ringwatch_proto::ROLLUP_MS;
 /// A day (UTC), the span of one stored rollup.
 pub const DAY_MS: i64 = 86_400_000;
 const MINUTES: usize = (DAY_MS / ROLLUP_MS) as usize;
