@@ -277,15 +277,16 @@ fn plaintext_on_a_tls_port_and_tls_on_a_plaintext_port_are_refused_and_counted()
         "Query.Hosts",
     ));
     assert!(r.is_err(), "{r:?}");
-    let m = scrape(&tls.addr("admin"));
-    // The raw client, and the gRPC client (which may try more than once).
-    assert!(
-        metric(
+    // The raw client, and the gRPC client (which may try more than once); counted when the
+    // broker closes the connection, which the client may see first.
+    wait_for("both refusals counted", Duration::from_secs(10), || {
+        let m = scrape(&tls.addr("admin"));
+        (metric(
             &m,
-            "ringwatch_broker_connections_closed_by_limit_total{listener=\"grpc\",reason=\"plaintext_on_tls\"}"
-        ) >= 2.0,
-        "{m}"
-    );
+            "ringwatch_broker_connections_closed_by_limit_total{listener=\"grpc\",reason=\"plaintext_on_tls\"}",
+        ) >= 2.0)
+            .then_some(())
+    });
 
     // A TLS client on a plaintext broker.
     let dir2 = tempfile::tempdir().expect("tempdir");
@@ -296,14 +297,15 @@ fn plaintext_on_a_tls_port_and_tls_on_a_plaintext_port_are_refused_and_counted()
         "Query.Hosts",
     ));
     assert!(r.is_err(), "{r:?}");
-    let m = scrape(&plain_broker.addr("admin"));
-    assert!(
-        metric(
+    // Counted when the broker closes the connection, which the client may see first.
+    wait_for("the refusal counted", Duration::from_secs(10), || {
+        let m = scrape(&plain_broker.addr("admin"));
+        (metric(
             &m,
-            "ringwatch_broker_connections_closed_by_limit_total{listener=\"grpc\",reason=\"tls_on_plaintext\"}"
-        ) >= 1.0,
-        "{m}"
-    );
+            "ringwatch_broker_connections_closed_by_limit_total{listener=\"grpc\",reason=\"tls_on_plaintext\"}",
+        ) >= 1.0)
+            .then_some(())
+    });
     assert!(
         plain_broker.logs().contains("gRPC authentication is OFF"),
         "a broker without credentials says so"

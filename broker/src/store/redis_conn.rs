@@ -116,7 +116,12 @@ pub struct Connector {
     sentinel: Option<Mutex<SentinelClient>>,
     /// The CA to trust for TLS, read from `ca_file`.
     certs: Option<redis::TlsCertificates>,
+    /// When a cluster connection was last dropped after an error (see `invalidate`).
+    cluster_reset: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// A cluster connection is built again after an error at most this often.
+const CLUSTER_RESET_EVERY: Duration = Duration::from_secs(2);
 
 impl Connector {
     /// Checks the settings; connects on first use.
@@ -172,6 +177,7 @@ impl Connector {
             current: Mutex::new(None),
             sentinel,
             certs,
+            cluster_reset: std::sync::Mutex::new(None),
         })
     }
 
@@ -205,11 +211,31 @@ impl Connector {
         Ok(conn)
     }
 
-    /// Forgets the connection after an error, so the next `get` connects again (for a
-    /// sentinel deployment: to whichever server the sentinels now call master).
+    /// Forgets the connection after an error, so the next `get` connects again: for a
+    /// sentinel deployment, to whichever server the sentinels now call master; for a cluster,
+    /// with the slots asked afresh of the nodes (at most every two seconds). The cluster
+    /// client repairs itself after MOVED answers, but after a master died it was seen to
+    /// time out on that master's slots for minutes, fail-over done.
     pub async fn invalidate(&self) {
-        if self.settings.mode == RedisMode::Sentinel {
-            *self.current.lock().await = None;
+        match self.settings.mode {
+            RedisMode::Sentinel => *self.current.lock().await = None,
+            RedisMode::Cluster => {
+                let due = match self.cluster_reset.lock() {
+                    Ok(mut last) => {
+                        let due = last.is_none_or(|t| t.elapsed() >= CLUSTER_RESET_EVERY);
+                        if due {
+                            *last = Some(std::time::Instant::now());
+                        }
+                        due
+                    }
+                    Err(_) => false,
+                };
+                if due {
+                    tracing::info!("redis cluster: connecting again after an error");
+                    *self.current.lock().await = None;
+                }
+            }
+            RedisMode::Standalone => {}
         }
     }
 
