@@ -14,60 +14,11 @@ mod redis_servers;
 #[path = "support.rs"]
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::*;
 
 const SERIES: &str = "cpu.usage,mem.used_percent,swap.used_percent,disk.used_percent,net.rx_bytes_per_sec,net.tx_bytes_per_sec,load.1,load.5,load.15";
-
-fn scrape(admin: &str, series: &str) -> f64 {
-    let out = Command::new("curl")
-        .args(["-s", &format!("http://{admin}/metrics")])
-        .output()
-        .expect("curl");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
-fn used_memory(redis: &redis_servers::RedisServer) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query(&mut redis.conn())
-        .expect("INFO");
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("used_memory")
-}
-
-fn backfill(url: &str, hosts: usize, days: u64, ledger: &std::path::Path) -> u64 {
-    let t = Instant::now();
-    let out = Command::new(BIN)
-        .args(["loadgen", "--broker", url, "--hosts", &hosts.to_string()])
-        .args(["--interval", "5s", "--backfill", &format!("{days}d")])
-        .args(["--metrics", "60", "--json", "--quiet", "--ledger"])
-        .arg(ledger)
-        .env("RINGWATCH_LOG", "warn")
-        .output()
-        .expect("loadgen");
-    assert!(out.status.success(), "loadgen failed");
-    let summary: serde_json::Value = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .find(|v: &serde_json::Value| v["event"] == "summary")
-        .expect("loadgen summary");
-    let samples = summary["samples_acked"].as_u64().expect("samples");
-    println!(
-        "  backfilled {hosts} hosts x {days} d at 5 s x 60 metrics: {samples} samples in {:.0} s",
-        t.elapsed().as_secs_f64()
-    );
-    samples
-}
 
 /// The page's request `queries` times through a viz fed by `grpc`: (p50, p99, max, bytes).
 fn page_reads(grpc: &str, days: i64, queries: usize) -> (f64, f64, f64, usize) {
@@ -134,8 +85,22 @@ fn main() {
         let grpc = format!("http://{}", broker.addr("grpc"));
         let admin = broker.addr("admin");
         println!("hostpage [{store}]:");
-        let mem0 = redis.as_ref().map(used_memory);
-        let samples = backfill(&grpc, hosts, days, &dir.path().join("ledger"));
+        let mem0 = redis.as_ref().map(|r| r.used_memory());
+        let t = Instant::now();
+        let summary = backfill(
+            &grpc,
+            hosts,
+            "5s",
+            &format!("{days}d"),
+            60,
+            &dir.path().join("ledger"),
+            &[],
+        );
+        let samples = summary["samples_acked"].as_u64().expect("samples");
+        println!(
+            "  backfilled {hosts} hosts x {days} d at 5 s x 60 metrics: {samples} samples in {:.0} s",
+            t.elapsed().as_secs_f64()
+        );
         // Settled: the rows in blocks, or the windows closed.
         let t = Instant::now();
         let metric = if redis.is_some() {
@@ -156,7 +121,7 @@ fn main() {
             assert!(t.elapsed() < Duration::from_secs(900), "never settled");
         }
         if let (Some(r), Some(m0)) = (&redis, mem0) {
-            let m1 = used_memory(r);
+            let m1 = r.used_memory();
             println!(
                 "  redis used_memory {m0} -> {m1} bytes = {:.2} bytes/sample (raw chunks, day rollups, the open windows)",
                 (m1 - m0) as f64 / samples as f64

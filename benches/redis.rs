@@ -19,17 +19,6 @@ use redis_servers::RedisServer;
 use ringwatch_proto::RangeRequest;
 use support::*;
 
-fn used_memory(redis: &RedisServer) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query(&mut redis.conn())
-        .expect("INFO");
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("used_memory")
-}
-
 fn redis_cpu(redis: &RedisServer) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", redis.pid())).unwrap_or_default();
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
@@ -89,23 +78,18 @@ fn memory(layout: &str, hosts: usize, hours: u64) -> f64 {
     let redis = RedisServer::start();
     let broker = broker_on(&redis, layout);
     let url = format!("http://{}", broker.addr("grpc"));
-    let mem0 = used_memory(&redis);
+    let mem0 = redis.used_memory();
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = std::process::Command::new(BIN)
-        .args(["loadgen", "--broker", &url, "--hosts", &hosts.to_string()])
-        .args(["--interval", "5s", "--backfill", &format!("{hours}h")])
-        .args(["--metrics", "60", "--json", "--quiet", "--ledger"])
-        .arg(dir.path().join("ledger"))
-        .env("RINGWATCH_LOG", "warn")
-        .output()
-        .expect("loadgen");
-    assert!(out.status.success(), "loadgen failed");
-    let summary: serde_json::Value = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .find(|v: &serde_json::Value| v["event"] == "summary")
-        .expect("loadgen summary");
-    let samples = summary["samples_acked"].as_u64().expect("samples");
+    let summary = backfill(
+        &url,
+        hosts,
+        "5s",
+        &format!("{hours}h"),
+        60,
+        &dir.path().join("ledger"),
+        &[],
+    );
+    let samples = summary["samples_acked"].as_u64().expect("samples") as i64;
     let ids: Vec<String> = redis::cmd("SMEMBERS")
         .arg("monitor:hosts")
         .query(&mut redis.conn())
@@ -113,7 +97,7 @@ fn memory(layout: &str, hosts: usize, hours: u64) -> f64 {
     if layout != "seed" {
         windows_closed(&redis, &ids);
     }
-    let mem1 = used_memory(&redis);
+    let mem1 = redis.used_memory();
     let per = (mem1 - mem0) as f64 / samples.max(1) as f64;
     println!(
         "memory [redis, {layout}] {hosts} hosts x {hours} h at 5 s x 60 agent-like metrics: used_memory {mem0} -> {mem1} bytes for {samples} samples = {per:.2} bytes/sample"
@@ -147,7 +131,7 @@ fn main() {
     // 2. Ingest through a broker into this Redis.
     let broker = broker_on(&redis, &layout);
     let url = format!("http://{}", broker.addr("grpc"));
-    let mem0 = used_memory(&redis);
+    let mem0 = redis.used_memory();
     let (bcpu0, rcpu0) = (broker.cpu_secs(), redis_cpu(&redis));
     let (samples, wall) = load(&url, streams, secs);
     let (bcpu, rcpu) = (broker.cpu_secs() - bcpu0, redis_cpu(&redis) - rcpu0);
@@ -163,7 +147,7 @@ fn main() {
         snapshots as f64 / wall,
         snapshots as f64 / wall / cap * 100.0
     );
-    let mem1 = used_memory(&redis);
+    let mem1 = redis.used_memory();
     println!(
         "memory [redis, {layout}, bulk bench values]: used_memory {mem0} -> {mem1} bytes for {samples} samples = {:.1} bytes/sample ({:.0} bytes/snapshot of {METRICS} metrics)",
         (mem1 - mem0) as f64 / samples.max(1) as f64,

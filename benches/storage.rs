@@ -45,19 +45,6 @@ fn rss_mib(pid: u32) -> f64 {
     status_kb_of(pid, "VmRSS") as f64 / 1024.0
 }
 
-fn scrape(admin: &str, series: &str) -> f64 {
-    let out = Command::new("curl")
-        .args(["-s", &format!("http://{admin}/metrics")])
-        .output()
-        .expect("curl");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// `STORAGE_MODE=retention`: the broker's resident memory after a simulated day and after a
 /// simulated week of the same fleet (STORAGE_HOSTS, default here 1000; STORAGE_METRICS;
 /// STORAGE_INTERVAL, default 5m: a week at 5 s would take hours to generate here). Each on a
@@ -77,27 +64,16 @@ fn retention_memory() {
         );
         let url = format!("http://{}", broker.addr("grpc"));
         let admin = broker.addr("admin");
-        let out = Command::new(BIN)
-            .args(["loadgen", "--broker", &url, "--hosts", &hosts.to_string()])
-            .args(["--interval", &interval, "--backfill", &format!("{days}d")])
-            .args([
-                "--metrics",
-                &metrics.to_string(),
-                "--json",
-                "--quiet",
-                "--ledger",
-            ])
-            .arg(dir.path().join("ledger"))
-            .env("RINGWATCH_LOG", "warn")
-            .output()
-            .expect("loadgen");
-        assert!(out.status.success(), "loadgen failed");
-        let samples: u64 = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["event"] == "summary")
-            .and_then(|v| v["samples_acked"].as_u64())
-            .expect("summary");
+        let summary = backfill(
+            &url,
+            hosts,
+            &interval,
+            &format!("{days}d"),
+            metrics,
+            &dir.path().join("ledger"),
+            &[],
+        );
+        let samples = summary["samples_acked"].as_u64().expect("samples");
         // Cut, then merged (compaction runs every minute): the head empty and the number of
         // blocks the same over two minutes.
         let deadline = Instant::now() + Duration::from_secs(900);
@@ -153,38 +129,16 @@ fn main() {
     let admin = broker.addr("admin");
     let ledger = dir.path().join("ledger");
     let cpu0 = broker.cpu_secs();
-    let mut args = vec![
-        "loadgen".to_string(),
-        "--broker".into(),
-        url.clone(),
-        "--hosts".into(),
-        hosts.to_string(),
-        "--interval".into(),
-        "5s".into(),
-        "--backfill".into(),
-        format!("{hours}h"),
-        "--metrics".into(),
-        metrics.to_string(),
-        "--ledger".into(),
-        ledger.display().to_string(),
-        "--json".into(),
-        "--quiet".into(),
-    ];
-    if window == 0 {
-        args.push("--no-window".into());
-    }
-    let out = Command::new(BIN)
-        .args(&args)
-        .env("RINGWATCH_LOG", "warn")
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("loadgen");
-    assert!(out.status.success(), "loadgen failed");
-    let summary: serde_json::Value = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .find(|v: &serde_json::Value| v["event"] == "summary")
-        .expect("loadgen summary");
+    let no_window: &[&str] = if window == 0 { &["--no-window"] } else { &[] };
+    let summary = backfill(
+        &url,
+        hosts,
+        "5s",
+        &format!("{hours}h"),
+        metrics,
+        &ledger,
+        no_window,
+    );
     let samples = summary["samples_acked"].as_u64().expect("samples") as f64;
     let broker_cpu = broker.cpu_secs() - cpu0;
     println!(

@@ -453,3 +453,50 @@ pub fn pin(pid: u32, cpu: usize) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// `ringwatch loadgen --backfill` of `hosts` × `period` at `interval` with `metrics` agent-like
+/// metrics into the broker at `url` (its ledger at `ledger`, `extra` flags after): loadgen's
+/// summary.
+#[allow(dead_code)]
+pub fn backfill(
+    url: &str,
+    hosts: usize,
+    interval: &str,
+    period: &str,
+    metrics: usize,
+    ledger: &std::path::Path,
+    extra: &[&str],
+) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .args(["loadgen", "--broker", url, "--hosts", &hosts.to_string()])
+        .args(["--interval", interval, "--backfill", period])
+        .args(["--metrics", &metrics.to_string(), "--json", "--quiet"])
+        .arg("--ledger")
+        .arg(ledger)
+        .args(extra)
+        .env("RINGWATCH_LOG", "warn")
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("loadgen");
+    assert!(out.status.success(), "loadgen failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .find(|v: &serde_json::Value| v["event"] == "summary")
+        .expect("loadgen summary")
+}
+
+/// A series' value from a service's Prometheus `/metrics` at `admin` (0 when absent).
+#[allow(dead_code)]
+pub fn scrape(admin: &str, series: &str) -> f64 {
+    let out = Command::new("curl")
+        .args(["-s", &format!("http://{admin}/metrics")])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}

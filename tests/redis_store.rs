@@ -468,14 +468,6 @@ fn a_tls_redis_with_a_private_ca_is_trusted_only_with_that_ca() {
     assert!(n >= 1, "{n} open windows");
 }
 
-fn used_memory(c: &mut redis::Connection) -> i64 {
-    let info: String = redis::cmd("INFO").arg("memory").query(c).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("used_memory in INFO")
-}
-
 /// The compact layout (the default): 20 hosts × 6 simulated hours at 5 s, 60 agent-like
 /// metrics, backfilled. The windows that are over are closed into chunks; every sample reads
 /// back exact (verify); the keys have the layout's types, contents and expiry times; Redis
@@ -490,7 +482,7 @@ fn compact_layout_keys_expiry_memory_and_exact_read_back() {
     let broker = redis_broker(&[redis.url()], &["--redis-chunk-grace-secs", "1"]);
     let url = broker.grpc_url();
     let mut c = redis.conn();
-    let before = used_memory(&mut c);
+    let before = redis.used_memory();
     let args = [
         "--hosts",
         "20",
@@ -552,7 +544,7 @@ fn compact_layout_keys_expiry_memory_and_exact_read_back() {
             open_samples += rows * 60;
         }
     }
-    let total = used_memory(&mut c) - before;
+    let total = redis.used_memory() - before;
     let per_sample = (total - open_bytes) as f64 / (samples - open_samples) as f64;
     eprintln!(
         "redis compact layout: {per_sample:.2} bytes a sample in closed windows ({} samples), {:.2} with the open ones",

@@ -171,6 +171,18 @@ impl RedisServer {
         client(self.port)
     }
 
+    /// `INFO memory`'s `used_memory`: the bytes Redis holds.
+    pub fn used_memory(&self) -> i64 {
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query(&mut self.conn())
+            .expect("INFO memory");
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("used_memory in INFO")
+    }
+
     /// SIGKILL.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -180,34 +180,46 @@ impl Frame {
         sparse_ok: bool,
     ) -> Vec<RangeChunk> {
         let rows = self.ts.len().min(limit);
-        let step = (CHUNK_CELLS / self.cols.len().max(1)).max(1);
-        let mut out: Vec<RangeChunk> = Vec::new();
-        let mut cells = 0;
-        let mut lo = 0;
-        while lo < rows {
-            let hi = (lo + step).min(rows);
-            let chunk = RangeChunk {
-                timestamps_ms: self.ts[lo..hi].to_vec(),
-                columns: self
-                    .cols
-                    .iter()
-                    .filter_map(|c| column(c, lo, hi, sparse_ok))
-                    .collect(),
-                truncated: false,
-            };
-            let n = chunk.cells();
-            if !out.is_empty() && cells + n > max_cells {
-                if let Some(last) = out.last_mut() {
-                    last.truncated = true;
-                }
-                return out;
-            }
-            cells += n;
-            out.push(chunk);
-            lo = hi;
-        }
-        out
+        chunked(rows, self.cols.len(), max_cells, |lo, hi| RangeChunk {
+            timestamps_ms: self.ts[lo..hi].to_vec(),
+            columns: self
+                .cols
+                .iter()
+                .filter_map(|c| column(c, lo, hi, sparse_ok))
+                .collect(),
+            truncated: false,
+        })
     }
+}
+
+/// Rows `0..rows` cut into response chunks of about [`CHUNK_CELLS`] values (`per_row` columns
+/// a row), each made by `chunk(lo, hi)`: at most about `max_cells` in all (whole chunks, at
+/// least one; the last one `truncated` when rows were left out for it).
+pub(crate) fn chunked(
+    rows: usize,
+    per_row: usize,
+    max_cells: usize,
+    mut chunk: impl FnMut(usize, usize) -> RangeChunk,
+) -> Vec<RangeChunk> {
+    let step = (CHUNK_CELLS / per_row.max(1)).max(1);
+    let mut out: Vec<RangeChunk> = Vec::new();
+    let mut cells = 0;
+    let mut lo = 0;
+    while lo < rows {
+        let hi = (lo + step).min(rows);
+        let c = chunk(lo, hi);
+        let n = c.cells();
+        if !out.is_empty() && cells + n > max_cells {
+            if let Some(last) = out.last_mut() {
+                last.truncated = true;
+            }
+            return out;
+        }
+        cells += n;
+        out.push(c);
+        lo = hi;
+    }
+    out
 }
 
 /// Builds a frame from rows given one by one, in any order: a row's values by name, a name

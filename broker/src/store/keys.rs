@@ -67,6 +67,13 @@ pub fn window_start(ts: i64) -> i64 {
     ts.div_euclid(CHUNK_MS) * CHUNK_MS
 }
 
+/// The starts of the windows holding `[from, to]`.
+pub fn windows(from: i64, to: i64) -> Vec<i64> {
+    (window_start(from)..=window_start(to))
+        .step_by(CHUNK_MS as usize)
+        .collect()
+}
+
 pub const METRIC_FIELD: &str = "metric:";
 pub const TAG_FIELD: &str = "tag:";
 

@@ -20,7 +20,7 @@ use super::chunk;
 use super::frame::{Frame, FrameBuilder};
 use super::keys::{self, CHUNK_MS, window_start};
 use super::redis_conn::Conn;
-use super::redis_store::{Compact, Inner, RedisStore, Window, bytes, now_ms};
+use super::redis_store::{Compact, Inner, RedisStore, Window, bytes, now_ms, pairs};
 use super::rollup::{self, DAY_MS, ROLLUP_MS, Rollup, bucket};
 use super::{RangeQuery, StoreError, WriteOutcome};
 
@@ -93,21 +93,6 @@ fn int(v: &Value) -> Option<i64> {
     }
 }
 
-/// A reply that is an array (RESP2) or a map (RESP3) as key, value pairs.
-fn pairs(v: &Value) -> Vec<(&[u8], &[u8])> {
-    match v {
-        Value::Array(items) => items
-            .chunks_exact(2)
-            .filter_map(|kv| Some((bytes(&kv[0])?, bytes(&kv[1])?)))
-            .collect(),
-        Value::Map(m) => m
-            .iter()
-            .filter_map(|(k, v)| Some((bytes(k)?, bytes(v)?)))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 /// Name lists by id, from an HGETALL of a host's `schema` hash.
 fn lists(v: &Value) -> HashMap<u32, Vec<(String, i32)>> {
     pairs(v)
@@ -149,6 +134,74 @@ fn add_rows(
 }
 
 impl RedisStore {
+    /// Runs `script` on `keys` and `args`, retried until `deadline`; with `replicate`, only
+    /// once the configured replicas confirm it (WAIT).
+    async fn script(
+        &self,
+        what: &'static str,
+        deadline: Duration,
+        script: &Script,
+        keys: &[String],
+        args: &[Vec<u8>],
+        replicate: bool,
+    ) -> Result<Value, StoreError> {
+        let replicas = if replicate {
+            self.inner.cfg.min_replicas
+        } else {
+            0
+        };
+        let wait_ms = self.wait_timeout_ms();
+        self.retrying(what, deadline, |mut c| async move {
+            eval(&mut c, script, keys, args, replicas, wait_ms).await
+        })
+        .await
+    }
+
+    /// A pipeline's answers, retried until `deadline`.
+    async fn pipe_query(
+        &self,
+        what: &'static str,
+        deadline: Duration,
+        p: &redis::Pipeline,
+    ) -> Result<Vec<Value>, StoreError> {
+        self.retrying(what, deadline, |mut c| async move {
+            p.query_async(&mut c).await
+        })
+        .await
+    }
+
+    /// One command's answer, retried until `deadline`.
+    async fn cmd_query<T: redis::FromRedisValue>(
+        &self,
+        what: &'static str,
+        deadline: Duration,
+        cmd: &redis::Cmd,
+    ) -> Result<T, StoreError> {
+        self.retrying(what, deadline, |mut c| async move {
+            cmd.query_async(&mut c).await
+        })
+        .await
+    }
+
+    /// A pipeline reading the open rows of `host`'s windows `starts`, then its name lists:
+    /// `starts.len() + 1` answers, more commands may follow.
+    fn open_rows_pipe(&self, host: &str, starts: &[i64]) -> redis::Pipeline {
+        let k = &self.inner.keys;
+        let mut p = redis::pipe();
+        for &s in starts {
+            p.cmd("HGETALL").arg(k.rows(host, s));
+        }
+        p.cmd("HGETALL").arg(k.schema(host));
+        p
+    }
+
+    /// The chunk keys of every window of `host`'s UTC day `day`.
+    fn day_chunk_keys(&self, host: &str, day: i64) -> Vec<String> {
+        (0..DAY_MS / CHUNK_MS)
+            .map(|w| self.inner.keys.chunk(host, day + w * CHUNK_MS))
+            .collect()
+    }
+
     fn compact(&self) -> &Compact {
         &self.inner.compact
     }
@@ -215,6 +268,8 @@ impl RedisStore {
         let k = &self.inner.keys;
         let retention = self.inner.cfg.retention.as_millis() as i64;
         let mut windows: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+        // Each row's name-list id, and each id once with a row that has it.
+        let mut row_ids: HashMap<usize, u32> = HashMap::with_capacity(idx.len());
         let mut ids: Vec<(u32, usize)> = Vec::new();
         for &i in idx {
             windows
@@ -222,6 +277,7 @@ impl RedisStore {
                 .or_default()
                 .push(i);
             let id = keys::schema_id(&snaps[i].metrics);
+            row_ids.insert(i, id);
             if !ids.iter().any(|(x, _)| *x == id) {
                 ids.push((id, i));
             }
@@ -270,7 +326,7 @@ impl RedisStore {
                     let s = &snaps[i];
                     args.push(s.timestamp_ms.to_string().into());
                     args.push(chunk::encode_row(
-                        keys::schema_id(&s.metrics),
+                        row_ids[&i],
                         s.metrics.iter().map(|m| m.value),
                     ));
                 }
@@ -366,10 +422,7 @@ impl RedisStore {
         let deadline = self.inner.cfg.write_retry;
         for _ in 0..CAS_ATTEMPTS {
             let old: Option<Vec<u8>> = self
-                .retrying("late row read", deadline, |mut c| {
-                    let key = key.clone();
-                    async move { redis::cmd("GET").arg(&key).query_async(&mut c).await }
-                })
+                .cmd_query("late row read", deadline, redis::cmd("GET").arg(&key))
                 .await?;
             let Some(old) = old else {
                 // Expired: the window is past the retention, and so are these rows.
@@ -401,14 +454,10 @@ impl RedisStore {
                 );
             }
             let merged = chunk::encode(&Frame::merge(vec![existing, b.finish()]))?;
-            let (replicas, wait_ms) = (self.inner.cfg.min_replicas, self.wait_timeout_ms());
             let keys = [key.clone()];
             let args = [chunk::crc_bytes(&old).to_vec(), merged];
             let done = self
-                .retrying("late row merge", deadline, |mut c| {
-                    let (keys, args) = (&keys, &args);
-                    async move { eval(&mut c, &MERGE, keys, args, replicas, wait_ms).await }
-                })
+                .script("late row merge", deadline, &MERGE, &keys, &args, true)
                 .await?;
             if int(&done) == Some(1) {
                 self.compact().merged.fetch_add(1, Ordering::Relaxed);
@@ -427,14 +476,8 @@ impl RedisStore {
         let k = &self.inner.keys;
         let deadline = self.inner.cfg.settings.response_timeout * 2;
         let (rows_key, chunk_key) = (k.rows(host, start), k.chunk(host, start));
-        let mut p = redis::pipe();
-        p.cmd("HGETALL").arg(&rows_key);
-        p.cmd("HGETALL").arg(k.schema(host));
-        let replies: Vec<Value> = self
-            .retrying("close read", deadline, |mut c| {
-                let p = p.clone();
-                async move { p.query_async(&mut c).await }
-            })
+        let replies = self
+            .pipe_query("close read", deadline, &self.open_rows_pipe(host, &[start]))
             .await?;
         let (rows, lists) = match replies.as_slice() {
             [rows, l] => (rows, lists(l)),
@@ -471,14 +514,9 @@ impl RedisStore {
                 start.to_string().into(),
                 (now_ms() - retention - CHUNK_MS).to_string().into(),
             ];
-            let replicas = self.inner.cfg.min_replicas;
-            let wait_ms = self.wait_timeout_ms();
             async move {
-                self.retrying("close", deadline, |mut c| {
-                    let (keys, args) = (&keys, &args);
-                    async move { eval(&mut c, &CLOSE, keys, args, replicas, wait_ms).await }
-                })
-                .await
+                self.script("close", deadline, &CLOSE, &keys, &args, true)
+                    .await
             }
         };
         match int(&run(body).await?) {
@@ -510,28 +548,17 @@ impl RedisStore {
             return Ok(Vec::new());
         }
         let deadline = self.inner.cfg.settings.response_timeout * 2;
-        let starts: Vec<i64> = (window_start(start)..=window_start(q.end_ms))
-            .step_by(CHUNK_MS as usize)
-            .collect();
+        let starts = keys::windows(start, q.end_ms);
         // Rows before chunks: a close between the two reads leaves its rows in the chunk read
         // after, never in neither.
-        let mut p = redis::pipe();
-        for &s in &starts {
-            p.cmd("HGETALL").arg(k.rows(&q.host_id, s));
-        }
-        p.cmd("HGETALL").arg(k.schema(&q.host_id));
+        let mut p = self.open_rows_pipe(&q.host_id, &starts);
         p.cmd("MGET").arg(
             starts
                 .iter()
                 .map(|&s| k.chunk(&q.host_id, s))
                 .collect::<Vec<_>>(),
         );
-        let replies: Vec<Value> = self
-            .retrying("range read", deadline, |mut c| {
-                let p = p.clone();
-                async move { p.query_async(&mut c).await }
-            })
-            .await?;
+        let replies = self.pipe_query("range read", deadline, &p).await?;
         let n = starts.len();
         if replies.len() != n + 2 {
             return Err(StoreError::Unavailable(
@@ -574,22 +601,16 @@ impl RedisStore {
             return Ok(Vec::new());
         }
         let deadline = self.inner.cfg.settings.response_timeout * 2;
-        let starts: Vec<i64> = (window_start(from)..=window_start(q.end_ms))
-            .step_by(CHUNK_MS as usize)
-            .collect();
+        let starts = keys::windows(from, q.end_ms);
         // Open rows first, then what is closed (see `compact_range`); a window whose chunk is
         // read, or is in a day rollup read, is taken from there and its open rows left out
         // (the chunk holds every row they had).
-        let mut p = redis::pipe();
-        for &s in &starts {
-            p.cmd("HGETALL").arg(k.rows(&q.host_id, s));
-        }
-        p.cmd("HGETALL").arg(k.schema(&q.host_id));
-        let replies: Vec<Value> = self
-            .retrying("rollup read", deadline, |mut c| {
-                let p = p.clone();
-                async move { p.query_async(&mut c).await }
-            })
+        let replies = self
+            .pipe_query(
+                "rollup read",
+                deadline,
+                &self.open_rows_pipe(&q.host_id, &starts),
+            )
             .await?;
         let n = starts.len();
         if replies.len() != n + 1 {
@@ -600,18 +621,14 @@ impl RedisStore {
         let days: Vec<i64> = (bucket(from, DAY_MS)..=bucket(q.end_ms, DAY_MS))
             .step_by(DAY_MS as usize)
             .collect();
-        let per_day = (DAY_MS / CHUNK_MS) as usize;
-        let mut keys: Vec<String> = days.iter().map(|&d| k.rollup(&q.host_id, d)).collect();
+        let mut day_keys: Vec<String> = days.iter().map(|&d| k.rollup(&q.host_id, d)).collect();
         for &d in &days {
-            keys.extend((0..per_day as i64).map(|w| k.chunk(&q.host_id, d + w * CHUNK_MS)));
+            day_keys.extend(self.day_chunk_keys(&q.host_id, d));
         }
-        let mut args: Vec<Vec<u8>> = vec![per_day.to_string().into()];
+        let mut args: Vec<Vec<u8>> = vec![(DAY_MS / CHUNK_MS).to_string().into()];
         args.extend(q.metric_names.iter().map(|n| n.clone().into_bytes()));
         let answer = self
-            .retrying("rollup read", deadline, |mut c| {
-                let (keys, args) = (&keys, &args);
-                async move { eval(&mut c, &ROLLUPS, keys, args, 0, 0).await }
-            })
+            .script("rollup read", deadline, &ROLLUPS, &day_keys, &args, false)
             .await?;
         let Value::Array(per_days) = answer else {
             return Err(StoreError::Unavailable(
@@ -656,10 +673,7 @@ impl RedisStore {
         if !missing.is_empty() {
             let chunk_keys: Vec<String> = missing.iter().map(|&s| k.chunk(&q.host_id, s)).collect();
             let chunks: Vec<Option<Vec<u8>>> = self
-                .retrying("rollup read", deadline, |mut c| {
-                    let keys = &chunk_keys;
-                    async move { redis::cmd("MGET").arg(keys).query_async(&mut c).await }
-                })
+                .cmd_query("rollup read", deadline, redis::cmd("MGET").arg(&chunk_keys))
                 .await?;
             for (s, c) in missing.iter().zip(chunks) {
                 let Some(c) = c else { continue };
@@ -725,15 +739,9 @@ impl RedisStore {
     async fn roll_day(&self, host: &str, day: i64) -> Result<bool, StoreError> {
         let k = &self.inner.keys;
         let deadline = self.inner.cfg.settings.response_timeout * 2;
-        let per_day = DAY_MS / CHUNK_MS;
-        let keys: Vec<String> = (0..per_day)
-            .map(|w| k.chunk(host, day + w * CHUNK_MS))
-            .collect();
+        let keys = self.day_chunk_keys(host, day);
         let chunks: Vec<Option<Vec<u8>>> = self
-            .retrying("day rollup read", deadline, |mut c| {
-                let keys = &keys;
-                async move { redis::cmd("MGET").arg(keys).query_async(&mut c).await }
-            })
+            .cmd_query("day rollup read", deadline, redis::cmd("MGET").arg(&keys))
             .await?;
         let mut crcs = Vec::with_capacity(chunks.len());
         let mut parts = Vec::new();
@@ -761,19 +769,14 @@ impl RedisStore {
         let retention = self.inner.cfg.retention.as_millis() as i64;
         let key = k.rollup(host, day);
         let expire_at = day + DAY_MS + retention;
-        self.retrying("day rollup write", deadline, |mut c| {
-            let (key, body) = (&key, &body);
-            async move {
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(body)
-                    .arg("PXAT")
-                    .arg(expire_at)
-                    .query_async::<()>(&mut c)
-                    .await
-            }
-        })
-        .await?;
+        let set = redis::cmd("SET")
+            .arg(&key)
+            .arg(&body)
+            .arg("PXAT")
+            .arg(expire_at)
+            .clone();
+        self.cmd_query::<()>("day rollup write", deadline, &set)
+            .await?;
         self.compact().days_rolled.fetch_add(1, Ordering::Relaxed);
         Ok(true)
     }
@@ -856,6 +859,10 @@ impl RedisStore {
     async fn sweep(&self) -> Result<(), StoreError> {
         let deadline = self.inner.cfg.settings.response_timeout * 2;
         let hosts = self.registry_members(deadline).await?;
+        // Days without a rollup are looked for at start and once a day after (a day over
+        // since the last look has had its rollup made by its last close).
+        let today = bucket(now_ms(), DAY_MS);
+        let look_for_days = self.compact().days_checked.load(Ordering::Relaxed) != today;
         for slice in hosts.chunks(1024) {
             let cmds = slice
                 .iter()
@@ -879,7 +886,9 @@ impl RedisStore {
             }
             // Days over within the retention that have no rollup (closed before a restart, or
             // by a broker that stopped): made from their chunks, if they have any.
-            let today = bucket(now_ms(), DAY_MS);
+            if !look_for_days {
+                continue;
+            }
             let first = bucket(
                 now_ms() - self.inner.cfg.retention.as_millis() as i64,
                 DAY_MS,
@@ -914,6 +923,9 @@ impl RedisStore {
                     }
                 }
             }
+        }
+        if look_for_days {
+            self.compact().days_checked.store(today, Ordering::Relaxed);
         }
         Ok(())
     }

@@ -71,6 +71,8 @@ pub(crate) struct Compact {
     /// merged into after the day was over.
     pub(super) days: Mutex<HashSet<Window>>,
     pub(super) started: std::sync::atomic::AtomicBool,
+    /// The UTC day the sweep last looked for days without a rollup (0: not yet).
+    pub(super) days_checked: std::sync::atomic::AtomicI64,
     pub(crate) closed: AtomicU64,
     pub(crate) days_rolled: AtomicU64,
     pub(crate) merged: AtomicU64,
@@ -597,6 +599,21 @@ pub(super) fn bytes(v: &Value) -> Option<&[u8]> {
     }
 }
 
+/// A reply that is an array (RESP2) or a map (RESP3) as key, value pairs.
+pub(super) fn pairs(v: &Value) -> Vec<(&[u8], &[u8])> {
+    match v {
+        Value::Array(items) => items
+            .chunks_exact(2)
+            .filter_map(|kv| Some((bytes(&kv[0])?, bytes(&kv[1])?)))
+            .collect(),
+        Value::Map(m) => m
+            .iter()
+            .filter_map(|(k, v)| Some((bytes(k)?, bytes(v)?)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// How `read_slices` reads each key.
 #[derive(Clone, Copy)]
 enum Read {
@@ -708,17 +725,7 @@ impl<'a> ChunkBuilder<'a> {
 
     /// One HGETALL reply (flat array in RESP2, a map in RESP3).
     fn add_hgetall(&mut self, reply: &Value) {
-        let pairs: Vec<(&[u8], &[u8])> = match reply {
-            Value::Array(items) => items
-                .chunks_exact(2)
-                .filter_map(|kv| Some((bytes(&kv[0])?, bytes(&kv[1])?)))
-                .collect(),
-            Value::Map(m) => m
-                .iter()
-                .filter_map(|(k, v)| Some((bytes(k)?, bytes(v)?)))
-                .collect(),
-            _ => return,
-        };
+        let pairs = pairs(reply);
         let Some(ts) = pairs
             .iter()
             .find(|(f, _)| *f == b"timestamp")

@@ -23,7 +23,7 @@ use pco::ChunkConfig;
 use pco::standalone::{simple_compress, simple_decompress};
 use ringwatch_proto::{Column, RangeChunk};
 
-use super::frame::{CHUNK_CELLS, Frame};
+use super::frame::{Frame, chunked, response_column};
 use crate::error::StoreError;
 
 /// Width of a stored rollup bucket (ms).
@@ -173,14 +173,8 @@ impl Rollup {
     /// Response chunks: one row per bucket, values the averages, with min, max and count; at
     /// most about `max_cells` in all (the last chunk `truncated` when buckets were left out).
     pub(crate) fn into_chunks(self, max_cells: usize, sparse_ok: bool) -> Vec<RangeChunk> {
-        let per_row = 1 + 4 * self.cols.len();
-        let step = (CHUNK_CELLS / per_row).max(1);
-        let mut out: Vec<RangeChunk> = Vec::new();
-        let mut cells = 0;
-        let mut lo = 0;
-        while lo < self.ts.len() {
-            let hi = (lo + step).min(self.ts.len());
-            let chunk = RangeChunk {
+        chunked(self.ts.len(), 4 * self.cols.len(), max_cells, |lo, hi| {
+            RangeChunk {
                 timestamps_ms: self.ts[lo..hi].to_vec(),
                 columns: self
                     .cols
@@ -188,19 +182,8 @@ impl Rollup {
                     .filter_map(|c| column(c, lo, hi, sparse_ok))
                     .collect(),
                 truncated: false,
-            };
-            let n = chunk.cells();
-            if !out.is_empty() && cells + n > max_cells {
-                if let Some(last) = out.last_mut() {
-                    last.truncated = true;
-                }
-                return out;
             }
-            cells += n;
-            out.push(chunk);
-            lo = hi;
-        }
-        out
+        })
     }
 }
 
@@ -371,40 +354,29 @@ pub(crate) fn day_section_range(
     data + e.offset as usize..data + e.offset as usize + e.len as usize
 }
 
-/// Rows `lo..hi` of a metric as a response column (sparse when fewer than half hold a value
-/// and the client reads that), or `None` when none does.
+/// Rows `lo..hi` of a metric as a response column of averages, sparse or dense as
+/// [`response_column`] decides, with its min, max and count at the same places; `None` when no
+/// bucket there has a value.
 fn column(c: &RollupCol, lo: usize, hi: usize, sparse_ok: bool) -> Option<Column> {
-    let held: Vec<usize> = (lo..hi).filter(|&i| c.count[i] > 0).collect();
-    if held.is_empty() {
+    let held = |i: usize| c.count[i] > 0;
+    if !(lo..hi).any(held) {
         return None;
     }
-    let avg = |i: usize| c.sum[i] / f64::from(c.count[i]);
-    let rows = hi - lo;
-    if sparse_ok && held.len() * 2 < rows {
-        return Some(Column {
-            name: c.name.to_string(),
-            unit: c.unit,
-            values: held.iter().map(|&i| avg(i)).collect(),
-            rows: held.iter().map(|&i| (i - lo) as u32).collect(),
-            min: held.iter().map(|&i| c.min[i]).collect(),
-            max: held.iter().map(|&i| c.max[i]).collect(),
-            count: held.iter().map(|&i| c.count[i]).collect(),
-        });
-    }
-    let pick = |f: &dyn Fn(usize) -> f64| -> Vec<f64> {
-        (lo..hi)
-            .map(|i| if c.count[i] > 0 { f(i) } else { f64::NAN })
-            .collect()
+    let nan_unless_held = |i: usize, v: f64| if held(i) { v } else { f64::NAN };
+    let avg: Vec<f64> = (lo..hi)
+        .map(|i| nan_unless_held(i, c.sum[i] / f64::from(c.count[i].max(1))))
+        .collect();
+    let mut col = response_column(c.name.to_string(), c.unit, hi - lo, 0, &avg, sparse_ok);
+    // The buckets the column lists: the sparse form's rows, or every one.
+    let at: Vec<usize> = if col.rows.is_empty() {
+        (lo..hi).collect()
+    } else {
+        col.rows.iter().map(|&r| lo + r as usize).collect()
     };
-    Some(Column {
-        name: c.name.to_string(),
-        unit: c.unit,
-        values: pick(&avg),
-        rows: Vec::new(),
-        min: pick(&|i| c.min[i]),
-        max: pick(&|i| c.max[i]),
-        count: c.count[lo..hi].to_vec(),
-    })
+    col.min = at.iter().map(|&i| nan_unless_held(i, c.min[i])).collect();
+    col.max = at.iter().map(|&i| nan_unless_held(i, c.max[i])).collect();
+    col.count = at.iter().map(|&i| c.count[i]).collect();
+    Some(col)
 }
 
 #[cfg(test)]
