@@ -148,6 +148,52 @@ fn main() {
         );
     }
 
+    // Rollups: per metric and bucket (1 or 10 min), min, max, sum and count, each a pco column
+    // (level 4, as a block stores them beside the rows), against the raw values of the same
+    // two hours, by interval: what a block's rollup costs on disk.
+    {
+        let cfg = ChunkConfig::default().with_compression_level(4);
+        for (span_s, interval_s) in [2i64, 24]
+            .iter()
+            .flat_map(|h| [1i64, 2, 5, 10, 20, 30, 60].map(|i| (h * 3600, i)))
+        {
+            let n_rows = span_s / interval_s;
+            let ts: Vec<i64> = (0..n_rows).map(|i| start + i * interval_s * 1000).collect();
+            let mut line = format!("rollup of {:>2} h at {interval_s:>2} s:", span_s / 3600);
+            for width_s in [60i64, 600] {
+                let (mut raw, mut rolled, mut values) = (0usize, 0usize, 0usize);
+                for h in 0..hosts.min(5) as u32 {
+                    for (m, d) in defs.iter().enumerate() {
+                        let col: Vec<f64> = ts.iter().map(|&t| value(h, t, m, d.unit)).collect();
+                        raw += simple_compress(&col, &cfg).expect("compress").len();
+                        values += col.len();
+                        let mut parts = [vec![], vec![], vec![], vec![]];
+                        for b in col.chunks((width_s / interval_s).max(1) as usize) {
+                            parts[0].push(b.iter().copied().fold(f64::INFINITY, f64::min));
+                            parts[1].push(b.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+                            parts[2].push(b.iter().sum::<f64>());
+                            parts[3].push(b.len() as f64);
+                        }
+                        rolled += parts
+                            .iter()
+                            .map(|p| simple_compress(p, &cfg).expect("compress").len())
+                            .sum::<usize>();
+                    }
+                }
+                if width_s == 60 {
+                    line += &format!(" raw {:.2} bytes a value;", raw as f64 / values as f64);
+                }
+                line += &format!(
+                    " {} min buckets {:.3} bytes a value ({:.0} % of raw)",
+                    width_s / 60,
+                    rolled as f64 / values as f64,
+                    100.0 * rolled as f64 / raw as f64
+                );
+            }
+            println!("{line}");
+        }
+    }
+
     // Timestamps.
     let dod = ChunkConfig::default().with_delta_spec(DeltaSpec::TryConsecutive(2));
     let p = simple_compress(&ts_ms, &dod).expect("compress");

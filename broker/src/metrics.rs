@@ -45,6 +45,7 @@ pub struct BrokerMetrics {
     store_block_cache_lookups: Family<Labels1, Counter>,
     store_blocks_written: Counter,
     store_blocks_compacted: Counter,
+    store_block_rollup_sections: Family<Labels1, Counter>,
     store_chunks_closed: Counter,
     store_chunk_merges: Counter,
     store_rollup_days: Counter,
@@ -97,6 +98,7 @@ impl BrokerMetrics {
             store_block_cache_lookups: Family::default(),
             store_blocks_written: Counter::default(),
             store_blocks_compacted: Counter::default(),
+            store_block_rollup_sections: Family::default(),
             store_chunks_closed: Counter::default(),
             store_chunk_merges: Counter::default(),
             store_rollup_days: Counter::default(),
@@ -238,6 +240,11 @@ impl BrokerMetrics {
             m.store_blocks_compacted.clone(),
         );
         r.register(
+            "store_block_rollup_sections",
+            "Block sections read for a range with a step, by source: their stored rollups, or their rows (a block of the first version, a row a cut moved during the read, an end inside a minute)",
+            m.store_block_rollup_sections.clone(),
+        );
+        r.register(
             "store_chunks_closed",
             "Redis compact layout: open windows compressed into chunks",
             m.store_chunks_closed.clone(),
@@ -320,6 +327,18 @@ impl BrokerMetrics {
         );
         set(&self.store_blocks_written, stats.blocks_written);
         set(&self.store_blocks_compacted, stats.blocks_compacted);
+        set(
+            &self
+                .store_block_rollup_sections
+                .get_or_create(&[("source", "stored")]),
+            stats.block_rollups_stored,
+        );
+        set(
+            &self
+                .store_block_rollup_sections
+                .get_or_create(&[("source", "rows")]),
+            stats.block_rollups_from_rows,
+        );
         set(&self.store_cut_failures, stats.cut_failures);
         set(
             &self.store_corrupt.get_or_create(&[("kind", "block")]),

@@ -19,6 +19,7 @@ use quick_cache::sync::Cache;
 
 use super::block::{self, BlockIndex, Section, SectionDir};
 use super::frame::{Frame, FrameCol};
+use super::rollup::Rollup;
 use crate::error::StoreError;
 
 /// Counters of the blocks, for /metrics.
@@ -31,6 +32,9 @@ pub struct BlockCounters {
     pub written: AtomicU64,
     /// Blocks merged into others by compaction.
     pub compacted: AtomicU64,
+    /// Block sections a read with a step took from their stored rollups, and from their rows.
+    pub rollups_stored: AtomicU64,
+    pub rollups_from_rows: AtomicU64,
 }
 
 /// One block on disk.
@@ -42,6 +46,8 @@ struct BlockFile {
     values: u64,
     rows: u64,
     hosts: Vec<Arc<str>>,
+    /// Written by the first version: compaction writes it again, even alone.
+    v1: bool,
 }
 
 /// A section to read: which block, where.
@@ -168,6 +174,7 @@ impl Blocks {
                 values,
                 rows,
                 hosts,
+                v1: index.v1,
             },
         );
     }
@@ -228,6 +235,18 @@ impl Blocks {
         }
     }
 
+    /// Forgets a section's rollup found corrupt (its rows are read instead, and it is reported
+    /// once).
+    pub(crate) fn drop_rollup(&mut self, host: &str, seq: u64, offset: u64) {
+        if let Some(list) = self.by_host.get_mut(host) {
+            for (q, s) in list.iter_mut() {
+                if *q == seq && s.offset == offset {
+                    s.rollup = None;
+                }
+            }
+        }
+    }
+
     /// Removes the blocks whose every row is older than `cutoff` from the index; their paths,
     /// for the caller to delete, and the rows they held.
     pub(crate) fn expire(&mut self, cutoff: i64) -> (Vec<PathBuf>, u64) {
@@ -283,19 +302,25 @@ impl Blocks {
     pub(crate) fn compaction_groups(&self, before: i64, max_bytes: u64) -> Vec<Vec<u64>> {
         const DAY: i64 = 86_400_000;
         let mut by_day: BTreeMap<i64, Vec<(u64, u64)>> = BTreeMap::new();
+        let mut v1 = std::collections::HashSet::new();
         for (&seq, f) in &self.files {
             let day = f.max_ts.div_euclid(DAY);
             if (day + 1) * DAY <= before {
                 by_day.entry(day).or_default().push((seq, f.bytes));
+                if f.v1 {
+                    v1.insert(seq);
+                }
             }
         }
+        // A group of one is written again only if the first version wrote it (to add rollups).
+        let worth = |g: &[u64]| g.len() >= 2 || g.iter().any(|s| v1.contains(s));
         let mut groups = Vec::new();
         for (_, blocks) in by_day {
             let mut group: Vec<u64> = Vec::new();
             let mut bytes = 0;
             for (seq, b) in blocks {
                 if !group.is_empty() && bytes + b > max_bytes {
-                    if group.len() >= 2 {
+                    if worth(&group) {
                         groups.push(std::mem::take(&mut group));
                     }
                     group.clear();
@@ -304,7 +329,7 @@ impl Blocks {
                 group.push(seq);
                 bytes += b;
             }
-            if group.len() >= 2 {
+            if worth(&group) {
                 groups.push(group);
             }
         }
@@ -523,6 +548,47 @@ impl Disk {
         Ok(Frame::merge(frames))
     }
 
+    /// One section's rows in `[start, end]` (columns `keep` selects); `None` when its block's
+    /// file is gone.
+    pub(crate) fn section_rows(
+        &self,
+        r: &SectionRef,
+        start: i64,
+        end: i64,
+        keep: &mut impl FnMut(&str) -> bool,
+    ) -> Result<Option<Frame>, StoreError> {
+        self.section_frame(r, start, end, keep)
+    }
+
+    /// One section's stored rollup, its minutes in `[start, end]` (metrics `keep` selects):
+    /// `Ok(None)` when its block's file is gone, `Ok(Some(None))` when it has none (a block of
+    /// the first version). Read through the cache like rows.
+    pub(crate) fn section_rollup(
+        &self,
+        r: &SectionRef,
+        start: i64,
+        end: i64,
+        keep: &mut impl FnMut(&str) -> bool,
+    ) -> Result<Option<Option<Rollup>>, StoreError> {
+        let Some(section) = r.section.rollup_section() else {
+            return Ok(Some(None));
+        };
+        let part = SectionRef {
+            seq: r.seq,
+            path: r.path.clone(),
+            section,
+        };
+        let Some(frame) = self.section_frame(&part, start, end, keep)? else {
+            return Ok(None);
+        };
+        Rollup::from_frame(frame)
+            .map(|r| Some(Some(r)))
+            .map_err(|reason| StoreError::Corrupt {
+                path: part.path.display().to_string(),
+                reason,
+            })
+    }
+
     /// A section's layout from the cache, or read, checked, parsed and cached (then with the
     /// bytes read, for its columns); `None` when the block's file is gone.
     fn dir(&self, r: &SectionRef) -> Result<Option<DirRead>, StoreError> {
@@ -607,7 +673,7 @@ impl Disk {
         }))
     }
 
-    fn forget_corrupt(&self, host: &str, r: &SectionRef, path: &str, reason: &str) {
+    pub(crate) fn forget_corrupt(&self, host: &str, r: &SectionRef, path: &str, reason: &str) {
         self.counters
             .corrupt_sections
             .fetch_add(1, Ordering::Relaxed);
@@ -620,6 +686,23 @@ impl Disk {
         );
         if let Ok(mut b) = self.index.write() {
             b.drop_section(host, r.seq, r.section.offset);
+        }
+    }
+
+    /// Reports a section's rollup corrupt and forgets it: its rows are read in its place.
+    pub(crate) fn forget_corrupt_rollup(&self, host: &str, r: &SectionRef, reason: &str) {
+        self.counters
+            .corrupt_sections
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            path = %r.path.display(),
+            host,
+            offset = r.section.offset,
+            reason,
+            "corrupt block rollup skipped; rolled up from its rows instead"
+        );
+        if let Ok(mut b) = self.index.write() {
+            b.drop_rollup(host, r.seq, r.section.offset);
         }
     }
 
@@ -658,9 +741,11 @@ mod tests {
                     max_ts,
                     rows: 1,
                     values: 1,
+                    rollup: None,
                 },
             )],
             superseded: Vec::new(),
+            v1: false,
         }
     }
 

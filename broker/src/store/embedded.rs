@@ -20,6 +20,7 @@ use ringwatch_proto::{HostInfo, RangeChunk, Snapshot, name_selected};
 use super::block;
 use super::blocks::{BlockCounters, Blocks, Disk, SectionCache};
 use super::frame::Frame;
+use super::rollup::{DAY_MS, ROLLUP_MS, Rollup, bucket};
 use super::series::{Inserted, Names, Rows, Series};
 use super::wal::{self, Wal};
 use super::{HostRecord, RangeQuery, Store, StoreError, StoreStats, WriteOutcome};
@@ -346,6 +347,10 @@ struct Inner {
     space_short: std::sync::atomic::AtomicBool,
     /// Free bytes at that check.
     space_free: AtomicU64,
+    /// Tests: run by a step read between reading memory and looking up the blocks (to move
+    /// rows then, as a cut or a compaction may).
+    #[cfg(test)]
+    between_memory_and_blocks: Mutex<Option<Box<dyn FnMut() + Send>>>,
 }
 
 /// `out` with its last chunk marked `truncated`.
@@ -467,6 +472,8 @@ impl EmbeddedStore {
                 space_checked_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
                 space_short: std::sync::atomic::AtomicBool::new(false),
                 space_free: AtomicU64::new(u64::MAX),
+                #[cfg(test)]
+                between_memory_and_blocks: Mutex::new(None),
             }),
         };
         if store.inner.disk.is_some() {
@@ -618,6 +625,7 @@ impl EmbeddedStore {
         self.check_space(true)?;
         let started = std::time::Instant::now();
         let index = block::write_block(
+            block::Kind::Merged,
             &path,
             floor,
             now_ms(),
@@ -693,9 +701,6 @@ impl EmbeddedStore {
         Ok(())
     }
 
-    /// The head's rows of `q` from `from` on. Built in pieces of at most
-    /// [`RANGE_PIECE_CELLS`] values, the store's lock taken for each piece and let go between
-    /// them, so a large answer never holds up writers for long.
     /// Merges the head, the rows of a cut in progress and the blocks in timestamp order. The
     /// head is read first, then the frozen rows, then the blocks: rows only ever move that
     /// way, so a row a cut moves during the read is found at a later step (and, if found
@@ -708,23 +713,7 @@ impl EmbeddedStore {
         let Some(disk) = &self.inner.disk else {
             return Ok(head);
         };
-        let frozen = {
-            let st = self.read()?;
-            st.frozen.as_ref().and_then(|f| {
-                let series = f.hosts.get(&q.host_id)?;
-                let mut keep = selector(&f.names, &q.metric_names);
-                let rows = Rows {
-                    start,
-                    end: q.end_ms,
-                    limit: q.limit,
-                    max_cells: usize::MAX,
-                    sparse_ok: false,
-                };
-                Some(Frame::from_chunks(
-                    &series.range(&rows, &f.names, &mut keep),
-                ))
-            })
-        };
+        let frozen = self.frozen_rows(&q, start, q.end_ms, q.limit)?;
         let mut keep = |name: &str| name_selected(&q.metric_names, name);
         let (mut frames, disk_cut) =
             disk.read_frames(&q.host_id, start, q.end_ms, q.max_cells, &mut keep)?;
@@ -759,6 +748,178 @@ impl EmbeddedStore {
         Ok(out)
     }
 
+    /// `q`'s host's rows in `[start, end]` (at most `limit`) among those being cut to a block
+    /// now, if any.
+    fn frozen_rows(
+        &self,
+        q: &RangeQuery,
+        start: i64,
+        end: i64,
+        limit: usize,
+    ) -> Result<Option<Frame>, StoreError> {
+        let st = self.read()?;
+        Ok(st.frozen.as_ref().and_then(|f| {
+            let series = f.hosts.get(&q.host_id)?;
+            let mut keep = selector(&f.names, &q.metric_names);
+            let rows = Rows {
+                start,
+                end,
+                limit,
+                max_cells: usize::MAX,
+                sparse_ok: false,
+            };
+            Some(Frame::from_chunks(
+                &series.range(&rows, &f.names, &mut keep),
+            ))
+        }))
+    }
+
+    /// A read with a step (whole minutes) when blocks are on disk: the blocks' stored rollups
+    /// where they can be used, rows rolled up here elsewhere. Read in windows of whole buckets
+    /// of about a day, oldest first, so an answer cut by `max_cells` ends on a whole bucket.
+    fn rolled_range(&self, q: &RangeQuery, disk: &Disk) -> Result<Vec<RangeChunk>, StoreError> {
+        let step = q.step_ms.max(ROLLUP_MS);
+        let cutoff = now_ms() - self.inner.cfg.retention.as_millis() as i64;
+        let span = step.saturating_mul((DAY_MS + step - 1) / step);
+        let mut lo = bucket(q.start_ms.max(cutoff), step);
+        let (mut parts, mut cells, mut cut) = (Vec::new(), 0usize, false);
+        while lo <= q.end_ms {
+            if cells > q.max_cells {
+                cut = true;
+                break;
+            }
+            let hi = lo.saturating_add(span - 1).min(q.end_ms);
+            let part = self.rolled_window(q, disk, lo, hi)?;
+            cells += part.cells();
+            parts.push(part);
+            lo = match hi.checked_add(1) {
+                Some(next) => next,
+                None => break,
+            };
+        }
+        let mut out = Rollup::combine(parts, step).into_chunks(q.max_cells, q.sparse_ok);
+        if cut && let Some(last) = out.last_mut() {
+            last.truncated = true;
+        }
+        Ok(out)
+    }
+
+    /// One window `[lo, hi]` of [`Self::rolled_range`] (`lo` on a bucket), in buckets of the
+    /// step. Rows only move from the head to the rows being cut to a block, and from there
+    /// into a block, so they are read in that order: the head, then the rows being cut, then
+    /// the blocks. A row a cut (then a compaction) moves during the read may so be seen twice;
+    /// the timestamps taken from memory say which: a block section holding any of them is read
+    /// as rows, and those rows left out. A section is also read as rows where it has no rollup
+    /// (a cut's block, rows too sparse, a block of the first version), where its buckets do not
+    /// divide the step, or where it passes `hi` inside the bucket `hi` ends in.
+    fn rolled_window(
+        &self,
+        q: &RangeQuery,
+        disk: &Disk,
+        lo: i64,
+        hi: i64,
+    ) -> Result<Rollup, StoreError> {
+        let mut parts = Vec::new();
+        let mut seen: Vec<i64> = Vec::new();
+        let mut page = RangeQuery {
+            start_ms: lo,
+            end_ms: hi,
+            limit: usize::MAX,
+            max_cells: super::ROLLUP_PAGE_CELLS,
+            sparse_ok: true,
+            step_ms: 0,
+            ..q.clone()
+        };
+        loop {
+            let rows = self.head_range(&page, page.start_ms)?;
+            let frame = Frame::from_chunks(&rows);
+            seen.extend_from_slice(&frame.ts);
+            parts.push(Rollup::of(&frame, ROLLUP_MS));
+            match (rows.last().is_some_and(|c| c.truncated), frame.last()) {
+                (true, Some(last)) if last < hi => page.start_ms = last + 1,
+                _ => break,
+            }
+        }
+        if let Some(f) = self.frozen_rows(q, lo, hi, usize::MAX)? {
+            let f = f.without(&seen);
+            seen.extend_from_slice(&f.ts);
+            seen.sort_unstable();
+            parts.push(Rollup::of(&f, ROLLUP_MS));
+        }
+        let seen_in = |min: i64, max: i64| {
+            let i = seen.partition_point(|&t| t < min);
+            seen.get(i).is_some_and(|&t| t <= max)
+        };
+        // A stored bucket ends in the window, or the section's rows do.
+        let whole = |width: i64, max_ts: i64| {
+            max_ts <= hi || hi.checked_add(1).is_none_or(|n| n.rem_euclid(width) == 0)
+        };
+        let step = q.step_ms.max(ROLLUP_MS);
+        let mut keep = |name: &str| name_selected(&q.metric_names, name);
+        #[cfg(test)]
+        if let Some(hook) = self
+            .inner
+            .between_memory_and_blocks
+            .lock()
+            .unwrap()
+            .as_mut()
+        {
+            hook();
+        }
+        // A block may be deleted between looking it up and reading it (a compaction replaced
+        // it, or retention expired it): then the lookup is made again.
+        'lookup: for _ in 0..3 {
+            let refs = disk.read_index()?.sections(&q.host_id, lo, hi);
+            let mut from_disk = Vec::with_capacity(refs.len());
+            for r in &refs {
+                let s = &r.section;
+                let usable = s.rollup.as_ref().is_some_and(|p| {
+                    let width = i64::from(p.width_ms);
+                    step % width == 0 && whole(width, s.max_ts)
+                });
+                if usable && !seen_in(s.min_ts, s.max_ts) {
+                    match disk.section_rollup(r, lo, hi, &mut keep) {
+                        Ok(Some(Some(rollup))) => {
+                            from_disk.push(rollup);
+                            disk.counters.rollups_stored.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        Ok(Some(None)) => {}
+                        Ok(None) if disk.read_index()?.has_block(r.seq) => continue,
+                        Ok(None) => continue 'lookup,
+                        Err(StoreError::Corrupt { reason, .. }) => {
+                            disk.forget_corrupt_rollup(&q.host_id, r, &reason)
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                match disk.section_rows(r, lo, hi, &mut keep) {
+                    Ok(Some(f)) => {
+                        from_disk.push(Rollup::of(&f.without(&seen), ROLLUP_MS));
+                        disk.counters
+                            .rollups_from_rows
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(None) if disk.read_index()?.has_block(r.seq) => {}
+                    Ok(None) => continue 'lookup,
+                    Err(StoreError::Corrupt { path, reason }) => {
+                        disk.forget_corrupt(&q.host_id, r, &path, &reason)
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            parts.append(&mut from_disk);
+            return Ok(Rollup::combine(parts, step));
+        }
+        Err(StoreError::Unavailable(format!(
+            "the blocks of {} kept changing during a read; try again",
+            q.host_id
+        )))
+    }
+
+    /// The head's rows of `q` from `from` on. Built in pieces of at most
+    /// [`RANGE_PIECE_CELLS`] values, the store's lock taken for each piece and let go between
+    /// them, so a large answer never holds up writers for long.
     fn head_range(&self, q: &RangeQuery, from: i64) -> Result<Vec<RangeChunk>, StoreError> {
         let mut out: Vec<RangeChunk> = Vec::new();
         let (mut from, mut left, mut cells) = (from, q.limit, 0usize);
@@ -1173,6 +1334,7 @@ fn write_frozen(path: &std::path::Path, frozen: &Frozen) -> Result<block::BlockI
     let mut ids: Vec<&String> = frozen.hosts.keys().collect();
     ids.sort_unstable();
     block::write_block(
+        block::Kind::Cut,
         path,
         frozen.boundary,
         now_ms(),
@@ -1331,8 +1493,13 @@ impl Store for EmbeddedStore {
         Ok(())
     }
 
-    /// Raw rows, or rollups of them (made from the raw rows as they are read).
+    /// Raw rows, or rollups: the blocks' stored ones, and rows rolled up as they are read.
     async fn range(&self, q: RangeQuery) -> Result<Vec<RangeChunk>, StoreError> {
+        if q.step_ms > 0
+            && let Some(disk) = &self.inner.disk
+        {
+            return self.rolled_range(&q, disk);
+        }
         if q.step_ms > 0 {
             let mut r = super::RawRollup::new(&q);
             while let Some(page) = r.next_query() {
@@ -1417,6 +1584,8 @@ impl Store for EmbeddedStore {
                 block_cache_misses: ld(&k.cache_misses),
                 blocks_written: ld(&k.written),
                 blocks_compacted: ld(&k.compacted),
+                block_rollups_stored: ld(&k.rollups_stored),
+                block_rollups_from_rows: ld(&k.rollups_from_rows),
                 corrupt_blocks: ld(&k.corrupt_blocks),
                 corrupt_sections: ld(&k.corrupt_sections),
                 ..blocks
@@ -2171,5 +2340,229 @@ mod tests {
         for (host, rows_wanted) in &want {
             same(&rows(&store, range(host, 0, now_ms())).await, rows_wanted);
         }
+    }
+
+    /// A rollup answer as (bucket, metric) → (mean, min, max, count); dense columns.
+    fn buckets(
+        chunks: &[RangeChunk],
+    ) -> std::collections::BTreeMap<(i64, String), (f64, f64, f64, u32)> {
+        let mut out = std::collections::BTreeMap::new();
+        for c in chunks {
+            for col in &c.columns {
+                assert!(col.rows.is_empty(), "dense asked");
+                for (i, &t) in c.timestamps_ms.iter().enumerate() {
+                    if col.values[i].is_nan() {
+                        continue;
+                    }
+                    let v = (col.values[i], col.min[i], col.max[i], col.count[i]);
+                    assert!(
+                        out.insert((t, col.name.clone()), v).is_none(),
+                        "bucket {t} twice"
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// The same read rolled up from the rows (as a store without blocks answers it).
+    fn rolled_from_rows(store: &EmbeddedStore, q: &RangeQuery) -> Vec<RangeChunk> {
+        let mut r = crate::store::RawRollup::new(q);
+        while let Some(page) = r.next_query() {
+            let rows = store.raw_range(page).unwrap();
+            r.take(&rows);
+        }
+        r.finish()
+    }
+
+    fn same_buckets(got: &[RangeChunk], want: &[RangeChunk], what: &str) {
+        let (got, want) = (buckets(got), buckets(want));
+        assert!(!want.is_empty(), "{what}: nothing to compare");
+        assert_eq!(got.len(), want.len(), "{what}: buckets");
+        for ((k, g), (wk, w)) in got.iter().zip(&want) {
+            assert_eq!(k, wk, "{what}");
+            assert_eq!(
+                (g.1, g.2, g.3),
+                (w.1, w.2, w.3),
+                "{what}: {k:?} min, max, count"
+            );
+            assert!(
+                (g.0 - w.0).abs() <= 1e-9 * w.0.abs().max(1.0),
+                "{what}: {k:?} mean {} vs {}",
+                g.0,
+                w.0
+            );
+        }
+    }
+
+    fn step_query(host: &str, start: i64, end: i64, step_ms: i64) -> RangeQuery {
+        RangeQuery {
+            step_ms,
+            sparse_ok: false,
+            ..range(host, start, end)
+        }
+    }
+
+    /// Writes `rows` of host `a` at 1 s (3 ms past the second) and of `b` at 10 s from `from`,
+    /// cut to a block every hour, then raises the floor past their day and merges its blocks.
+    async fn a_merged_day(store: &EmbeddedStore, day: i64, a_rows: i64, b_rows: i64) {
+        for t in 0..a_rows.max(b_rows * 10) {
+            let ts = day + t * 1000 + 3;
+            let mut batch = Vec::new();
+            if t < a_rows {
+                batch.push(agent_snap("a", ts, t));
+            }
+            if t % 10 == 0 && t / 10 < b_rows {
+                batch.push(agent_snap("b", ts + 4, t / 10 + 7));
+            }
+            store.write(&batch).await.unwrap();
+            if t % 3600 == 3599 {
+                store.cut(ts + 10).unwrap();
+            }
+        }
+        let next = day + DAY_MS + 1000;
+        store.write(&[agent_snap("x", next, 0)]).await.unwrap();
+        store.cut(next + 1).unwrap();
+        while store.compact().unwrap() > 0 {}
+    }
+
+    #[tokio::test]
+    async fn a_step_read_takes_the_stored_rollups_of_merged_blocks_and_equals_one_made_from_the_rows()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(on_disk(dir.path(), 1_000_000)).unwrap();
+        let day = bucket(now_ms(), DAY_MS) - 2 * DAY_MS;
+        // a: 3 h at 1 s (1-minute rollups); b: 6 h at 10 s (10-minute rollups).
+        a_merged_day(&store, day, 3 * 3600, 2160).await;
+        let end = day + DAY_MS - 1;
+        let mut two = step_query("a", day, end, 600_000);
+        two.metric_names = vec!["m.1".into(), "net.*".into()];
+        let stored = [
+            ("a, 1 min", step_query("a", day, end, 60_000)),
+            ("a, 1 h", step_query("a", day, end, 3_600_000)),
+            ("a, 10 min, two metrics", two),
+            (
+                "b, 10 min, from inside a minute",
+                step_query("b", day + 95_000, end, 600_000),
+            ),
+        ];
+        let rows = [
+            // b's buckets are wider than the step; a's range ends inside a bucket.
+            ("b, 1 min", step_query("b", day, end, 60_000)),
+            (
+                "a, 1 h, to inside a bucket",
+                step_query("a", day, day + 2 * 3_600_000 + 30_000, 3_600_000),
+            ),
+        ];
+        for (i, (what, q)) in stored.into_iter().chain(rows).enumerate() {
+            let before = store.stats();
+            let got = store.range(q.clone()).await.unwrap();
+            let after = store.stats();
+            same_buckets(&got, &rolled_from_rows(&store, &q), what);
+            let (s, r) = (
+                after.block_rollups_stored - before.block_rollups_stored,
+                after.block_rollups_from_rows - before.block_rollups_from_rows,
+            );
+            assert_eq!(
+                (s, r),
+                if i < 4 { (1, 0) } else { (0, 1) },
+                "{what}: stored, rows"
+            );
+        }
+        // A late row of b waits in the head beside the merged block: the block is read as rows.
+        store
+            .write(&[agent_snap("b", day + 3_600_000 + 5_000, 1)])
+            .await
+            .unwrap();
+        let q = step_query("b", day, end, 600_000);
+        let before = store.stats().block_rollups_from_rows;
+        same_buckets(
+            &store.range(q.clone()).await.unwrap(),
+            &rolled_from_rows(&store, &q),
+            "late row",
+        );
+        assert_eq!(store.stats().block_rollups_from_rows, before + 1);
+    }
+
+    /// A late row is read from the head, then cut and merged into the day's block (with
+    /// rollups) before the step read looks up the blocks: it is counted once.
+    #[tokio::test]
+    async fn a_row_merged_into_a_block_during_a_step_read_is_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(on_disk(dir.path(), 1_000_000)).unwrap();
+        let day = bucket(now_ms(), DAY_MS) - 2 * DAY_MS;
+        a_merged_day(&store, day, 3600, 0).await;
+        let late: Vec<Snapshot> = (0..10)
+            .map(|j| agent_snap("a", day + j * 60_000 + 500, j))
+            .collect();
+        store.write(&late).await.unwrap();
+        let mover = store.clone();
+        *store.inner.between_memory_and_blocks.lock().unwrap() = Some(Box::new(move || {
+            mover.cut(day + DAY_MS + 2000).unwrap();
+            assert_eq!(mover.compact().unwrap(), 2, "merged with the day's block");
+        }));
+        let q = step_query("a", day, day + DAY_MS - 1, 600_000);
+        let disk = store.inner.disk.as_ref().unwrap();
+        let got = buckets(&store.rolled_range(&q, disk).unwrap());
+        *store.inner.between_memory_and_blocks.lock().unwrap() = None;
+        let counted: u32 = got
+            .iter()
+            .filter(|((_, n), _)| n == "m.0")
+            .map(|(_, v)| v.3)
+            .sum();
+        assert_eq!(counted, 3610);
+        assert_eq!(store.stats().samples, 0, "the late rows left the head");
+        // Read again, now from the merged block's stored rollup alone.
+        let before = store.stats().block_rollups_stored;
+        same_buckets(
+            &store.range(q.clone()).await.unwrap(),
+            &rolled_from_rows(&store, &q),
+            "after",
+        );
+        assert_eq!(store.stats().block_rollups_stored, before + 1);
+    }
+
+    #[tokio::test]
+    async fn blocks_of_the_first_version_are_rolled_up_from_rows_until_compaction_writes_rollups() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = bucket(now_ms(), DAY_MS) - 2 * DAY_MS;
+        let frame = |from: i64| {
+            let mut b = super::super::frame::FrameBuilder::default();
+            for i in 0..360 {
+                let v = (i as f64 * 0.1).sin();
+                b.row(from + i * 10_000, [("m.0", 1, v), ("m.1", 1, v * 2.0)]);
+            }
+            b.finish()
+        };
+        let blocks = dir.path().join("blocks");
+        std::fs::create_dir_all(&blocks).unwrap();
+        for (seq, from) in [(1u64, day + 3_600_000), (2, day + 2 * 3_600_000)] {
+            block::write_block(
+                block::Kind::V1,
+                &blocks.join(format!("block-{seq:016}.rwb")),
+                from + 3_600_000,
+                0,
+                &[],
+                vec![Ok((Arc::from("old"), frame(from)))].into_iter(),
+            )
+            .unwrap();
+        }
+        let store = EmbeddedStore::open(on_disk(dir.path(), 1_000_000)).unwrap();
+        let q = step_query("old", day, day + DAY_MS - 1, 3_600_000);
+        let want = rolled_from_rows(&store, &q);
+        same_buckets(
+            &store.range(q.clone()).await.unwrap(),
+            &want,
+            "first version",
+        );
+        let s = store.stats();
+        assert_eq!((s.block_rollups_stored, s.block_rollups_from_rows), (0, 2));
+        // A floor past the day lets compaction merge them, with rollups.
+        let next = day + DAY_MS + 1000;
+        store.write(&[agent_snap("x", next, 0)]).await.unwrap();
+        store.cut(next + 1).unwrap();
+        assert_eq!(store.compact().unwrap(), 2);
+        same_buckets(&store.range(q.clone()).await.unwrap(), &want, "compacted");
+        assert_eq!(store.stats().block_rollups_stored, 1);
     }
 }

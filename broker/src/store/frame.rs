@@ -58,6 +58,39 @@ impl Frame {
         self
     }
 
+    /// Without the rows at the timestamps of `sorted` (in increasing order).
+    pub(crate) fn without(self, sorted: &[i64]) -> Frame {
+        let gone = |t: &i64| sorted.binary_search(t).is_ok();
+        if sorted.is_empty() || !self.ts.iter().any(gone) {
+            return self;
+        }
+        let keep: Vec<bool> = self.ts.iter().map(|t| !gone(t)).collect();
+        let pick = |v: &[i64]| -> Vec<i64> {
+            v.iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(x, _)| *x)
+                .collect()
+        };
+        let mut out = Frame {
+            ts: pick(&self.ts),
+            cols: Vec::with_capacity(self.cols.len()),
+        };
+        for c in self.cols {
+            let values: Vec<f64> = c
+                .values
+                .iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(x, _)| *x)
+                .collect();
+            if values.iter().any(|v| !v.is_nan()) {
+                out.cols.push(FrameCol { values, ..c });
+            }
+        }
+        out
+    }
+
     /// Drops the rows after `last` (inclusive bound).
     pub(crate) fn cut_after(&mut self, last: i64) {
         let b = self.ts.partition_point(|&t| t <= last);

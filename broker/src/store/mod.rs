@@ -198,6 +198,9 @@ pub struct StoreStats {
     pub blocks_written: u64,
     pub blocks_compacted: u64,
     pub cut_failures: u64,
+    /// Block sections reads with a step took from their stored rollups, and from their rows.
+    pub block_rollups_stored: u64,
+    pub block_rollups_from_rows: u64,
     /// Damaged blocks set aside at start, and damaged sections skipped on read.
     pub corrupt_blocks: u64,
     pub corrupt_sections: u64,

@@ -1,5 +1,6 @@
 //! Rollups: per host and metric, the lowest and highest value, the sum and the count of the raw
-//! values in each minute. Made when rows are compressed (a Redis chunk closed: `chunk.rs`),
+//! values in each minute. Made when rows are compressed (a Redis chunk closed: `chunk.rs`; a
+//! day's blocks merged: `block.rs`, there in minutes or ten minutes by the rows' density),
 //! read for ranges asked with a step (`RangeRequest.step_ms`), and combined into buckets of
 //! that step. Parts of one bucket made apart (rows cut to a block at different times, an open
 //! window beside closed ones) combine exactly: min of mins, max of maxes, sums and counts added.
@@ -23,7 +24,7 @@ use pco::ChunkConfig;
 use pco::standalone::{simple_compress, simple_decompress};
 use ringwatch_proto::{Column, RangeChunk};
 
-use super::frame::{Frame, chunked, response_column};
+use super::frame::{Frame, FrameCol, chunked, response_column};
 use crate::error::StoreError;
 
 /// Width of a stored rollup bucket (ms).
@@ -163,6 +164,62 @@ impl Rollup {
             ts,
             cols: cols.cols,
         }
+    }
+
+    /// As rows of a block section (`block.rs` stores it beside the raw rows): per metric four
+    /// columns of its name and unit, its mins, maxes, sums and counts, NaN where it has none.
+    pub(crate) fn to_frame(&self) -> Frame {
+        let mut cols = Vec::with_capacity(4 * self.cols.len());
+        for c in &self.cols {
+            let held = |v: &[f64]| -> Vec<f64> {
+                v.iter()
+                    .zip(&c.count)
+                    .map(|(&x, &n)| if n > 0 { x } else { f64::NAN })
+                    .collect()
+            };
+            let counts: Vec<f64> = c.count.iter().map(|&n| f64::from(n)).collect();
+            for values in [held(&c.min), held(&c.max), held(&c.sum), held(&counts)] {
+                cols.push(FrameCol {
+                    name: c.name.clone(),
+                    unit: c.unit,
+                    values,
+                });
+            }
+        }
+        Frame {
+            ts: self.ts.clone(),
+            cols,
+        }
+    }
+
+    /// Back from [`Rollup::to_frame`]'s rows (any of its rows, any of its metrics).
+    pub(crate) fn from_frame(f: Frame) -> Result<Rollup, String> {
+        if !f.cols.len().is_multiple_of(4) {
+            return Err(format!(
+                "{} rollup columns, not four per metric",
+                f.cols.len()
+            ));
+        }
+        let rows = f.ts.len();
+        let mut cols = Vec::with_capacity(f.cols.len() / 4);
+        let mut it = f.cols.into_iter();
+        while let (Some(min), Some(max), Some(sum), Some(count)) =
+            (it.next(), it.next(), it.next(), it.next())
+        {
+            if [&max, &sum, &count].iter().any(|c| c.name != min.name) {
+                return Err(format!("rollup columns of {} out of order", min.name));
+            }
+            let mut out = RollupCol::new(min.name, min.unit, rows);
+            for i in 0..rows {
+                let n = count.values[i];
+                if n.is_nan() || n < 1.0 {
+                    continue;
+                }
+                out.add(i, min.values[i], max.values[i], sum.values[i], n as u32);
+            }
+            cols.push(out);
+        }
+        Ok(Rollup { ts: f.ts, cols })
     }
 
     /// Cells of its answer: a timestamp and four values per metric and bucket.
@@ -455,6 +512,35 @@ mod tests {
         bad[0] ^= 1;
         assert!(decode_day_metric(0, a, &bad, 0, 1).is_err());
         assert!(parse_day_index(&bytes[..20]).is_err());
+    }
+
+    #[test]
+    fn a_rollup_stored_as_rows_of_four_columns_a_metric_reads_back_the_same() {
+        let r = Rollup::of(&raw(), ROLLUP_MS);
+        let f = r.to_frame();
+        assert_eq!(f.cols.len(), 8);
+        assert!(
+            f.cols[4].values[1].is_nan(),
+            "b has no value in the second minute"
+        );
+        assert_eq!(Rollup::from_frame(f.clone()).unwrap(), r);
+        // One metric, one minute, as a block read selects them.
+        let b = Frame {
+            ts: f.ts.clone(),
+            cols: f.cols[4..].to_vec(),
+        }
+        .slice(0, 0);
+        let back = Rollup::from_frame(b).unwrap();
+        assert_eq!(
+            (back.ts.clone(), back.cols[0].sum.clone()),
+            (vec![0], vec![30.0])
+        );
+        let mut bad = f.clone();
+        bad.cols.pop();
+        assert!(Rollup::from_frame(bad).is_err());
+        bad = f;
+        bad.cols.swap(0, 4);
+        assert!(Rollup::from_frame(bad).is_err());
     }
 
     #[test]
