@@ -468,6 +468,44 @@ fn a_tls_redis_with_a_private_ca_is_trusted_only_with_that_ca() {
     assert!(n >= 1, "{n} open windows");
 }
 
+/// A refused password is not retried: the read fails at once with Redis's reason (no retry
+/// counted), and the broker is not ready.
+#[test]
+fn a_refused_redis_password_is_a_clear_error_not_a_retry() {
+    let redis = RedisServer::start();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("right")
+        .query(&mut redis.conn())
+        .unwrap();
+    let url = redis.url().replace("redis://", "redis://:wrong@");
+    let broker = redis_broker(&[url], &[]);
+    let grpc = broker.grpc_url();
+    let status = block_on(async {
+        let mut c = QueryClient::connect(grpc.clone()).await.expect("connect");
+        c.hosts(HostsRequest {}).await.expect_err("refused")
+    });
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    let m = status.message();
+    assert!(
+        m.contains("WRONGPASS")
+            || m.contains("AuthenticationFailed")
+            || m.contains("invalid username-password"),
+        "{m}"
+    );
+    assert!(!m.contains("store unavailable: store unavailable"), "{m}");
+    let admin = broker.addr("admin");
+    assert_eq!(
+        metric(
+            &scrape(&admin),
+            "ringwatch_broker_store_write_retries_total"
+        ),
+        0.0
+    );
+    assert_eq!(http_get(&admin, "/ready").0, 503);
+}
+
 /// The compact layout (the default): 20 hosts × 6 simulated hours at 5 s, 60 agent-like
 /// metrics, backfilled. The windows that are over are closed into chunks; every sample reads
 /// back exact (verify); the keys have the layout's types, contents and expiry times; Redis

@@ -195,7 +195,7 @@ impl<S: Store> StreamHandler<S> {
                     };
                     if let Err(e) = self.store.register(record).await {
                         tracing::error!(error = %e, "store failed to register a host");
-                        return Some(Err(Status::unavailable(format!("store unavailable: {e}"))));
+                        return Some(Err(Status::from(e)));
                     }
                     tracing::info!(host = %r.host_id, ?peer, "agent registered");
                     self.host = Some(r.host_id);
@@ -331,10 +331,16 @@ impl<S: Store> StreamHandler<S> {
             Err(e) => {
                 self.metrics.store_write_errors.inc();
                 tracing::error!(host, seq = b.seq, error = %e, "store write failed; batch not acknowledged, the agent keeps it");
-                Err(Err(Status::unavailable(format!(
-                    "store write failed, batch {} not stored: {e}",
-                    b.seq
-                ))))
+                let s = Status::from(e);
+                Err(Err(Status::with_metadata(
+                    s.code(),
+                    format!(
+                        "store write failed, batch {} not stored: {}",
+                        b.seq,
+                        s.message()
+                    ),
+                    s.metadata().clone(),
+                )))
             }
         }
     }

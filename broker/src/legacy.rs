@@ -121,9 +121,15 @@ impl<S: Store> LegacyService<S> {
             Err(e) => {
                 self.metrics.store_write_errors.inc();
                 tracing::error!(error = %e, "legacy SendMetrics: store write failed");
-                Err(Status::unavailable(format!(
-                    "store write failed after {stored} stored snapshots: {e}"
-                )))
+                let s = Status::from(e);
+                Err(Status::with_metadata(
+                    s.code(),
+                    format!(
+                        "store write failed after {stored} stored snapshots: {}",
+                        s.message()
+                    ),
+                    s.metadata().clone(),
+                ))
             }
         }
     }
@@ -207,7 +213,7 @@ impl<S: Store> MonitorService for LegacyService<S> {
                     last_seen_ms: now_ms(),
                 };
                 if let Err(e) = self.store.register(record).await {
-                    return Err(Status::unavailable(format!("store unavailable: {e}")));
+                    return Err(Status::from(e));
                 }
                 registered.insert(snap.host_id.clone(), tags);
             }
@@ -274,12 +280,8 @@ impl<S: Store> MonitorService for LegacyService<S> {
                 step_ms: 0,
             })
             .await
-            .map_err(|e| Status::unavailable(format!("store unavailable: {e}")))?;
-        let hosts = self
-            .store
-            .hosts()
-            .await
-            .map_err(|e| Status::unavailable(format!("store unavailable: {e}")))?;
+            .map_err(Status::from)?;
+        let hosts = self.store.hosts().await.map_err(Status::from)?;
         let Some(host) = hosts.into_iter().find(|h| h.host_id == q.host_id) else {
             return Err(Status::not_found(format!("unknown host {:?}", q.host_id)));
         };

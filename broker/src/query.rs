@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::ingest::now_ms;
 use crate::metrics::BrokerMetrics;
-use crate::store::{HostRecord, RangeQuery, Store, StoreError};
+use crate::store::{HostRecord, RangeQuery, Store};
 use crate::validate;
 
 const MAX_NAME_PATTERNS: usize = 256;
@@ -27,13 +27,6 @@ pub struct QueryService<S> {
     pub(crate) gone_after_ms: i64,
     pub(crate) live: Arc<crate::live::Live>,
     pub(crate) shutdown: tokio_util::sync::CancellationToken,
-}
-
-fn store_status(e: StoreError) -> Status {
-    match e {
-        StoreError::TooLarge(m) => Status::resource_exhausted(m),
-        other => Status::unavailable(format!("store unavailable: {other}")),
-    }
 }
 
 fn check_patterns(names: &[String]) -> Result<(), Status> {
@@ -129,9 +122,9 @@ impl<S: Store> QueryService<S> {
                 step_ms: q.step_ms,
             })
             .await
-            .map_err(store_status)?;
+            .map_err(Status::from)?;
         if chunks.is_empty() {
-            let known = self.store.knows(&q.host_id).await.map_err(store_status)?;
+            let known = self.store.knows(&q.host_id).await.map_err(Status::from)?;
             if !known {
                 return Err(Status::not_found(format!("unknown host {:?}", q.host_id)));
             }
@@ -220,14 +213,14 @@ impl<S: Store> Query for QueryService<S> {
                 .store
                 .latest(&q.metric_names)
                 .await
-                .map_err(store_status),
+                .map_err(Status::from),
         };
         let snapshots = self.observe("latest", r)?;
         Ok(Response::new(LatestResponse { snapshots }))
     }
 
     async fn hosts(&self, _req: Request<HostsRequest>) -> Result<Response<HostsResponse>, Status> {
-        let r = self.store.hosts().await.map_err(store_status);
+        let r = self.store.hosts().await.map_err(Status::from);
         let records = self.observe("hosts", r)?;
         let now = now_ms();
         let hosts = records

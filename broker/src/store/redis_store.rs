@@ -103,7 +103,23 @@ pub(super) fn now_ms() -> i64 {
 }
 
 fn unavailable(e: RedisError) -> StoreError {
-    StoreError::Unavailable(format!("redis: {e}"))
+    StoreError::Backend {
+        what: "redis",
+        retryable: retryable(&e),
+        source: Box::new(e),
+    }
+}
+
+/// Whether a Redis error may pass by itself: not a refused password or permission, nor a
+/// setting the client cannot use (retrying those only delays the clear error).
+fn retryable(e: &RedisError) -> bool {
+    use redis::ErrorKind;
+    let refused = matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"));
+    !refused
+        && !matches!(
+            e.kind(),
+            ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig
+        )
 }
 
 impl RedisStore {
@@ -156,6 +172,10 @@ impl RedisStore {
             };
             match result {
                 Ok(v) => return Ok(v),
+                Err(e) if !retryable(&e) => {
+                    tracing::error!(what, error = %e, "redis refused the operation; not retried");
+                    return Err(unavailable(e));
+                }
                 Err(e) => {
                     self.inner.conn.invalidate().await;
                     let delay = delays.next().unwrap_or(Duration::from_secs(2));
