@@ -151,11 +151,7 @@ fn check_open_files(cfg: &LoadgenConfig, limit: Option<u64>) -> Result<(), confi
 }
 
 /// Wall-clock Unix milliseconds (timestamps on the wire are Unix ms).
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub(crate) use ringwatch_core::now_ms;
 
 fn println_json(v: &impl Serialize) {
     if let Ok(line) = serde_json::to_string(v) {

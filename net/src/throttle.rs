@@ -2,7 +2,9 @@
 //! at most once per period, with how many were not logged.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use ringwatch_core::now_ms;
 
 /// Lets one event through per `period`; counts the others.
 #[derive(Debug)]
@@ -47,12 +49,6 @@ impl Throttle {
         self.suppressed.fetch_add(1, Ordering::Relaxed);
         None
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

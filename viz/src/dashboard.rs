@@ -13,11 +13,7 @@ use serde::Serialize;
 /// Points of history kept per host for sparklines.
 pub const SPARK_POINTS: usize = 120;
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use ringwatch_core::now_ms;
 
 /// A metric's newest value.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -67,27 +63,22 @@ struct State {
     duplicates: u64,
 }
 
+/// The rule viz applies (the broker's defaults, SPEC S5): stale after 3 missed intervals,
+/// gone after 10 minutes without data.
+const RULE: ringwatch_core::LivenessRule = ringwatch_core::LivenessRule {
+    stale_after_intervals: 3,
+    gone_after_ms: 600_000,
+};
 /// A host is stale after missing this many intervals…
-pub const STALE_AFTER_INTERVALS: u32 = 3;
+pub const STALE_AFTER_INTERVALS: u32 = RULE.stale_after_intervals;
 /// …and gone after this long without data.
-pub const GONE_AFTER_MS: i64 = 600_000;
+pub const GONE_AFTER_MS: i64 = RULE.gone_after_ms;
 /// The interval assumed for a host that has not said its own.
-pub const DEFAULT_INTERVAL_MS: u32 = 5000;
+pub const DEFAULT_INTERVAL_MS: u32 = ringwatch_core::liveness::DEFAULT_INTERVAL_MS;
 
 /// Live / stale / gone from the age of a host's newest data.
 pub fn host_state(age_ms: i64, interval_ms: u32) -> &'static str {
-    let interval = if interval_ms == 0 {
-        DEFAULT_INTERVAL_MS
-    } else {
-        interval_ms
-    };
-    if age_ms <= i64::from(STALE_AFTER_INTERVALS) * i64::from(interval) {
-        "live"
-    } else if age_ms <= GONE_AFTER_MS {
-        "stale"
-    } else {
-        "gone"
-    }
+    RULE.of(age_ms, interval_ms).as_str()
 }
 
 /// The fleet at a glance.

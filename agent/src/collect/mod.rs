@@ -9,7 +9,7 @@ pub mod memory;
 pub mod network;
 pub mod system;
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use ringwatch_proto::{Metric, Unit};
 use sysinfo::{Disks, Networks, System};
@@ -115,12 +115,7 @@ pub fn sanitize(raw: &str) -> String {
 }
 
 /// Wall clock in Unix epoch milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use ringwatch_core::now_ms;
 
 /// Owns the sysinfo state and produces one [`Samples`] per call to [`Collector::collect`].
 pub struct Collector {
