@@ -13,8 +13,8 @@ use serde_json::json;
 use crate::metrics::BrokerMetrics;
 use crate::store::Store;
 
-pub(crate) struct AdminState<S> {
-    pub store: Arc<S>,
+pub(crate) struct AdminState {
+    pub router: Arc<crate::router::Router>,
     pub metrics: Arc<BrokerMetrics>,
     pub node_id: String,
     pub grpc_addr: std::net::SocketAddr,
@@ -25,17 +25,17 @@ pub(crate) struct AdminState<S> {
     pub retention: std::time::Duration,
 }
 
-pub(crate) fn router<S: Store>(state: Arc<AdminState<S>>) -> Router {
+pub(crate) fn router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/ready", get(ready::<S>))
-        .route("/api/cluster", get(cluster::<S>))
-        .route("/metrics", get(metrics::<S>))
+        .route("/ready", get(ready))
+        .route("/api/cluster", get(cluster))
+        .route("/metrics", get(metrics))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "not found"}))) })
         .with_state(state)
 }
 
-async fn ready<S: Store>(State(st): State<Arc<AdminState<S>>>) -> Response {
+async fn ready(State(st): State<Arc<AdminState>>) -> Response {
     if !st.serving.load(Ordering::Relaxed) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -43,7 +43,7 @@ async fn ready<S: Store>(State(st): State<Arc<AdminState<S>>>) -> Response {
         )
             .into_response();
     }
-    match st.store.check().await {
+    match st.router.store().check().await {
         Ok(()) => Json(json!({"ready": true})).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -53,7 +53,7 @@ async fn ready<S: Store>(State(st): State<Arc<AdminState<S>>>) -> Response {
     }
 }
 
-async fn cluster<S: Store>(State(st): State<Arc<AdminState<S>>>) -> Json<serde_json::Value> {
+async fn cluster(State(st): State<Arc<AdminState>>) -> Json<serde_json::Value> {
     Json(json!({
         "mode": "single",
         "node_id": st.node_id,
@@ -63,7 +63,7 @@ async fn cluster<S: Store>(State(st): State<Arc<AdminState<S>>>) -> Json<serde_j
         "members": [{"id": st.node_id, "grpc_addr": st.grpc_addr.to_string(), "role": "leader", "serving": st.serving.load(Ordering::Relaxed)}],
         "ownership": {st.node_id.clone(): 1.0},
         "capacity": crate::capacity::capacity(
-            &st.store.stats(),
+            &st.router.stats(),
             st.rate.per_sec(),
             crate::capacity::resident_bytes(),
             st.retention,
@@ -71,8 +71,8 @@ async fn cluster<S: Store>(State(st): State<Arc<AdminState<S>>>) -> Json<serde_j
     }))
 }
 
-async fn metrics<S: Store>(State(st): State<Arc<AdminState<S>>>) -> impl IntoResponse {
-    let body = st.metrics.render(st.store.stats());
+async fn metrics(State(st): State<Arc<AdminState>>) -> impl IntoResponse {
+    let body = st.metrics.render(st.router.stats());
     (
         [(
             header::CONTENT_TYPE,

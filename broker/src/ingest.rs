@@ -16,18 +16,13 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::metrics::BrokerMetrics;
 use crate::router::Router;
-use crate::store::{HostRecord, Store};
+use crate::store::HostRecord;
 use crate::validate::{self, Limits, Rejection};
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub(crate) use ringwatch_core::now_ms;
 
-pub struct IngestService<S> {
-    pub(crate) router: Arc<Router<S>>,
-    pub(crate) store: Arc<S>,
+pub struct IngestService {
+    pub(crate) router: Arc<Router>,
     pub(crate) metrics: Arc<BrokerMetrics>,
     pub(crate) limits: Limits,
     pub(crate) streams: Arc<Semaphore>,
@@ -38,7 +33,7 @@ pub struct IngestService<S> {
 type Replies = Pin<Box<dyn Stream<Item = Result<BrokerMessage, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
-impl<S: Store> Ingest for IngestService<S> {
+impl Ingest for IngestService {
     type StreamStream = Replies;
 
     async fn stream(
@@ -67,7 +62,6 @@ impl<S: Store> Ingest for IngestService<S> {
         let session = Session {
             handler: StreamHandler {
                 router: self.router.clone(),
-                store: self.store.clone(),
                 metrics: self.metrics.clone(),
                 limits: self.limits,
                 host: None,
@@ -87,8 +81,8 @@ impl<S: Store> Ingest for IngestService<S> {
 }
 
 /// One agent's stream: what it has said so far and where its replies go.
-struct Session<S> {
-    handler: StreamHandler<S>,
+struct Session {
+    handler: StreamHandler,
     peer: Option<std::net::SocketAddr>,
     inbound: Streaming<AgentMessage>,
     shutdown: CancellationToken,
@@ -97,13 +91,13 @@ struct Session<S> {
     _permit: OwnedSemaphorePermit,
 }
 
-impl<S> Drop for Session<S> {
+impl Drop for Session {
     fn drop(&mut self) {
         self.handler.metrics.ingest_streams.dec();
     }
 }
 
-impl<S: Store> Session<S> {
+impl Session {
     /// Reads messages until one has a reply (an ack, a reject, or an error that ends the
     /// stream); `None` once the agent is done or the stream has ended.
     async fn next_reply(&mut self) -> Option<Result<BrokerMessage, Status>> {
@@ -121,15 +115,14 @@ impl<S: Store> Session<S> {
     }
 }
 
-struct StreamHandler<S> {
-    router: Arc<Router<S>>,
-    store: Arc<S>,
+struct StreamHandler {
+    router: Arc<Router>,
     metrics: Arc<BrokerMetrics>,
     limits: Limits,
     host: Option<String>,
 }
 
-impl<S: Store> StreamHandler<S> {
+impl StreamHandler {
     async fn next_reply(
         &mut self,
         inbound: &mut Streaming<AgentMessage>,
@@ -193,7 +186,7 @@ impl<S: Store> StreamHandler<S> {
                         interval_ms: r.interval_ms,
                         last_seen_ms: now_ms(),
                     };
-                    if let Err(e) = self.store.register(record).await {
+                    if let Err(e) = self.router.register(record).await {
                         tracing::error!(error = %e, "store failed to register a host");
                         return Some(Err(Status::from(e)));
                     }
@@ -203,7 +196,7 @@ impl<S: Store> StreamHandler<S> {
                 }
                 Some(agent_message::Body::Heartbeat(_)) => {
                     if let Some(h) = &self.host
-                        && let Err(e) = self.store.touch(h, now_ms()).await
+                        && let Err(e) = self.router.touch(h, now_ms()).await
                     {
                         tracing::warn!(error = %e, "heartbeat not recorded");
                     }

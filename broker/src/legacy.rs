@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::ingest::now_ms;
 use crate::metrics::BrokerMetrics;
 use crate::router::Router;
-use crate::store::{HostRecord, RangeQuery, Store};
+use crate::store::{HostRecord, RangeQuery};
 use crate::validate::{self, Limits, Rejection};
 
 /// Snapshots stored per round trip.
@@ -26,9 +26,8 @@ const FLUSH_EVERY: usize = 256;
 const MAX_HOSTS_PER_CALL: usize = 10_000;
 pub const LEGACY_AGENT_VERSION: &str = "legacy-monitor";
 
-pub struct LegacyService<S> {
-    pub(crate) router: Arc<Router<S>>,
-    pub(crate) store: Arc<S>,
+pub struct LegacyService {
+    pub(crate) router: Arc<Router>,
     pub(crate) metrics: Arc<BrokerMetrics>,
     pub(crate) limits: Limits,
     pub(crate) max_snapshots: usize,
@@ -83,7 +82,7 @@ pub fn convert(m: &MetricsData) -> Result<(Snapshot, BTreeMap<String, String>), 
     ))
 }
 
-impl<S: Store> LegacyService<S> {
+impl LegacyService {
     async fn flush(
         &self,
         pending: &mut Vec<Snapshot>,
@@ -150,7 +149,7 @@ impl<S: Store> LegacyService<S> {
 }
 
 #[tonic::async_trait]
-impl<S: Store> MonitorService for LegacyService<S> {
+impl MonitorService for LegacyService {
     async fn send_metrics(
         &self,
         req: Request<Streaming<MetricsData>>,
@@ -212,7 +211,7 @@ impl<S: Store> MonitorService for LegacyService<S> {
                     interval_ms: 0,
                     last_seen_ms: now_ms(),
                 };
-                if let Err(e) = self.store.register(record).await {
+                if let Err(e) = self.router.register(record).await {
                     return Err(Status::from(e));
                 }
                 registered.insert(snap.host_id.clone(), tags);
@@ -268,7 +267,7 @@ impl<S: Store> MonitorService for LegacyService<S> {
                 .map_err(|r| r.status())?;
         }
         let chunks = self
-            .store
+            .router
             .range(RangeQuery {
                 host_id: q.host_id.clone(),
                 start_ms,
@@ -281,8 +280,7 @@ impl<S: Store> MonitorService for LegacyService<S> {
             })
             .await
             .map_err(Status::from)?;
-        let hosts = self.store.hosts().await.map_err(Status::from)?;
-        let Some(host) = hosts.into_iter().find(|h| h.host_id == q.host_id) else {
+        let Some(host) = self.router.host(&q.host_id).await.map_err(Status::from)? else {
             return Err(Status::not_found(format!("unknown host {:?}", q.host_id)));
         };
         let tags: Vec<legacy::Tag> = host

@@ -4,6 +4,10 @@
 //! serves until the shutdown token is cancelled, then ends ingest streams, stops serving and
 //! flushes the store so everything acknowledged is durable.
 
+// The services' futures hold the store's (an enum of the embedded store's and Redis's), which
+// nest deeper than the compiler's default layout query depth.
+#![recursion_limit = "256"]
+
 pub mod access;
 pub mod admin;
 pub mod capacity;
@@ -34,7 +38,7 @@ pub use error::{BrokerError, StoreError};
 
 use crate::config::StoreKind;
 use crate::metrics::BrokerMetrics;
-use crate::store::{EmbeddedStore, RedisStore, Store};
+use crate::store::{AnyStore, EmbeddedStore, RedisStore, Store};
 
 /// A broker with its ports bound, ready to run.
 pub struct Broker {
@@ -52,12 +56,6 @@ pub struct Broker {
 struct Security {
     tls: Option<Arc<ringwatch_net::tls::ServerConfig>>,
     secrets: Option<Vec<String>>,
-}
-
-/// The store a broker was configured with.
-enum AnyStore {
-    Embedded(EmbeddedStore),
-    Redis(RedisStore),
 }
 
 struct Ports {
@@ -148,25 +146,20 @@ impl Broker {
             admin_addr,
             security,
         };
-        match store {
-            AnyStore::Embedded(store) => {
-                let maintenance = store.spawn_maintenance(shutdown.clone());
-                let result = serve(config, node_id, ports, Arc::new(store), shutdown).await;
-                let _ = maintenance.await;
-                result
-            }
-            AnyStore::Redis(store) => {
-                serve(config, node_id, ports, Arc::new(store), shutdown).await
-            }
+        let maintenance = store.spawn_maintenance(shutdown.clone());
+        let result = serve(config, node_id, ports, Arc::new(store), shutdown).await;
+        if let Some(m) = maintenance {
+            let _ = m.await;
         }
+        result
     }
 }
 
-async fn serve<S: Store>(
+async fn serve(
     config: Config,
     node_id: String,
     ports: Ports,
-    shared: Arc<S>,
+    shared: Arc<AnyStore>,
     shutdown: CancellationToken,
 ) -> Result<(), BrokerError> {
     let Ports {
@@ -194,22 +187,20 @@ async fn serve<S: Store>(
     };
     let legacy = legacy::LegacyService {
         router: router.clone(),
-        store: shared.clone(),
         metrics: metrics.clone(),
         limits,
         max_snapshots: config.query_max_snapshots,
         max_cells: config.query_max_cells,
     };
     let ingest = ingest::IngestService {
-        router,
-        store: shared.clone(),
+        router: router.clone(),
         metrics: metrics.clone(),
         limits,
         streams: Arc::new(Semaphore::new(config.max_streams)),
         shutdown: streams_done.clone(),
     };
     let query = query::QueryService {
-        store: shared.clone(),
+        router: router.clone(),
         metrics: metrics.clone(),
         max_snapshots: config.query_max_snapshots,
         max_cells: config.query_max_cells,
@@ -220,10 +211,10 @@ async fn serve<S: Store>(
     };
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
-        .set_serving::<ringwatch_proto::ingest_server::IngestServer<ingest::IngestService<S>>>()
+        .set_serving::<ringwatch_proto::ingest_server::IngestServer<ingest::IngestService>>()
         .await;
     health_reporter
-        .set_serving::<ringwatch_proto::query_server::QueryServer<query::QueryService<S>>>()
+        .set_serving::<ringwatch_proto::query_server::QueryServer<query::QueryService>>()
         .await;
 
     let max = config.max_message_bytes;
@@ -269,7 +260,7 @@ async fn serve<S: Store>(
 
     let rate = Arc::new(capacity::Rate::default());
     let admin_state = Arc::new(admin::AdminState {
-        store: shared.clone(),
+        router: router.clone(),
         metrics: metrics.clone(),
         node_id: node_id.clone(),
         grpc_addr,

@@ -12,13 +12,13 @@ use tonic::{Request, Response, Status};
 
 use crate::ingest::now_ms;
 use crate::metrics::BrokerMetrics;
-use crate::store::{HostRecord, RangeQuery, Store};
+use crate::store::{HostRecord, RangeQuery};
 use crate::validate;
 
 const MAX_NAME_PATTERNS: usize = 256;
 
-pub struct QueryService<S> {
-    pub(crate) store: Arc<S>,
+pub struct QueryService {
+    pub(crate) router: Arc<crate::router::Router>,
     pub(crate) metrics: Arc<BrokerMetrics>,
     pub(crate) max_snapshots: usize,
     /// Most values (and timestamps) one Range answer carries.
@@ -45,29 +45,25 @@ fn check_patterns(names: &[String]) -> Result<(), Status> {
     Ok(())
 }
 
-/// Live, stale or gone, from last-seen against the host's interval.
+/// Live, stale or gone, from last-seen against the host's interval (the shared rule).
 pub fn host_state(
     r: &HostRecord,
     now: i64,
     stale_after_intervals: u32,
     gone_after_ms: i64,
 ) -> HostState {
-    let age = now - r.last_seen_ms;
-    let interval = if r.interval_ms == 0 {
-        5000
-    } else {
-        r.interval_ms as i64
+    let rule = ringwatch_core::LivenessRule {
+        stale_after_intervals,
+        gone_after_ms,
     };
-    if age <= interval * stale_after_intervals as i64 {
-        HostState::Live
-    } else if age <= gone_after_ms {
-        HostState::Stale
-    } else {
-        HostState::Gone
+    match rule.of(now - r.last_seen_ms, r.interval_ms) {
+        ringwatch_core::Liveness::Live => HostState::Live,
+        ringwatch_core::Liveness::Stale => HostState::Stale,
+        ringwatch_core::Liveness::Gone => HostState::Gone,
     }
 }
 
-impl<S: Store> QueryService<S> {
+impl QueryService {
     fn observe<T>(&self, rpc: &'static str, r: Result<T, Status>) -> Result<T, Status> {
         let code = match &r {
             Ok(_) => "ok",
@@ -110,7 +106,7 @@ impl<S: Store> QueryService<S> {
         };
         check_step(q.step_ms, q.start_ms, q.end_ms)?;
         let chunks = self
-            .store
+            .router
             .range(RangeQuery {
                 host_id: q.host_id.clone(),
                 start_ms: q.start_ms,
@@ -124,7 +120,12 @@ impl<S: Store> QueryService<S> {
             .await
             .map_err(Status::from)?;
         if chunks.is_empty() {
-            let known = self.store.knows(&q.host_id).await.map_err(Status::from)?;
+            let known = self
+                .router
+                .host(&q.host_id)
+                .await
+                .map_err(Status::from)?
+                .is_some();
             if !known {
                 return Err(Status::not_found(format!("unknown host {:?}", q.host_id)));
             }
@@ -158,7 +159,7 @@ fn check_step(step_ms: i64, start_ms: i64, end_ms: i64) -> Result<(), Status> {
 }
 
 #[tonic::async_trait]
-impl<S: Store> Query for QueryService<S> {
+impl Query for QueryService {
     type RangeStream = tokio_stream::Iter<
         std::iter::Map<
             std::vec::IntoIter<RangeChunk>,
@@ -210,7 +211,7 @@ impl<S: Store> Query for QueryService<S> {
         let r = match check_patterns(&q.metric_names) {
             Err(e) => Err(e),
             Ok(()) => self
-                .store
+                .router
                 .latest(&q.metric_names)
                 .await
                 .map_err(Status::from),
@@ -220,7 +221,7 @@ impl<S: Store> Query for QueryService<S> {
     }
 
     async fn hosts(&self, _req: Request<HostsRequest>) -> Result<Response<HostsResponse>, Status> {
-        let r = self.store.hosts().await.map_err(Status::from);
+        let r = self.router.hosts().await.map_err(Status::from);
         let records = self.observe("hosts", r)?;
         let now = now_ms();
         let hosts = records

@@ -1,22 +1,24 @@
-//! Where a batch goes. Today one broker owns every host, so the router writes to the local
-//! store; the consistent-hash ring (`ring.rs`, later) slots in here: look up the owners of the
-//! batch's host, write locally if this broker is one, forward to the others.
+//! The node layer every service goes through: writes, registration, heartbeats and reads of a
+//! host, and the reads of every host (latest, hosts). Today one broker owns every host, so each
+//! goes to the local store; the consistent-hash ring slots in here: look up the owners of a
+//! host, serve locally if this broker is one, forward to the others, and scatter-gather the
+//! reads of every host.
 
 use std::sync::Arc;
 
-use ringwatch_proto::Snapshot;
+use ringwatch_proto::{RangeChunk, Snapshot};
 
 use crate::live::Live;
-use crate::store::{Store, StoreError, WriteOutcome};
+use crate::store::{AnyStore, HostRecord, RangeQuery, Store, StoreError, StoreStats, WriteOutcome};
 
-pub struct Router<S> {
+pub struct Router {
     node_id: String,
-    store: Arc<S>,
+    store: Arc<AnyStore>,
     live: Arc<Live>,
 }
 
-impl<S: Store> Router<S> {
-    pub fn new(node_id: String, store: Arc<S>, live: Arc<Live>) -> Self {
+impl Router {
+    pub fn new(node_id: String, store: Arc<AnyStore>, live: Arc<Live>) -> Self {
         Router {
             node_id,
             store,
@@ -43,5 +45,44 @@ impl<S: Store> Router<S> {
             self.live.publish(fresh.collect());
         }
         Ok(out)
+    }
+
+    /// Registers (or updates) a host at its owner.
+    pub async fn register(&self, host: HostRecord) -> Result<(), StoreError> {
+        self.store.register(host).await
+    }
+
+    /// A heartbeat of a host, at its owner.
+    pub async fn touch(&self, host_id: &str, at_ms: i64) -> Result<(), StoreError> {
+        self.store.touch(host_id, at_ms).await
+    }
+
+    /// One host's range, from its owner.
+    pub async fn range(&self, q: RangeQuery) -> Result<Vec<RangeChunk>, StoreError> {
+        self.store.range(q).await
+    }
+
+    /// One host's registry entry, from its owner.
+    pub async fn host(&self, host_id: &str) -> Result<Option<HostRecord>, StoreError> {
+        self.store.host(host_id).await
+    }
+
+    /// The newest snapshot of every host (every owner's, merged).
+    pub async fn latest(&self, metric_names: &[String]) -> Result<Vec<Snapshot>, StoreError> {
+        self.store.latest(metric_names).await
+    }
+
+    /// Every registered host (every owner's, merged).
+    pub async fn hosts(&self) -> Result<Vec<HostRecord>, StoreError> {
+        self.store.hosts().await
+    }
+
+    /// This broker's store: readiness, flush at shutdown, figures.
+    pub fn store(&self) -> &AnyStore {
+        &self.store
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        self.store.stats()
     }
 }

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use prost::Message;
+use ringwatch_core::now_ms;
 use ringwatch_proto::{HostInfo, RangeChunk, Snapshot, name_selected};
 
 use super::block;
@@ -381,12 +382,6 @@ fn stripe(host: &str) -> usize {
 #[derive(Clone)]
 pub struct EmbeddedStore {
     inner: Arc<Inner>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn host_to_info(r: &HostRecord) -> HostInfo {
@@ -1544,8 +1539,8 @@ impl Store for EmbeddedStore {
         Ok(out)
     }
 
-    async fn knows(&self, host_id: &str) -> Result<bool, StoreError> {
-        Ok(self.read()?.hosts.contains_key(host_id))
+    async fn host(&self, host_id: &str) -> Result<Option<HostRecord>, StoreError> {
+        Ok(self.read()?.hosts.get(host_id).map(|h| h.record.clone()))
     }
 
     async fn check(&self) -> Result<(), StoreError> {
@@ -1702,8 +1697,8 @@ mod tests {
                 refused: vec![],
             }
         );
-        assert!(store.knows("a").await.unwrap());
-        assert!(!store.knows("nobody").await.unwrap());
+        assert_eq!(store.host("a").await.unwrap().unwrap().host_id, "a");
+        assert!(store.host("nobody").await.unwrap().is_none());
         let got = rows(&store, range("a", now - 3000, now - 2000)).await;
         assert_eq!(
             got.iter().map(|s| s.timestamp_ms).collect::<Vec<_>>(),

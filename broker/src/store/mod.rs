@@ -1,10 +1,12 @@
-//! The storage seam: one trait, implemented by the embedded store now and Redis later.
+//! The storage seam: one trait, implemented by the embedded store and Redis (and by
+//! [`AnyStore`], whichever of them a broker runs).
 //!
 //! Semantics every implementation keeps (SPEC S4): one host's snapshots are keyed by
 //! host + timestamp (a second write of the same key is a duplicate and ignored), data older than
 //! the retention is gone, range reads return snapshots in timestamp order, and the host registry
 //! knows each host's labels, agent version, interval and last-seen time.
 
+pub mod any;
 mod block;
 mod blocks;
 mod chunk;
@@ -24,6 +26,7 @@ use std::future::Future;
 use ringwatch_proto::{RangeChunk, Snapshot};
 
 pub use crate::error::StoreError;
+pub use any::AnyStore;
 pub use embedded::{EmbeddedConfig, EmbeddedStore};
 pub use keys::RedisLayout;
 pub use redis_conn::{RedisMode, RedisSettings};
@@ -252,9 +255,12 @@ pub trait Store: Send + Sync + 'static {
     /// Every registered host.
     fn hosts(&self) -> impl Future<Output = Result<Vec<HostRecord>, StoreError>> + Send;
 
-    /// Whether one host is registered: one lookup, whatever the number of hosts (a `Range` over
+    /// One registered host, if it is: one lookup, whatever the number of hosts (a `Range` over
     /// an empty window asks it, so its cost must not grow with the fleet).
-    fn knows(&self, host_id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn host(
+        &self,
+        host_id: &str,
+    ) -> impl Future<Output = Result<Option<HostRecord>, StoreError>> + Send;
 
     /// Readiness: `Ok` when the store can take writes.
     fn check(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

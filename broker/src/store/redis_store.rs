@@ -96,11 +96,7 @@ pub(super) struct Inner {
     pub(super) compact: Compact,
 }
 
-pub(super) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub(super) use ringwatch_core::now_ms;
 
 fn unavailable(e: RedisError) -> StoreError {
     StoreError::Backend {
@@ -1018,14 +1014,16 @@ impl Store for RedisStore {
         Ok(out)
     }
 
-    async fn knows(&self, host_id: &str) -> Result<bool, StoreError> {
+    async fn host(&self, host_id: &str) -> Result<Option<HostRecord>, StoreError> {
         let key = self.inner.keys.host(host_id);
         let deadline = self.inner.cfg.settings.response_timeout * 2;
-        self.retrying("host lookup", deadline, |mut c| {
-            let key = key.clone();
-            async move { redis::cmd("EXISTS").arg(&key).query_async(&mut c).await }
-        })
-        .await
+        let fields: Vec<(String, String)> = self
+            .retrying("host lookup", deadline, |mut c| {
+                let key = key.clone();
+                async move { redis::cmd("HGETALL").arg(&key).query_async(&mut c).await }
+            })
+            .await?;
+        Ok(parse_host(host_id, &fields))
     }
 
     async fn check(&self) -> Result<(), StoreError> {

@@ -583,7 +583,10 @@ impl Series {
                 break;
             }
             let a = block.ts.partition_point(|&t| t < start);
-            let b = block.ts.partition_point(|&t| t <= end).min(a + left);
+            let b = block
+                .ts
+                .partition_point(|&t| t <= end)
+                .min(a.saturating_add(left));
             if a >= b {
                 continue;
             }
