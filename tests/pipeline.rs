@@ -348,3 +348,18 @@ fn subscribers_receive_each_stored_snapshot_live() {
         );
     });
 }
+
+/// The harness starts many brokers, each with its own identity and data directory (what the
+/// cluster tests stand on): each names itself in `/api/cluster` and keeps its own log.
+#[test]
+fn brokers_started_together_each_have_their_own_identity_and_data() {
+    let base = tempfile::tempdir().unwrap();
+    let brokers = brokers(3, base.path(), &[]);
+    for (i, b) in brokers.iter().enumerate() {
+        let (status, body) = http_get(&b.addr("admin"), "/api/cluster");
+        assert_eq!(status, 200, "{body}");
+        let cluster: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(cluster["leader"], format!("broker-{i}"), "{cluster}");
+        assert!(base.path().join(format!("broker-{i}")).is_dir());
+    }
+}

@@ -266,6 +266,8 @@ pub fn broker(data_dir: &Path, extra: &[&str]) -> Proc {
     broker_on("127.0.0.1:0", "127.0.0.1:0", data_dir, extra)
 }
 
+/// A broker on the given addresses, named `test-broker` unless `extra` names it
+/// (`--node-id`).
 pub fn broker_on(grpc: &str, admin: &str, data_dir: &Path, extra: &[&str]) -> Proc {
     let dir = data_dir.to_str().expect("utf-8 path");
     let mut args = vec![
@@ -276,11 +278,29 @@ pub fn broker_on(grpc: &str, admin: &str, data_dir: &Path, extra: &[&str]) -> Pr
         admin,
         "--data-dir",
         dir,
-        "--node-id",
-        "test-broker",
     ];
+    if !extra.contains(&"--node-id") {
+        args.extend(["--node-id", "test-broker"]);
+    }
     args.extend_from_slice(extra);
     Proc::start(&args)
+}
+
+/// A broker named `id` on free loopback ports with its store in `data_dir`.
+pub fn broker_named(id: &str, data_dir: &Path, extra: &[&str]) -> Proc {
+    let mut args = vec!["--node-id", id];
+    args.extend_from_slice(extra);
+    broker_on("127.0.0.1:0", "127.0.0.1:0", data_dir, &args)
+}
+
+/// `n` brokers named `broker-0` … each with its own data directory under `base`.
+pub fn brokers(n: usize, base: &Path, extra: &[&str]) -> Vec<Proc> {
+    (0..n)
+        .map(|i| {
+            let id = format!("broker-{i}");
+            broker_named(&id, &base.join(&id), extra)
+        })
+        .collect()
 }
 
 /// An agent at a 1 s interval sending to `brokers`.
