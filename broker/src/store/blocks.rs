@@ -46,8 +46,10 @@ struct BlockFile {
     values: u64,
     rows: u64,
     hosts: Vec<Arc<str>>,
-    /// Written by the first version: compaction writes it again, even alone.
-    v1: bool,
+    /// Written by a compaction (it names blocks it replaces), in this version: it has its
+    /// rollups. Any other block (a cut's, or the first version's) is written again by the
+    /// compaction of its day, even alone, to add them.
+    merged: bool,
 }
 
 /// A section to read: which block, where.
@@ -174,7 +176,7 @@ impl Blocks {
                 values,
                 rows,
                 hosts,
-                v1: index.v1,
+                merged: !index.v1 && !index.superseded.is_empty(),
             },
         );
     }
@@ -295,25 +297,28 @@ impl Blocks {
     }
 
     /// Groups of blocks worth merging: those whose newest row lies in one UTC day that ended
-    /// before `before`, when a day has two or more, at most `max_bytes` a group. Cuts every
+    /// before `before`, when a day has two or more or a block no compaction wrote (to add its
+    /// rollups), at most `max_bytes` a group. Cuts every
     /// few minutes under load make many small blocks; merged, each host has about one section
     /// a day, so the index (and the work of a long read) stays small whatever the retention.
     /// (Grouped by the newest row because retention deletes a block by it.)
     pub(crate) fn compaction_groups(&self, before: i64, max_bytes: u64) -> Vec<Vec<u64>> {
         const DAY: i64 = 86_400_000;
         let mut by_day: BTreeMap<i64, Vec<(u64, u64)>> = BTreeMap::new();
-        let mut v1 = std::collections::HashSet::new();
+        let mut unmerged = std::collections::HashSet::new();
         for (&seq, f) in &self.files {
             let day = f.max_ts.div_euclid(DAY);
             if (day + 1) * DAY <= before {
                 by_day.entry(day).or_default().push((seq, f.bytes));
-                if f.v1 {
-                    v1.insert(seq);
+                if !f.merged {
+                    unmerged.insert(seq);
                 }
             }
         }
-        // A group of one is written again only if the first version wrote it (to add rollups).
-        let worth = |g: &[u64]| g.len() >= 2 || g.iter().any(|s| v1.contains(s));
+        // A block alone is written again if no compaction wrote it (to add its rollups: a cut
+        // that took several days at once, after a backfill or a long stop, or a block of the
+        // first version); never twice.
+        let worth = |g: &[u64]| g.len() >= 2 || g.iter().any(|s| unmerged.contains(s));
         let mut groups = Vec::new();
         for (_, blocks) in by_day {
             let mut group: Vec<u64> = Vec::new();
@@ -775,14 +780,25 @@ mod tests {
             );
         }
         let before = day + 51 * H;
-        assert_eq!(b.compaction_groups(before, 1 << 30), vec![vec![1, 2, 3]]);
-        // At most 250 bytes a group: the first two, then the third alone (not a group).
-        assert_eq!(b.compaction_groups(before, 250), vec![vec![1, 2]]);
+        // Day 1's block alone too: no compaction wrote it (it has no rollups yet).
+        assert_eq!(
+            b.compaction_groups(before, 1 << 30),
+            vec![vec![1, 2, 3], vec![4]]
+        );
+        // At most 250 bytes a group: the first two, then the third alone.
+        assert_eq!(
+            b.compaction_groups(before, 250),
+            vec![vec![1, 2], vec![3], vec![4]]
+        );
+        let merged = |from: i64, to: i64, bytes: u64, replaces: &[u64]| BlockIndex {
+            superseded: replaces.to_vec(),
+            ..index(from, to, bytes)
+        };
         let old = b.replace(
             &[1, 2, 3],
             7,
             PathBuf::from("b7"),
-            index(day - 2 * H, day + 9 * H, 250),
+            merged(day - 2 * H, day + 9 * H, 250, &[1, 2, 3]),
         );
         assert_eq!(old.len(), 3);
         assert_eq!(b.count(), 4);
@@ -791,6 +807,16 @@ mod tests {
             1,
             "one section for the day"
         );
-        assert!(b.compaction_groups(before, 1 << 30).is_empty());
+        assert_eq!(b.compaction_groups(before, 1 << 30), vec![vec![4]]);
+        b.replace(
+            &[4],
+            8,
+            PathBuf::from("b8"),
+            merged(day + 25 * H, day + 26 * H, 100, &[4]),
+        );
+        assert!(
+            b.compaction_groups(before, 1 << 30).is_empty(),
+            "never twice"
+        );
     }
 }
