@@ -89,34 +89,35 @@ impl Ring {
 
     /// The first owner of `host_id`; `None` on an empty ring.
     pub fn owner(&self, host_id: &str) -> Option<&str> {
-        self.walk(host_id).next()
+        let n = self.points.len();
+        if n == 0 {
+            return None;
+        }
+        let at = self.points.partition_point(|&(p, _)| p < point(host_id)) % n;
+        Some(&self.members[self.points[at].1 as usize])
     }
 
     /// The `r` distinct owners of `host_id`, the first first (fewer if the ring has fewer
     /// members).
     pub fn owners(&self, host_id: &str, r: usize) -> Vec<&str> {
-        self.walk(host_id).take(r).collect()
-    }
-
-    /// Distinct members clockwise from the host's point.
-    fn walk(&self, host_id: &str) -> impl Iterator<Item = &str> {
         let n = self.points.len();
+        let want = r.min(self.members.len());
+        let mut found: Vec<u32> = Vec::with_capacity(want);
+        if want == 0 {
+            return Vec::new();
+        }
         let start = self.points.partition_point(|&(p, _)| p < point(host_id));
-        let mut seen = vec![false; self.members.len()];
-        let mut left = self.members.len();
-        (0..n).filter_map(move |k| {
-            if left == 0 {
-                return None;
-            }
+        for k in 0..n {
             let (_, m) = self.points[(start + k) % n];
-            let m = m as usize;
-            if seen[m] {
-                return None;
+            // R is small (1 to 5): a scan of what is found beats a set.
+            if !found.contains(&m) {
+                found.push(m);
+                if found.len() == want {
+                    break;
+                }
             }
-            seen[m] = true;
-            left -= 1;
-            Some(&*self.members[m])
-        })
+        }
+        found.iter().map(|&m| &*self.members[m as usize]).collect()
     }
 
     /// Bytes the ring holds (its points and member ids), for sizing.
