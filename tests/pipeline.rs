@@ -106,6 +106,17 @@ fn this_hosts_metrics_arrive_and_read_back_in_order() {
     assert_eq!(status, 200);
     let cluster: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(cluster["leader"], "test-broker");
+    // Latency histograms: every acknowledged batch was timed (its write and its ack), and the
+    // queries above by rpc.
+    let bm = scrape(&broker.addr("admin"));
+    let acked = metric(&bm, "ringwatch_broker_batches_acked_total");
+    assert!(acked >= 1.0, "{bm}");
+    // (The agent goes on sending: a batch acknowledged while the page was read may be timed
+    // a moment later.)
+    assert!(metric(&bm, "ringwatch_broker_ack_seconds_count") >= acked - 2.0);
+    assert!(metric(&bm, "ringwatch_broker_write_seconds_count") >= acked - 2.0);
+    assert!(metric(&bm, "ringwatch_broker_query_seconds_count{rpc=\"hosts\"}") >= 1.0);
+    assert!(metric(&bm, "ringwatch_broker_query_seconds_count{rpc=\"range\"}") >= 1.0);
     let m = scrape(&agent.addr("metrics"));
     assert!(
         metric(&m, "ringwatch_agent_batches_acked_total") >= 1.0,

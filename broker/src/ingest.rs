@@ -13,6 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use crate::metrics::BrokerMetrics;
 use crate::router::Router;
@@ -59,21 +60,31 @@ impl Ingest for IngestService {
         // The session is the response stream itself: it reads, stores and answers in the task
         // hyper already runs for this HTTP/2 stream, so a connected agent costs no task and no
         // queue of its own (a broker holds one stream per agent).
+        let peer = req.remote_addr();
+        // Every line this stream logs carries the broker and, once it registers, the host.
+        let span = tracing::info_span!(
+            "ingest",
+            node_id = %self.router.node_id(),
+            ?peer,
+            host = tracing::field::Empty
+        );
         let session = Session {
+            span,
             handler: StreamHandler {
                 router: self.router.clone(),
                 metrics: self.metrics.clone(),
                 limits: self.limits,
                 host: None,
             },
-            peer: req.remote_addr(),
+            peer,
             inbound: req.into_inner(),
             shutdown: self.shutdown.clone(),
             ended: false,
             _permit: permit,
         };
         let replies = futures_util::stream::unfold(session, |mut s| async move {
-            let reply = s.next_reply().await?;
+            let span = s.span.clone();
+            let reply = s.next_reply().instrument(span).await?;
             Some((reply, s))
         });
         Ok(Response::new(Box::pin(replies)))
@@ -82,6 +93,7 @@ impl Ingest for IngestService {
 
 /// One agent's stream: what it has said so far and where its replies go.
 struct Session {
+    span: tracing::Span,
     handler: StreamHandler,
     peer: Option<std::net::SocketAddr>,
     inbound: Streaming<AgentMessage>,
@@ -190,6 +202,7 @@ impl StreamHandler {
                         tracing::error!(error = %e, "store failed to register a host");
                         return Some(Err(Status::from(e)));
                     }
+                    tracing::Span::current().record("host", r.host_id.as_str());
                     tracing::info!(host = %r.host_id, ?peer, "agent registered");
                     self.host = Some(r.host_id);
                     Ok(None)
@@ -240,6 +253,20 @@ impl StreamHandler {
         b: ringwatch_proto::Batch,
     ) -> Result<Option<BrokerMessage>, Result<BrokerMessage, Status>> {
         self.metrics.batches_received.inc();
+        let started = std::time::Instant::now();
+        let reply = self.batch_inner(b).await;
+        if let Ok(Some(_)) = &reply {
+            self.metrics
+                .ack_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        reply
+    }
+
+    async fn batch_inner(
+        &self,
+        b: ringwatch_proto::Batch,
+    ) -> Result<Option<BrokerMessage>, Result<BrokerMessage, Status>> {
         let Some(host) = &self.host else {
             return Err(self.reject(
                 b.seq,

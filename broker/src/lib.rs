@@ -177,6 +177,7 @@ async fn serve(
         node_id.clone(),
         shared.clone(),
         live.clone(),
+        metrics.clone(),
     ));
     let streams_done = CancellationToken::new();
     let limits = validate::Limits {

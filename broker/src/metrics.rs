@@ -6,12 +6,21 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::store::StoreStats;
 
 type Labels1 = [(&'static str, &'static str); 1];
 type Labels2 = [(&'static str, &'static str); 2];
+
+/// Latency buckets: 0.25 ms to about 8 s, doubling.
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+/// Histograms by one label, each with the latency buckets.
+pub type Latencies = Family<Labels1, Histogram, fn() -> Histogram>;
 
 pub struct BrokerMetrics {
     registry: Registry,
@@ -30,6 +39,12 @@ pub struct BrokerMetrics {
     pub store_write_errors: Counter,
     /// Query RPCs by rpc and gRPC code.
     pub queries: Family<Labels2, Counter>,
+    /// Seconds a store write of one batch took (the router's write: store, then live).
+    pub write_seconds: Histogram,
+    /// Seconds from a batch received to its acknowledgement ready (validate, write, answer).
+    pub ack_seconds: Histogram,
+    /// Seconds a query RPC took to answer, by rpc (range, latest, hosts).
+    pub query_seconds: Latencies,
     store_hosts: Gauge,
     store_snapshots: Gauge,
     store_samples: Gauge,
@@ -83,6 +98,9 @@ impl BrokerMetrics {
             ingest_streams: Gauge::default(),
             store_write_errors: Counter::default(),
             queries: Family::default(),
+            write_seconds: latency(),
+            ack_seconds: latency(),
+            query_seconds: Family::new_with_constructor(latency),
             store_hosts: Gauge::default(),
             store_snapshots: Gauge::default(),
             store_samples: Gauge::default(),
@@ -167,6 +185,21 @@ impl BrokerMetrics {
             "queries",
             "Query RPCs by rpc and gRPC code",
             m.queries.clone(),
+        );
+        r.register(
+            "write_seconds",
+            "Seconds a batch's store write took",
+            m.write_seconds.clone(),
+        );
+        r.register(
+            "ack_seconds",
+            "Seconds from a batch received to its acknowledgement",
+            m.ack_seconds.clone(),
+        );
+        r.register(
+            "query_seconds",
+            "Seconds a query RPC took to answer, by rpc",
+            m.query_seconds.clone(),
         );
         r.register("store_hosts", "Hosts in the store", m.store_hosts.clone());
         r.register(

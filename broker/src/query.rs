@@ -14,6 +14,7 @@ use crate::ingest::now_ms;
 use crate::metrics::BrokerMetrics;
 use crate::store::{HostRecord, RangeQuery};
 use crate::validate;
+use tracing::Instrument;
 
 const MAX_NAME_PATTERNS: usize = 256;
 
@@ -64,7 +65,17 @@ pub fn host_state(
 }
 
 impl QueryService {
-    fn observe<T>(&self, rpc: &'static str, r: Result<T, Status>) -> Result<T, Status> {
+    /// Counts an answer by rpc and code, and times it from `started`.
+    fn observe<T>(
+        &self,
+        rpc: &'static str,
+        started: std::time::Instant,
+        r: Result<T, Status>,
+    ) -> Result<T, Status> {
+        self.metrics
+            .query_seconds
+            .get_or_create(&[("rpc", rpc)])
+            .observe(started.elapsed().as_secs_f64());
         let code = match &r {
             Ok(_) => "ok",
             Err(s) => match s.code() {
@@ -171,8 +182,12 @@ impl Query for QueryService {
         &self,
         req: Request<RangeRequest>,
     ) -> Result<Response<Self::RangeStream>, Status> {
-        let r = self.range_inner(req.into_inner()).await;
-        let chunks = self.observe("range", r)?;
+        let started = std::time::Instant::now();
+        let q = req.into_inner();
+        let span =
+            tracing::debug_span!("range", node_id = %self.router.node_id(), host = %q.host_id);
+        let r = self.range_inner(q).instrument(span).await;
+        let chunks = self.observe("range", started, r)?;
         let ok: fn(RangeChunk) -> Result<RangeChunk, Status> = Ok;
         Ok(Response::new(tokio_stream::iter(
             chunks.into_iter().map(ok),
@@ -199,7 +214,7 @@ impl Query for QueryService {
             }
             check_patterns(&q.metric_names)
         })();
-        self.observe("subscribe", checked)?;
+        self.observe("subscribe", std::time::Instant::now(), checked)?;
         Ok(Response::new(self.live.subscribe(q, self.shutdown.clone())))
     }
 
@@ -207,6 +222,7 @@ impl Query for QueryService {
         &self,
         req: Request<LatestRequest>,
     ) -> Result<Response<LatestResponse>, Status> {
+        let started = std::time::Instant::now();
         let q = req.into_inner();
         let r = match check_patterns(&q.metric_names) {
             Err(e) => Err(e),
@@ -216,13 +232,14 @@ impl Query for QueryService {
                 .await
                 .map_err(Status::from),
         };
-        let snapshots = self.observe("latest", r)?;
+        let snapshots = self.observe("latest", started, r)?;
         Ok(Response::new(LatestResponse { snapshots }))
     }
 
     async fn hosts(&self, _req: Request<HostsRequest>) -> Result<Response<HostsResponse>, Status> {
+        let started = std::time::Instant::now();
         let r = self.router.hosts().await.map_err(Status::from);
-        let records = self.observe("hosts", r)?;
+        let records = self.observe("hosts", started, r)?;
         let now = now_ms();
         let hosts = records
             .into_iter()

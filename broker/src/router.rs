@@ -9,21 +9,34 @@ use std::sync::Arc;
 use ringwatch_proto::{RangeChunk, Snapshot};
 
 use crate::live::Live;
+use crate::metrics::BrokerMetrics;
 use crate::store::{AnyStore, HostRecord, RangeQuery, Store, StoreError, StoreStats, WriteOutcome};
 
 pub struct Router {
     node_id: String,
     store: Arc<AnyStore>,
     live: Arc<Live>,
+    metrics: Arc<BrokerMetrics>,
 }
 
 impl Router {
-    pub fn new(node_id: String, store: Arc<AnyStore>, live: Arc<Live>) -> Self {
+    pub fn new(
+        node_id: String,
+        store: Arc<AnyStore>,
+        live: Arc<Live>,
+        metrics: Arc<BrokerMetrics>,
+    ) -> Self {
         Router {
             node_id,
             store,
             live,
+            metrics,
         }
+    }
+
+    /// This broker's id (spans carry it, so a request can be followed across brokers).
+    pub fn node_id(&self) -> &str {
+        &self.node_id
     }
 
     /// The broker that owns `host_id`'s series.
@@ -34,7 +47,12 @@ impl Router {
     /// Stores one host's batch at its owner(s); returns once it is stored, after publishing
     /// it to live subscribers.
     pub async fn write(&self, snapshots: Vec<Snapshot>) -> Result<WriteOutcome, StoreError> {
-        let out = self.store.write(&snapshots).await?;
+        let started = std::time::Instant::now();
+        let out = self.store.write(&snapshots).await;
+        self.metrics
+            .write_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let out = out?;
         if out.stored > 0 {
             // Only what is new: a resent batch must not show twice to live viewers.
             let fresh = snapshots
