@@ -26,36 +26,12 @@ use utoipa::{OpenApi, PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{Auth, Identity, Role};
-use crate::brokers::{BrokerPool, BrokerStatus};
-use crate::dashboard::{Dashboard, HostDetail, HostRow, Summary, TopEntry, now_ms};
-use crate::metrics::VizMetrics;
-
-pub struct AppState {
-    pub dashboard: Arc<Dashboard>,
-    pub pool: Arc<BrokerPool>,
-    pub metrics: Arc<VizMetrics>,
-    pub topk: usize,
-    pub topk_ttl_ms: i64,
-    pub max_range_ms: i64,
-    pub max_points: usize,
-    /// Most values (timestamps × series) one range answer holds.
-    pub max_cells: usize,
-    /// Range answers being built or sent at once (each may hold up to `max_cells` values and a
-    /// blocking thread while a slow client reads it).
-    pub range_slots: Arc<tokio::sync::Semaphore>,
-    pub ws: crate::push::PushCounters,
-    pub quic: crate::push::PushCounters,
-    pub ws_heartbeat: Duration,
-    /// The last `/api/dashboard` render: (dashboard version, when, body).
-    pub dashboard_cache: std::sync::Mutex<Option<(u64, i64, axum::body::Bytes)>>,
-    pub shutdown: tokio_util::sync::CancellationToken,
-    pub auth: Auth,
-    /// viz's configuration as an admin may read it (the secret left out).
-    pub admin_config: AdminConfig,
-    /// Refused requests are all counted, but logged at most once per 10 s.
-    pub refusal_log: ringwatch_net::Throttle,
-}
+use crate::analysis::{Bucket, buckets, trend_of};
+use crate::auth::{Identity, Role};
+use crate::brokers::BrokerStatus;
+use crate::dashboard::{HostDetail, HostRow, Summary, TopEntry, now_ms};
+use crate::push::ws::BEARER_PROTOCOL_PREFIX;
+use crate::state::{AppState, PushState};
 
 type Shared = State<Arc<AppState>>;
 
@@ -304,7 +280,7 @@ fn request_token(req: &Request) -> Result<Option<String>, crate::auth::AuthError
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .find_map(|p| p.trim().strip_prefix(crate::ws::BEARER_PROTOCOL_PREFIX));
+            .find_map(|p| p.trim().strip_prefix(BEARER_PROTOCOL_PREFIX));
         if let Some(t) = offered {
             return Ok(Some(t.to_string()));
         }
@@ -579,7 +555,7 @@ async fn metrics(State(st): Shared) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        st.metrics.render(&st.dashboard, &st.ws, &st.quic),
+        st.metrics.render(&st.dashboard, &st.push.ws, &st.push.quic),
     )
 }
 
@@ -704,7 +680,8 @@ fn render_dashboard(st: &AppState, now: i64) -> DashboardBody {
     }
 }
 
-// The session itself is in `ws.rs` and `push.rs`; this is the route and its document.
+// The session itself is in `push/ws.rs` and `push/session.rs`; this is the route and its
+// document.
 /// Live push over a WebSocket.
 ///
 /// Upgrades to a WebSocket of JSON text messages. The server sends
@@ -727,11 +704,11 @@ fn render_dashboard(st: &AppState, now: i64) -> DashboardBody {
     ))]
 async fn ws(
     upgrade: WebSocketUpgrade,
-    st: Shared,
+    st: State<PushState>,
     who: Extension<Identity>,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    crate::ws::handler(upgrade, st, who, headers).await
+    crate::push::ws::handler(upgrade, st, who, headers).await
 }
 
 type Params = Query<HashMap<String, String>>;
@@ -1221,23 +1198,6 @@ fn duration_param(
     }
 }
 
-/// One bucket of an aggregate.
-#[derive(Debug, Serialize, PartialEq, ToSchema)]
-pub struct Bucket {
-    /// Start of the bucket (Unix ms), aligned to the range's start.
-    pub start: i64,
-    /// Points in the bucket (buckets without points are left out).
-    pub count: usize,
-    pub sum: f64,
-    pub avg: f64,
-    pub min: f64,
-    pub max: f64,
-    /// Nearest-rank percentiles.
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
-}
-
 /// A metric of a host in buckets.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AggregateBody {
@@ -1281,39 +1241,6 @@ pub struct TopKBody {
     /// The window used (ms), capped at viz's --topk-ttl-secs.
     pub window_ms: i64,
     pub entries: Vec<TopEntry>,
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-/// (timestamp, value) points into buckets of `step_ms` aligned to `start`.
-pub fn buckets(points: &[(i64, f64)], start: i64, step_ms: i64) -> Vec<Bucket> {
-    let mut groups: std::collections::BTreeMap<i64, Vec<f64>> = std::collections::BTreeMap::new();
-    for &(t, v) in points {
-        let b = start + (t - start).div_euclid(step_ms) * step_ms;
-        groups.entry(b).or_default().push(v);
-    }
-    groups
-        .into_iter()
-        .map(|(b, mut vals)| {
-            vals.sort_by(f64::total_cmp);
-            let sum: f64 = vals.iter().sum();
-            Bucket {
-                start: b,
-                count: vals.len(),
-                sum,
-                avg: sum / vals.len() as f64,
-                min: vals[0],
-                max: vals[vals.len() - 1],
-                p50: percentile(&vals, 0.50),
-                p90: percentile(&vals, 0.90),
-                p99: percentile(&vals, 0.99),
-            }
-        })
-        .collect()
 }
 
 /// One metric's points of the host `p` names, over `start..=end`: (host, metric, points).
@@ -1367,45 +1294,6 @@ async fn aggregate(State(st): Shared, Query(p): Params) -> ApiResult<AggregateBo
         start_time: rfc3339(start),
         end_time: rfc3339(end),
     }))
-}
-
-/// Least-squares slope per hour, and a direction with a 1 %-of-range dead band.
-pub fn trend_of(pts: &[(i64, f64)]) -> Option<(f64, &'static str)> {
-    if pts.len() < 2 {
-        return None;
-    }
-    let n = pts.len() as f64;
-    let t0 = pts[0].0 as f64;
-    let xs: Vec<f64> = pts
-        .iter()
-        .map(|(t, _)| (*t as f64 - t0) / 3_600_000.0)
-        .collect();
-    let mx = xs.iter().sum::<f64>() / n;
-    let my = pts.iter().map(|(_, v)| v).sum::<f64>() / n;
-    let (mut num, mut den) = (0.0, 0.0);
-    for (x, (_, y)) in xs.iter().zip(pts) {
-        num += (x - mx) * (y - my);
-        den += (x - mx) * (x - mx);
-    }
-    if den == 0.0 {
-        return None;
-    }
-    let slope = num / den;
-    let span_h = xs[xs.len() - 1].max(1e-9);
-    let (lo, hi) = pts
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (_, v)| {
-            (a.min(*v), b.max(*v))
-        });
-    let band = ((hi - lo).abs().max(my.abs()) * 0.01).max(f64::EPSILON);
-    let direction = if slope * span_h > band {
-        "rising"
-    } else if slope * span_h < -band {
-        "falling"
-    } else {
-        "flat"
-    };
-    Some((slope, direction))
 }
 
 /// Whether a metric of a host rises, falls or stays flat over the range.
@@ -1503,6 +1391,9 @@ async fn topk(State(st): Shared, Query(p): Params) -> ApiResult<TopKBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Auth;
+    use crate::brokers::BrokerPool;
+    use crate::metrics::VizMetrics;
     use ringwatch_proto::Column;
 
     /// The API's state with one broker that is not there (needs a Tokio runtime).
@@ -1515,9 +1406,19 @@ mod tests {
             )
             .unwrap(),
         );
+        let dashboard: Arc<crate::dashboard::Dashboard> = Arc::default();
+        let metrics = Arc::new(VizMetrics::new(Arc::default(), pool.clone()));
+        let auth = Arc::new(Auth::new(None));
+        let push = PushState::new(
+            dashboard.clone(),
+            auth.clone(),
+            Duration::from_secs(30),
+            Default::default(),
+            metrics.auth_unauthorized.clone(),
+        );
         Arc::new(AppState {
-            dashboard: Arc::default(),
-            metrics: Arc::new(VizMetrics::new(Arc::default(), pool.clone())),
+            dashboard,
+            metrics,
             pool,
             topk: 10,
             topk_ttl_ms: 3_600_000,
@@ -1525,14 +1426,11 @@ mod tests {
             max_points: 1000,
             max_cells: 2_000_000,
             range_slots: Arc::new(tokio::sync::Semaphore::new(RANGE_SLOTS)),
-            ws: Default::default(),
-            quic: Default::default(),
-            ws_heartbeat: Duration::from_secs(30),
             dashboard_cache: Default::default(),
-            shutdown: Default::default(),
-            auth: Auth::new(None),
+            auth,
             admin_config: AdminConfig::from(&crate::Config::default()),
             refusal_log: ringwatch_net::Throttle::default(),
+            push,
         })
     }
 
@@ -1703,36 +1601,6 @@ mod tests {
         assert_eq!(shown, redacted(&c));
         assert_eq!(shown["jwt_secret"], "(set)");
         assert_eq!(shown["broker_client"]["token"], "(set)");
-    }
-
-    #[test]
-    fn buckets_hold_the_right_statistics() {
-        let pts: Vec<(i64, f64)> = (0..120).map(|i| (i * 1000, i as f64)).collect();
-        let b = buckets(&pts, 0, 60_000);
-        assert_eq!(b.len(), 2);
-        assert_eq!(b[0].count, 60);
-        assert_eq!((b[0].min, b[0].max), (0.0, 59.0));
-        assert_eq!(b[0].avg, 29.5);
-        assert_eq!(b[0].sum, (0..60).sum::<i32>() as f64);
-        assert_eq!(b[0].p50, 29.0);
-        assert_eq!(b[0].p90, 53.0);
-        assert_eq!(b[0].p99, 59.0);
-        assert_eq!(b[1].start, 60_000);
-    }
-
-    #[test]
-    fn trends_have_a_sign_and_a_dead_band() {
-        let up: Vec<(i64, f64)> = (0..60).map(|i| (i * 60_000, 10.0 + i as f64)).collect();
-        let (slope, dir) = trend_of(&up).unwrap();
-        assert!((slope - 60.0).abs() < 1e-6, "{slope}");
-        assert_eq!(dir, "rising");
-        let down: Vec<(i64, f64)> = up.iter().map(|(t, v)| (*t, 100.0 - v)).collect();
-        assert_eq!(trend_of(&down).unwrap().1, "falling");
-        let flat: Vec<(i64, f64)> = (0..60)
-            .map(|i| (i * 1000, 50.0 + if i % 2 == 0 { 0.01 } else { -0.01 }))
-            .collect();
-        assert_eq!(trend_of(&flat).unwrap().1, "flat");
-        assert!(trend_of(&up[..1]).is_none());
     }
 
     #[test]

@@ -1,8 +1,12 @@
-//! The broker client pool: one lazily connected channel per configured broker, health-checked
-//! in the background; calls go to healthy brokers first and fail over to the next on errors a
-//! retry can fix. `for_host` is the routing seam: today any broker serves any host; with the
-//! ring it returns the host's owners first.
+//! The broker client pool: one lazily connected channel per broker, health-checked in the
+//! background; calls go to healthy brokers first and fail over to the next on errors a retry
+//! can fix. Brokers are kept by node id (`NodeId`), so the pool can follow cluster membership
+//! later; until brokers say their own ids, a broker's configured URL is its id. `for_host` is
+//! the routing seam: today any broker serves any host; with the ring it returns the host's
+//! owners first.
 
+use std::collections::HashMap;
+use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,6 +20,33 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::error::VizError;
+
+/// A broker's id in the cluster: the name membership and the ring will know it by (the ring's
+/// members are ids of the same kind, `Arc<str>`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(Arc<str>);
+
+impl NodeId {
+    pub fn new(id: impl Into<Arc<str>>) -> NodeId {
+        NodeId(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for NodeId {
+    fn from(id: &str) -> NodeId {
+        NodeId::new(id)
+    }
+}
 
 struct Broker {
     url: String,
@@ -37,7 +68,10 @@ pub struct BrokerStatus {
 }
 
 pub struct BrokerPool {
-    brokers: Vec<Broker>,
+    /// Every broker, by node id.
+    brokers: HashMap<NodeId, Broker>,
+    /// The same ids in configuration order: brokers equally healthy are tried in it.
+    ids: Vec<NodeId>,
 }
 
 /// Errors worth trying on another broker.
@@ -54,89 +88,139 @@ pub fn retryable(s: &Status) -> bool {
 }
 
 impl BrokerPool {
+    /// A pool of the brokers at `urls`, each with its URL as its node id.
     pub fn new(
         urls: &[String],
         connector: &Connector,
         timeout: Duration,
     ) -> Result<BrokerPool, VizError> {
-        let brokers = urls
-            .iter()
-            .map(|u| {
-                let endpoint = connector
-                    .endpoint(u)
-                    .map_err(|e| VizError::Config(format!("brokers: {e}")))?
-                    .connect_timeout(timeout)
-                    .tcp_nodelay(true)
-                    .initial_stream_window_size(Some(1 << 20))
-                    .initial_connection_window_size(Some(4 << 20));
-                Ok(Broker {
-                    url: u.clone(),
-                    channel: connector.channel(endpoint.connect_lazy()),
-                    // Optimistic until the first check says otherwise.
-                    healthy: AtomicBool::new(true),
-                    last_error: Mutex::new(None),
-                })
-            })
-            .collect::<Result<Vec<_>, VizError>>()?;
-        Ok(BrokerPool { brokers })
+        let nodes = urls.iter().map(|u| (NodeId::from(u.as_str()), u.clone()));
+        BrokerPool::with_nodes(nodes, connector, timeout)
+    }
+
+    /// A pool of `(node id, URL)` brokers, in that order; an id given twice is kept once (the
+    /// first).
+    pub fn with_nodes(
+        nodes: impl IntoIterator<Item = (NodeId, String)>,
+        connector: &Connector,
+        timeout: Duration,
+    ) -> Result<BrokerPool, VizError> {
+        let mut brokers = HashMap::new();
+        let mut ids = Vec::new();
+        for (id, url) in nodes {
+            if brokers.contains_key(&id) {
+                tracing::warn!(broker = %id, "broker listed twice; using it once");
+                continue;
+            }
+            let endpoint = connector
+                .endpoint(&url)
+                .map_err(|e| VizError::Config(format!("brokers: {e}")))?
+                .connect_timeout(timeout)
+                .tcp_nodelay(true)
+                .initial_stream_window_size(Some(1 << 20))
+                .initial_connection_window_size(Some(4 << 20));
+            let broker = Broker {
+                url,
+                channel: connector.channel(endpoint.connect_lazy()),
+                // Optimistic until the first check says otherwise.
+                healthy: AtomicBool::new(true),
+                last_error: Mutex::new(None),
+            };
+            brokers.insert(id.clone(), broker);
+            ids.push(id);
+        }
+        Ok(BrokerPool { brokers, ids })
     }
 
     pub fn len(&self) -> usize {
-        self.brokers.len()
+        self.ids.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.brokers.is_empty()
+        self.ids.is_empty()
     }
 
-    pub fn url(&self, i: usize) -> &str {
-        &self.brokers[i].url
+    /// Every broker's id, in configuration order.
+    pub fn ids(&self) -> &[NodeId] {
+        &self.ids
     }
 
-    pub fn query(&self, i: usize) -> QueryClient<GrpcChannel> {
-        QueryClient::new(self.brokers[i].channel.clone()).max_decoding_message_size(64 << 20)
+    pub fn contains(&self, id: &NodeId) -> bool {
+        self.brokers.contains_key(id)
     }
 
-    /// Broker indexes, healthy ones first, each group in configuration order.
-    pub fn order(&self) -> Vec<usize> {
-        let mut idx: Vec<usize> = (0..self.brokers.len()).collect();
-        idx.sort_by_key(|&i| !self.brokers[i].healthy.load(Ordering::Relaxed));
-        idx
+    /// The gRPC endpoint of broker `id`.
+    pub fn url(&self, id: &NodeId) -> Option<&str> {
+        self.brokers.get(id).map(|b| b.url.as_str())
+    }
+
+    /// Whether broker `id`'s last health check or call succeeded.
+    pub fn healthy(&self, id: &NodeId) -> Option<bool> {
+        self.brokers
+            .get(id)
+            .map(|b| b.healthy.load(Ordering::Relaxed))
+    }
+
+    /// A query client on broker `id`'s channel.
+    pub fn query(&self, id: &NodeId) -> Option<QueryClient<GrpcChannel>> {
+        let b = self.brokers.get(id)?;
+        Some(QueryClient::new(b.channel.clone()).max_decoding_message_size(64 << 20))
+    }
+
+    /// The brokers with their ids, in configuration order.
+    fn members(&self) -> impl Iterator<Item = (&NodeId, &Broker)> {
+        self.ids
+            .iter()
+            .filter_map(|id| self.brokers.get(id).map(|b| (id, b)))
+    }
+
+    /// Broker ids, healthy ones first, each group in configuration order.
+    pub fn order(&self) -> Vec<NodeId> {
+        let mut ids = self.ids.clone();
+        ids.sort_by_key(|id| self.healthy(id) != Some(true));
+        ids
     }
 
     /// The brokers to ask for `host`'s data, best first (the ring slots in here).
-    pub fn for_host(&self, _host: &str) -> Vec<usize> {
+    pub fn for_host(&self, _host: &str) -> Vec<NodeId> {
         self.order()
     }
 
-    fn mark(&self, i: usize, healthy: bool, error: Option<String>) {
-        let was = self.brokers[i].healthy.swap(healthy, Ordering::Relaxed);
+    fn mark(&self, id: &NodeId, healthy: bool, error: Option<String>) {
+        let Some(b) = self.brokers.get(id) else {
+            return;
+        };
+        let was = b.healthy.swap(healthy, Ordering::Relaxed);
         if was != healthy {
             if healthy {
-                tracing::info!(broker = %self.brokers[i].url, "broker healthy");
+                tracing::info!(broker = %b.url, "broker healthy");
             } else {
-                tracing::warn!(broker = %self.brokers[i].url, error = ?error, "broker unhealthy");
+                tracing::warn!(broker = %b.url, error = ?error, "broker unhealthy");
             }
         }
-        if let Ok(mut e) = self.brokers[i].last_error.lock() {
+        if let Ok(mut e) = b.last_error.lock() {
             *e = error;
         }
     }
 
     /// Calls `op` on the brokers in `order` until one answers; an error a retry can fix marks
     /// that broker unhealthy and moves on; any other error is the answer.
-    pub async fn call<T, F, Fut>(&self, order: Vec<usize>, mut op: F) -> Result<T, Status>
+    /// An id the pool does not hold is skipped.
+    pub async fn call<T, F, Fut>(&self, order: Vec<NodeId>, mut op: F) -> Result<T, Status>
     where
         F: FnMut(QueryClient<GrpcChannel>) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         let mut last = Status::unavailable("no broker configured");
-        for i in order {
-            match op(self.query(i)).await {
+        for id in order {
+            let Some(client) = self.query(&id) else {
+                continue;
+            };
+            match op(client).await {
                 Ok(v) => return Ok(v),
                 Err(s) if retryable(&s) => {
-                    tracing::debug!(broker = %self.brokers[i].url, error = %s, "broker call failed; trying the next");
-                    self.mark(i, false, Some(s.message().to_string()));
+                    tracing::debug!(broker = %id, error = %s, "broker call failed; trying the next");
+                    self.mark(&id, false, Some(s.message().to_string()));
                     last = s;
                 }
                 Err(s) => return Err(s),
@@ -148,10 +232,10 @@ impl BrokerPool {
         )))
     }
 
+    /// Every broker as the cluster view shows it, in configuration order.
     pub fn status(&self) -> Vec<BrokerStatus> {
-        self.brokers
-            .iter()
-            .map(|b| BrokerStatus {
+        self.members()
+            .map(|(_, b)| BrokerStatus {
                 url: b.url.clone(),
                 healthy: b.healthy.load(Ordering::Relaxed),
                 last_error: b.last_error.lock().ok().and_then(|e| e.clone()),
@@ -173,8 +257,8 @@ impl BrokerPool {
                     _ = shutdown.cancelled() => return,
                     _ = tick.tick() => {}
                 }
-                for i in 0..pool.brokers.len() {
-                    let mut client = HealthClient::new(pool.brokers[i].channel.clone());
+                for (id, b) in pool.members() {
+                    let mut client = HealthClient::new(b.channel.clone());
                     let check = client.check(HealthCheckRequest {
                         service: String::new(),
                     });
@@ -182,11 +266,11 @@ impl BrokerPool {
                         tokio::time::timeout(every.max(Duration::from_secs(1)), check).await;
                     match result {
                         Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32 => {
-                            pool.mark(i, true, None)
+                            pool.mark(id, true, None)
                         }
-                        Ok(Ok(_)) => pool.mark(i, false, Some("not serving".into())),
-                        Ok(Err(s)) => pool.mark(i, false, Some(s.message().to_string())),
-                        Err(_) => pool.mark(i, false, Some("health check timed out".into())),
+                        Ok(Ok(_)) => pool.mark(id, false, Some("not serving".into())),
+                        Ok(Err(s)) => pool.mark(id, false, Some(s.message().to_string())),
+                        Err(_) => pool.mark(id, false, Some("health check timed out".into())),
                     }
                 }
             }
@@ -206,7 +290,8 @@ mod tests {
             "http://127.0.0.1:2".to_string(),
         ];
         let pool = BrokerPool::new(&urls, &Connector::plain(), Duration::from_millis(200)).unwrap();
-        assert_eq!(pool.order(), vec![0, 1]);
+        let ids: Vec<NodeId> = urls.iter().map(|u| NodeId::from(u.as_str())).collect();
+        assert_eq!(pool.order(), ids);
         let mut tried = Vec::new();
         let r: Result<(), Status> = pool
             .call(pool.order(), |mut c| {
@@ -226,7 +311,7 @@ mod tests {
         // A non-retryable answer is returned as it is, without trying further.
         let mut n = 0;
         let r: Result<(), Status> = pool
-            .call(vec![0, 1], |_| {
+            .call(ids.clone(), |_| {
                 n += 1;
                 async { Err(Status::not_found("unknown host")) }
             })
@@ -240,6 +325,62 @@ mod tests {
                 Duration::from_secs(1)
             )
             .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn brokers_are_looked_up_by_node_id_and_ordered_by_health() {
+        let node = |id: &str, port: u16| (NodeId::from(id), format!("http://127.0.0.1:{port}"));
+        let pool = BrokerPool::with_nodes(
+            [
+                node("b-1", 1),
+                node("b-2", 2),
+                node("b-1", 3),
+                node("b-3", 4),
+            ],
+            &Connector::plain(),
+            Duration::from_millis(200),
+        )
+        .unwrap();
+        let (b1, b2, b3) = (
+            NodeId::from("b-1"),
+            NodeId::from("b-2"),
+            NodeId::from("b-3"),
+        );
+        // An id given twice is kept once, the first URL.
+        assert_eq!(pool.len(), 3);
+        assert_eq!(pool.ids(), [b1.clone(), b2.clone(), b3.clone()]);
+        assert_eq!(pool.url(&b1), Some("http://127.0.0.1:1"));
+        assert_eq!(pool.url(&b3), Some("http://127.0.0.1:4"));
+        let gone = NodeId::from("b-9");
+        assert!(pool.contains(&b2) && !pool.contains(&gone));
+        assert!(pool.url(&gone).is_none() && pool.query(&gone).is_none());
+        // Healthy brokers first, each group in configuration order; for_host follows.
+        pool.mark(&b1, false, Some("down".into()));
+        assert_eq!(pool.healthy(&b1), Some(false));
+        assert_eq!(pool.order(), vec![b2.clone(), b3.clone(), b1.clone()]);
+        assert_eq!(pool.for_host("any-host"), pool.order());
+        pool.mark(&b1, true, None);
+        assert_eq!(pool.order(), vec![b1.clone(), b2.clone(), b3.clone()]);
+        // A call skips an id the pool does not hold.
+        let mut tried = 0;
+        let r: Result<(), Status> = pool
+            .call(vec![gone, b2], |_| {
+                tried += 1;
+                async { Err(Status::not_found("unknown host")) }
+            })
+            .await;
+        assert_eq!(r.unwrap_err().code(), Code::NotFound);
+        assert_eq!(tried, 1);
+        // The cluster view lists brokers in configuration order.
+        let urls: Vec<String> = pool.status().into_iter().map(|b| b.url).collect();
+        assert_eq!(
+            urls,
+            [
+                "http://127.0.0.1:1",
+                "http://127.0.0.1:2",
+                "http://127.0.0.1:4"
+            ]
         );
     }
 }

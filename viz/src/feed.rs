@@ -12,7 +12,10 @@ use ringwatch_proto::{HostsRequest, RangeRequest, SubscribeRequest};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use crate::brokers::BrokerPool;
+use ringwatch_net::client::GrpcChannel;
+use ringwatch_proto::query_client::QueryClient;
+
+use crate::brokers::{BrokerPool, NodeId};
 use crate::dashboard::{Dashboard, now_ms};
 
 #[derive(Debug, Default)]
@@ -32,12 +35,23 @@ pub struct Feed {
 }
 
 impl Feed {
-    /// Reads, from broker `i`, every host's data newer than what the dashboard has (at most
+    /// A query client on broker `id`; UNAVAILABLE once the pool no longer holds it.
+    fn query(&self, id: &NodeId) -> Result<QueryClient<GrpcChannel>, Status> {
+        self.pool
+            .query(id)
+            .ok_or_else(|| Status::unavailable(format!("broker {id} is not in the pool")))
+    }
+
+    /// Broker `id`'s URL, as the dashboard names its live sources (the id if it has none).
+    fn url<'a>(&'a self, id: &'a NodeId) -> &'a str {
+        self.pool.url(id).unwrap_or(id.as_str())
+    }
+
+    /// Reads, from broker `id`, every host's data newer than what the dashboard has (at most
     /// `window` back).
-    pub async fn catch_up(&self, i: usize) -> Result<(), Status> {
+    pub async fn catch_up(&self, id: &NodeId) -> Result<(), Status> {
         let hosts = self
-            .pool
-            .query(i)
+            .query(id)?
             .hosts(HostsRequest {})
             .await?
             .into_inner()
@@ -56,7 +70,7 @@ impl Feed {
                 sparse_ok: true,
                 step_ms: 0,
             };
-            let mut stream = match self.pool.query(i).range(req).await {
+            let mut stream = match self.query(id)?.range(req).await {
                 Ok(s) => s.into_inner(),
                 Err(s) if s.code() == tonic::Code::NotFound => continue,
                 Err(s) => return Err(s),
@@ -72,27 +86,26 @@ impl Feed {
         Ok(())
     }
 
-    /// Follows broker `i`'s live stream until it ends.
-    async fn follow(&self, i: usize, shutdown: &CancellationToken) -> Result<(), Status> {
+    /// Follows broker `id`'s live stream until it ends.
+    async fn follow(&self, id: &NodeId, shutdown: &CancellationToken) -> Result<(), Status> {
         let mut stream = self
-            .pool
-            .query(i)
+            .query(id)?
             .subscribe(SubscribeRequest::default())
             .await?
             .into_inner();
         self.counters.subscriptions.fetch_add(1, Ordering::Relaxed);
         // Subscribed first, then the gap is read: anything stored meanwhile is in the stream
         // too, and the dashboard ignores what it already has.
-        self.catch_up(i).await?;
-        self.dashboard.set_live(self.pool.url(i), true);
-        tracing::info!(broker = %self.pool.url(i), "live push from broker");
+        self.catch_up(id).await?;
+        self.dashboard.set_live(self.url(id), true);
+        tracing::info!(broker = %self.url(id), "live push from broker");
         // Labels, versions and intervals of hosts that register later come from the registry.
         let mut registry = tokio::time::interval(self.pull_every);
         loop {
             let msg = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = registry.tick() => {
-                    let hosts = self.pool.query(i).hosts(HostsRequest {}).await?.into_inner().hosts;
+                    let hosts = self.query(id)?.hosts(HostsRequest {}).await?.into_inner().hosts;
                     self.dashboard.set_hosts(&hosts);
                     continue;
                 }
@@ -108,7 +121,7 @@ impl Feed {
                             lagged = update.lagged,
                             "live stream lagged; reading the gap"
                         );
-                        self.catch_up(i).await?;
+                        self.catch_up(id).await?;
                     }
                     for s in &update.snapshots {
                         if self.dashboard.apply(s) {
@@ -122,18 +135,18 @@ impl Feed {
         }
     }
 
-    /// Broker `i`: push while it streams; while it does not, pull every `pull_every`.
-    async fn run_one(self: Arc<Self>, i: usize, shutdown: CancellationToken) {
+    /// Broker `id`: push while it streams; while it does not, pull every `pull_every`.
+    async fn run_one(self: Arc<Self>, id: NodeId, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
-            if let Err(e) = self.follow(i, &shutdown).await {
-                tracing::warn!(broker = %self.pool.url(i), error = %e, "no live push from this broker");
+            if let Err(e) = self.follow(&id, &shutdown).await {
+                tracing::warn!(broker = %self.url(&id), error = %e, "no live push from this broker");
             }
-            self.dashboard.set_live(self.pool.url(i), false);
+            self.dashboard.set_live(self.url(&id), false);
             if shutdown.is_cancelled() {
                 return;
             }
-            if let Err(e) = self.catch_up(i).await {
-                tracing::debug!(broker = %self.pool.url(i), error = %e, "fallback pull failed");
+            if let Err(e) = self.catch_up(&id).await {
+                tracing::debug!(broker = %self.url(&id), error = %e, "fallback pull failed");
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -145,8 +158,12 @@ impl Feed {
     /// Subscribes to every broker (each streams what it stores) until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         let feed = Arc::new(self);
-        let tasks: Vec<_> = (0..feed.pool.len())
-            .map(|i| tokio::spawn(feed.clone().run_one(i, shutdown.clone())))
+        let tasks: Vec<_> = feed
+            .pool
+            .ids()
+            .iter()
+            .cloned()
+            .map(|id| tokio::spawn(feed.clone().run_one(id, shutdown.clone())))
             .collect();
         for t in tasks {
             let _ = t.await;

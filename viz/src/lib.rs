@@ -1,9 +1,11 @@
 //! Ringwatch viz (SPEC S5): keeps the dashboard snapshot in memory, fed by live push from
 //! brokers (with the incremental pull as fallback), and serves the HTTP API.
 //!
-//! Push to clients over WebSocket (`ws.rs`) and QUIC (`quic.rs`), one session logic
-//! (`push.rs`); tokens (`auth.rs`); the web UI from the binary (`web.rs`).
+//! Push to clients over WebSocket and QUIC, one session logic (`push/`); the state handlers
+//! share (`state.rs`); the detail queries' maths (`analysis.rs`); tokens (`auth.rs`); the web
+//! UI from the binary (`web.rs`).
 
+pub mod analysis;
 pub mod api;
 pub mod auth;
 pub mod brokers;
@@ -13,9 +15,17 @@ pub mod error;
 pub mod feed;
 pub mod metrics;
 pub mod push;
-pub mod quic;
+pub mod state;
 pub mod web;
-pub mod ws;
+
+/// QUIC push under the path `ringwatch watch` and the tests import it from; it lives in
+/// `push/` (`quic_server.rs`, `quic_client.rs`).
+pub mod quic {
+    pub use crate::error::QuicError;
+    pub use crate::push::quic_client::{Client, ClientTrust};
+    pub use crate::push::quic_server::QuicServer;
+    pub use crate::push::quic_tls::ALPN;
+}
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,7 +42,7 @@ pub struct Viz {
     config: Config,
     listener: TcpListener,
     addr: SocketAddr,
-    quic: quic::QuicServer,
+    quic: push::QuicServer,
 }
 
 impl Viz {
@@ -50,7 +60,7 @@ impl Viz {
             source,
         })?;
         let files = config.quic_cert.as_deref().zip(config.quic_key.as_deref());
-        let quic = quic::QuicServer::bind(
+        let quic = push::QuicServer::bind(
             config.quic_listen,
             files,
             config.quic_cert_out.as_deref(),
@@ -99,7 +109,15 @@ impl Viz {
         let feed_task = tokio::spawn(feed.run(shutdown.clone()));
         let metrics = Arc::new(metrics::VizMetrics::new(counters, pool.clone()));
         let listen = metrics.listen.clone();
-        let state = Arc::new(api::AppState {
+        let auth = Arc::new(auth::Auth::new(config.jwt_secret.as_deref()));
+        let push = state::PushState::new(
+            dashboard.clone(),
+            auth.clone(),
+            Duration::from_secs(config.ws_heartbeat_secs),
+            shutdown.clone(),
+            metrics.auth_unauthorized.clone(),
+        );
+        let state = Arc::new(state::AppState {
             dashboard,
             metrics,
             pool,
@@ -109,14 +127,11 @@ impl Viz {
             max_points: config.max_points,
             max_cells: config.max_cells,
             range_slots: Arc::new(tokio::sync::Semaphore::new(api::RANGE_SLOTS)),
-            ws: push::PushCounters::default(),
-            quic: push::PushCounters::default(),
-            ws_heartbeat: Duration::from_secs(config.ws_heartbeat_secs),
             dashboard_cache: std::sync::Mutex::new(None),
-            shutdown: shutdown.clone(),
-            auth: auth::Auth::new(config.jwt_secret.as_deref()),
+            auth,
             admin_config: api::AdminConfig::from(&config),
             refusal_log: ringwatch_net::Throttle::default(),
+            push,
         });
         if !state.auth.required() {
             tracing::warn!(
@@ -125,7 +140,7 @@ impl Viz {
             );
         }
         let quic_addr = quic.addr();
-        let quic_task = tokio::spawn(quic.run(state.clone(), shutdown.clone()));
+        let quic_task = tokio::spawn(quic.run(state.push.clone(), shutdown.clone()));
         tracing::info!(%addr, quic = %quic_addr, brokers = ?config.brokers, "viz serving");
         let stop = shutdown.clone();
         let app =

@@ -1,10 +1,8 @@
-//! WebSocket push (`/ws`): the push session of `push.rs` over a WebSocket, with a ping every
+//! WebSocket push (`/ws`): the push session of `session.rs` over a WebSocket, with a ping every
 //! heartbeat; a client silent for two heartbeats is closed. The token arrives with the upgrade
 //! request (checked by the API's guard): browsers cannot set headers here, so it comes as a
 //! subprotocol `ringwatch.bearer.<token>` next to `ringwatch` (or as `?token=`);
 //! the session ends when the token expires. A browser page from another origin is refused.
-
-use std::sync::Arc;
 
 use std::sync::atomic::Ordering;
 
@@ -16,9 +14,11 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::json;
 
-use crate::api::AppState;
+use super::session::{
+    Filter, Incoming, MAX_CLIENT_MESSAGE, MAX_CLIENTS, SEND_TIMEOUT, Transport, serve,
+};
 use crate::auth::Identity;
-use crate::push::{Filter, Incoming, MAX_CLIENT_MESSAGE, MAX_CLIENTS, SEND_TIMEOUT, Transport};
+use crate::state::PushState;
 
 /// The subprotocol viz speaks; a client may offer it with `ringwatch.bearer.<token>`.
 pub const PROTOCOL: &str = "ringwatch";
@@ -27,7 +27,7 @@ pub const BEARER_PROTOCOL_PREFIX: &str = "ringwatch.bearer.";
 
 pub async fn handler(
     ws: WebSocketUpgrade,
-    State(st): State<Arc<AppState>>,
+    State(st): State<PushState>,
     Extension(who): Extension<Identity>,
     headers: HeaderMap,
 ) -> Response {
@@ -45,11 +45,11 @@ pub async fn handler(
     ws.max_message_size(MAX_CLIENT_MESSAGE)
         .protocols([PROTOCOL])
         .on_upgrade(move |socket| async move {
-            crate::push::serve(WsTransport(socket), &st, &st.ws, Filter::default(), expires).await
+            serve(WsTransport(socket), &st, &st.ws, Filter::default(), expires).await
         })
 }
 
-fn refuse(st: &AppState, status: StatusCode, reason: String) -> Response {
+fn refuse(st: &PushState, status: StatusCode, reason: String) -> Response {
     st.ws.refused.fetch_add(1, Ordering::Relaxed);
     if let Some(unlogged) = st.ws.log.allow() {
         tracing::info!(

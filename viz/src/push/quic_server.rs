@@ -1,67 +1,34 @@
-//! QUIC push (SPEC S5): the same messages as `/ws`, one JSON text per line on a bidirectional
-//! stream the client opens. The client's first line is a subscribe that also carries its
-//! token; a missing or bad token gets an error line and the connection is closed with code 401.
-//! TLS 1.3 with the configured certificate, or a self-signed one generated at start (written
-//! to `quic_cert_out` for clients to trust). The client half (`Client`) serves `ringwatch
-//! watch --quic`, the tests and the benchmarks.
+//! QUIC push, server side (SPEC S5): the same messages as `/ws`, one JSON text per line on a
+//! bidirectional stream the client opens. The client's first line is a subscribe that also
+//! carries its token; a missing or bad token gets an error line and the connection is closed
+//! with code 401. TLS 1.3 with the configured certificate, or a self-signed one generated at
+//! start (written to `quic_cert_out` for clients to trust). The client is `quic_client.rs`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::crypto::rustls::QuicServerConfig;
 use quinn::rustls;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::json;
 use tokio_stream::StreamExt;
 use tokio_util::codec::{FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::AppState;
+use super::quic_tls::{ALPN, provider, tls_err};
+use super::session::{
+    Incoming, MAX_CLIENT_MESSAGE, MAX_CLIENTS, SEND_TIMEOUT, Transport, parse_subscribe, serve,
+};
 use crate::auth::Role;
-use crate::push::{Incoming, MAX_CLIENT_MESSAGE, MAX_CLIENTS, SEND_TIMEOUT, Transport};
+use crate::error::QuicError;
+use crate::state::PushState;
 
-/// The application protocol both ends name in the TLS handshake.
-pub const ALPN: &[u8] = b"ringwatch-push/1";
 /// Time for a client to finish the handshake and send its subscribe, in all.
 const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time a client waits for the handshake.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest line the client takes from a server.
-const MAX_SERVER_MESSAGE: usize = 64 << 20;
-
-#[derive(Debug, thiserror::Error)]
-pub enum QuicError {
-    #[error("QUIC TLS setup: {0}")]
-    Tls(String),
-    #[error("cannot bind QUIC on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot write the generated certificate to {path}: {source}")]
-    CertOut {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("QUIC connection: {0}")]
-    Connect(String),
-    #[error("the server refused: {0}")]
-    Refused(String),
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn tls_err(e: impl std::fmt::Display) -> QuicError {
-    QuicError::Tls(e.to_string())
-}
 
 /// The certificate chain and key: read from PEM files, or generated (self-signed for
 /// localhost, 127.0.0.1, ::1 and this machine's name), with the generated PEM returned.
@@ -167,7 +134,7 @@ impl QuicServer {
 
     /// Accepts clients until `shutdown`. Every connection holds one of `MAX_CLIENTS` places
     /// from its first packet to its end (handshakes and silent clients included).
-    pub async fn run(self, st: Arc<AppState>, shutdown: CancellationToken) {
+    pub async fn run(self, st: PushState, shutdown: CancellationToken) {
         let endpoint = self.endpoint;
         let places = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS as usize));
         let mut tasks = tokio::task::JoinSet::new();
@@ -267,7 +234,7 @@ impl Transport for QuicTransport {
 
 /// Refuses a client with an error line and a close code.
 async fn refuse(
-    st: &AppState,
+    st: &PushState,
     conn: &quinn::Connection,
     send: &mut quinn::SendStream,
     code: u32,
@@ -275,7 +242,7 @@ async fn refuse(
 ) {
     st.quic.refused.fetch_add(1, Ordering::Relaxed);
     if code == 401 {
-        st.metrics.auth_unauthorized.inc();
+        st.unauthorized.inc();
     }
     if let Some(unlogged) = st.quic.log.allow() {
         tracing::info!(peer = %conn.remote_address(), code, reason, not_logged_since_last = unlogged, "QUIC client refused");
@@ -291,7 +258,7 @@ async fn refuse(
     conn.close(code.into(), reason.as_bytes());
 }
 
-async fn client(incoming: quinn::Incoming, st: Arc<AppState>) {
+async fn client(incoming: quinn::Incoming, st: PushState) {
     let peer = incoming.remote_address();
     // One deadline for the handshake, the stream and the subscribe.
     let deadline = tokio::time::Instant::now() + FIRST_MESSAGE_TIMEOUT;
@@ -337,7 +304,7 @@ async fn client(incoming: quinn::Incoming, st: Arc<AppState>) {
             return refuse(&st, &conn, &mut send, 408, reason).await;
         }
     };
-    let (filter, token) = match crate::push::parse_subscribe(&first) {
+    let (filter, token) = match parse_subscribe(&first) {
         Ok(f) => f,
         Err(e) => return refuse(&st, &conn, &mut send, 400, &e).await,
     };
@@ -351,175 +318,5 @@ async fn client(incoming: quinn::Incoming, st: Arc<AppState>) {
         lines,
         input_done: false,
     };
-    crate::push::serve(t, &st, &st.quic, filter, who.expires_ms).await;
-}
-
-/// How a client trusts the server.
-#[derive(Debug, Clone, Default)]
-pub struct ClientTrust {
-    /// PEM certificates to trust (e.g. the one viz wrote to --quic-cert-out).
-    pub ca: Option<PathBuf>,
-    /// Trust any certificate (a self-signed one on a local run); the connection is still
-    /// encrypted but not authenticated.
-    pub insecure: bool,
-}
-
-/// A live subscription over QUIC.
-pub struct Client {
-    _endpoint: quinn::Endpoint,
-    conn: quinn::Connection,
-    send: quinn::SendStream,
-    lines: FramedRead<quinn::RecvStream, LinesCodec>,
-}
-
-impl Client {
-    /// Connects to `addr` (`server_name` is checked against the certificate) and subscribes.
-    pub async fn subscribe(
-        addr: SocketAddr,
-        server_name: &str,
-        trust: &ClientTrust,
-        token: Option<&str>,
-        hosts: &[String],
-        metrics: &[String],
-    ) -> Result<Client, QuicError> {
-        let builder = rustls::ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(tls_err)?;
-        let mut tls = if trust.insecure {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())))
-                .with_no_client_auth()
-        } else {
-            let Some(ca) = &trust.ca else {
-                return Err(tls_err(
-                    "give --ca with the server's certificate, or --insecure for a self-signed one",
-                ));
-            };
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(ca)
-                .map_err(|e| tls_err(format!("{}: {e}", ca.display())))?
-            {
-                roots
-                    .add(cert.map_err(|e| tls_err(format!("{}: {e}", ca.display())))?)
-                    .map_err(tls_err)?;
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        };
-        tls.alpn_protocols = vec![ALPN.to_vec()];
-        let crypto = QuicClientConfig::try_from(tls).map_err(tls_err)?;
-        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        let mut transport = quinn::TransportConfig::default();
-        transport.keep_alive_interval(Some(Duration::from_secs(10)));
-        config.transport_config(Arc::new(transport));
-        let local: SocketAddr = if addr.is_ipv4() {
-            ([0, 0, 0, 0], 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let mut endpoint =
-            quinn::Endpoint::client(local).map_err(|e| QuicError::Connect(e.to_string()))?;
-        endpoint.set_default_client_config(config);
-        let connecting = endpoint
-            .connect(addr, server_name)
-            .map_err(|e| QuicError::Connect(e.to_string()))?;
-        let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
-            .await
-            .map_err(|_| QuicError::Connect(format!("no answer from {addr} within 10 s")))?
-            .map_err(|e| QuicError::Connect(e.to_string()))?;
-        let (mut send, recv) = conn
-            .open_bi()
-            .await
-            .map_err(|e| QuicError::Connect(e.to_string()))?;
-        let mut hello = json!({"type": "subscribe", "hosts": hosts, "metrics": metrics});
-        if let Some(t) = token {
-            hello["token"] = json!(t);
-        }
-        send.write_all(format!("{hello}\n").as_bytes())
-            .await
-            .map_err(|e| QuicError::Connect(e.to_string()))?;
-        Ok(Client {
-            _endpoint: endpoint,
-            conn,
-            send,
-            lines: FramedRead::new(recv, LinesCodec::new_with_max_length(MAX_SERVER_MESSAGE)),
-        })
-    }
-
-    /// Tells the server no more subscribes follow (finishes this side of the stream); updates
-    /// keep coming.
-    pub fn done_subscribing(&mut self) {
-        let _ = self.send.finish();
-    }
-
-    /// The next message; an error line from the server (a refusal) becomes `Refused`; None
-    /// when the server closed the stream.
-    pub async fn next(&mut self) -> Option<Result<serde_json::Value, QuicError>> {
-        match self.lines.next().await? {
-            Ok(line) => Some(match serde_json::from_str::<serde_json::Value>(&line) {
-                Ok(v) if v["type"] == "error" && v.get("status").is_some() => {
-                    Err(QuicError::Refused(format!(
-                        "{} {}",
-                        v["status"],
-                        v["error"].as_str().unwrap_or("")
-                    )))
-                }
-                Ok(v) => Ok(v),
-                Err(e) => Err(QuicError::Connect(format!("bad line from the server: {e}"))),
-            }),
-            Err(e) => Some(Err(QuicError::Connect(match self.conn.close_reason() {
-                Some(r) => r.to_string(),
-                None => e.to_string(),
-            }))),
-        }
-    }
-}
-
-/// Accepts any server certificate (for `--insecure` only); signatures are still checked.
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    serve(t, &st, &st.quic, filter, who.expires_ms).await;
 }

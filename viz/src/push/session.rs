@@ -1,9 +1,9 @@
-//! One live-push session, whatever carries it (WebSocket in `ws.rs`, QUIC in `quic.rs`): a
-//! client subscribes by host ids and metric-name prefixes (kept in a radix tree), gets a
-//! snapshot of the newest values, then every newer update. Each client reads the dashboard's
-//! broadcast through its own bounded queue: one that reads too slowly skips ahead to the newest
-//! (down-sampled, and told how many updates it skipped); one that stops reading (a send does
-//! not complete in 5 s) is dropped — never allowed to stall the others.
+//! One live-push session, whatever carries it (WebSocket in `ws.rs`, QUIC in
+//! `quic_server.rs`): a client subscribes by host ids and metric-name prefixes (kept in a radix
+//! tree), gets a snapshot of the newest values, then every newer update. Each client reads the
+//! dashboard's broadcast through its own bounded queue: one that reads too slowly skips ahead
+//! to the newest (down-sampled, and told how many updates it skipped); one that stops reading
+//! (a send does not complete in 5 s) is dropped — never allowed to stall the others.
 //!
 //! Client → server: `{"type":"subscribe","hosts":[…],"metrics":["cpu.",…]}` (empty = all; over
 //! QUIC the first one also carries `"token"`).
@@ -21,8 +21,8 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::api::AppState;
 use crate::dashboard::{HostUpdate, update_json};
+use crate::state::PushState;
 
 fn text(v: serde_json::Value) -> Bytes {
     Bytes::from(v.to_string())
@@ -217,7 +217,7 @@ pub trait Transport: Send {
 
 async fn snapshot<T: Transport>(
     t: &mut T,
-    st: &AppState,
+    st: &PushState,
     filter: &Filter,
     last: &mut HashMap<String, i64>,
 ) -> bool {
@@ -247,7 +247,7 @@ fn bad_message(c: &PushCounters, reason: &str) {
 /// Unix ms), or viz stops.
 pub async fn serve<T: Transport>(
     mut t: T,
-    st: &AppState,
+    st: &PushState,
     c: &PushCounters,
     mut filter: Filter,
     expires_ms: Option<i64>,
@@ -266,7 +266,7 @@ pub async fn serve<T: Transport>(
     // Subscribed before the snapshot is taken: nothing falls between the two.
     let mut rx = st.dashboard.subscribe();
     let mut last: HashMap<String, i64> = HashMap::new();
-    let mut ping = tokio::time::interval(st.ws_heartbeat);
+    let mut ping = tokio::time::interval(st.heartbeat);
     ping.tick().await;
     let mut heard = Instant::now();
     let mut ok = snapshot(&mut t, st, &filter, &mut last).await;
@@ -354,7 +354,7 @@ pub async fn serve<T: Transport>(
                 }
             }
             _ = ping.tick() => {
-                if T::SILENCE_CLOSES && heard.elapsed() > st.ws_heartbeat * 2 {
+                if T::SILENCE_CLOSES && heard.elapsed() > st.heartbeat * 2 {
                     tracing::info!("a push client went silent; closed");
                     break;
                 }
@@ -434,5 +434,233 @@ mod tests {
                 .unwrap()
                 .contains("longer than 200")
         );
+    }
+
+    use std::sync::Arc;
+
+    use prometheus_client::metrics::counter::Counter;
+    use ringwatch_proto::{Metric, Snapshot, Unit};
+    use serde_json::Value;
+    use tokio::sync::{Semaphore, mpsc};
+
+    use crate::auth::Auth;
+
+    /// A client as a test holds it: every message the session sends arrives on `out` as JSON.
+    /// Each send first takes a permit from `gate` (a reader that is not reading holds none), and
+    /// after `accept` sends every further one fails, as the real transports' sends do when the
+    /// client takes nothing within `SEND_TIMEOUT`.
+    struct Fake {
+        out: mpsc::UnboundedSender<Value>,
+        gate: Arc<Semaphore>,
+        accept: usize,
+    }
+
+    impl Transport for Fake {
+        const SILENCE_CLOSES: bool = false;
+
+        async fn send(&mut self, text: Bytes) -> bool {
+            if self.accept == 0 {
+                return false;
+            }
+            self.accept -= 1;
+            match self.gate.acquire().await {
+                Ok(permit) => permit.forget(),
+                Err(_) => return false,
+            }
+            self.out
+                .send(serde_json::from_slice(&text).unwrap())
+                .is_ok()
+        }
+
+        async fn recv(&mut self) -> Incoming {
+            std::future::pending().await
+        }
+
+        async fn ping(&mut self) -> bool {
+            true
+        }
+
+        async fn close(&mut self) {}
+    }
+
+    fn push_state() -> PushState {
+        PushState::new(
+            Arc::default(),
+            Arc::new(Auth::new(None)),
+            Duration::from_secs(30),
+            Default::default(),
+            Counter::default(),
+        )
+    }
+
+    fn snap(host: &str, ts: i64) -> Snapshot {
+        let metric = |name: &str, value: f64| Metric {
+            name: name.into(),
+            value,
+            unit: Unit::Percent as i32,
+            window: None,
+        };
+        Snapshot {
+            host_id: host.into(),
+            timestamp_ms: ts,
+            metrics: vec![
+                metric("cpu.usage", ts as f64),
+                metric("cpu.core.0.usage", 1.0),
+                metric("mem.used_percent", 2.0),
+            ],
+        }
+    }
+
+    /// Starts a session with `filter` on a fake client; its messages, the gate its sends pass,
+    /// and the session's task.
+    fn start(
+        st: &PushState,
+        filter: Filter,
+        permits: usize,
+        accept: usize,
+    ) -> (
+        mpsc::UnboundedReceiver<Value>,
+        Arc<Semaphore>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (out, rx) = mpsc::unbounded_channel();
+        let gate = Arc::new(Semaphore::new(permits));
+        let t = Fake {
+            out,
+            gate: gate.clone(),
+            accept,
+        };
+        let st = st.clone();
+        let task = tokio::spawn(async move { serve(t, &st, &st.ws, filter, None).await });
+        (rx, gate, task)
+    }
+
+    async fn next(rx: &mut mpsc::UnboundedReceiver<Value>) -> Value {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("a message within 5 s")
+            .expect("the session is still sending")
+    }
+
+    fn names(metrics: &Value) -> Vec<&str> {
+        metrics
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_subscription_gets_its_snapshot_first_then_only_matching_updates() {
+        let st = push_state();
+        st.dashboard.apply(&snap("a", 1000));
+        st.dashboard.apply(&snap("b", 1000));
+        let filter = Filter::new(vec!["a".into()], vec!["cpu.".into()]);
+        let (mut rx, _gate, task) = start(&st, filter, 1 << 20, usize::MAX);
+        // The snapshot: host a only, its cpu.* metrics only.
+        let first = next(&mut rx).await;
+        assert_eq!(first["type"], "snapshot", "{first}");
+        let hosts = first["hosts"].as_array().unwrap();
+        assert_eq!(hosts.len(), 1, "{first}");
+        assert_eq!(hosts[0]["host_id"], "a");
+        assert_eq!(hosts[0]["timestamp_ms"], 1000);
+        assert_eq!(
+            names(&hosts[0]["metrics"]),
+            ["cpu.core.0.usage", "cpu.usage"]
+        );
+        // Another host's update is not sent; the subscribed host's is, filtered.
+        assert!(st.dashboard.apply(&snap("b", 2000)));
+        assert!(st.dashboard.apply(&snap("a", 2000)));
+        let update = next(&mut rx).await;
+        assert_eq!(update["type"], "update", "{update}");
+        assert_eq!(update["host_id"], "a", "{update}");
+        assert_eq!(update["timestamp_ms"], 2000);
+        assert_eq!(names(&update["metrics"]), ["cpu.core.0.usage", "cpu.usage"]);
+        assert_eq!(update["metrics"]["cpu.usage"]["value"], 2000.0);
+        assert_eq!(st.ws.updates_sent.load(Ordering::Relaxed), 1);
+        assert_eq!(st.ws.clients.load(Ordering::Relaxed), 1);
+        // viz stopping ends the session, with nothing more sent.
+        st.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(rx.recv().await.is_none());
+        assert_eq!(st.ws.clients.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_falls_behind_skips_to_the_newest_and_is_told_how_many() {
+        let st = push_state();
+        st.dashboard.apply(&snap("a", 1));
+        // One permit: the snapshot goes out, then the client stops reading.
+        let (mut rx, gate, task) = start(&st, Filter::default(), 1, usize::MAX);
+        assert_eq!(next(&mut rx).await["type"], "snapshot");
+        // Far more updates than a client's queue holds (the dashboard's hub: 1024).
+        let n: i64 = 5000;
+        for ts in 2..2 + n {
+            assert!(st.dashboard.apply(&snap("a", ts)));
+        }
+        gate.add_permits(n as usize + 10);
+        let (mut updates, mut skipped, mut newest) = (0u64, 0u64, 0i64);
+        while newest != 1 + n {
+            let m = next(&mut rx).await;
+            match m["type"].as_str() {
+                Some("update") => {
+                    updates += 1;
+                    let ts = m["timestamp_ms"].as_i64().unwrap();
+                    assert!(ts > newest, "updates in order: {ts} after {newest}");
+                    newest = ts;
+                }
+                Some("downsampled") => skipped += m["skipped"].as_u64().unwrap(),
+                other => panic!("unexpected {other:?}: {m}"),
+            }
+        }
+        assert!(skipped > 0, "{updates} updates and no down-sampling");
+        // Every update was either sent or counted as skipped; the client stays connected.
+        assert_eq!(updates + skipped, n as u64);
+        assert_eq!(st.ws.downsampled.load(Ordering::Relaxed), skipped);
+        assert_eq!(st.ws.updates_sent.load(Ordering::Relaxed), updates);
+        assert_eq!(st.ws.dropped_clients.load(Ordering::Relaxed), 0);
+        assert!(!task.is_finished());
+        st.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_takes_nothing_is_dropped_and_the_others_go_on() {
+        let st = push_state();
+        st.dashboard.apply(&snap("a", 1));
+        // The stalled client takes its snapshot, then nothing more.
+        let (mut stalled, _g1, stalled_task) = start(&st, Filter::default(), 1 << 20, 1);
+        let (mut healthy, _g2, healthy_task) = start(&st, Filter::default(), 1 << 20, usize::MAX);
+        assert_eq!(next(&mut stalled).await["type"], "snapshot");
+        assert_eq!(next(&mut healthy).await["type"], "snapshot");
+        assert!(st.dashboard.apply(&snap("a", 2)));
+        // The stalled session ends by itself, counted as dropped.
+        tokio::time::timeout(Duration::from_secs(5), stalled_task)
+            .await
+            .expect("the stalled client is dropped")
+            .unwrap();
+        assert!(stalled.recv().await.is_none());
+        assert_eq!(st.ws.dropped_clients.load(Ordering::Relaxed), 1);
+        // The other client got the update and is still served.
+        let update = next(&mut healthy).await;
+        assert_eq!(
+            (update["type"].as_str(), update["timestamp_ms"].as_i64()),
+            (Some("update"), Some(2))
+        );
+        assert_eq!(st.ws.updates_sent.load(Ordering::Relaxed), 1);
+        assert_eq!(st.ws.clients.load(Ordering::Relaxed), 1);
+        st.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), healthy_task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(st.ws.clients.load(Ordering::Relaxed), 0);
     }
 }
