@@ -4,8 +4,10 @@
 //!
 //! `cargo bench --bench hostpage` — env `HOSTPAGE_HOSTS` (5 backfilled hosts, the page reads
 //! the first), `HOSTPAGE_DAYS` (7), `HOSTPAGE_QUERIES` (200), `HOSTPAGE_STORES`
-//! (`embedded,redis`). A release broker takes `ringwatch loadgen --backfill`; once the rows are
-//! in blocks (embedded) or closed chunks (Redis), a release viz serves
+//! (`embedded,redis`; `before` is the embedded store of another build, the `ringwatch` binary
+//! at `HOSTPAGE_BROKER_BIN`, to compare in one run). A release broker takes `ringwatch loadgen
+//! --backfill`; once the rows are in blocks (embedded: and the finished days' blocks merged,
+//! which stores their rollups) or closed chunks (Redis), a release viz serves
 //! `/api/metrics?…&step=600s` over a keep-alive connection, body read to the end: p50, p99.
 
 #[path = "../tests/common/redis_servers.rs"]
@@ -63,8 +65,17 @@ fn main() {
     for store in stores.split(',') {
         let dir = tempfile::tempdir().expect("tempdir");
         let redis = (store == "redis").then(redis_servers::RedisServer::start);
+        let data = dir.path().join("data");
         let broker = match &redis {
-            None => broker(&dir.path().join("data"), &["--block-window-mins", "1"]),
+            None if store == "before" => {
+                let bin: String = env("HOSTPAGE_BROKER_BIN", String::new());
+                assert!(
+                    !bin.is_empty(),
+                    "HOSTPAGE_BROKER_BIN: the other build's ringwatch"
+                );
+                broker_bin(&bin, &data, &["--block-window-mins", "1"])
+            }
+            None => broker(&data, &["--block-window-mins", "1"]),
             Some(r) => {
                 let url = r.url();
                 Proc::start(&[
@@ -120,6 +131,24 @@ fn main() {
             last = now;
             assert!(t.elapsed() < Duration::from_secs(900), "never settled");
         }
+        if redis.is_none() {
+            // Compaction runs once a minute: settled when two runs merged nothing.
+            let merged = "ringwatch_broker_store_blocks_compacted_total";
+            let mut last = scrape(&admin, merged);
+            loop {
+                std::thread::sleep(Duration::from_secs(125));
+                let now = scrape(&admin, merged);
+                if now == last {
+                    break;
+                }
+                last = now;
+            }
+            println!(
+                "  {} blocks after {last} were merged, settled in {:.0} s",
+                scrape(&admin, "ringwatch_broker_store_blocks"),
+                t.elapsed().as_secs_f64()
+            );
+        }
         if let (Some(r), Some(m0)) = (&redis, mem0) {
             let m1 = r.used_memory();
             println!(
@@ -127,7 +156,17 @@ fn main() {
                 (m1 - m0) as f64 / samples as f64
             );
         }
+        let stored = "ringwatch_broker_store_block_rollup_sections_total{source=\"stored\"}";
+        let rows = "ringwatch_broker_store_block_rollup_sections_total{source=\"rows\"}";
+        let before = (scrape(&admin, stored), scrape(&admin, rows));
         let (p50, p99, max, bytes) = page_reads(&grpc, days as i64, queries);
+        if redis.is_none() {
+            println!(
+                "  block sections read a page: {:.1} from stored rollups, {:.1} from rows",
+                (scrape(&admin, stored) - before.0) / (queries + 5) as f64,
+                (scrape(&admin, rows) - before.1) / (queries + 5) as f64
+            );
+        }
         println!(
             "hostpage [{store}] 9 series x {days} d at 10-minute steps through viz: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms ({queries} reads, {} KiB each)",
             bytes / 1024
