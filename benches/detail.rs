@@ -21,7 +21,7 @@ use support::*;
 use tokio::io::BufReader;
 
 const HOST: &str = "detail-host";
-/// What the host page charts (viz/web/src/app.js).
+/// What the host page charts (viz/web/src/views/host-charts.js).
 const PAGE: &[&str] = &[
     "cpu.usage",
     "mem.used_percent",
