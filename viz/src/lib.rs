@@ -5,6 +5,7 @@
 //! share (`state.rs`); the detail queries' maths (`analysis.rs`); tokens (`auth.rs`); the web
 //! UI from the binary (`web.rs`).
 
+pub mod admin_config;
 pub mod analysis;
 pub mod api;
 pub mod auth;
@@ -129,7 +130,7 @@ impl Viz {
             range_slots: Arc::new(tokio::sync::Semaphore::new(api::RANGE_SLOTS)),
             dashboard_cache: std::sync::Mutex::new(None),
             auth,
-            admin_config: api::AdminConfig::from(&config),
+            admin_config: admin_config::AdminConfig::from(&config),
             refusal_log: ringwatch_net::Throttle::default(),
             push,
         });

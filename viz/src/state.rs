@@ -10,7 +10,7 @@ use axum::extract::FromRef;
 use prometheus_client::metrics::counter::Counter;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::AdminConfig;
+use crate::admin_config::AdminConfig;
 use crate::auth::Auth;
 use crate::brokers::BrokerPool;
 use crate::dashboard::Dashboard;
