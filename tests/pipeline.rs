@@ -371,6 +371,11 @@ fn brokers_started_together_each_have_their_own_identity_and_data() {
         assert_eq!(status, 200, "{body}");
         let cluster: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(cluster["leader"], format!("broker-{i}"), "{cluster}");
+        // One active member, itself, in a ring at epoch 1.
+        assert_eq!(cluster["ring_epoch"], 1, "{cluster}");
+        assert_eq!(cluster["members"][0]["id"], format!("broker-{i}"));
+        assert_eq!(cluster["members"][0]["state"], "active");
+        assert_eq!(cluster["members"][0]["admin_addr"], b.addr("admin"));
         assert!(base.path().join(format!("broker-{i}")).is_dir());
     }
 }

@@ -15,9 +15,10 @@ use crate::store::Store;
 
 pub(crate) struct AdminState {
     pub router: Arc<crate::router::Router>,
+    /// The members and the ring (one active member until the cluster's control plane lands).
+    pub view: ringwatch_core::ClusterView,
     pub metrics: Arc<BrokerMetrics>,
     pub node_id: String,
-    pub grpc_addr: std::net::SocketAddr,
     /// True while the gRPC server serves (false before start and during shutdown).
     pub serving: Arc<AtomicBool>,
     /// Samples stored over time, for the capacity figures.
@@ -54,13 +55,29 @@ async fn ready(State(st): State<Arc<AdminState>>) -> Response {
 }
 
 async fn cluster(State(st): State<Arc<AdminState>>) -> Json<serde_json::Value> {
+    let serving = st.serving.load(Ordering::Relaxed);
+    let members: Vec<serde_json::Value> = st
+        .view
+        .members()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "grpc_addr": m.grpc_addr,
+                "admin_addr": m.admin_addr,
+                "state": m.state.as_str(),
+                "role": "leader",
+                "serving": serving,
+            })
+        })
+        .collect();
     Json(json!({
         "mode": "single",
         "node_id": st.node_id,
         "leader": st.node_id,
         "term": 0,
-        "ring_epoch": 0,
-        "members": [{"id": st.node_id, "grpc_addr": st.grpc_addr.to_string(), "role": "leader", "serving": st.serving.load(Ordering::Relaxed)}],
+        "ring_epoch": st.view.epoch(),
+        "vnodes": st.view.ring().vnodes(),
+        "members": members,
         "ownership": {st.node_id.clone(): 1.0},
         "capacity": crate::capacity::capacity(
             &st.router.stats(),

@@ -261,10 +261,15 @@ async fn serve(
 
     let rate = Arc::new(capacity::Rate::default());
     let admin_state = Arc::new(admin::AdminState {
+        view: ringwatch_core::ClusterView::single(
+            &node_id,
+            &grpc_addr.to_string(),
+            &admin_addr.to_string(),
+            ringwatch_core::ring::DEFAULT_VNODES,
+        ),
         router: router.clone(),
         metrics: metrics.clone(),
         node_id: node_id.clone(),
-        grpc_addr,
         serving: serving.clone(),
         rate: rate.clone(),
         retention: config.retention(),
