@@ -775,7 +775,8 @@ impl EmbeddedStore {
     fn rolled_range(&self, q: &RangeQuery, disk: &Disk) -> Result<Vec<RangeChunk>, StoreError> {
         let step = q.step_ms.max(ROLLUP_MS);
         let cutoff = now_ms() - self.inner.cfg.retention.as_millis() as i64;
-        let span = step.saturating_mul((DAY_MS + step - 1) / step);
+        // Whole buckets of about a day (one bucket when the step is longer than a day).
+        let span = step.saturating_mul((DAY_MS - 1) / step + 1);
         let mut lo = bucket(q.start_ms.max(cutoff), step);
         let (mut parts, mut cells, mut cut) = (Vec::new(), 0usize, false);
         while lo <= q.end_ms {
@@ -2515,6 +2516,24 @@ mod tests {
             "after",
         );
         assert_eq!(store.stats().block_rollups_stored, before + 1);
+    }
+
+    #[tokio::test]
+    async fn a_step_longer_than_any_range_is_one_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(on_disk(dir.path(), 1_000_000)).unwrap();
+        let now = now_ms();
+        for i in 0..10 {
+            store
+                .write(&[agent_snap("a", now - 60_000 + i * 1000, i)])
+                .await
+                .unwrap();
+        }
+        // The largest whole number of minutes: a day added to it would overflow.
+        let huge = i64::MAX / 60_000 * 60_000;
+        let got = buckets(&store.range(step_query("a", 0, now, huge)).await.unwrap());
+        assert_eq!(got.keys().filter(|(_, n)| n == "m.0").count(), 1);
+        assert_eq!(got.values().map(|v| v.3).max(), Some(10));
     }
 
     #[tokio::test]
