@@ -85,17 +85,7 @@ fn main() {
     }
     let queries: usize = env("BENCH_QUERIES", 300);
     let redis = RedisServer::start();
-    let broker = Proc::start(&[
-        "broker",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--store",
-        "redis",
-        "--redis-url",
-        &redis.url(),
-    ]);
+    let broker = redis_broker(&redis.url(), &[]);
     let url = format!("http://{}", broker.addr("grpc"));
     let viz = viz(&url);
     let http = viz.addr("http");

@@ -76,22 +76,7 @@ fn main() {
                 broker_bin(&bin, &data, &["--block-window-mins", "1"])
             }
             None => broker(&data, &["--block-window-mins", "1"]),
-            Some(r) => {
-                let url = r.url();
-                Proc::start(&[
-                    "broker",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--admin-listen",
-                    "127.0.0.1:0",
-                    "--store",
-                    "redis",
-                    "--redis-url",
-                    &url,
-                    "--redis-chunk-grace-secs",
-                    "1",
-                ])
-            }
+            Some(r) => redis_broker(&r.url(), &["--redis-chunk-grace-secs", "1"]),
         };
         let grpc = format!("http://{}", broker.addr("grpc"));
         let admin = broker.addr("admin");

@@ -28,23 +28,9 @@ fn redis_cpu(redis: &RedisServer) -> f64 {
 }
 
 fn broker_on(redis: &RedisServer, layout: &str) -> Proc {
-    let url = redis.url();
-    Proc::start(&[
-        "broker",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--store",
-        "redis",
-        "--redis-url",
-        &url,
-        "--redis-layout",
-        layout,
-        // Windows close a second after their last write (the bench's rows are all in the past).
-        "--redis-chunk-grace-secs",
-        "1",
-    ])
+    // Windows close a second after their last write (the bench's rows are all in the past).
+    let extra = ["--redis-layout", layout, "--redis-chunk-grace-secs", "1"];
+    redis_broker(&redis.url(), &extra)
 }
 
 /// Waits until no window of `hosts` that is over is still open (compact layout).

@@ -305,6 +305,23 @@ pub fn load(url: &str, streams: usize, secs: u64) -> (u64, f64) {
 }
 
 /// A release broker on free loopback ports with its store in `dir`.
+/// A release broker on free ports storing in the Redis at `url`.
+pub fn redis_broker(url: &str, extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "broker",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--store",
+        "redis",
+        "--redis-url",
+        url,
+    ];
+    args.extend_from_slice(extra);
+    Proc::start(&args)
+}
+
 pub fn broker(dir: &std::path::Path, extra: &[&str]) -> Proc {
     broker_bin(BIN, dir, extra)
 }

@@ -65,8 +65,8 @@ pub fn host_state(
 }
 
 impl QueryService {
-    /// Counts an answer by rpc and code, and times it from `started`.
-    fn observe<T>(
+    /// Times an answer from `started` (`query_seconds{rpc}`), then counts it.
+    fn timed<T>(
         &self,
         rpc: &'static str,
         started: std::time::Instant,
@@ -76,6 +76,11 @@ impl QueryService {
             .query_seconds
             .get_or_create(&[("rpc", rpc)])
             .observe(started.elapsed().as_secs_f64());
+        self.observe(rpc, r)
+    }
+
+    /// Counts an answer by rpc and code.
+    fn observe<T>(&self, rpc: &'static str, r: Result<T, Status>) -> Result<T, Status> {
         let code = match &r {
             Ok(_) => "ok",
             Err(s) => match s.code() {
@@ -187,7 +192,7 @@ impl Query for QueryService {
         let span =
             tracing::debug_span!("range", node_id = %self.router.node_id(), host = %q.host_id);
         let r = self.range_inner(q).instrument(span).await;
-        let chunks = self.observe("range", started, r)?;
+        let chunks = self.timed("range", started, r)?;
         let ok: fn(RangeChunk) -> Result<RangeChunk, Status> = Ok;
         Ok(Response::new(tokio_stream::iter(
             chunks.into_iter().map(ok),
@@ -214,7 +219,7 @@ impl Query for QueryService {
             }
             check_patterns(&q.metric_names)
         })();
-        self.observe("subscribe", std::time::Instant::now(), checked)?;
+        self.observe("subscribe", checked)?;
         Ok(Response::new(self.live.subscribe(q, self.shutdown.clone())))
     }
 
@@ -232,14 +237,14 @@ impl Query for QueryService {
                 .await
                 .map_err(Status::from),
         };
-        let snapshots = self.observe("latest", started, r)?;
+        let snapshots = self.timed("latest", started, r)?;
         Ok(Response::new(LatestResponse { snapshots }))
     }
 
     async fn hosts(&self, _req: Request<HostsRequest>) -> Result<Response<HostsResponse>, Status> {
         let started = std::time::Instant::now();
         let r = self.router.hosts().await.map_err(Status::from);
-        let records = self.observe("hosts", started, r)?;
+        let records = self.timed("hosts", started, r)?;
         let now = now_ms();
         let hosts = records
             .into_iter()

@@ -368,6 +368,17 @@ pub(crate) enum Kind {
     V1,
 }
 
+impl Kind {
+    /// Written in this version of the format (with rollup fields in the index).
+    fn v2(self) -> bool {
+        match self {
+            Kind::Cut | Kind::Merged => true,
+            #[cfg(test)]
+            Kind::V1 => false,
+        }
+    }
+}
+
 /// Writes a block from `(host, rows)` pairs: a temporary file, fsync, rename to `path`, fsync of
 /// the folder. A merged block's rollups are made from the rows as they are written. Returns its
 /// index.
@@ -379,10 +390,7 @@ pub(crate) fn write_block(
     superseded: &[u64],
     hosts: impl Iterator<Item = Result<(Arc<str>, Frame), StoreError>>,
 ) -> Result<BlockIndex, StoreError> {
-    #[cfg(test)]
-    let v2 = kind != Kind::V1;
-    #[cfg(not(test))]
-    let v2 = true;
+    let v2 = kind.v2();
     let rollups = kind == Kind::Merged;
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = tmp_path(path);

@@ -52,6 +52,13 @@ struct BlockFile {
     merged: bool,
 }
 
+/// Which part of a section was found damaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Damaged {
+    Rows,
+    Rollup,
+}
+
 /// A section to read: which block, where.
 #[derive(Debug, Clone)]
 pub(crate) struct SectionRef {
@@ -486,49 +493,50 @@ impl Disk {
         max_cells: usize,
         keep: &mut impl FnMut(&str) -> bool,
     ) -> Result<FramesRead, StoreError> {
-        // A block may be deleted between looking it up and reading it (a compaction replaced
-        // it, or retention expired it): then the lookup is made again.
+        self.with_sections(host, start, end, |refs| {
+            let mut frames = Vec::with_capacity(refs.len());
+            let mut cells = 0;
+            for r in refs {
+                let frame = match self.section_frame(r, start, end, keep) {
+                    Ok(Some(f)) => f,
+                    Ok(None) if self.read_index()?.has_block(r.seq) => continue,
+                    Ok(None) => return Ok(None),
+                    Err(StoreError::Corrupt { reason, .. }) => {
+                        self.forget_corrupt(host, r, Damaged::Rows, &reason);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                cells += frame.cells();
+                let last = frame.last();
+                frames.push(frame);
+                if cells >= max_cells {
+                    return Ok(Some((frames, last)));
+                }
+            }
+            Ok(Some((frames, None)))
+        })
+    }
+
+    /// Runs `read` over `host`'s sections in `[start, end]`, oldest first. A block may be
+    /// deleted between looking it up and reading it (a compaction replaced it, or retention
+    /// expired it): `read` then answers `None`, and the lookup is made again (three tries).
+    pub(crate) fn with_sections<T>(
+        &self,
+        host: &str,
+        start: i64,
+        end: i64,
+        mut read: impl FnMut(&[SectionRef]) -> Result<Option<T>, StoreError>,
+    ) -> Result<T, StoreError> {
         for _ in 0..3 {
-            if let Some(read) = self.try_read_frames(host, start, end, max_cells, keep)? {
-                return Ok(read);
+            let refs = self.read_index()?.sections(host, start, end);
+            if let Some(out) = read(&refs)? {
+                return Ok(out);
             }
         }
         Err(StoreError::Unavailable(format!(
             "the blocks of {host} kept changing during a read; try again"
         )))
-    }
-
-    /// One attempt of [`Disk::read_frames`]: `None` if a block went away meanwhile.
-    fn try_read_frames(
-        &self,
-        host: &str,
-        start: i64,
-        end: i64,
-        max_cells: usize,
-        keep: &mut impl FnMut(&str) -> bool,
-    ) -> Result<Option<FramesRead>, StoreError> {
-        let refs = self.read_index()?.sections(host, start, end);
-        let mut frames = Vec::with_capacity(refs.len());
-        let mut cells = 0;
-        for r in &refs {
-            let frame = match self.section_frame(r, start, end, keep) {
-                Ok(Some(f)) => f,
-                Ok(None) if self.read_index()?.has_block(r.seq) => continue,
-                Ok(None) => return Ok(None),
-                Err(StoreError::Corrupt { path, reason }) => {
-                    self.forget_corrupt(host, r, &path, &reason);
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            cells += frame.cells();
-            let last = frame.last();
-            frames.push(frame);
-            if cells >= max_cells {
-                return Ok(Some((frames, last)));
-            }
-        }
-        Ok(Some((frames, None)))
     }
 
     /// Every row of `refs` (one host's sections, oldest first), all columns, merged.
@@ -543,26 +551,14 @@ impl Disk {
                         r.path.display()
                     )));
                 }
-                Err(StoreError::Corrupt { path, reason }) => {
+                Err(StoreError::Corrupt { reason, .. }) => {
                     // Its rows are lost already; the merged block goes on without them.
-                    self.forget_corrupt(host, r, &path, &reason);
+                    self.forget_corrupt(host, r, Damaged::Rows, &reason);
                 }
                 Err(e) => return Err(e),
             }
         }
         Ok(Frame::merge(frames))
-    }
-
-    /// One section's rows in `[start, end]` (columns `keep` selects); `None` when its block's
-    /// file is gone.
-    pub(crate) fn section_rows(
-        &self,
-        r: &SectionRef,
-        start: i64,
-        end: i64,
-        keep: &mut impl FnMut(&str) -> bool,
-    ) -> Result<Option<Frame>, StoreError> {
-        self.section_frame(r, start, end, keep)
     }
 
     /// One section's stored rollup, its minutes in `[start, end]` (metrics `keep` selects):
@@ -617,9 +613,10 @@ impl Disk {
         Ok(Some((d, Some(bytes))))
     }
 
-    /// One section's rows in `[start, end]`, through the cache: the file is read only if the
-    /// layout or an asked column is not cached.
-    fn section_frame(
+    /// One section's rows in `[start, end]` (the columns `keep` selects), through the cache:
+    /// the file is read only if the layout or an asked column is not cached; `None` when its
+    /// block's file is gone.
+    pub(crate) fn section_frame(
         &self,
         r: &SectionRef,
         start: i64,
@@ -678,36 +675,23 @@ impl Disk {
         }))
     }
 
-    pub(crate) fn forget_corrupt(&self, host: &str, r: &SectionRef, path: &str, reason: &str) {
+    /// Reports a damaged part of a section (counted, logged) and forgets it, so it is
+    /// reported once and never read again: damaged rows are not served; a damaged rollup is
+    /// made from the rows instead.
+    pub(crate) fn forget_corrupt(&self, host: &str, r: &SectionRef, part: Damaged, reason: &str) {
         self.counters
             .corrupt_sections
             .fetch_add(1, Ordering::Relaxed);
-        tracing::error!(
-            path,
-            host,
-            offset = r.section.offset,
-            reason,
-            "corrupt block section skipped; its rows are not served"
-        );
+        let what = match part {
+            Damaged::Rows => "corrupt block section skipped; its rows are not served",
+            Damaged::Rollup => "corrupt block rollup skipped; rolled up from its rows instead",
+        };
+        tracing::error!(path = %r.path.display(), host, offset = r.section.offset, reason, "{what}");
         if let Ok(mut b) = self.index.write() {
-            b.drop_section(host, r.seq, r.section.offset);
-        }
-    }
-
-    /// Reports a section's rollup corrupt and forgets it: its rows are read in its place.
-    pub(crate) fn forget_corrupt_rollup(&self, host: &str, r: &SectionRef, reason: &str) {
-        self.counters
-            .corrupt_sections
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::error!(
-            path = %r.path.display(),
-            host,
-            offset = r.section.offset,
-            reason,
-            "corrupt block rollup skipped; rolled up from its rows instead"
-        );
-        if let Ok(mut b) = self.index.write() {
-            b.drop_rollup(host, r.seq, r.section.offset);
+            match part {
+                Damaged::Rows => b.drop_section(host, r.seq, r.section.offset),
+                Damaged::Rollup => b.drop_rollup(host, r.seq, r.section.offset),
+            }
         }
     }
 
@@ -718,8 +702,8 @@ impl Disk {
             match self.dir(r) {
                 Ok(Some((dir, _))) if dir.ts.binary_search(&ts).is_ok() => return Ok(true),
                 Ok(_) => {}
-                Err(StoreError::Corrupt { path, reason }) => {
-                    self.forget_corrupt(host, r, &path, &reason)
+                Err(StoreError::Corrupt { reason, .. }) => {
+                    self.forget_corrupt(host, r, Damaged::Rows, &reason)
                 }
                 Err(e) => return Err(e),
             }

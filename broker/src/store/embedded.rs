@@ -19,7 +19,7 @@ use ringwatch_core::now_ms;
 use ringwatch_proto::{HostInfo, RangeChunk, Snapshot, name_selected};
 
 use super::block;
-use super::blocks::{BlockCounters, Blocks, Disk, SectionCache};
+use super::blocks::{BlockCounters, Blocks, Damaged, Disk, SectionCache};
 use super::frame::Frame;
 use super::rollup::{DAY_MS, ROLLUP_MS, Rollup, bucket};
 use super::series::{Inserted, Names, Rows, Series};
@@ -862,12 +862,9 @@ impl EmbeddedStore {
         {
             hook();
         }
-        // A block may be deleted between looking it up and reading it (a compaction replaced
-        // it, or retention expired it): then the lookup is made again.
-        'lookup: for _ in 0..3 {
-            let refs = disk.read_index()?.sections(&q.host_id, lo, hi);
+        let from_disk = disk.with_sections(&q.host_id, lo, hi, |refs| {
             let mut from_disk = Vec::with_capacity(refs.len());
-            for r in &refs {
+            for r in refs {
                 let s = &r.section;
                 let usable = s.rollup.as_ref().is_some_and(|p| {
                     let width = i64::from(p.width_ms);
@@ -882,14 +879,14 @@ impl EmbeddedStore {
                         }
                         Ok(Some(None)) => {}
                         Ok(None) if disk.read_index()?.has_block(r.seq) => continue,
-                        Ok(None) => continue 'lookup,
+                        Ok(None) => return Ok(None),
                         Err(StoreError::Corrupt { reason, .. }) => {
-                            disk.forget_corrupt_rollup(&q.host_id, r, &reason)
+                            disk.forget_corrupt(&q.host_id, r, Damaged::Rollup, &reason)
                         }
                         Err(e) => return Err(e),
                     }
                 }
-                match disk.section_rows(r, lo, hi, &mut keep) {
+                match disk.section_frame(r, lo, hi, &mut keep) {
                     Ok(Some(f)) => {
                         from_disk.push(Rollup::of(&f.without(&seen), ROLLUP_MS));
                         disk.counters
@@ -897,20 +894,17 @@ impl EmbeddedStore {
                             .fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(None) if disk.read_index()?.has_block(r.seq) => {}
-                    Ok(None) => continue 'lookup,
-                    Err(StoreError::Corrupt { path, reason }) => {
-                        disk.forget_corrupt(&q.host_id, r, &path, &reason)
+                    Ok(None) => return Ok(None),
+                    Err(StoreError::Corrupt { reason, .. }) => {
+                        disk.forget_corrupt(&q.host_id, r, Damaged::Rows, &reason)
                     }
                     Err(e) => return Err(e),
                 }
             }
-            parts.append(&mut from_disk);
-            return Ok(Rollup::combine(parts, step));
-        }
-        Err(StoreError::Unavailable(format!(
-            "the blocks of {} kept changing during a read; try again",
-            q.host_id
-        )))
+            Ok(Some(from_disk))
+        })?;
+        parts.extend(from_disk);
+        Ok(Rollup::combine(parts, step))
     }
 
     /// The head's rows of `q` from `from` on. Built in pieces of at most
@@ -2371,6 +2365,17 @@ mod tests {
         r.finish()
     }
 
+    /// Raw values counted in every bucket of `metric`.
+    fn values_of(
+        got: &std::collections::BTreeMap<(i64, String), (f64, f64, f64, u32)>,
+        metric: &str,
+    ) -> u32 {
+        got.iter()
+            .filter(|((_, n), _)| n == metric)
+            .map(|(_, v)| v.3)
+            .sum()
+    }
+
     fn same_buckets(got: &[RangeChunk], want: &[RangeChunk], what: &str) {
         let (got, want) = (buckets(got), buckets(want));
         assert!(!want.is_empty(), "{what}: nothing to compare");
@@ -2501,12 +2506,7 @@ mod tests {
         let disk = store.inner.disk.as_ref().unwrap();
         let got = buckets(&store.rolled_range(&q, disk).unwrap());
         *store.inner.between_memory_and_blocks.lock().unwrap() = None;
-        let counted: u32 = got
-            .iter()
-            .filter(|((_, n), _)| n == "m.0")
-            .map(|(_, v)| v.3)
-            .sum();
-        assert_eq!(counted, 3610);
+        assert_eq!(values_of(&got, "m.0"), 3610);
         assert_eq!(store.stats().samples, 0, "the late rows left the head");
         // Read again, now from the merged block's stored rollup alone.
         let before = store.stats().block_rollups_stored;
