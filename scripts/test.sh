@@ -26,6 +26,10 @@ if [ ! -d viz/web/node_modules/playwright-core ]; then
   (cd viz/web && npm ci --no-audit --no-fund)
 fi
 
+# A test run builds from scratch on CI: incremental state would only double the disk it needs
+# (a clean run once filled a CI machine's disk). Set CARGO_INCREMENTAL=1 to keep it locally.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 
