@@ -142,7 +142,8 @@ impl Agent {
         let sender = Sender::new(
             SenderConfig::from_config(&config, &host_id, labels, config.connector()?),
             shared.clone(),
-        );
+        )
+        .map_err(|e| AgentError::config("brokers", e.to_string()))?;
 
         let hard_stop = CancellationToken::new();
         let collect = collect_loop(

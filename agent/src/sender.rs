@@ -1,7 +1,9 @@
 //! Streams buffered snapshots to brokers over gRPC with acknowledgements (SPEC S2).
 //!
-//! Broker choice: every configured broker is probed with the gRPC health service and tried in
-//! order of round-trip time, unhealthy ones last; after a full cycle they are probed again.
+//! Broker choice: every configured broker is probed with the gRPC health service (the shared
+//! peer pool, `ringwatch_net::peers`, dialling a connection per use: an agent keeps no idle
+//! connection to the brokers it is not streaming to) and tried in order of round-trip time,
+//! unhealthy ones last; after a full cycle they are probed again.
 //! On a stream the agent sends `Register` first, then batches with increasing `seq`, at most
 //! `max_in_flight` unacknowledged, and a `Heartbeat` every `heartbeat` period. An `Ack` removes
 //! the batch's snapshots from the buffer (those it lists as refused are counted as dropped,
@@ -13,20 +15,17 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringwatch_net::client::Connector;
+use ringwatch_core::NodeId;
+use ringwatch_net::client::{ClientError, Connector};
+use ringwatch_net::peers::{Connections, PeerError, PeerPool};
 use ringwatch_proto::ingest_client::IngestClient;
 use ringwatch_proto::{
     AgentMessage, Batch, BrokerMessage, Heartbeat, Register, agent_message, broker_message,
 };
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
 use crate::backoff::Backoff;
 use crate::collect::now_ms;
@@ -93,9 +92,7 @@ impl SenderConfig {
 #[derive(Debug, thiserror::Error)]
 enum StreamError {
     #[error("{0}")]
-    Endpoint(#[source] ringwatch_net::client::ClientError),
-    #[error("connect failed: {0}")]
-    Connect(#[source] tonic::transport::Error),
+    Connect(#[from] PeerError),
     #[error("{0} timed out")]
     Timeout(&'static str),
     #[error("broker answered {0}")]
@@ -121,12 +118,23 @@ struct InFlight {
 pub struct Sender {
     config: SenderConfig,
     shared: Arc<SharedBuffer>,
+    brokers: PeerPool,
 }
 
 impl Sender {
-    /// A sender draining `shared`.
-    pub fn new(config: SenderConfig, shared: Arc<SharedBuffer>) -> Self {
-        Sender { config, shared }
+    /// A sender draining `shared`; fails on a broker URL that is not one.
+    pub fn new(config: SenderConfig, shared: Arc<SharedBuffer>) -> Result<Self, ClientError> {
+        let brokers = PeerPool::from_urls(
+            &config.brokers,
+            &config.connector,
+            Connections::PerUse,
+            config.connect_timeout,
+        )?;
+        Ok(Sender {
+            config,
+            shared,
+            brokers,
+        })
     }
 
     /// Streams until `shutdown` is cancelled and everything buffered is acknowledged, or
@@ -147,19 +155,13 @@ impl Sender {
     }
 
     async fn run_inner(&self, shutdown: &CancellationToken, backoff: &mut Backoff) {
-        let mut order: VecDeque<String> = VecDeque::new();
+        let mut order: VecDeque<NodeId> = VecDeque::new();
         loop {
             if shutdown.is_cancelled() && self.shared.with(|b| b.is_empty()) {
                 return;
             }
             if order.is_empty() {
-                order = probe(
-                    &self.config.brokers,
-                    &self.config.connector,
-                    self.config.connect_timeout,
-                )
-                .await
-                .into();
+                order = self.brokers.probe().await.into();
                 tracing::debug!(?order, "broker order by health and latency");
             }
             let Some(broker) = order.pop_front() else {
@@ -171,6 +173,7 @@ impl Sender {
                 Ok(()) => return,
                 Err(e) => {
                     self.shared.metrics.reconnects.inc();
+                    self.brokers.mark_failed(&broker, e.to_string());
                     let delay = backoff.next_delay();
                     tracing::warn!(%broker, error = %e, retry_in = ?delay, "broker stream failed");
                     if shutdown.is_cancelled() {
@@ -190,25 +193,12 @@ impl Sender {
     /// One stream to `broker`; returns `Ok` only when drained after shutdown.
     async fn stream(
         &self,
-        broker: &str,
+        broker: &NodeId,
         shutdown: &CancellationToken,
         backoff: &mut Backoff,
     ) -> Result<(), StreamError> {
         let timeout = self.config.connect_timeout;
-        let endpoint = self
-            .config
-            .connector
-            .endpoint(broker)
-            .map_err(StreamError::Endpoint)?
-            .connect_timeout(timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10));
-        let channel = tokio::time::timeout(timeout, endpoint.connect())
-            .await
-            .map_err(|_| StreamError::Timeout("connect"))?
-            .map_err(StreamError::Connect)?;
-        let mut client = IngestClient::new(self.config.connector.channel(channel));
+        let mut client = IngestClient::new(self.brokers.connect(broker).await?);
         let (tx, rx) = mpsc::channel(self.config.max_in_flight + 2);
         let register = AgentMessage {
             body: Some(agent_message::Body::Register(self.config.register.clone())),
@@ -390,84 +380,6 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
-/// Probes every broker's gRPC health service (`Check` with service "") and returns them
-/// ordered by round-trip time, unhealthy ones last (in configuration order).
-pub async fn probe(brokers: &[String], connector: &Connector, timeout: Duration) -> Vec<String> {
-    probe_rtt(brokers, connector, timeout)
-        .await
-        .into_iter()
-        .map(|(b, _)| b)
-        .collect()
-}
-
-/// As [`probe`], with each broker's round-trip time (`None`: unhealthy or unreachable).
-pub async fn probe_rtt(
-    brokers: &[String],
-    connector: &Connector,
-    timeout: Duration,
-) -> Vec<(String, Option<Duration>)> {
-    let mut set = JoinSet::new();
-    for (i, broker) in brokers.iter().enumerate() {
-        let broker = broker.clone();
-        let connector = connector.clone();
-        set.spawn(async move {
-            let start = Instant::now();
-            let healthy = tokio::time::timeout(timeout, probe_one(&broker, &connector, timeout))
-                .await
-                .unwrap_or(false);
-            (i, broker, healthy.then(|| start.elapsed()))
-        });
-    }
-    let mut results = Vec::with_capacity(brokers.len());
-    while let Some(r) = set.join_next().await {
-        match r {
-            Ok(r) => results.push(r),
-            Err(e) => tracing::warn!(error = %e, "broker probe task failed"),
-        }
-    }
-    // Healthy by latency first, then unhealthy in configuration order.
-    results.sort_by_key(|(i, _, rtt)| (rtt.is_none(), rtt.unwrap_or_default(), *i));
-    for (_, broker, rtt) in &results {
-        tracing::debug!(%broker, ?rtt, healthy = rtt.is_some(), "broker probed");
-    }
-    results.into_iter().map(|(_, b, rtt)| (b, rtt)).collect()
-}
-
-async fn probe_one(broker: &str, connector: &Connector, timeout: Duration) -> bool {
-    let endpoint = match connector.endpoint(broker) {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::debug!(%broker, error = %e, "cannot probe");
-            return false;
-        }
-    };
-    let channel: Channel = match endpoint
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .connect()
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!(%broker, error = %e, "probe connect failed");
-            return false;
-        }
-    };
-    let mut client = HealthClient::new(channel);
-    match client
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-    {
-        Ok(r) => r.into_inner().status == ServingStatus::Serving as i32,
-        Err(e) => {
-            tracing::debug!(%broker, error = %e, "health check failed");
-            false
-        }
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -628,7 +540,9 @@ pub(crate) mod tests {
         let shutdown = CancellationToken::new();
         let hard_stop = CancellationToken::new();
         let task = tokio::spawn(
-            Sender::new(sender_config(addr), shared.clone()).run(shutdown.clone(), hard_stop),
+            Sender::new(sender_config(addr), shared.clone())
+                .expect("sender")
+                .run(shutdown.clone(), hard_stop),
         );
         wait_until("the buffer to empty", || shared.with(|b| b.is_empty())).await;
         let m = &shared.metrics;
@@ -698,6 +612,7 @@ pub(crate) mod tests {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(
             Sender::new(sender_config(addr), shared.clone())
+                .expect("sender")
                 .run(shutdown.clone(), CancellationToken::new()),
         );
         let m = &shared.metrics;
@@ -729,6 +644,7 @@ pub(crate) mod tests {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(
             Sender::new(sender_config(addr), shared.clone())
+                .expect("sender")
                 .run(shutdown.clone(), CancellationToken::new()),
         );
         let m = &shared.metrics;
@@ -757,24 +673,27 @@ pub(crate) mod tests {
         };
         let stop = CancellationToken::new();
         let live = serve(TestBroker::default(), stop.clone()).await;
-        let order = probe(
-            &[format!("http://{dead}"), format!("http://{live}")],
+        let urls = [format!("http://{dead}"), format!("http://{live}")];
+        let pool = PeerPool::from_urls(
+            &urls,
             &Connector::plain(),
+            Connections::PerUse,
             Duration::from_secs(1),
         )
-        .await;
-        assert_eq!(
-            order,
-            vec![format!("http://{live}"), format!("http://{dead}")]
-        );
+        .expect("pool");
+        let order: Vec<String> = pool.probe().await.iter().map(|id| id.to_string()).collect();
+        assert_eq!(order, [urls[1].clone(), urls[0].clone()]);
 
         let shared = shared_with(1);
         let mut cfg = sender_config(dead);
         cfg.connect_timeout = Duration::from_millis(500);
         let shutdown = CancellationToken::new();
         let hard_stop = CancellationToken::new();
-        let task =
-            tokio::spawn(Sender::new(cfg, shared.clone()).run(shutdown.clone(), hard_stop.clone()));
+        let task = tokio::spawn(
+            Sender::new(cfg, shared.clone())
+                .expect("sender")
+                .run(shutdown.clone(), hard_stop.clone()),
+        );
         wait_until("a reconnect", || shared.metrics.reconnects.get() >= 1).await;
         assert_eq!(shared.metrics.connected.get(), 0);
         assert_eq!(

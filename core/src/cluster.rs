@@ -11,10 +11,13 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::ring::Ring;
 
 /// A member's place in the ring.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum MemberState {
     Joining,
     Active,
@@ -36,7 +39,7 @@ impl MemberState {
 }
 
 /// One broker of the cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub id: String,
     /// Where agents, viz and peers reach its gRPC services.
@@ -47,7 +50,8 @@ pub struct Member {
 }
 
 /// A change to the view: what the control plane commits.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
 pub enum Change {
     /// A new broker (or one that left, back under its id): joining.
     Join {
@@ -82,12 +86,49 @@ pub enum ClusterError {
     Exists(String),
 }
 
-/// The members and the ring derived from them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The members and the ring derived from them. Serialised as its members, vnodes and epoch
+/// (the ring is made again from them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "ViewData", from = "ViewData")]
 pub struct ClusterView {
     vnodes: u32,
     members: BTreeMap<String, Member>,
     ring: Ring,
+}
+
+/// A view as it is stored: the ring is derived.
+#[derive(Serialize, Deserialize)]
+struct ViewData {
+    vnodes: u32,
+    epoch: u64,
+    members: Vec<Member>,
+}
+
+impl From<ClusterView> for ViewData {
+    fn from(v: ClusterView) -> ViewData {
+        ViewData {
+            vnodes: v.vnodes,
+            epoch: v.ring.epoch(),
+            members: v.members.into_values().collect(),
+        }
+    }
+}
+
+impl From<ViewData> for ClusterView {
+    fn from(d: ViewData) -> ClusterView {
+        let members: BTreeMap<String, Member> =
+            d.members.into_iter().map(|m| (m.id.clone(), m)).collect();
+        let active = members
+            .values()
+            .filter(|m| m.state == MemberState::Active)
+            .map(|m| m.id.clone());
+        let ring = Ring::new(d.epoch, active, d.vnodes);
+        ClusterView {
+            vnodes: d.vnodes,
+            members,
+            ring,
+        }
+    }
 }
 
 impl ClusterView {
@@ -302,5 +343,32 @@ mod tests {
         };
         assert_eq!(v.apply(forced), Ok(true));
         assert!(v.ring().is_empty());
+    }
+
+    #[test]
+    fn a_view_stored_and_read_back_is_the_same_view_with_the_same_ring() {
+        let mut v = ClusterView::single("b0", "b0:9000", "b0:9001", 50);
+        for c in [
+            join("b1"),
+            Change::Activate { id: "b1".into() },
+            join("b2"),
+            Change::MarkDown { id: "b0".into() },
+        ] {
+            v.apply(c).unwrap();
+        }
+        let json = serde_json::to_string(&v).unwrap();
+        let back: ClusterView = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, v);
+        assert_eq!(back.epoch(), 3);
+        assert_eq!(ids(&back), vec!["b1"]);
+        assert_eq!(back.member("b2").unwrap().state, MemberState::Joining);
+        // Changes travel through the Raft log as JSON too.
+        let c = Change::Remove {
+            id: "b0".into(),
+            force: true,
+        };
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(json, r#"{"change":"remove","id":"b0","force":true}"#);
+        assert_eq!(serde_json::from_str::<Change>(&json).unwrap(), c);
     }
 }

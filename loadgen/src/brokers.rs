@@ -1,7 +1,8 @@
 //! Which broker a simulated host streams to, and over which connection.
 //!
-//! Brokers are probed with the agent's own health probe (`ringwatch_agent::sender::probe_rtt`)
-//! and ordered as the agent orders them: healthy by round-trip time, unhealthy last. The probe
+//! Brokers are probed with the peer pool the agent uses (`ringwatch_net::peers`, a connection
+//! per probe as an agent dials) and ordered as the agent orders them: healthy by round-trip
+//! time, unhealthy last. The probe
 //! result is shared by every host for a second, so a fleet reconnecting at once probes once,
 //! not once per host. Hosts spread over the healthy brokers (host `h` starts at healthy broker
 //! `h mod n`), as a fleet whose nodes sit nearer different brokers does.
@@ -14,6 +15,7 @@
 use std::time::Duration;
 
 use ringwatch_net::client::{ClientError, Connector, GrpcChannel};
+use ringwatch_net::peers::{Connections, PeerPool};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
@@ -28,6 +30,8 @@ pub struct Brokers {
     shared: Vec<Vec<Channel>>,
     connect_timeout: Duration,
     connector: Connector,
+    /// The brokers probed for health and round trip.
+    pool: PeerPool,
     /// The last probe: when, and broker indices healthy first (by RTT), with how many are healthy.
     probed: Mutex<Option<(Instant, Vec<usize>, usize)>>,
 }
@@ -65,7 +69,9 @@ impl Brokers {
         } else {
             Vec::new()
         };
+        let pool = PeerPool::from_urls(&urls, &connector, Connections::PerUse, connect_timeout)?;
         Ok(Brokers {
+            pool,
             urls,
             endpoints,
             shared,
@@ -86,17 +92,14 @@ impl Brokers {
             .as_ref()
             .is_some_and(|(at, _, _)| at.elapsed() < PROBE_TTL);
         if !fresh {
-            let results = ringwatch_agent::sender::probe_rtt(
-                &self.urls,
-                &self.connector,
-                self.connect_timeout,
-            )
-            .await;
-            let healthy = results.iter().filter(|(_, rtt)| rtt.is_some()).count();
-            let order: Vec<usize> = results
+            let order: Vec<usize> = self
+                .pool
+                .probe()
+                .await
                 .iter()
-                .filter_map(|(u, _)| self.urls.iter().position(|x| x == u))
+                .filter_map(|id| self.urls.iter().position(|u| u == id.as_str()))
                 .collect();
+            let healthy = self.pool.healthy_count();
             *probed = Some((Instant::now(), order, healthy));
         }
         let Some((_, order, healthy)) = probed.as_ref() else {

@@ -6,7 +6,7 @@
 //! - [`grpc::incoming`] is the connection stream a tonic server is given (TLS optional).
 //! - [`grpc_auth`] checks the credential of every gRPC call; [`token`] mints and verifies
 //!   credentials; [`client`] is how clients reach brokers (TLS, credential); [`tls`] reads the
-//!   TLS material.
+//!   TLS material; [`peers`] is the pool of brokers every client keeps (health, order, fail-over).
 
 pub mod client;
 mod gate;
@@ -15,6 +15,7 @@ pub mod grpc_auth;
 pub mod http;
 mod idle;
 mod metrics;
+pub mod peers;
 mod throttle;
 pub mod tls;
 pub mod token;
