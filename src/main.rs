@@ -35,6 +35,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a broker: ingest, storage, query, admin HTTP.
@@ -83,7 +85,8 @@ enum Command {
     /// auth secret); prints it.
     BrokerToken {
         /// What it may do: ingest (agents, loadgen), query (viz, `query`, `verify`), peer
-        /// (another broker: both). Repeat for several.
+        /// (another broker: everything), admin (the cluster admin API: join, promote, drain,
+        /// remove; the operator). Repeat for several.
         #[arg(long = "role", value_enum, required = true)]
         roles: Vec<ringwatch_net::token::Role>,
         /// The brokers' secret file (the first secret in it signs).

@@ -221,6 +221,58 @@ pub struct Config {
     #[arg(long, env = "RINGWATCH_BROKER_AUTH_SECRET", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_secret: Option<String>,
+    /// Run the Raft control plane: this broker is one of a cluster that agrees on members, the
+    /// ring, the host registry and the cluster config (its log under <data-dir>/raft). Without
+    /// it the broker is a cluster of one.
+    #[arg(long, env = "RINGWATCH_BROKER_RAFT", default_value_t = false)]
+    pub raft: bool,
+    /// With --raft: when this broker belongs to no cluster yet, start one with it as the first
+    /// member (give it to exactly one broker; the others join through the admin API).
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_BOOTSTRAP",
+        default_value_t = false,
+        requires = "raft"
+    )]
+    pub bootstrap: bool,
+    /// The gRPC URL other brokers, agents and viz reach this broker at (default: http:// or,
+    /// with --tls-cert, https:// and the listen address; 0.0.0.0 becomes the node id).
+    #[arg(long, env = "RINGWATCH_BROKER_ADVERTISE_GRPC")]
+    pub advertise_grpc: Option<String>,
+    /// The admin HTTP address (host:port) other brokers and the operator reach this broker at
+    /// (default: the admin listen address; 0.0.0.0 becomes the node id).
+    #[arg(long, env = "RINGWATCH_BROKER_ADVERTISE_ADMIN")]
+    pub advertise_admin: Option<String>,
+    /// Raft heartbeat, in milliseconds.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_RAFT_HEARTBEAT_MS",
+        default_value_t = 500
+    )]
+    pub raft_heartbeat_ms: u64,
+    /// Raft's shortest election timeout, in milliseconds (the longest is twice it); above the
+    /// heartbeat.
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_RAFT_ELECTION_TIMEOUT_MS",
+        default_value_t = 1000
+    )]
+    pub raft_election_timeout_ms: u64,
+    /// How often the leader checks each broker's health, in milliseconds (at most 1000).
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_PEER_HEARTBEAT_MS",
+        default_value_t = 500
+    )]
+    pub peer_heartbeat_ms: u64,
+    /// A broker silent this long (milliseconds) is marked down: out of the ring, its hosts to
+    /// their next owners; still a voter until removed.
+    #[arg(long, env = "RINGWATCH_BROKER_DOWN_AFTER_MS", default_value_t = 3000)]
+    pub down_after_ms: u64,
+    /// A CA (PEM) that signed the other brokers' TLS certificates (default: --tls-client-ca,
+    /// else the public web roots).
+    #[arg(long, env = "RINGWATCH_BROKER_PEER_TLS_CA")]
+    pub peer_tls_ca: Option<PathBuf>,
     /// Where samples are stored.
     #[arg(
         long,
@@ -323,6 +375,15 @@ impl Default for Config {
             admin_listen: SocketAddr::from(([0, 0, 0, 0], 9097)),
             data_dir: PathBuf::from(".ringwatch/broker"),
             ephemeral: false,
+            raft: false,
+            bootstrap: false,
+            advertise_grpc: None,
+            advertise_admin: None,
+            raft_heartbeat_ms: 500,
+            raft_election_timeout_ms: 1000,
+            peer_heartbeat_ms: 500,
+            down_after_ms: 3000,
+            peer_tls_ca: None,
             retention_hours: 168,
             memory_limit_samples: 20_000_000,
             block_window_mins: 60,
@@ -432,6 +493,47 @@ impl Config {
             .is_some_and(|n| crate::validate::check_host_id(n).is_err())
         {
             return bad("node_id: 1–253 characters of [A-Za-z0-9._-]".into());
+        }
+        if self.raft && self.ephemeral {
+            return bad(
+                "raft: a cluster member keeps its Raft log on disk; drop --ephemeral".into(),
+            );
+        }
+        if self.bootstrap && !self.raft {
+            return bad("bootstrap: needs --raft".into());
+        }
+        if !(50..=60_000).contains(&self.raft_heartbeat_ms) {
+            return bad(format!(
+                "raft_heartbeat_ms: {} is out of range 50..=60000",
+                self.raft_heartbeat_ms
+            ));
+        }
+        if self.raft_election_timeout_ms <= self.raft_heartbeat_ms
+            || self.raft_election_timeout_ms > 300_000
+        {
+            return bad(format!(
+                "raft_election_timeout_ms: {} must exceed raft_heartbeat_ms ({}) and be at most 300000",
+                self.raft_election_timeout_ms, self.raft_heartbeat_ms
+            ));
+        }
+        if !(50..=1000).contains(&self.peer_heartbeat_ms) {
+            return bad(format!(
+                "peer_heartbeat_ms: {} is out of range 50..=1000",
+                self.peer_heartbeat_ms
+            ));
+        }
+        if self.down_after_ms < 2 * self.peer_heartbeat_ms || self.down_after_ms > 600_000 {
+            return bad(format!(
+                "down_after_ms: {} must be at least twice peer_heartbeat_ms ({}) and at most 600000",
+                self.down_after_ms, self.peer_heartbeat_ms
+            ));
+        }
+        if let Some(a) = &self.advertise_grpc
+            && !(a.starts_with("http://") || a.starts_with("https://"))
+        {
+            return bad(format!(
+                "advertise_grpc: {a:?} is not an http:// or https:// URL"
+            ));
         }
         if !(1..=24 * 3650).contains(&self.retention_hours) {
             return bad(format!(
@@ -640,6 +742,87 @@ impl Config {
                 .or_else(|| std::env::var("HOSTNAME").ok())
                 .unwrap_or_else(|| "broker-0".into())
         })
+    }
+
+    /// How the cluster reaches this broker (`grpc_addr` is the gRPC URL, `admin_addr` the
+    /// admin host:port), given the ports it bound.
+    pub fn advertised(&self, grpc: SocketAddr, admin: SocketAddr) -> (String, String) {
+        let node = self.resolved_node_id();
+        let host = |a: SocketAddr| {
+            if a.ip().is_unspecified() {
+                format!("{node}:{}", a.port())
+            } else {
+                a.to_string()
+            }
+        };
+        let scheme = if self.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let grpc_addr = self
+            .advertise_grpc
+            .clone()
+            .unwrap_or_else(|| format!("{scheme}://{}", host(grpc)));
+        let admin_addr = self.advertise_admin.clone().unwrap_or_else(|| host(admin));
+        (grpc_addr, admin_addr)
+    }
+
+    /// Raft's timings.
+    pub fn raft_timings(&self) -> crate::control::RaftTimings {
+        crate::control::RaftTimings {
+            heartbeat: Duration::from_millis(self.raft_heartbeat_ms),
+            election_timeout: Duration::from_millis(self.raft_election_timeout_ms),
+        }
+    }
+
+    /// Failure detection's timings.
+    pub fn detection(&self) -> crate::control::Detection {
+        crate::control::Detection {
+            every: Duration::from_millis(self.peer_heartbeat_ms),
+            down_after: Duration::from_millis(self.down_after_ms),
+        }
+    }
+
+    /// How this broker reaches its peers: TLS (trusting --peer-tls-ca, else --tls-client-ca;
+    /// its own certificate as client identity when the peers ask for one) and, with auth on,
+    /// a peer credential minted from its own secret.
+    pub fn peer_connector(
+        &self,
+        secrets: Option<&[String]>,
+    ) -> Result<ringwatch_net::client::Connector, BrokerError> {
+        use ringwatch_net::client::{Bearer, BrokerClientConfig, Connector};
+        let mutual = self.tls_client_ca.is_some();
+        let client = BrokerClientConfig {
+            tls_ca: self
+                .peer_tls_ca
+                .clone()
+                .or_else(|| self.tls_client_ca.clone()),
+            tls_cert: mutual.then(|| self.tls_cert.clone()).flatten(),
+            tls_key: mutual.then(|| self.tls_key.clone()).flatten(),
+            ..BrokerClientConfig::default()
+        };
+        let bad = |e: ringwatch_net::client::ClientError| {
+            BrokerError::Config(format!("peer connections: {e}"))
+        };
+        let connector = if self.tls_cert.is_some() {
+            Connector::new(&client).map_err(bad)?
+        } else {
+            Connector::plain()
+        };
+        match secrets.and_then(|s| s.first()) {
+            Some(secret) => {
+                let bearer = Bearer::minted(
+                    secret,
+                    &self.resolved_node_id(),
+                    &[ringwatch_net::token::Role::Peer],
+                    Duration::from_secs(3600),
+                )
+                .map_err(bad)?;
+                Ok(connector.with_bearer(bearer))
+            }
+            None => Ok(connector),
+        }
     }
 
     pub fn retention(&self) -> Duration {

@@ -12,6 +12,7 @@ pub mod access;
 pub mod admin;
 pub mod capacity;
 pub mod config;
+pub mod control;
 pub mod error;
 mod failpoint;
 pub mod ingest;
@@ -210,6 +211,26 @@ async fn serve(
         live,
         shutdown: streams_done.clone(),
     };
+    let control = if config.raft {
+        let (grpc_url, admin_url) = config.advertised(grpc_addr, admin_addr);
+        let me = control::BrokerNode {
+            name: node_id.clone(),
+            grpc_addr: grpc_url,
+            admin_addr: admin_url,
+        };
+        let connector = config.peer_connector(security.secrets.as_deref())?;
+        let plane = control::ControlPlane::start(
+            &config.data_dir.join("raft"),
+            me,
+            config.raft_timings(),
+            connector,
+        )
+        .await
+        .map_err(|e| BrokerError::Config(format!("raft: {e}")))?;
+        Some(plane)
+    } else {
+        None
+    };
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<ringwatch_proto::ingest_server::IngestServer<ingest::IngestService>>()
@@ -235,6 +256,7 @@ async fn serve(
             metrics.auth.clone(),
         ))
         .add_service(health_service)
+        .add_optional_service(control.clone().map(control::RaftService::server))
         .add_service(
             ringwatch_proto::ingest_server::IngestServer::new(ingest)
                 .max_decoding_message_size(max),
@@ -273,6 +295,11 @@ async fn serve(
         serving: serving.clone(),
         rate: rate.clone(),
         retention: config.retention(),
+        control: control.clone(),
+        verifier: security
+            .secrets
+            .as_deref()
+            .map(ringwatch_net::token::Verifier::new),
     });
     capacity::log(
         &capacity::capacity(
@@ -358,6 +385,32 @@ async fn serve(
     serving.store(true, Ordering::Relaxed);
     let grpc_task = tokio::spawn(grpc_server);
     let admin_task = tokio::spawn(admin_server);
+    let detector = control.clone().map(|plane| {
+        tokio::spawn(control::detector::run(
+            plane,
+            config.detection(),
+            shutdown.clone(),
+        ))
+    });
+    if let Some(plane) = control.clone().filter(|_| config.bootstrap) {
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            // Until it works: the first election takes a moment, and a restart finds the
+            // cluster it already belongs to.
+            loop {
+                match plane.bootstrap().await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cluster bootstrap not done yet; retrying")
+                    }
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        });
+    }
 
     shutdown.cancelled().await;
     serving.store(false, Ordering::Relaxed);
@@ -382,6 +435,12 @@ async fn serve(
     };
     let _ = tokio::time::timeout(Duration::from_secs(5), admin_task).await;
     let _ = capacity_task.await;
+    if let Some(d) = detector {
+        let _ = d.await;
+    }
+    if let Some(plane) = &control {
+        plane.shutdown().await;
+    }
     shared.flush().await?;
     tracing::info!("broker stopped; store flushed");
     grpc_result

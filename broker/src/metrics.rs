@@ -55,6 +55,13 @@ pub struct BrokerMetrics {
     store_write_retries: Counter,
     store_write_failures: Counter,
     store_blocks: Gauge,
+    /// Admin API requests refused for their credential, by reason.
+    admin_refused: Family<Labels1, Counter>,
+    raft_term: Gauge,
+    raft_is_leader: Gauge,
+    raft_last_applied: Gauge,
+    ring_epoch: Gauge,
+    cluster_members: Family<Labels1, Gauge>,
     store_block_bytes: Gauge,
     store_block_cache_bytes: Gauge,
     store_block_cache_lookups: Family<Labels1, Counter>,
@@ -111,6 +118,12 @@ impl BrokerMetrics {
             store_write_retries: Counter::default(),
             store_write_failures: Counter::default(),
             store_blocks: Gauge::default(),
+            admin_refused: Family::default(),
+            raft_term: Gauge::default(),
+            raft_is_leader: Gauge::default(),
+            raft_last_applied: Gauge::default(),
+            ring_epoch: Gauge::default(),
+            cluster_members: Family::default(),
             store_block_bytes: Gauge::default(),
             store_block_cache_bytes: Gauge::default(),
             store_block_cache_lookups: Family::default(),
@@ -131,6 +144,32 @@ impl BrokerMetrics {
         };
         m.listen.register(&mut r);
         m.auth.register(&mut r);
+        r.register(
+            "admin_requests_refused",
+            "Admin API requests refused for their credential, by reason",
+            m.admin_refused.clone(),
+        );
+        r.register("raft_term", "This broker's Raft term", m.raft_term.clone());
+        r.register(
+            "raft_is_leader",
+            "1 while this broker leads the Raft cluster",
+            m.raft_is_leader.clone(),
+        );
+        r.register(
+            "raft_last_applied_index",
+            "The last Raft log index this broker applied",
+            m.raft_last_applied.clone(),
+        );
+        r.register(
+            "ring_epoch",
+            "The ring's epoch as this broker applied it",
+            m.ring_epoch.clone(),
+        );
+        r.register(
+            "cluster_members",
+            "Cluster members by ring state, as this broker applied them",
+            m.cluster_members.clone(),
+        );
         r.register(
             "batches_received",
             "Ingest batches received",
@@ -321,6 +360,33 @@ impl BrokerMetrics {
         self.snapshots_stored.inc_by(out.stored as u64);
         self.samples_stored.inc_by(out.samples);
         self.snapshots_duplicate.inc_by(out.duplicates as u64);
+    }
+
+    /// Counts an admin request refused for its credential.
+    pub fn admin_refused(&self, reason: &'static str) {
+        self.admin_refused
+            .get_or_create(&[("reason", reason)])
+            .inc();
+    }
+
+    /// The control plane's figures, read now.
+    pub fn set_cluster(
+        &self,
+        raft: &crate::control::RaftStatus,
+        state: &crate::control::ControlState,
+    ) {
+        self.raft_term.set(raft.term as i64);
+        self.raft_is_leader.set(i64::from(raft.role == "leader"));
+        self.raft_last_applied
+            .set(raft.last_applied.map_or(-1, |i| i as i64));
+        self.ring_epoch.set(state.view.epoch() as i64);
+        use ringwatch_core::MemberState::*;
+        for s in [Joining, Active, Draining, Down, Left] {
+            let n = state.view.members().filter(|m| m.state == s).count();
+            self.cluster_members
+                .get_or_create(&[("state", s.as_str())])
+                .set(n as i64);
+        }
     }
 
     /// Prometheus text, with store figures read now.

@@ -92,6 +92,8 @@ pub enum ClientError {
     TokenText,
     #[error("--broker-tls-cert and --broker-tls-key go together")]
     HalfIdentity,
+    #[error("cannot mint a credential: {0}")]
+    Mint(String),
 }
 
 /// Builds endpoints and channels to brokers from a [`BrokerClientConfig`], checked once.
@@ -161,6 +163,12 @@ impl Connector {
         }
     }
 
+    /// The same TLS settings with `bearer` as the credential.
+    pub fn with_bearer(mut self, bearer: Bearer) -> Connector {
+        self.bearer = bearer;
+        self
+    }
+
     /// `channel` with the credential attached to every call.
     pub fn channel(&self, channel: Channel) -> GrpcChannel {
         InterceptedService::new(channel, self.bearer.clone())
@@ -173,9 +181,16 @@ pub struct Bearer {
     source: Option<Arc<Source>>,
 }
 
-#[derive(Debug)]
 enum Source {
     Fixed(AsciiMetadataValue),
+    /// Minted here from a signing secret, and again once half its lifetime has passed.
+    Minted {
+        secret: String,
+        subject: String,
+        roles: Vec<crate::token::Role>,
+        ttl: Duration,
+        cached: Mutex<(Instant, AsciiMetadataValue)>,
+    },
     File {
         path: PathBuf,
         cached: Mutex<(Instant, AsciiMetadataValue)>,
@@ -200,9 +215,44 @@ fn read_token(path: &PathBuf) -> Result<AsciiMetadataValue, ClientError> {
     header(&text)
 }
 
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Fixed(_) => f.write_str("Fixed(<redacted>)"),
+            Source::Minted { subject, roles, .. } => f
+                .debug_struct("Minted")
+                .field("subject", subject)
+                .field("roles", roles)
+                .finish_non_exhaustive(),
+            Source::File { path, .. } => f.debug_struct("File").field("path", path).finish(),
+        }
+    }
+}
+
 impl Bearer {
     pub fn none() -> Bearer {
         Bearer { source: None }
+    }
+
+    /// Credentials minted from `secret` for `subject` with `roles`, each valid for `ttl` and
+    /// minted again once half of it has passed (a broker's credential to its peers).
+    pub fn minted(
+        secret: &str,
+        subject: &str,
+        roles: &[crate::token::Role],
+        ttl: Duration,
+    ) -> Result<Bearer, ClientError> {
+        let token = crate::token::mint(secret, subject, roles, ttl)
+            .map_err(|e| ClientError::Mint(e.to_string()))?;
+        Ok(Bearer {
+            source: Some(Arc::new(Source::Minted {
+                secret: secret.to_string(),
+                subject: subject.to_string(),
+                roles: roles.to_vec(),
+                ttl,
+                cached: Mutex::new((Instant::now(), header(&token)?)),
+            })),
+        })
     }
 
     pub fn new(token: Option<String>, file: Option<PathBuf>) -> Result<Bearer, ClientError> {
@@ -225,6 +275,25 @@ impl Bearer {
     fn value(&self) -> Option<AsciiMetadataValue> {
         match self.source.as_deref()? {
             Source::Fixed(v) => Some(v.clone()),
+            Source::Minted {
+                secret,
+                subject,
+                roles,
+                ttl,
+                cached,
+            } => {
+                let mut c = cached.lock().unwrap_or_else(|p| p.into_inner());
+                if c.0.elapsed() >= *ttl / 2 {
+                    match crate::token::mint(secret, subject, roles, *ttl)
+                        .map_err(|e| ClientError::Mint(e.to_string()))
+                        .and_then(|t| header(&t))
+                    {
+                        Ok(v) => *c = (Instant::now(), v),
+                        Err(e) => tracing::warn!(error = %e, "keeping the last peer credential"),
+                    }
+                }
+                Some(c.1.clone())
+            }
             Source::File { path, cached } => {
                 let mut c = cached.lock().unwrap_or_else(|p| p.into_inner());
                 if c.0.elapsed() >= TOKEN_REREAD {

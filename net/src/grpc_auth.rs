@@ -115,7 +115,7 @@ impl Check {
 }
 
 /// The bearer token of `headers`: `Ok(None)` when there is no authorization header.
-fn bearer(headers: &http::HeaderMap) -> Result<Option<&str>, TokenError> {
+pub fn bearer(headers: &http::HeaderMap) -> Result<Option<&str>, TokenError> {
     let Some(value) = headers.get(http::header::AUTHORIZATION) else {
         return Ok(None);
     };

@@ -46,6 +46,8 @@ pub enum Role {
     Query,
     /// Another broker: everything.
     Peer,
+    /// Changes the cluster through a broker's admin API (join, promote, drain, remove).
+    Admin,
 }
 
 impl Role {
@@ -54,6 +56,7 @@ impl Role {
             Role::Ingest => "ingest",
             Role::Query => "query",
             Role::Peer => "peer",
+            Role::Admin => "admin",
         }
     }
 }

@@ -359,6 +359,64 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     http_get_with(addr, path, &[])
 }
 
+/// A request with `method`, headers and a JSON body over plain HTTP/1.0; returns (status,
+/// body).
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n{body}",
+        body.len()
+    )
+    .expect("write request");
+    let mut resp = String::new();
+    // A server may answer (and close) before reading a body it refuses.
+    let _ = s.read_to_string(&mut resp);
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A broker credential with `role`, minted by the real CLI (`ringwatch broker-token`).
+pub fn broker_token(secret: &str, role: &str) -> String {
+    let out = Command::new(BIN)
+        .args([
+            "broker-token",
+            "--role",
+            role,
+            "--auth-secret",
+            secret,
+            "--subject",
+            "tester",
+        ])
+        .output()
+        .expect("run ringwatch broker-token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// GET with extra request headers, e.g. `("Authorization", "Bearer …")`.
 pub fn http_get_with(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));

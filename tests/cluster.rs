@@ -1,0 +1,320 @@
+//! A broker cluster of real processes on loopback: three brokers with `--raft` form a cluster
+//! through the admin API (the first bootstraps; the others join as learners and are promoted,
+//! one through a follower that forwards to the leader), agree on members and ring, refuse bad
+//! and unauthorised requests without changing anything, elect a new leader when the leader is
+//! killed with SIGKILL (which marks the dead one down: out of the ring, still a voter), and take
+//! the old leader back from its disk into the ring once it has caught up.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const SECRET: &str = "cluster-test-secret-of-thirty-two-bytes-or-more";
+
+fn cluster(admin: &str) -> Value {
+    let (status, body) = http_get(admin, "/api/cluster");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("json")
+}
+
+fn states(c: &Value) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = c["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_str().unwrap_or_default().to_string(),
+                m["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+struct Member {
+    proc: Proc,
+    id: String,
+    grpc: String,
+    admin: String,
+}
+
+fn member(id: &str, base: &std::path::Path, extra: &[&str]) -> Member {
+    let (grpc, admin) = (free_addr(), free_addr());
+    let mut args = vec![
+        "--node-id",
+        id,
+        "--raft",
+        "--auth-secret",
+        SECRET,
+        "--raft-heartbeat-ms",
+        "200",
+        "--raft-election-timeout-ms",
+        "800",
+        "--peer-heartbeat-ms",
+        "200",
+        "--down-after-ms",
+        "1500",
+    ];
+    args.extend_from_slice(extra);
+    let proc = broker_on(&grpc, &admin, &base.join(id), &args);
+    Member {
+        proc,
+        id: id.into(),
+        grpc: format!("http://{grpc}"),
+        admin,
+    }
+}
+
+fn post(admin: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| vec![("Authorization", a)])
+        .unwrap_or_default();
+    http_request(admin, "POST", path, &headers, body)
+}
+
+fn join_body(m: &Member) -> String {
+    serde_json::json!({"id": m.id, "grpc_addr": m.grpc, "admin_addr": m.admin}).to_string()
+}
+
+#[test]
+fn three_brokers_form_a_raft_cluster_refuse_bad_changes_and_survive_a_killed_leader() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let b0 = member("broker-0", tmp.path(), &["--bootstrap"]);
+    let b1 = member("broker-1", tmp.path(), &[]);
+    let b2 = member("broker-2", tmp.path(), &[]);
+    let admin_token = broker_token(SECRET, "admin");
+    let query_token = broker_token(SECRET, "query");
+
+    wait_for(
+        "broker-0 to bootstrap and be ready",
+        Duration::from_secs(20),
+        || (http_get(&b0.admin, "/ready").0 == 200).then_some(()),
+    );
+    let c = cluster(&b0.admin);
+    assert_eq!(c["mode"], "raft");
+    assert_eq!(c["leader"], "broker-0");
+    assert_eq!(c["ring_epoch"], 1);
+    // Not a member yet: not ready, and the reason says why.
+    let (status, body) = http_get(&b1.admin, "/ready");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("not a member") || body.contains("leader"),
+        "{body}"
+    );
+
+    // Without a credential, or with one of another role, nothing changes.
+    let (status, body) = post(&b0.admin, "/api/cluster/join", None, &join_body(&b1));
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("credential"), "{body}");
+    let (status, body) = post(
+        &b0.admin,
+        "/api/cluster/join",
+        Some(&query_token),
+        &join_body(&b1),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(states(&cluster(&b0.admin)).len(), 1);
+    let refused = metric(
+        &scrape(&b0.admin),
+        "ringwatch_broker_admin_requests_refused_total",
+    );
+    assert!(refused >= 2.0, "refusals counted: {refused}");
+
+    // Bad input: a 4xx with the reason, nothing changes.
+    for (body, want) in [
+        ("{not json", 400),
+        (r#"{"id": "broker-9"}"#, 400),
+        (
+            r#"{"id": "b 9", "grpc_addr": "http://127.0.0.1:1", "admin_addr": "x:1"}"#,
+            400,
+        ),
+        (
+            r#"{"id": "b9", "grpc_addr": "ftp://x", "admin_addr": "x:1"}"#,
+            400,
+        ),
+    ] {
+        let (status, answer) = post(&b0.admin, "/api/cluster/join", Some(&admin_token), body);
+        assert_eq!(status, want, "{body}: {answer}");
+        assert!(answer.contains("error"), "{answer}");
+    }
+    let big = format!(r#"{{"id": "{}"}}"#, "x".repeat(64 << 10));
+    let (status, _) = post(&b0.admin, "/api/cluster/join", Some(&admin_token), &big);
+    assert_eq!(status, 413);
+    let (status, body) = post(
+        &b0.admin,
+        "/api/cluster/members/broker-9/promote",
+        Some(&admin_token),
+        "",
+    );
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(states(&cluster(&b0.admin)).len(), 1);
+
+    // The others join through the leader, as learners.
+    for m in [&b1, &b2] {
+        let (status, body) = post(
+            &b0.admin,
+            "/api/cluster/join",
+            Some(&admin_token),
+            &join_body(m),
+        );
+        assert_eq!(status, 200, "{body}");
+        // Asking again is answered the same and changes nothing.
+        let (status, body) = post(
+            &b0.admin,
+            "/api/cluster/join",
+            Some(&admin_token),
+            &join_body(m),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    let c = cluster(&b0.admin);
+    assert_eq!(c["ring_epoch"], 1, "joining members own nothing yet");
+    assert_eq!(
+        states(&c),
+        [
+            ("broker-0".into(), "active".into()),
+            ("broker-1".into(), "joining".into()),
+            ("broker-2".into(), "joining".into())
+        ]
+    );
+    // Promotions through a follower are forwarded to the leader.
+    wait_for(
+        "broker-2 to know the leader",
+        Duration::from_secs(10),
+        || (cluster(&b2.admin)["leader"] == "broker-0").then_some(()),
+    );
+    for id in ["broker-1", "broker-2"] {
+        let path = format!("/api/cluster/members/{id}/promote");
+        let (status, body) = post(&b2.admin, &path, Some(&admin_token), "");
+        assert_eq!(status, 200, "{body}");
+    }
+    for m in [&b0, &b1, &b2] {
+        wait_for(
+            "every broker to apply the same ring",
+            Duration::from_secs(10),
+            || {
+                let c = cluster(&m.admin);
+                (c["ring_epoch"] == 3 && states(&c).iter().all(|(_, s)| s == "active"))
+                    .then_some(())
+            },
+        );
+        wait_for("every broker ready", Duration::from_secs(10), || {
+            (http_get(&m.admin, "/ready").0 == 200).then_some(())
+        });
+    }
+    let c = cluster(&b1.admin);
+    assert_eq!(c["leader"], "broker-0");
+    assert_eq!(c["raft"]["voters"].as_array().map(Vec::len), Some(3));
+    let roles: Vec<&str> = c["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m["role"].as_str())
+        .collect();
+    assert_eq!(
+        roles.iter().filter(|r| **r == "leader").count(),
+        1,
+        "{roles:?}"
+    );
+    let text = scrape(&b1.admin);
+    assert_eq!(metric(&text, "ringwatch_broker_ring_epoch"), 3.0);
+    assert_eq!(
+        metric(&text, "ringwatch_broker_cluster_members{state=\"active\""),
+        3.0
+    );
+    // Removing an active member without drain or force is refused; a bad query too.
+    let (status, body) = http_request(
+        &b0.admin,
+        "DELETE",
+        "/api/cluster/members/broker-2",
+        &[("Authorization", &format!("Bearer {admin_token}"))],
+        "",
+    );
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = http_request(
+        &b0.admin,
+        "DELETE",
+        "/api/cluster/members/broker-2?force=maybe",
+        &[("Authorization", &format!("Bearer {admin_token}"))],
+        "",
+    );
+    assert_eq!(status, 400, "{body}");
+
+    // Raft's RPCs need the peer role, and a payload that is not Raft's is refused with a reason.
+    block_on(async {
+        use ringwatch_proto::RaftPayload;
+        use ringwatch_proto::raft_client::RaftClient;
+        let channel = tonic::transport::Endpoint::from_shared(b1.grpc.clone())
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let mut client = RaftClient::new(channel);
+        let payload = || RaftPayload {
+            json: b"{\"garbage\": true}".to_vec(),
+        };
+        let mut req = tonic::Request::new(payload());
+        let ingest = broker_token(SECRET, "ingest");
+        req.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {ingest}").parse().expect("header"),
+        );
+        let e = client.vote(req).await.expect_err("an agent's credential");
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+        let mut req = tonic::Request::new(payload());
+        let peer = broker_token(SECRET, "peer");
+        req.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {peer}").parse().expect("header"),
+        );
+        let e = client.append_entries(req).await.expect_err("garbage");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("append-entries"), "{e:?}");
+    });
+
+    // The leader dies: the other two elect one of themselves.
+    let mut b0 = b0;
+    b0.proc.kill9();
+    let leader = wait_for("a new leader", Duration::from_secs(20), || {
+        let (c1, c2) = (cluster(&b1.admin), cluster(&b2.admin));
+        let l = c1["leader"].as_str()?.to_string();
+        (l != "broker-0" && c2["leader"] == l.as_str()).then_some(l)
+    });
+    let c = cluster(&b1.admin);
+    assert!(c["term"].as_u64() > Some(1), "{c}");
+    // Down is not removal: broker-0 stays a voter. The cluster still takes changes.
+    assert_eq!(c["raft"]["voters"].as_array().map(Vec::len), Some(3));
+    let (status, body) = post(
+        &b1.admin,
+        "/api/cluster/members/broker-2/drain",
+        Some(&admin_token),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    wait_for("broker-2 draining on both", Duration::from_secs(10), || {
+        let ok = [&b1, &b2].iter().all(|m| {
+            let c = cluster(&m.admin);
+            c["ring_epoch"] == 4
+                && states(&c).contains(&("broker-2".to_string(), "draining".to_string()))
+        });
+        ok.then_some(())
+    });
+
+    // The old leader comes back from its disk at its address and catches up.
+    b0.proc.restart();
+    wait_for("broker-0 to catch up", Duration::from_secs(20), || {
+        let c = cluster(&b0.admin);
+        (c["ring_epoch"] == 4 && c["leader"] == leader.as_str()).then_some(())
+    });
+    assert_eq!(states(&cluster(&b0.admin)), states(&cluster(&b1.admin)));
+    for mut m in [b0, b1, b2] {
+        assert!(m.proc.terminate(), "{} stops cleanly on SIGTERM", m.id);
+    }
+}
