@@ -15,11 +15,13 @@ pub mod config;
 pub mod control;
 pub mod error;
 mod failpoint;
+pub mod forward;
 pub mod ingest;
 pub mod legacy;
 pub mod live;
 pub mod memory;
 pub mod metrics;
+pub mod peer_service;
 pub mod query;
 pub mod router;
 pub mod store;
@@ -173,13 +175,50 @@ async fn serve(
     let metrics = Arc::new(BrokerMetrics::new());
     let serving = Arc::new(AtomicBool::new(false));
 
+    let control = if config.raft {
+        let (grpc_url, admin_url) = config.advertised(grpc_addr, admin_addr);
+        let me = control::BrokerNode {
+            name: node_id.clone(),
+            grpc_addr: grpc_url,
+            admin_addr: admin_url,
+        };
+        let connector = config.peer_connector(security.secrets.as_deref())?;
+        let plane = control::ControlPlane::start(
+            &config.data_dir.join("raft"),
+            me,
+            config.raft_timings(),
+            connector,
+        )
+        .await
+        .map_err(|e| BrokerError::Config(format!("raft: {e}")))?;
+        Some(plane)
+    } else {
+        None
+    };
     let live = Arc::new(live::Live::new());
-    let router = Arc::new(router::Router::new(
+    let mut router = router::Router::new(
         node_id.clone(),
         shared.clone(),
         live.clone(),
         metrics.clone(),
-    ));
+    );
+    if let Some(plane) = &control {
+        router = router.with_cluster(router::Cluster {
+            state: plane.subscribe(),
+            peers: forward::Peers::new(plane.clone(), Duration::from_secs(10)),
+            control: plane.clone(),
+        });
+    }
+    let router = Arc::new(router);
+    let peer_service = control.as_ref().map(|_| {
+        peer_service::PeerService {
+            router: router.clone(),
+            max_snapshots: config.query_max_snapshots,
+            max_cells: config.query_max_cells,
+            max_batch_snapshots: config.max_batch_snapshots,
+        }
+        .server()
+    });
     let streams_done = CancellationToken::new();
     let limits = validate::Limits {
         max_batch_snapshots: config.max_batch_snapshots,
@@ -211,26 +250,6 @@ async fn serve(
         live,
         shutdown: streams_done.clone(),
     };
-    let control = if config.raft {
-        let (grpc_url, admin_url) = config.advertised(grpc_addr, admin_addr);
-        let me = control::BrokerNode {
-            name: node_id.clone(),
-            grpc_addr: grpc_url,
-            admin_addr: admin_url,
-        };
-        let connector = config.peer_connector(security.secrets.as_deref())?;
-        let plane = control::ControlPlane::start(
-            &config.data_dir.join("raft"),
-            me,
-            config.raft_timings(),
-            connector,
-        )
-        .await
-        .map_err(|e| BrokerError::Config(format!("raft: {e}")))?;
-        Some(plane)
-    } else {
-        None
-    };
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<ringwatch_proto::ingest_server::IngestServer<ingest::IngestService>>()
@@ -257,6 +276,7 @@ async fn serve(
         ))
         .add_service(health_service)
         .add_optional_service(control.clone().map(control::RaftService::server))
+        .add_optional_service(peer_service)
         .add_service(
             ringwatch_proto::ingest_server::IngestServer::new(ingest)
                 .max_decoding_message_size(max),

@@ -55,6 +55,12 @@ pub struct BrokerMetrics {
     store_write_retries: Counter,
     store_write_failures: Counter,
     store_blocks: Gauge,
+    /// Batches forwarded to their owner, by result (stored, retried, failed), in snapshots.
+    forwarded: Family<Labels1, Counter>,
+    /// Seconds a forward to the owner took.
+    pub forward_seconds: Histogram,
+    /// Reads answered without a broker that did not answer (its part missing).
+    pub partial_reads: Counter,
     /// Admin API requests refused for their credential, by reason.
     admin_refused: Family<Labels1, Counter>,
     raft_term: Gauge,
@@ -119,6 +125,9 @@ impl BrokerMetrics {
             store_write_failures: Counter::default(),
             store_blocks: Gauge::default(),
             admin_refused: Family::default(),
+            forwarded: Family::default(),
+            forward_seconds: latency(),
+            partial_reads: Counter::default(),
             raft_term: Gauge::default(),
             raft_is_leader: Gauge::default(),
             raft_last_applied: Gauge::default(),
@@ -144,6 +153,21 @@ impl BrokerMetrics {
         };
         m.listen.register(&mut r);
         m.auth.register(&mut r);
+        r.register(
+            "forwarded_snapshots",
+            "Snapshots of batches forwarded to their owner broker, by result (stored, retried, failed)",
+            m.forwarded.clone(),
+        );
+        r.register(
+            "forward_seconds",
+            "Seconds a forward to the owner broker took",
+            m.forward_seconds.clone(),
+        );
+        r.register(
+            "partial_reads",
+            "Reads answered without a broker that did not answer (what it holds is missing)",
+            m.partial_reads.clone(),
+        );
         r.register(
             "admin_requests_refused",
             "Admin API requests refused for their credential, by reason",
@@ -360,6 +384,13 @@ impl BrokerMetrics {
         self.snapshots_stored.inc_by(out.stored as u64);
         self.samples_stored.inc_by(out.samples);
         self.snapshots_duplicate.inc_by(out.duplicates as u64);
+    }
+
+    /// Counts `n` snapshots forwarded with `result`.
+    pub fn forwarded(&self, result: &'static str, n: usize) {
+        self.forwarded
+            .get_or_create(&[("result", result)])
+            .inc_by(n as u64);
     }
 
     /// Counts an admin request refused for its credential.

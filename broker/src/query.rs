@@ -30,7 +30,7 @@ pub struct QueryService {
     pub(crate) shutdown: tokio_util::sync::CancellationToken,
 }
 
-fn check_patterns(names: &[String]) -> Result<(), Status> {
+pub(crate) fn check_patterns(names: &[String]) -> Result<(), Status> {
     if names.len() > MAX_NAME_PATTERNS {
         return Err(Status::invalid_argument(format!(
             "{} metric names; at most {MAX_NAME_PATTERNS}",
@@ -155,7 +155,7 @@ pub const MAX_BUCKETS: i64 = 100_000;
 
 /// A range's step: 0 (raw rows) or a whole number of rollup minutes, at most
 /// [`MAX_BUCKETS`] buckets over the range.
-fn check_step(step_ms: i64, start_ms: i64, end_ms: i64) -> Result<(), Status> {
+pub(crate) fn check_step(step_ms: i64, start_ms: i64, end_ms: i64) -> Result<(), Status> {
     let minute = crate::store::rollup::ROLLUP_MS;
     if step_ms == 0 {
         return Ok(());

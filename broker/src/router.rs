@@ -1,22 +1,48 @@
 //! The node layer every service goes through: writes, registration, heartbeats and reads of a
-//! host, and the reads of every host (latest, hosts). Today one broker owns every host, so each
-//! goes to the local store; the consistent-hash ring slots in here: look up the owners of a
-//! host, serve locally if this broker is one, forward to the others, and scatter-gather the
-//! reads of every host.
+//! host, and the reads of every host (latest, hosts). A broker alone (no `--raft`) owns every
+//! host. In a cluster the ring of the applied control-plane state names each host's owner: its
+//! writes, registration and heartbeats go there (forwarded over `Peer.Forward` when that is
+//! another broker, and answered only once the owner has stored them; a failed forward is
+//! tried again after 1, 2 and 4 s at whoever owns the host then, and after that the batch is
+//! not acknowledged, so the agent keeps it); a host's range is asked of every broker that owned
+//! it within the range (the ring's epochs) and merged; latest and hosts ask every broker and
+//! merge. The `*_local` calls are what a peer asks of this broker's own store.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
-use ringwatch_proto::{RangeChunk, Snapshot};
+use ringwatch_core::{Member, MemberState};
+use ringwatch_proto::{ForwardRequest, RangeChunk, RangeRequest, Register, Snapshot};
+use tokio::sync::watch;
 
+use crate::control::{ControlOp, ControlPlane, ControlState};
+use crate::forward::Peers;
 use crate::live::Live;
 use crate::metrics::BrokerMetrics;
+use crate::store::frame::Frame;
 use crate::store::{AnyStore, HostRecord, RangeQuery, Store, StoreError, StoreStats, WriteOutcome};
+
+/// Back-off between forwards of a batch whose owner did not answer.
+const FORWARD_RETRIES: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+];
+
+/// A cluster member's view for routing.
+pub struct Cluster {
+    pub state: watch::Receiver<Arc<ControlState>>,
+    pub peers: Peers,
+    pub control: Arc<ControlPlane>,
+}
 
 pub struct Router {
     node_id: String,
     store: Arc<AnyStore>,
     live: Arc<Live>,
     metrics: Arc<BrokerMetrics>,
+    cluster: Option<Cluster>,
 }
 
 impl Router {
@@ -31,7 +57,27 @@ impl Router {
             store,
             live,
             metrics,
+            cluster: None,
         }
+    }
+
+    /// Routes by the cluster's ring.
+    pub fn with_cluster(mut self, cluster: Cluster) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// The applied control-plane state (a cluster member only).
+    fn state(&self) -> Option<Arc<ControlState>> {
+        self.cluster.as_ref().map(|c| c.state.borrow().clone())
+    }
+
+    /// `host_id`'s owner when it is another broker (`None`: this one, or no cluster, or an
+    /// empty ring).
+    fn remote_owner(&self, host_id: &str) -> Option<Member> {
+        let state = self.state()?;
+        let owner = state.view.owners(host_id, 1).into_iter().next()?;
+        (owner.id != self.node_id).then(|| owner.clone())
     }
 
     /// This broker's id (spans carry it, so a request can be followed across brokers).
@@ -40,13 +86,84 @@ impl Router {
     }
 
     /// The broker that owns `host_id`'s series.
-    pub fn owner_of(&self, _host_id: &str) -> &str {
-        &self.node_id
+    pub fn owner_of(&self, host_id: &str) -> String {
+        self.remote_owner(host_id)
+            .map_or_else(|| self.node_id.clone(), |m| m.id)
     }
 
-    /// Stores one host's batch at its owner(s); returns once it is stored, after publishing
-    /// it to live subscribers.
+    /// Stores one host's batch at its owner; returns once it is stored (and published to the
+    /// owner's live subscribers).
     pub async fn write(&self, snapshots: Vec<Snapshot>) -> Result<WriteOutcome, StoreError> {
+        let Some(host) = snapshots.first().map(|s| s.host_id.clone()) else {
+            return self.write_local(snapshots).await;
+        };
+        if self.remote_owner(&host).is_none() {
+            return self.write_local(snapshots).await;
+        }
+        let req = ForwardRequest {
+            host_id: host.clone(),
+            snapshots,
+            ..ForwardRequest::default()
+        };
+        match self.forward(&host, req, true).await? {
+            Forwarded::Stored(out) => Ok(out),
+            Forwarded::Mine(req) => self.write_local(req.snapshots).await,
+        }
+    }
+
+    /// Sends `req` to `host`'s owner; with `retry`, again after 1, 2 and 4 s (at whoever owns
+    /// the host then). When the ring says this broker owns it after all, hands `req` back.
+    async fn forward(
+        &self,
+        host: &str,
+        mut req: ForwardRequest,
+        retry: bool,
+    ) -> Result<Forwarded, StoreError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(Forwarded::Mine(req));
+        };
+        let mut delays = FORWARD_RETRIES.iter();
+        loop {
+            let Some(owner) = self.remote_owner(host) else {
+                return Ok(Forwarded::Mine(req));
+            };
+            req.ring_epoch = cluster.state.borrow().view.epoch();
+            let started = std::time::Instant::now();
+            let outcome = cluster.peers.forward(&owner, req.clone()).await;
+            self.metrics
+                .forward_seconds
+                .observe(started.elapsed().as_secs_f64());
+            match outcome {
+                Ok(reply) => {
+                    self.metrics.forwarded("stored", req.snapshots.len());
+                    return Ok(Forwarded::Stored(crate::forward::outcome(reply)));
+                }
+                Err(status) => {
+                    let next = if retry && ringwatch_net::peers::retryable(&status) {
+                        delays.next()
+                    } else {
+                        None
+                    };
+                    let Some(delay) = next else {
+                        self.metrics.forwarded("failed", req.snapshots.len());
+                        tracing::warn!(%host, owner = %owner.id, error = %status.message(), "forward to the owner failed; not acknowledged");
+                        return Err(StoreError::Unavailable(format!(
+                            "the owner of {host} ({}) did not take it: {}",
+                            owner.id,
+                            status.message()
+                        )));
+                    };
+                    self.metrics.forwarded("retried", req.snapshots.len());
+                    tracing::debug!(%host, owner = %owner.id, error = %status.message(), retry_in = ?delay, "forward failed; retrying");
+                    tokio::time::sleep(*delay).await;
+                }
+            }
+        }
+    }
+
+    /// Stores one host's batch here; returns once it is stored, after publishing it to live
+    /// subscribers.
+    pub async fn write_local(&self, snapshots: Vec<Snapshot>) -> Result<WriteOutcome, StoreError> {
         let started = std::time::Instant::now();
         let out = self.store.write(&snapshots).await;
         self.metrics
@@ -65,33 +182,253 @@ impl Router {
         Ok(out)
     }
 
-    /// Registers (or updates) a host at its owner.
+    /// Registers (or updates) a host at its owner, and in the cluster's registry when its
+    /// labels or agent version changed there.
     pub async fn register(&self, host: HostRecord) -> Result<(), StoreError> {
+        if let (Some(cluster), Some(state)) = (&self.cluster, self.state())
+            && state.host_differs(&host.host_id, &host.labels, &host.agent_version)
+        {
+            let control = cluster.control.clone();
+            let op = ControlOp::Register {
+                host_id: host.host_id.clone(),
+                labels: host.labels.clone(),
+                agent_version: host.agent_version.clone(),
+            };
+            // The registry follows; a registration does not wait for Raft.
+            tokio::spawn(async move {
+                if let Err(e) = control.execute(op).await {
+                    tracing::debug!(error = %e, "host registry entry not written yet");
+                }
+            });
+        }
+        if self.remote_owner(&host.host_id).is_none() {
+            return self.store.register(host).await;
+        }
+        let req = ForwardRequest {
+            host_id: host.host_id.clone(),
+            register: Some(Register {
+                host_id: host.host_id.clone(),
+                labels: host.labels.clone().into_iter().collect(),
+                agent_version: host.agent_version.clone(),
+                interval_ms: host.interval_ms,
+            }),
+            touch_ms: host.last_seen_ms,
+            ..ForwardRequest::default()
+        };
+        match self.forward(&host.host_id, req, true).await? {
+            Forwarded::Stored(_) => Ok(()),
+            Forwarded::Mine(_) => self.store.register(host).await,
+        }
+    }
+
+    /// Registers a host here (a peer forwarded it).
+    pub async fn register_local(&self, host: HostRecord) -> Result<(), StoreError> {
         self.store.register(host).await
     }
 
     /// A heartbeat of a host, at its owner.
     pub async fn touch(&self, host_id: &str, at_ms: i64) -> Result<(), StoreError> {
+        if self.remote_owner(host_id).is_none() {
+            return self.store.touch(host_id, at_ms).await;
+        }
+        let req = ForwardRequest {
+            host_id: host_id.to_string(),
+            touch_ms: at_ms,
+            ..ForwardRequest::default()
+        };
+        match self.forward(host_id, req, false).await? {
+            Forwarded::Stored(_) => Ok(()),
+            Forwarded::Mine(_) => self.store.touch(host_id, at_ms).await,
+        }
+    }
+
+    /// A heartbeat recorded here (a peer forwarded it).
+    pub async fn touch_local(&self, host_id: &str, at_ms: i64) -> Result<(), StoreError> {
         self.store.touch(host_id, at_ms).await
     }
 
-    /// One host's range, from its owner.
+    /// Every broker that owned `host_id` at some time in `[start, end]` (by the ring's
+    /// epochs), and its owner now.
+    fn owners_between(
+        &self,
+        state: &ControlState,
+        host_id: &str,
+        start: i64,
+        end: i64,
+    ) -> Vec<Member> {
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        for epoch in state.epochs_between(start, end) {
+            let ring = ringwatch_core::Ring::new(
+                epoch.epoch,
+                epoch.members.iter().cloned(),
+                state.view.ring().vnodes(),
+            );
+            if let Some(o) = ring.owners(host_id, 1).first() {
+                names.insert(o.to_string());
+            }
+        }
+        if let Some(o) = state.view.owners(host_id, 1).first() {
+            names.insert(o.id.clone());
+        }
+        names
+            .into_iter()
+            .filter_map(|n| state.view.member(&n).cloned())
+            .collect()
+    }
+
+    /// One host's range: from every broker that owned it within the range, merged.
     pub async fn range(&self, q: RangeQuery) -> Result<Vec<RangeChunk>, StoreError> {
+        let (Some(cluster), Some(state)) = (&self.cluster, self.state()) else {
+            return self.store.range(q).await;
+        };
+        let owners = self.owners_between(&state, &q.host_id, q.start_ms, q.end_ms);
+        if owners.iter().all(|m| m.id == self.node_id) {
+            return self.store.range(q).await;
+        }
+        let request = RangeRequest {
+            host_id: q.host_id.clone(),
+            start_ms: q.start_ms,
+            end_ms: q.end_ms,
+            metric_names: q.metric_names.clone(),
+            limit: u32::try_from(q.limit).unwrap_or(u32::MAX),
+            sparse_ok: q.sparse_ok,
+            step_ms: q.step_ms,
+        };
+        let mut answers = Vec::new();
+        let mut failed = Vec::new();
+        for m in &owners {
+            let r = if m.id == self.node_id {
+                self.store.range(q.clone()).await.map_err(|e| e.to_string())
+            } else {
+                cluster
+                    .peers
+                    .range(m, request.clone())
+                    .await
+                    .map_err(|s| s.message().to_string())
+            };
+            match r {
+                Ok(chunks) => answers.push(chunks),
+                Err(e) => failed.push(format!("{}: {e}", m.id)),
+            }
+        }
+        if answers.is_empty() {
+            return Err(StoreError::Unavailable(format!(
+                "no broker holding {} answered ({})",
+                q.host_id,
+                failed.join("; ")
+            )));
+        }
+        if !failed.is_empty() {
+            // The rest is answered; what the silent brokers hold is missing until they return.
+            self.metrics.partial_reads.inc();
+            tracing::warn!(host = %q.host_id, missing = %failed.join("; "), "range answered without every owner");
+        }
+        if answers.len() == 1 {
+            return Ok(answers.pop().unwrap_or_default());
+        }
+        let frames = answers.iter().map(|c| Frame::from_chunks(c)).collect();
+        Ok(Frame::merge(frames).into_chunks(q.limit, q.max_cells, q.sparse_ok))
+    }
+
+    /// One host's range from this broker's own store (a peer asks).
+    pub async fn range_local(&self, q: RangeQuery) -> Result<Vec<RangeChunk>, StoreError> {
         self.store.range(q).await
     }
 
-    /// One host's registry entry, from its owner.
+    /// One host's registry entry: here, else the cluster's registry.
     pub async fn host(&self, host_id: &str) -> Result<Option<HostRecord>, StoreError> {
-        self.store.host(host_id).await
+        if let Some(h) = self.store.host(host_id).await? {
+            return Ok(Some(h));
+        }
+        Ok(self.state().and_then(|s| {
+            s.hosts.get(host_id).map(|e| HostRecord {
+                host_id: host_id.to_string(),
+                labels: e.labels.clone(),
+                agent_version: e.agent_version.clone(),
+                interval_ms: 0,
+                last_seen_ms: e.first_seen_ms,
+            })
+        }))
     }
 
-    /// The newest snapshot of every host (every owner's, merged).
+    /// The other brokers a fan-out asks: every member not left nor down.
+    fn others(&self) -> Vec<Member> {
+        self.state()
+            .map(|s| {
+                s.view
+                    .members()
+                    .filter(|m| m.id != self.node_id)
+                    .filter(|m| !matches!(m.state, MemberState::Left | MemberState::Down))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The newest snapshot of every host (every broker's, merged: the newest of each host).
     pub async fn latest(&self, metric_names: &[String]) -> Result<Vec<Snapshot>, StoreError> {
+        let mine = self.store.latest(metric_names).await?;
+        let Some(cluster) = &self.cluster else {
+            return Ok(mine);
+        };
+        let others = self.others();
+        let asks = others.iter().map(|m| cluster.peers.latest(m, metric_names));
+        let mut newest: BTreeMap<String, Snapshot> = BTreeMap::new();
+        let answers = futures_util::future::join_all(asks).await;
+        for (m, a) in others.iter().zip(answers) {
+            match a {
+                Ok(snaps) => merge_latest(&mut newest, snaps),
+                Err(e) => {
+                    self.metrics.partial_reads.inc();
+                    tracing::warn!(broker = %m.id, error = %e.message(), "latest answered without this broker");
+                }
+            }
+        }
+        merge_latest(&mut newest, mine);
+        Ok(newest.into_values().collect())
+    }
+
+    /// The newest snapshot of every host this broker's store holds (a peer asks).
+    pub async fn latest_local(&self, metric_names: &[String]) -> Result<Vec<Snapshot>, StoreError> {
         self.store.latest(metric_names).await
     }
 
-    /// Every registered host (every owner's, merged).
+    /// Every registered host (every broker's, merged: each host once, seen last where it was
+    /// seen last).
     pub async fn hosts(&self) -> Result<Vec<HostRecord>, StoreError> {
+        let mine = self.store.hosts().await?;
+        let Some(cluster) = &self.cluster else {
+            return Ok(mine);
+        };
+        let others = self.others();
+        let answers =
+            futures_util::future::join_all(others.iter().map(|m| cluster.peers.hosts(m))).await;
+        let mut hosts: BTreeMap<String, HostRecord> = BTreeMap::new();
+        let mut add = |records: Vec<HostRecord>| {
+            for r in records {
+                match hosts.get(&r.host_id) {
+                    Some(h) if h.last_seen_ms >= r.last_seen_ms => {}
+                    _ => {
+                        hosts.insert(r.host_id.clone(), r);
+                    }
+                }
+            }
+        };
+        add(mine);
+        for (m, a) in others.iter().zip(answers) {
+            match a {
+                Ok(records) => add(records),
+                Err(e) => {
+                    self.metrics.partial_reads.inc();
+                    tracing::warn!(broker = %m.id, error = %e.message(), "hosts answered without this broker");
+                }
+            }
+        }
+        Ok(hosts.into_values().collect())
+    }
+
+    /// Every host this broker's store holds (a peer asks).
+    pub async fn hosts_local(&self) -> Result<Vec<HostRecord>, StoreError> {
         self.store.hosts().await
     }
 
@@ -102,5 +439,24 @@ impl Router {
 
     pub fn stats(&self) -> StoreStats {
         self.store.stats()
+    }
+}
+
+/// A forward's outcome.
+enum Forwarded {
+    Stored(WriteOutcome),
+    /// The ring moved: this broker owns the host now.
+    Mine(ForwardRequest),
+}
+
+/// Keeps the newest snapshot of each host.
+fn merge_latest(newest: &mut BTreeMap<String, Snapshot>, snaps: Vec<Snapshot>) {
+    for s in snaps {
+        match newest.get(&s.host_id) {
+            Some(n) if n.timestamp_ms >= s.timestamp_ms => {}
+            _ => {
+                newest.insert(s.host_id.clone(), s);
+            }
+        }
     }
 }

@@ -11,7 +11,7 @@ mod block;
 mod blocks;
 mod chunk;
 pub mod embedded;
-mod frame;
+pub(crate) mod frame;
 pub mod keys;
 mod redis_compact;
 pub mod redis_conn;
