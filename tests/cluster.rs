@@ -385,7 +385,10 @@ fn a_cluster_routes_every_host_to_its_owner_and_loses_nothing_when_an_owner_is_k
     });
     // What broker-2 acknowledged before it died is on its disk: missing while it is down ...
     let (ok, report) = verify(&lg.ledger, &urls[..2]);
-    assert!(!ok && n(&report, "lost") > 0, "broker-2 owned hosts: {report}");
+    assert!(
+        !ok && n(&report, "lost") > 0,
+        "broker-2 owned hosts: {report}"
+    );
     assert_eq!(n(&report, "duplicates"), 0, "{report}");
     assert_eq!(n(&report, "wrong_values"), 0, "{report}");
 
