@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::forward::MAX_PEER_MESSAGE;
 use crate::router::Router;
-use crate::store::{HostRecord, RangeQuery};
+use crate::store::HostRecord;
 use crate::validate;
 
 pub struct PeerService {
@@ -88,31 +88,9 @@ impl Peer for PeerService {
         &self,
         req: Request<RangeRequest>,
     ) -> Result<Response<Self::LocalRangeStream>, Status> {
-        let q = req.into_inner();
-        validate::check_host_id(&q.host_id).map_err(|r| r.status())?;
-        if q.start_ms > q.end_ms {
-            return Err(Status::invalid_argument("start_ms is after end_ms"));
-        }
-        crate::query::check_patterns(&q.metric_names)?;
-        crate::query::check_step(q.step_ms, q.start_ms, q.end_ms)?;
-        let limit = match q.limit as usize {
-            0 => self.max_snapshots,
-            n => n.min(self.max_snapshots),
-        };
-        let chunks = self
-            .router
-            .range_local(RangeQuery {
-                host_id: q.host_id,
-                start_ms: q.start_ms,
-                end_ms: q.end_ms,
-                metric_names: q.metric_names,
-                limit,
-                max_cells: self.max_cells,
-                sparse_ok: q.sparse_ok,
-                step_ms: q.step_ms,
-            })
-            .await
-            .map_err(Status::from)?;
+        let query =
+            crate::query::range_query(req.into_inner(), self.max_snapshots, self.max_cells)?;
+        let chunks = self.router.range_local(query).await.map_err(Status::from)?;
         Ok(Response::new(tokio_stream::iter(
             chunks.into_iter().map(Ok).collect::<Vec<_>>(),
         )))

@@ -102,52 +102,60 @@ impl QueryService {
     }
 
     async fn range_inner(&self, q: RangeRequest) -> Result<Vec<RangeChunk>, Status> {
-        validate::check_host_id(&q.host_id).map_err(|r| r.status())?;
-        if q.start_ms > q.end_ms {
-            return Err(Status::invalid_argument(format!(
-                "start_ms {} is after end_ms {}",
-                q.start_ms, q.end_ms
-            )));
-        }
-        check_patterns(&q.metric_names)?;
-        let limit = match q.limit as usize {
-            0 => self.max_snapshots,
-            n if n > self.max_snapshots => {
-                return Err(Status::invalid_argument(format!(
-                    "limit {n} is above the maximum {}",
-                    self.max_snapshots
-                )));
-            }
-            n => n,
-        };
-        check_step(q.step_ms, q.start_ms, q.end_ms)?;
-        let chunks = self
-            .router
-            .range(RangeQuery {
-                host_id: q.host_id.clone(),
-                start_ms: q.start_ms,
-                end_ms: q.end_ms,
-                metric_names: q.metric_names,
-                limit,
-                max_cells: self.max_cells,
-                sparse_ok: q.sparse_ok,
-                step_ms: q.step_ms,
-            })
-            .await
-            .map_err(Status::from)?;
+        let host_id = q.host_id.clone();
+        let query = range_query(q, self.max_snapshots, self.max_cells)?;
+        let chunks = self.router.range(query).await.map_err(Status::from)?;
         if chunks.is_empty() {
             let known = self
                 .router
-                .host(&q.host_id)
+                .host(&host_id)
                 .await
                 .map_err(Status::from)?
                 .is_some();
             if !known {
-                return Err(Status::not_found(format!("unknown host {:?}", q.host_id)));
+                return Err(Status::not_found(format!("unknown host {host_id:?}")));
             }
         }
         Ok(chunks)
     }
+}
+
+/// A range request checked (host id, bounds, name patterns, limit, step) and made a store
+/// query: `limit` 0 asks for `max_snapshots`, more is refused; answers carry at most
+/// `max_cells` values. Shared by the Query service and the peers' local reads.
+pub(crate) fn range_query(
+    q: RangeRequest,
+    max_snapshots: usize,
+    max_cells: usize,
+) -> Result<RangeQuery, Status> {
+    validate::check_host_id(&q.host_id).map_err(|r| r.status())?;
+    if q.start_ms > q.end_ms {
+        return Err(Status::invalid_argument(format!(
+            "start_ms {} is after end_ms {}",
+            q.start_ms, q.end_ms
+        )));
+    }
+    check_patterns(&q.metric_names)?;
+    let limit = match q.limit as usize {
+        0 => max_snapshots,
+        n if n > max_snapshots => {
+            return Err(Status::invalid_argument(format!(
+                "limit {n} is above the maximum {max_snapshots}"
+            )));
+        }
+        n => n,
+    };
+    check_step(q.step_ms, q.start_ms, q.end_ms)?;
+    Ok(RangeQuery {
+        host_id: q.host_id,
+        start_ms: q.start_ms,
+        end_ms: q.end_ms,
+        metric_names: q.metric_names,
+        limit,
+        max_cells,
+        sparse_ok: q.sparse_ok,
+        step_ms: q.step_ms,
+    })
 }
 
 /// Most buckets a rollup read may ask for.
