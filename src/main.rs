@@ -138,6 +138,15 @@ enum Command {
 }
 
 fn init_logging(filter: &str, format: &str) -> anyhow::Result<()> {
+    // openraft logs every failed replication to a peer that is down at ERROR, twice a second;
+    // the broker's failure detection says it once (`broker silent: marking it down`). Its own
+    // errors still show; name openraft in the filter to see more.
+    let filter = if filter.contains("openraft") {
+        filter.to_string()
+    } else {
+        format!("{filter},openraft=error,openraft::replication=off")
+    };
+    let filter = filter.as_str();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
         .with_context(|| format!("bad log filter {filter:?}"))?;

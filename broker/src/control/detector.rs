@@ -5,8 +5,9 @@
 //! heard from again is marked up (`joining`: it owns nothing yet) and, once its log matches the
 //! leader's, active again. A learner that never was promoted is left for the admin API.
 //!
-//! A new leader starts every member's clock afresh, so a broker that died with the old leader
-//! is marked down `down_after` after the election.
+//! A new leader starts every member's clock afresh, except the leader before it: the election
+//! itself says that one went silent for an election timeout, so it gets only a short grace
+//! (`PREVIOUS_LEADER_GRACE`) to answer a health check before it is marked down.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,6 +42,9 @@ impl Default for Detection {
     }
 }
 
+/// How long a new leader waits for the leader before it to answer, before marking it down.
+const PREVIOUS_LEADER_GRACE: Duration = Duration::from_secs(1);
+
 struct Watched {
     grpc_addr: String,
     channel: Option<GrpcChannel>,
@@ -50,6 +54,9 @@ struct Watched {
 /// Runs until `shutdown`.
 pub async fn run(plane: Arc<ControlPlane>, detection: Detection, shutdown: CancellationToken) {
     let mut watched: HashMap<String, Watched> = HashMap::new();
+    // The leader this broker followed last, while it was not leading.
+    let mut previous_leader: Option<String> = None;
+    let mut leading = false;
     let mut tick = tokio::time::interval(detection.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -59,8 +66,14 @@ pub async fn run(plane: Arc<ControlPlane>, detection: Detection, shutdown: Cance
         }
         if !plane.is_leader() {
             watched.clear();
+            leading = false;
+            if let Some(l) = plane.status().leader {
+                previous_leader = Some(l);
+            }
             continue;
         }
+        let just_elected = !leading;
+        leading = true;
         let state = plane.state();
         let me = plane.me().name.clone();
         let members: Vec<(String, String, MemberState)> = state
@@ -72,10 +85,17 @@ pub async fn run(plane: Arc<ControlPlane>, detection: Detection, shutdown: Cance
         watched.retain(|id, _| members.iter().any(|(m, _, _)| m == id));
         let now = Instant::now();
         for (id, grpc_addr, _) in &members {
+            let was_leader = just_elected && previous_leader.as_deref() == Some(id.as_str());
             let w = watched.entry(id.clone()).or_insert_with(|| Watched {
                 grpc_addr: String::new(),
                 channel: None,
-                last_heard: now,
+                last_heard: if was_leader {
+                    (now + PREVIOUS_LEADER_GRACE)
+                        .checked_sub(detection.down_after)
+                        .unwrap_or(now)
+                } else {
+                    now
+                },
             });
             if w.grpc_addr != *grpc_addr || w.channel.is_none() {
                 let node = BrokerNode {
