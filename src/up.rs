@@ -14,10 +14,14 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
-    /// Broker gRPC address.
+    /// How many brokers: more than one form a Raft cluster (the first starts it, the others
+    /// join and are promoted; hosts are spread over them by the ring). 1 with --ephemeral.
+    #[arg(long, default_value_t = 3)]
+    pub brokers: usize,
+    /// Broker gRPC address (of the first broker; the others take the next ports).
     #[arg(long, default_value = "127.0.0.1:9093")]
     pub grpc: SocketAddr,
-    /// Broker admin HTTP address.
+    /// Broker admin HTTP address (of the first broker; the others take the next ports).
     #[arg(long, default_value = "127.0.0.1:9097")]
     pub admin: SocketAddr,
     /// viz HTTP address (dashboard API).
@@ -122,32 +126,76 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
             })
             .unwrap_or_default()
     };
-    let broker_cfg = ringwatch_broker::Config {
-        listen: args.grpc,
-        admin_listen: args.admin,
-        data_dir: args.data_dir.clone(),
-        ephemeral: args.ephemeral,
-        node_id: Some("local-broker".into()),
-        store: if args.redis.is_some() {
-            StoreKind::Redis
+    let count = if args.ephemeral { 1 } else { args.brokers };
+    if count == 0 || count > 9 {
+        anyhow::bail!("--brokers {}: 1 to 9", args.brokers);
+    }
+    let cluster = count > 1;
+    let next = |a: SocketAddr, i: usize| {
+        if a.port() == 0 {
+            a
         } else {
-            StoreKind::Embedded
-        },
-        redis_urls: args.redis.iter().cloned().collect(),
-        max_connections: (files / 2).max(64),
-        admin_max_connections: 64,
-        tls_cert: security.as_ref().map(|s| s.ca.server_cert.clone()),
-        tls_key: security.as_ref().map(|s| s.ca.server_key.clone()),
-        auth_secret_file: security.as_ref().map(|s| s.auth_secret.clone()),
-        ..Default::default()
+            SocketAddr::new(a.ip(), a.port() + i as u16)
+        }
     };
-    let broker = ringwatch_broker::Broker::bind(broker_cfg).await?;
-    let grpc = broker.grpc_addr();
-    let admin = broker.admin_addr();
+    let mut brokers = Vec::with_capacity(count);
+    for i in 0..count {
+        let data_dir = if i == 0 {
+            args.data_dir.clone()
+        } else {
+            let mut name = args.data_dir.as_os_str().to_owned();
+            name.push(format!("-broker-{i}"));
+            PathBuf::from(name)
+        };
+        let broker_cfg = ringwatch_broker::Config {
+            listen: next(args.grpc, i),
+            admin_listen: next(args.admin, i),
+            data_dir,
+            ephemeral: args.ephemeral,
+            node_id: Some(if cluster {
+                format!("local-broker-{i}")
+            } else {
+                "local-broker".into()
+            }),
+            raft: cluster,
+            // form_cluster starts the cluster through the first broker.
+            bootstrap: false,
+            advertise_grpc: None,
+            store: if args.redis.is_some() {
+                StoreKind::Redis
+            } else {
+                StoreKind::Embedded
+            },
+            redis_urls: args.redis.iter().cloned().collect(),
+            max_connections: (files / 2 / count).max(64),
+            admin_max_connections: 64,
+            tls_cert: security.as_ref().map(|s| s.ca.server_cert.clone()),
+            tls_key: security.as_ref().map(|s| s.ca.server_key.clone()),
+            peer_tls_ca: security.as_ref().map(|s| s.ca.ca.clone()),
+            auth_secret_file: security.as_ref().map(|s| s.auth_secret.clone()),
+            ..Default::default()
+        };
+        brokers.push(ringwatch_broker::Broker::bind(broker_cfg).await?);
+    }
     let scheme = if security.is_some() { "https" } else { "http" };
-    let grpc_url = format!("{scheme}://{}", SocketAddr::new(dial, grpc.port()));
+    let urls: Vec<String> = brokers
+        .iter()
+        .map(|b| format!("{scheme}://{}", SocketAddr::new(dial, b.grpc_addr().port())))
+        .collect();
+    let grpc = brokers[0].grpc_addr();
+    let admin = brokers[0].admin_addr();
+    let grpc_url = urls[0].clone();
+    let planes: Vec<_> = brokers.iter().filter_map(|b| b.control()).collect();
+    let broker_token = CancellationToken::new();
+    let broker_tasks: Vec<_> = brokers
+        .into_iter()
+        .map(|b| tokio::spawn(b.run(broker_token.clone())))
+        .collect();
+    if let Some((first, rest)) = planes.split_first() {
+        form_cluster(first, rest).await?;
+    }
     let agent_cfg = ringwatch_agent::Config {
-        brokers: vec![grpc_url.clone()],
+        brokers: urls.clone(),
         broker_client: client(|s| &s.ingest_token),
         interval_secs: args.interval_secs,
         metrics_listen: args.agent_metrics,
@@ -158,7 +206,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     let agent_metrics = agent.metrics_addr();
     let viz_cfg = ringwatch_viz::Config {
         listen: args.viz,
-        brokers: vec![grpc_url.clone()],
+        brokers: urls.clone(),
         broker_client: client(|s| &s.query_token),
         quic_listen: args.quic,
         no_auth: args.jwt_secret.is_none() && args.jwt_secret_file.is_none(),
@@ -178,6 +226,12 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     println!("Ringwatch is up.");
     println!("  broker gRPC     {grpc_url}");
     println!("  broker admin    http://{admin}   (/health /ready /api/cluster /metrics)");
+    if cluster {
+        println!(
+            "  cluster         {count} brokers agreeing through Raft, hosts spread by the ring: {}",
+            urls.join(" ")
+        );
+    }
     println!("  store           {store}");
     println!(
         "  agent           host {host}, every {}s, /metrics at http://{agent_metrics}/metrics",
@@ -221,17 +275,54 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     }
     println!("Press Ctrl-C to stop.");
 
-    // The agent stops first (handing what it holds to the broker); then viz and the broker.
-    let broker_token = CancellationToken::new();
-    let broker_task = tokio::spawn(broker.run(broker_token.clone()));
+    // The agent stops first (handing what it holds to the brokers); then viz and the brokers.
     let viz_task = tokio::spawn(viz.run(broker_token.clone()));
     let agent_result = agent.run(shutdown).await;
     broker_token.cancel();
     let viz_result = viz_task.await?;
-    let broker_result = broker_task.await?;
+    let mut broker_result = Ok(());
+    for t in broker_tasks {
+        let r = t.await?;
+        if broker_result.is_ok() {
+            broker_result = r;
+        }
+    }
     agent_result?;
     viz_result?;
     broker_result?;
     println!("Ringwatch stopped.");
+    Ok(())
+}
+
+/// Forms the local cluster: `first` starts it (it was given --bootstrap), each of `rest` joins
+/// as a learner and is promoted once caught up. A restart finds them members already.
+async fn form_cluster(
+    first: &std::sync::Arc<ringwatch_broker::control::ControlPlane>,
+    rest: &[std::sync::Arc<ringwatch_broker::control::ControlPlane>],
+) -> anyhow::Result<()> {
+    use ringwatch_broker::control::ControlOp;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match first.bootstrap().await {
+            Ok(()) => break,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "waiting for the first broker to lead");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => anyhow::bail!("the local cluster did not start: {e}"),
+        }
+    }
+    for plane in rest {
+        let node = plane.me().clone();
+        let id = node.name.clone();
+        first
+            .execute(ControlOp::Join { node })
+            .await
+            .with_context(|| format!("{id} could not join the local cluster"))?;
+        first
+            .execute(ControlOp::Promote { id: id.clone() })
+            .await
+            .with_context(|| format!("{id} could not be promoted"))?;
+    }
     Ok(())
 }

@@ -115,6 +115,13 @@ fn up_runs_a_local_stack_that_query_reads_and_stops_cleanly() {
     let (grpc, banner) = (up.grpc.clone(), up.banner.clone());
     assert!(banner.contains("store           embedded"), "{banner}");
     assert!(banner.contains("agent"), "{banner}");
+    // Three brokers by default, in one Raft cluster: the banner lists them.
+    let cluster = banner
+        .lines()
+        .find(|l| l.trim_start().starts_with("cluster"))
+        .unwrap_or_else(|| panic!("no cluster line: {banner}"));
+    assert!(cluster.contains("3 brokers"), "{banner}");
+    assert_eq!(cluster.matches("https://").count(), 3, "{banner}");
     // gRPC is TLS with credentials, generated with no setup; the banner says how to read.
     assert!(grpc.starts_with("https://"), "{banner}");
     assert!(banner.contains("--broker-token-file"), "{banner}");

@@ -53,6 +53,8 @@ pub struct Broker {
     admin_addr: SocketAddr,
     store: AnyStore,
     security: Security,
+    /// The Raft control plane (`--raft`).
+    control: Option<Arc<control::ControlPlane>>,
 }
 
 /// The gRPC port's TLS and credential check, read at bind.
@@ -106,8 +108,29 @@ impl Broker {
             addr: config.admin_listen,
             source,
         })?;
+        let node_id = config.resolved_node_id();
+        let control = if config.raft {
+            let (grpc_url, admin_url) = config.advertised(grpc_addr, admin_addr);
+            let me = control::BrokerNode {
+                name: node_id.clone(),
+                grpc_addr: grpc_url,
+                admin_addr: admin_url,
+            };
+            let connector = config.peer_connector(security.secrets.as_deref())?;
+            let plane = control::ControlPlane::start(
+                &config.data_dir.join("raft"),
+                me,
+                config.raft_timings(),
+                connector,
+            )
+            .await
+            .map_err(|e| BrokerError::Config(format!("raft: {e}")))?;
+            Some(plane)
+        } else {
+            None
+        };
         Ok(Broker {
-            node_id: config.resolved_node_id(),
+            node_id,
             config,
             grpc,
             admin,
@@ -115,6 +138,7 @@ impl Broker {
             admin_addr,
             store,
             security,
+            control,
         })
     }
 
@@ -130,6 +154,11 @@ impl Broker {
         &self.node_id
     }
 
+    /// The broker's control plane (with `--raft`): a local stack forms its cluster through it.
+    pub fn control(&self) -> Option<Arc<control::ControlPlane>> {
+        self.control.clone()
+    }
+
     /// Serves until `shutdown` is cancelled; then drains and flushes.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), BrokerError> {
         let Broker {
@@ -141,6 +170,7 @@ impl Broker {
             admin_addr,
             store,
             security,
+            control,
         } = self;
         let ports = Ports {
             grpc,
@@ -150,7 +180,7 @@ impl Broker {
             security,
         };
         let maintenance = store.spawn_maintenance(shutdown.clone());
-        let result = serve(config, node_id, ports, Arc::new(store), shutdown).await;
+        let result = serve(config, node_id, ports, Arc::new(store), control, shutdown).await;
         if let Some(m) = maintenance {
             let _ = m.await;
         }
@@ -163,6 +193,7 @@ async fn serve(
     node_id: String,
     ports: Ports,
     shared: Arc<AnyStore>,
+    control: Option<Arc<control::ControlPlane>>,
     shutdown: CancellationToken,
 ) -> Result<(), BrokerError> {
     let Ports {
@@ -175,26 +206,6 @@ async fn serve(
     let metrics = Arc::new(BrokerMetrics::new());
     let serving = Arc::new(AtomicBool::new(false));
 
-    let control = if config.raft {
-        let (grpc_url, admin_url) = config.advertised(grpc_addr, admin_addr);
-        let me = control::BrokerNode {
-            name: node_id.clone(),
-            grpc_addr: grpc_url,
-            admin_addr: admin_url,
-        };
-        let connector = config.peer_connector(security.secrets.as_deref())?;
-        let plane = control::ControlPlane::start(
-            &config.data_dir.join("raft"),
-            me,
-            config.raft_timings(),
-            connector,
-        )
-        .await
-        .map_err(|e| BrokerError::Config(format!("raft: {e}")))?;
-        Some(plane)
-    } else {
-        None
-    };
     let live = Arc::new(live::Live::new());
     let mut router = router::Router::new(
         node_id.clone(),
