@@ -421,3 +421,50 @@ fn a_cluster_routes_every_host_to_its_owner_and_loses_nothing_when_an_owner_is_k
         assert!(m.proc.terminate(), "{} stops cleanly on SIGTERM", m.id);
     }
 }
+
+#[test]
+fn an_agent_moves_its_stream_to_the_owner_a_broker_names() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let b0 = open_member("broker-0", tmp.path(), &["--bootstrap"]);
+    let b1 = open_member("broker-1", tmp.path(), &[]);
+    let b2 = open_member("broker-2", tmp.path(), &[]);
+    form(&[&b0, &b1, &b2], None);
+    let members = [&b0, &b1, &b2];
+    // A host id whose owner is not broker-0, by the same ring the brokers use.
+    let epoch = cluster(&b0.admin)["ring_epoch"].as_u64().expect("epoch");
+    let ring = ringwatch_core::Ring::new(epoch, ["broker-0", "broker-1", "broker-2"], 50);
+    let host = (0..)
+        .map(|i| format!("moving-host-{i}"))
+        .find(|h| ring.owners(h, 1)[0] != "broker-0")
+        .expect("a host");
+    let owner = ring.owners(&host, 1)[0].to_string();
+    let owner = members.iter().find(|m| m.id == owner).expect("owner");
+    // The agent knows only broker-0; broker-0 names the owner in its Acks.
+    let agent = agent(&[&b0.grpc], &["--host-id", &host]);
+    let agent_admin = agent.addr("metrics");
+    wait_for("the agent to move", Duration::from_secs(20), || {
+        (metric(&scrape(&agent_admin), "ringwatch_agent_stream_moves_total") >= 1.0).then_some(())
+    });
+    let forwarded = |m: &Member| {
+        metric(
+            &scrape(&m.admin),
+            "ringwatch_broker_forwarded_snapshots_total{result=\"stored\"",
+        )
+    };
+    let before = forwarded(&b0);
+    assert!(before >= 1.0, "broker-0 forwarded the first batches");
+    // Now it streams to the owner: the owner stores them, broker-0 forwards no more.
+    let stored = |m: &Member| metric(&scrape(&m.admin), "ringwatch_broker_snapshots_stored_total");
+    let at_owner = stored(owner);
+    wait_for("the owner to store more", Duration::from_secs(10), || {
+        (stored(owner) >= at_owner + 3.0).then_some(())
+    });
+    assert_eq!(forwarded(&b0), before, "no forward once the agent moved");
+    assert_eq!(
+        metric(&scrape(&agent_admin), "ringwatch_agent_reconnects_total"),
+        0.0
+    );
+    for mut m in [b0, b1, b2] {
+        assert!(m.proc.terminate(), "{} stops cleanly on SIGTERM", m.id);
+    }
+}

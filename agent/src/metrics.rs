@@ -63,6 +63,8 @@ pub struct AgentMetrics {
     pub duplicates_acked: Counter,
     /// Stream (re)connect failures.
     pub reconnects: Counter,
+    /// Streams moved to the host's owner broker when a broker named it.
+    pub moves: Counter,
     /// 1 while a stream to a broker is open.
     pub connected: Gauge,
     /// Connections open and closed by a limit on the /metrics listener.
@@ -92,6 +94,7 @@ impl AgentMetrics {
             snapshots_acked: Counter::default(),
             duplicates_acked: Counter::default(),
             reconnects: Counter::default(),
+            moves: Counter::default(),
             connected: Gauge::default(),
             listen: ringwatch_net::ListenMetrics::default(),
             registry: Registry::default(),
@@ -157,6 +160,11 @@ impl AgentMetrics {
             "reconnects",
             "Stream failures followed by a reconnect",
             m.reconnects.clone(),
+        );
+        r.register(
+            "stream_moves",
+            "Streams moved to the host's owner broker when a broker named it",
+            m.moves.clone(),
         );
         r.register(
             "connected",

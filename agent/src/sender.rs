@@ -3,7 +3,10 @@
 //! Broker choice: every configured broker is probed with the gRPC health service (the shared
 //! peer pool, `ringwatch_net::peers`, dialling a connection per use: an agent keeps no idle
 //! connection to the brokers it is not streaming to) and tried in order of round-trip time,
-//! unhealthy ones last; after a full cycle they are probed again.
+//! unhealthy ones last; after a full cycle they are probed again. In a broker cluster an `Ack`
+//! may name the host's owner (`owner_url`): once nothing is in flight the agent ends the stream
+//! and opens the next one there, so its batches stop costing a forward; if the owner cannot be
+//! reached it goes back to the usual order.
 //! On a stream the agent sends `Register` first, then batches with increasing `seq`, at most
 //! `max_in_flight` unacknowledged, and a `Heartbeat` every `heartbeat` period. An `Ack` removes
 //! the batch's snapshots from the buffer (those it lists as refused are counted as dropped,
@@ -16,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringwatch_core::NodeId;
-use ringwatch_net::client::{ClientError, Connector};
+use ringwatch_net::client::{ClientError, Connector, GrpcChannel};
 use ringwatch_net::peers::{Connections, PeerError, PeerPool};
 use ringwatch_proto::ingest_client::IngestClient;
 use ringwatch_proto::{
@@ -93,6 +96,8 @@ impl SenderConfig {
 enum StreamError {
     #[error("{0}")]
     Connect(#[from] PeerError),
+    #[error("the host's owner: {0}")]
+    Owner(String),
     #[error("{0} timed out")]
     Timeout(&'static str),
     #[error("broker answered {0}")]
@@ -156,9 +161,24 @@ impl Sender {
 
     async fn run_inner(&self, shutdown: &CancellationToken, backoff: &mut Backoff) {
         let mut order: VecDeque<NodeId> = VecDeque::new();
+        // The host's owner, as the last broker named it.
+        let mut owner: Option<String> = None;
         loop {
             if shutdown.is_cancelled() && self.shared.with(|b| b.is_empty()) {
                 return;
+            }
+            if let Some(url) = owner.take() {
+                match self.stream(Target::Url(&url), shutdown, backoff).await {
+                    Ok(Ended::Drained) => return,
+                    Ok(Ended::Moved(next)) => {
+                        owner = (next != url).then_some(next);
+                        continue;
+                    }
+                    Err(e) => {
+                        self.shared.metrics.connected.set(0);
+                        tracing::warn!(owner = %url, error = %e, "cannot stream to the host's owner; back to the usual order");
+                    }
+                }
             }
             if order.is_empty() {
                 order = self.brokers.probe().await.into();
@@ -167,10 +187,15 @@ impl Sender {
             let Some(broker) = order.pop_front() else {
                 return;
             };
-            let result = self.stream(&broker, shutdown, backoff).await;
+            let result = self.stream(Target::Pool(&broker), shutdown, backoff).await;
             self.shared.metrics.connected.set(0);
             match result {
-                Ok(()) => return,
+                Ok(Ended::Drained) => return,
+                Ok(Ended::Moved(url)) => {
+                    tracing::info!(from = %broker, to = %url, "moving the stream to the host's owner");
+                    self.shared.metrics.moves.inc();
+                    owner = Some(url);
+                }
                 Err(e) => {
                     self.shared.metrics.reconnects.inc();
                     self.brokers.mark_failed(&broker, e.to_string());
@@ -190,15 +215,37 @@ impl Sender {
         }
     }
 
-    /// One stream to `broker`; returns `Ok` only when drained after shutdown.
+    /// A channel to `target`, within the connect timeout.
+    async fn connect(&self, target: Target<'_>) -> Result<GrpcChannel, StreamError> {
+        match target {
+            Target::Pool(id) => Ok(self.brokers.connect(id).await?),
+            Target::Url(url) => {
+                let endpoint = self
+                    .config
+                    .connector
+                    .endpoint(url)
+                    .map_err(|e| StreamError::Owner(e.to_string()))?
+                    .connect_timeout(self.config.connect_timeout)
+                    .tcp_nodelay(true);
+                let channel = tokio::time::timeout(self.config.connect_timeout, endpoint.connect())
+                    .await
+                    .map_err(|_| StreamError::Timeout("connect"))?
+                    .map_err(|e| StreamError::Owner(e.to_string()))?;
+                Ok(self.config.connector.channel(channel))
+            }
+        }
+    }
+
+    /// One stream to `target`; ends `Ok` when drained after shutdown, or to move to the owner.
     async fn stream(
         &self,
-        broker: &NodeId,
+        target: Target<'_>,
         shutdown: &CancellationToken,
         backoff: &mut Backoff,
-    ) -> Result<(), StreamError> {
+    ) -> Result<Ended, StreamError> {
         let timeout = self.config.connect_timeout;
-        let mut client = IngestClient::new(self.brokers.connect(broker).await?);
+        let broker = target.to_string();
+        let mut client = IngestClient::new(self.connect(target).await?);
         let (tx, rx) = mpsc::channel(self.config.max_in_flight + 2);
         let register = AgentMessage {
             body: Some(agent_message::Body::Register(self.config.register.clone())),
@@ -243,8 +290,10 @@ impl Sender {
         inbound: &mut tonic::Streaming<BrokerMessage>,
         shutdown: &CancellationToken,
         backoff: &mut Backoff,
-    ) -> Result<(), StreamError> {
+    ) -> Result<Ended, StreamError> {
         let cfg = &self.config;
+        // The owner an Ack named: the stream moves there once nothing is in flight.
+        let mut owner: Option<String> = None;
         let host_id = cfg.register.host_id.as_str();
         let mut seq = 0u64;
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
@@ -252,7 +301,9 @@ impl Sender {
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut draining = shutdown.is_cancelled();
         loop {
-            while in_flight.len() < cfg.max_in_flight {
+            // Once an owner is named, nothing more is sent here: the stream moves when the
+            // batches in flight are answered (draining at shutdown, it stays and finishes).
+            while owner.is_none() && in_flight.len() < cfg.max_in_flight {
                 let snapshots = self.shared.with(|b| b.next_batch(cfg.max_batch, host_id));
                 let (Some(first), Some(last)) = (snapshots.first(), snapshots.last()) else {
                     break;
@@ -272,7 +323,13 @@ impl Sender {
             }
             if draining && in_flight.is_empty() && self.shared.with(|b| b.is_empty()) {
                 tracing::info!("everything buffered is acknowledged");
-                return Ok(());
+                return Ok(Ended::Drained);
+            }
+            if !draining
+                && in_flight.is_empty()
+                && let Some(url) = owner.take()
+            {
+                return Ok(Ended::Moved(url));
             }
             let ack_deadline = in_flight
                 .front()
@@ -280,10 +337,15 @@ impl Sender {
             let room = in_flight.len() < cfg.max_in_flight;
             tokio::select! {
                 msg = inbound.message() => match msg? {
-                    Some(m) => self.handle(m, &mut in_flight, backoff),
+                    Some(m) => {
+                        let named = self.handle(m, &mut in_flight, backoff);
+                        if !draining && let Some(url) = named {
+                            owner = Some(url);
+                        }
+                    }
                     None => return Err(StreamError::Closed),
                 },
-                () = self.shared.notify.notified(), if room && !draining => {}
+                () = self.shared.notify.notified(), if room && !draining && owner.is_none() => {}
                 _ = heartbeat.tick() => {
                     let hb = Heartbeat { timestamp_ms: now_ms() };
                     self.send(tx, agent_message::Body::Heartbeat(hb)).await?;
@@ -291,23 +353,27 @@ impl Sender {
                 () = sleep_until_opt(ack_deadline.map(|d| d.1)), if ack_deadline.is_some() => {
                     return Err(StreamError::AckTimeout(ack_deadline.map_or(0, |d| d.0)));
                 }
-                () = shutdown.cancelled(), if !draining => draining = true,
+                () = shutdown.cancelled(), if !draining => {
+                    draining = true;
+                    owner = None;
+                }
             }
         }
     }
 
+    /// Settles an answer; returns the host's owner when an `Ack` names one.
     fn handle(
         &self,
         msg: BrokerMessage,
         in_flight: &mut VecDeque<InFlight>,
         backoff: &mut Backoff,
-    ) {
+    ) -> Option<String> {
         let metrics = &self.shared.metrics;
         match msg.body {
             Some(broker_message::Body::Ack(ack)) => {
                 let Some(f) = take(in_flight, ack.seq) else {
                     tracing::warn!(seq = ack.seq, "ack for an unknown batch");
-                    return;
+                    return None;
                 };
                 let refused = &ack.rejected_timestamps_ms;
                 let dropped = self.shared.with(|b| {
@@ -338,11 +404,12 @@ impl Sender {
                     duplicates = ack.duplicates,
                     "batch acknowledged"
                 );
+                (!ack.owner_url.is_empty()).then_some(ack.owner_url)
             }
             Some(broker_message::Body::Reject(rej)) => {
                 let Some(f) = take(in_flight, rej.seq) else {
                     tracing::warn!(seq = rej.seq, reason = %rej.reason, "reject for an unknown batch");
-                    return;
+                    return None;
                 };
                 let (dropped, shed) = self.shared.with(|b| {
                     let shed = b.settle(f.first_ms, f.last_ms, false);
@@ -362,10 +429,40 @@ impl Sender {
                     dropped_total_samples = dropped.total_samples,
                     "broker rejected a batch; its snapshots are dropped"
                 );
+                None
             }
-            None => tracing::debug!("empty broker message"),
+            None => {
+                tracing::debug!("empty broker message");
+                None
+            }
         }
     }
+}
+
+/// Where a stream goes.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    /// A configured broker.
+    Pool(&'a NodeId),
+    /// The host's owner, as a broker named it.
+    Url(&'a str),
+}
+
+impl std::fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Pool(id) => write!(f, "{id}"),
+            Target::Url(url) => f.write_str(url),
+        }
+    }
+}
+
+/// How a stream ended without an error.
+enum Ended {
+    /// Shut down with everything acknowledged.
+    Drained,
+    /// To move to the host's owner at this URL.
+    Moved(String),
 }
 
 fn take(in_flight: &mut VecDeque<InFlight>, seq: u64) -> Option<InFlight> {
@@ -401,6 +498,8 @@ pub(crate) mod tests {
         pub reject: Vec<u64>,
         /// Batches whose first snapshot is refused (the rest stored).
         pub refuse_first: Vec<u64>,
+        /// Named in every Ack as the host's owner (empty: none).
+        pub owner_url: String,
     }
 
     #[tonic::async_trait]
@@ -442,6 +541,7 @@ pub(crate) mod tests {
                                 "test refuses one".into()
                             },
                             rejected_timestamps_ms: refused,
+                            owner_url: this.owner_url.clone(),
                         })
                     };
                     if tx
@@ -706,6 +806,54 @@ pub(crate) mod tests {
         tokio::time::timeout(Duration::from_secs(3), task)
             .await
             .expect("hard stop ends the sender")
+            .expect("join");
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_named_owner_takes_the_stream_once_nothing_is_in_flight_and_nothing_is_lost() {
+        let stop = CancellationToken::new();
+        let owner = TestBroker::default();
+        let owner_addr = serve(owner.clone(), stop.clone()).await;
+        // The configured broker stores each batch and names another broker as the owner.
+        let first = TestBroker {
+            owner_url: format!("http://{owner_addr}"),
+            ..TestBroker::default()
+        };
+        let first_addr = serve(first.clone(), stop.clone()).await;
+        let shared = shared_with(9);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(
+            Sender::new(sender_config(first_addr), shared.clone())
+                .expect("sender")
+                .run(shutdown.clone(), CancellationToken::new()),
+        );
+        wait_until("the buffer to empty", || shared.with(|b| b.is_empty())).await;
+        let m = &shared.metrics;
+        assert_eq!(m.moves.get(), 1, "moved once");
+        assert_eq!(m.reconnects.get(), 0, "a move is not a failure");
+        assert_eq!(m.snapshots_acked.get(), 9);
+        let at_first = batches(&first.log.lock().expect("log"));
+        let at_owner = owner.log.lock().expect("log").clone();
+        // The owner got a Register first, then the rest; no snapshot went to both.
+        assert!(matches!(
+            at_owner[0].body,
+            Some(agent_message::Body::Register(_))
+        ));
+        let ts = |b: &[Batch]| -> Vec<i64> {
+            b.iter()
+                .flat_map(|b| b.snapshots.iter().map(|s| s.timestamp_ms))
+                .collect()
+        };
+        let (a, b) = (ts(&at_first), ts(&batches(&at_owner)));
+        assert!(!a.is_empty() && !b.is_empty(), "{a:?} {b:?}");
+        let mut all = [a, b].concat();
+        all.sort();
+        assert_eq!(all, (1..=9).collect::<Vec<i64>>());
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(3), task)
+            .await
+            .expect("sender stops promptly")
             .expect("join");
         stop.cancel();
     }

@@ -345,6 +345,7 @@ impl StreamHandler {
                         duplicates: out.duplicates,
                         rejected_timestamps_ms: rejected,
                         reject_reason,
+                        owner_url: self.router.owner_url(host).unwrap_or_default(),
                     })),
                 }))
             }

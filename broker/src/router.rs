@@ -91,6 +91,11 @@ impl Router {
             .map_or_else(|| self.node_id.clone(), |m| m.id)
     }
 
+    /// The gRPC URL of `host_id`'s owner when that is another broker (agents move there).
+    pub fn owner_url(&self, host_id: &str) -> Option<String> {
+        self.remote_owner(host_id).map(|m| m.grpc_addr)
+    }
+
     /// Stores one host's batch at its owner; returns once it is stored (and published to the
     /// owner's live subscribers).
     pub async fn write(&self, snapshots: Vec<Snapshot>) -> Result<WriteOutcome, StoreError> {
