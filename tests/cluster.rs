@@ -375,6 +375,30 @@ fn a_cluster_routes_every_host_to_its_owner_and_loses_nothing_when_an_owner_is_k
         "batches reached their owners through another broker"
     );
 
+    // viz shows the cluster as the brokers report it: leader, term, ring epoch, and each
+    // broker by its node id with its ring state and Raft role.
+    let viz = viz(&urls, &["--no-auth"]);
+    let viz_addr = viz.addr("http");
+    let view = |pred: &dyn Fn(&Value) -> bool| {
+        wait_for("viz's cluster view", Duration::from_secs(15), || {
+            let (status, body) = http_get(&viz_addr, "/api/dashboard/cluster");
+            let v: Value = serde_json::from_str(&body).ok()?;
+            (status == 200 && pred(&v)).then_some(v)
+        })
+    };
+    let v = view(&|v| v["leader"] == "broker-0");
+    assert_eq!(v["ring_epoch"], 3, "{v}");
+    assert!(v["term"].as_u64().is_some(), "{v}");
+    let ids: Vec<&str> = v["brokers"]
+        .as_array()
+        .expect("brokers")
+        .iter()
+        .filter_map(|b| b["node_id"].as_str())
+        .collect();
+    assert_eq!(ids, ["broker-0", "broker-1", "broker-2"], "{v}");
+    assert_eq!(v["brokers"][0]["raft_role"], "leader", "{v}");
+    assert_eq!(v["brokers"][2]["ring_state"], "active", "{v}");
+
     // An owner (not the leader) is killed mid-run: its hosts move to their next owners.
     b2.proc.kill9();
     let summary = lg.finish(Duration::from_secs(90));
@@ -383,6 +407,10 @@ fn a_cluster_routes_every_host_to_its_owner_and_loses_nothing_when_an_owner_is_k
     wait_for("broker-2 marked down", Duration::from_secs(15), || {
         states(&cluster(&b0.admin)).contains(&down).then_some(())
     });
+    // ... and viz says so within seconds.
+    let v = view(&|v| v["brokers"][2]["ring_state"] == "down");
+    assert_eq!(v["ring_epoch"], 4, "{v}");
+    assert_eq!(v["brokers"][2]["healthy"], false, "{v}");
     // What broker-2 acknowledged before it died is on its disk: missing while it is down ...
     let (ok, report) = verify(&lg.ledger, &urls[..2]);
     assert!(

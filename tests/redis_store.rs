@@ -389,7 +389,16 @@ fn in_a_cluster_wait_runs_on_the_master_that_took_the_write() {
 fn up_with_redis_runs_the_local_stack_on_redis() {
     let redis = RedisServer::start();
     // Plaintext gRPC, so the plain test client reads it (`up`'s TLS is tested in cli.rs).
-    let mut up = Up::start(&["--redis", &redis.url(), "--insecure-grpc"]);
+    // The brokers keep their Raft logs in a data directory of the test's own.
+    let data = tempfile::tempdir().expect("tempdir");
+    let data = data.path().join("data");
+    let mut up = Up::start(&[
+        "--redis",
+        &redis.url(),
+        "--insecure-grpc",
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+    ]);
     assert!(up.banner.contains("gRPC security   OFF"), "{}", up.banner);
     assert!(
         up.banner

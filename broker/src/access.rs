@@ -13,7 +13,7 @@ pub fn routes(path: &str) -> Access {
     match (service, method) {
         ("grpc.health.v1.Health", _) => Access::Open,
         ("ringwatch.v1.Ingest", "Stream") => Access::Needs(Role::Ingest),
-        ("ringwatch.v1.Query", "Range" | "Latest" | "Hosts" | "Subscribe") => {
+        ("ringwatch.v1.Query", "Range" | "Latest" | "Hosts" | "Subscribe" | "Cluster") => {
             Access::Needs(Role::Query)
         }
         ("monitor.MonitorService", "SendMetrics") => Access::Needs(Role::Ingest),
@@ -36,7 +36,7 @@ mod tests {
             routes("/monitor.MonitorService/SendMetrics"),
             Access::Needs(Role::Ingest)
         );
-        for m in ["Range", "Latest", "Hosts", "Subscribe"] {
+        for m in ["Range", "Latest", "Hosts", "Subscribe", "Cluster"] {
             assert_eq!(
                 routes(&format!("/ringwatch.v1.Query/{m}")),
                 Access::Needs(Role::Query)
@@ -56,6 +56,14 @@ mod tests {
             routes("/ringwatch.v1.Query/Drop"),
             Access::Needs(Role::Peer)
         );
+        for rpc in [
+            "/ringwatch.v1.Raft/AppendEntries",
+            "/ringwatch.v1.Raft/Write",
+            "/ringwatch.v1.Peer/Forward",
+            "/ringwatch.v1.Peer/LocalRange",
+        ] {
+            assert_eq!(routes(rpc), Access::Needs(Role::Peer), "{rpc}");
+        }
         assert_eq!(routes("garbage"), Access::Needs(Role::Peer));
     }
 }

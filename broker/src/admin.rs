@@ -151,15 +151,7 @@ fn raft_cluster(st: &AdminState, control: &ControlPlane) -> serde_json::Value {
         .view
         .members()
         .map(|m| {
-            let role = if raft.leader.as_deref() == Some(m.id.as_str()) {
-                "leader"
-            } else if raft.voters.contains(&m.id) {
-                "voter"
-            } else if raft.learners.contains(&m.id) {
-                "learner"
-            } else {
-                "none"
-            };
+            let role = raft_role(&raft, &m.id);
             json!({
                 "id": m.id,
                 "grpc_addr": m.grpc_addr,
@@ -189,6 +181,19 @@ fn raft_cluster(st: &AdminState, control: &ControlPlane) -> serde_json::Value {
             st.retention,
         ),
     })
+}
+
+/// Member `id`'s Raft role as `raft` sees it: leader, voter, learner or none.
+pub(crate) fn raft_role(raft: &crate::control::RaftStatus, id: &str) -> &'static str {
+    if raft.leader.as_deref() == Some(id) {
+        "leader"
+    } else if raft.voters.iter().any(|v| v == id) {
+        "voter"
+    } else if raft.learners.iter().any(|l| l == id) {
+        "learner"
+    } else {
+        "none"
+    }
 }
 
 /// A 4xx/5xx answer with the reason as JSON.

@@ -260,6 +260,8 @@ async fn serve(
         gone_after_ms: config.gone_after_secs as i64 * 1000,
         live,
         shutdown: streams_done.clone(),
+        control: control.clone(),
+        grpc_url: config.advertised(grpc_addr, admin_addr).0,
     };
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter

@@ -28,6 +28,10 @@ pub struct QueryService {
     pub(crate) gone_after_ms: i64,
     pub(crate) live: Arc<crate::live::Live>,
     pub(crate) shutdown: tokio_util::sync::CancellationToken,
+    /// The control plane (`--raft`), for `Cluster`.
+    pub(crate) control: Option<Arc<crate::control::ControlPlane>>,
+    /// This broker's gRPC URL as others reach it (a broker alone reports itself).
+    pub(crate) grpc_url: String,
 }
 
 pub(crate) fn check_patterns(names: &[String]) -> Result<(), Status> {
@@ -247,6 +251,49 @@ impl Query for QueryService {
         };
         let snapshots = self.timed("latest", started, r)?;
         Ok(Response::new(LatestResponse { snapshots }))
+    }
+
+    async fn cluster(
+        &self,
+        _req: Request<ringwatch_proto::ClusterRequest>,
+    ) -> Result<Response<ringwatch_proto::ClusterInfo>, Status> {
+        use ringwatch_proto::{ClusterInfo, ClusterMember};
+        let node_id = self.router.node_id().to_string();
+        let Some(control) = &self.control else {
+            return Ok(Response::new(ClusterInfo {
+                raft: false,
+                leader: node_id.clone(),
+                term: 0,
+                ring_epoch: 1,
+                members: vec![ClusterMember {
+                    id: node_id.clone(),
+                    grpc_addr: self.grpc_url.clone(),
+                    state: "active".into(),
+                    role: "leader".into(),
+                }],
+                node_id,
+            }));
+        };
+        let raft = control.status();
+        let state = control.state();
+        let members = state
+            .view
+            .members()
+            .map(|m| ClusterMember {
+                id: m.id.clone(),
+                grpc_addr: m.grpc_addr.clone(),
+                state: m.state.as_str().into(),
+                role: crate::admin::raft_role(&raft, &m.id).into(),
+            })
+            .collect();
+        Ok(Response::new(ClusterInfo {
+            raft: true,
+            leader: raft.leader.clone().unwrap_or_default(),
+            term: raft.term,
+            ring_epoch: state.view.epoch(),
+            members,
+            node_id,
+        }))
     }
 
     async fn hosts(&self, _req: Request<HostsRequest>) -> Result<Response<HostsResponse>, Status> {

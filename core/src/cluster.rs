@@ -69,6 +69,12 @@ pub enum Change {
     MarkUp { id: String },
     /// Leaves the cluster: once drained, or down and forced.
     Remove { id: String, force: bool },
+    /// A member reached at new addresses (restarted elsewhere); its ring state is kept.
+    Readdress {
+        id: String,
+        grpc_addr: String,
+        admin_addr: String,
+    },
 }
 
 /// Why a change cannot apply (nothing changed).
@@ -200,6 +206,20 @@ impl ClusterView {
                     state: Joining,
                 };
                 self.members.insert(id, m);
+                return Ok(false);
+            }
+            Change::Readdress {
+                id,
+                grpc_addr,
+                admin_addr,
+            } => {
+                let m = self
+                    .members
+                    .get_mut(&id)
+                    .filter(|m| m.state != Left)
+                    .ok_or(ClusterError::Unknown(id))?;
+                m.grpc_addr = grpc_addr;
+                m.admin_addr = admin_addr;
                 return Ok(false);
             }
             Change::Activate { id } => self.check(id, &[Joining], Active)?,
@@ -343,6 +363,30 @@ mod tests {
         };
         assert_eq!(v.apply(forced), Ok(true));
         assert!(v.ring().is_empty());
+    }
+
+    #[test]
+    fn a_member_readdressed_keeps_its_state_and_the_ring() {
+        let mut v = ClusterView::single("b0", "a", "a", 50);
+        let ring = v.ring().clone();
+        let moved = Change::Readdress {
+            id: "b0".into(),
+            grpc_addr: "http://b0-new:9093".into(),
+            admin_addr: "b0-new:9097".into(),
+        };
+        assert_eq!(v.apply(moved), Ok(false));
+        let m = v.member("b0").unwrap();
+        assert_eq!(
+            (m.grpc_addr.as_str(), m.state),
+            ("http://b0-new:9093", MemberState::Active)
+        );
+        assert_eq!(v.ring(), &ring);
+        let unknown = Change::Readdress {
+            id: "b9".into(),
+            grpc_addr: String::new(),
+            admin_addr: String::new(),
+        };
+        assert_eq!(v.apply(unknown), Err(ClusterError::Unknown("b9".into())));
     }
 
     #[test]

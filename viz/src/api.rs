@@ -434,10 +434,13 @@ pub struct ClusterBody {
     pub live_push: bool,
     /// The brokers streaming to viz now.
     pub sources: Vec<String>,
-    /// The broker cluster's leader: null until the Raft control plane arrives.
+    /// The broker cluster's leader (its node id): null until a broker has reported one.
     #[schema(required)]
     pub leader: Option<String>,
-    /// The ring's epoch: null until the Raft control plane arrives.
+    /// The Raft term: null until a broker in a Raft cluster has reported it.
+    #[schema(required)]
+    pub term: Option<u64>,
+    /// The ring's epoch: null until a broker has reported it.
     #[schema(required)]
     pub ring_epoch: Option<u64>,
 }
@@ -446,14 +449,19 @@ fn cluster_body(st: &AppState) -> ClusterBody {
     let summary = st.dashboard.summary(now_ms());
     let brokers = st.pool.status();
     let healthy = brokers.iter().filter(|b| b.healthy).count();
+    let cluster = st.pool.cluster();
     ClusterBody {
         brokers,
         healthy_brokers: healthy,
         live_push: summary.live_push,
         sources: summary.sources,
-        // The broker cluster (leader, ring epoch) arrives with the Raft control plane.
-        leader: None,
-        ring_epoch: None,
+        leader: cluster
+            .as_ref()
+            .filter(|c| c.raft)
+            .map(|c| c.leader.clone())
+            .filter(|l| !l.is_empty()),
+        term: cluster.as_ref().filter(|c| c.raft).map(|c| c.term),
+        ring_epoch: cluster.as_ref().map(|c| c.ring_epoch),
     }
 }
 

@@ -5,13 +5,14 @@
 //! broker's configured URL is its id. `for_host` is the routing seam: today any broker serves
 //! any host; with the ring it returns the host's owners first.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use ringwatch_core::NodeId;
 use ringwatch_net::client::{Connector, GrpcChannel};
 use ringwatch_net::peers::{Connections, PeerPool};
 use ringwatch_proto::query_client::QueryClient;
+use ringwatch_proto::{ClusterInfo, ClusterRequest};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
@@ -20,8 +21,15 @@ use crate::error::VizError;
 /// What viz knows of one broker, for the cluster view.
 #[derive(Debug, Clone, serde::Serialize, PartialEq, utoipa::ToSchema)]
 pub struct BrokerStatus {
-    /// The broker's node id.
+    /// The broker's node id (its id in the cluster once a broker has said so; until then its
+    /// configured URL).
     pub node_id: String,
+    /// Its ring state (joining, active, draining, down, left) as the cluster reports it.
+    #[schema(required)]
+    pub ring_state: Option<String>,
+    /// Its Raft role (leader, voter, learner, none) as the cluster reports it.
+    #[schema(required)]
+    pub raft_role: Option<String>,
     /// The broker's gRPC endpoint.
     pub url: String,
     /// Whether its last health check or call succeeded.
@@ -39,6 +47,8 @@ const MAX_ANSWER_BYTES: usize = 64 << 20;
 
 pub struct BrokerPool {
     peers: Arc<PeerPool>,
+    /// The cluster as a broker last reported it.
+    cluster: Arc<Mutex<Option<ClusterInfo>>>,
 }
 
 impl BrokerPool {
@@ -52,6 +62,7 @@ impl BrokerPool {
             .map_err(|e| VizError::Config(format!("brokers: {e}")))?;
         Ok(BrokerPool {
             peers: Arc::new(peers),
+            cluster: Arc::default(),
         })
     }
 
@@ -66,6 +77,7 @@ impl BrokerPool {
             .map_err(|e| VizError::Config(format!("brokers: {e}")))?;
         Ok(BrokerPool {
             peers: Arc::new(peers),
+            cluster: Arc::default(),
         })
     }
 
@@ -109,28 +121,73 @@ impl BrokerPool {
             .await
     }
 
+    /// The cluster as a broker last reported it (members, leader, term, ring epoch).
+    pub fn cluster(&self) -> Option<ClusterInfo> {
+        self.cluster.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// Asks the brokers, best first, for the cluster as they have applied it.
+    pub async fn refresh_cluster(&self) {
+        let info = self
+            .call(self.peers.order(), |mut c| async move {
+                c.cluster(ClusterRequest {}).await.map(|r| r.into_inner())
+            })
+            .await;
+        match info {
+            Ok(info) => {
+                if let Ok(mut c) = self.cluster.lock() {
+                    *c = Some(info);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e.message(), "cluster view not refreshed"),
+        }
+    }
+
     /// Every broker as the cluster view shows it, in configuration order.
     pub fn status(&self) -> Vec<BrokerStatus> {
+        let cluster = self.cluster();
+        let member = |url: &str| {
+            cluster
+                .as_ref()
+                .and_then(|c| c.members.iter().find(|m| m.grpc_addr == url).cloned())
+        };
         self.peers
             .status()
             .into_iter()
-            .map(|p| BrokerStatus {
-                node_id: p.id,
-                url: p.url,
-                healthy: p.healthy,
-                rtt_ms: p.rtt_ms,
-                last_error: p.last_error,
+            .map(|p| {
+                let m = member(&p.url);
+                BrokerStatus {
+                    node_id: m.as_ref().map_or(p.id, |m| m.id.clone()),
+                    ring_state: m.as_ref().map(|m| m.state.clone()),
+                    raft_role: m.as_ref().map(|m| m.role.clone()),
+                    url: p.url,
+                    healthy: p.healthy,
+                    rtt_ms: p.rtt_ms,
+                    last_error: p.last_error,
+                }
             })
             .collect()
     }
 
-    /// Checks every broker's gRPC health every `every` until `shutdown`.
+    /// Checks every broker's gRPC health, and asks for the cluster view, every `every` until
+    /// `shutdown`.
     pub fn spawn_health(
-        &self,
+        self: &Arc<Self>,
         every: Duration,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
-        self.peers.spawn_health(every, shutdown)
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                pool.peers.probe().await;
+                pool.refresh_cluster().await;
+            }
+        })
     }
 }
 

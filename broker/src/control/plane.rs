@@ -226,14 +226,11 @@ impl ControlPlane {
             tracing::info!(node = %self.me.name, "a new cluster: this broker is its first member");
         }
         self.wait_for_leader(LEADER_WAIT).await?;
-        let state = self.state();
-        let mine = state.view.member(&self.me.name).map(|m| m.state);
-        if mine.is_none() || mine == Some(MemberState::Left) {
-            self.execute(ControlOp::Join {
-                node: self.me.clone(),
-            })
-            .await?;
-        }
+        // A member already: nothing, or its new addresses after a restart elsewhere.
+        self.execute(ControlOp::Join {
+            node: self.me.clone(),
+        })
+        .await?;
         if self.state().view.member(&self.me.name).map(|m| m.state) == Some(MemberState::Joining) {
             self.execute(ControlOp::Promote {
                 id: self.me.name.clone(),
@@ -487,10 +484,25 @@ impl ControlPlane {
             if m.grpc_addr == node.grpc_addr && m.admin_addr == node.admin_addr {
                 return Ok(self.unchanged());
             }
-            return Err(ControlError::Refused(format!(
-                "{:?} is a member already, with other addresses ({}, {})",
-                node.name, m.grpc_addr, m.admin_addr
-            )));
+            // The same broker, restarted at other addresses: Raft and the ring follow it there
+            // (its ring state and Raft role are kept).
+            tracing::info!(broker = %node.name, from = %m.grpc_addr, to = %node.grpc_addr, "member at new addresses");
+            if membership.get_node(&id).is_some() {
+                self.raft
+                    .change_membership(
+                        ChangeMembers::SetNodes(BTreeMap::from([(id, node.clone())])),
+                        false,
+                    )
+                    .await
+                    .map_err(Self::membership_change_err)?;
+            }
+            return self
+                .change(Change::Readdress {
+                    id: node.name.clone(),
+                    grpc_addr: node.grpc_addr.clone(),
+                    admin_addr: node.admin_addr.clone(),
+                })
+                .await;
         }
         let change = Change::Join {
             id: node.name.clone(),

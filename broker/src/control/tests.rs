@@ -152,14 +152,22 @@ async fn three_brokers_form_a_cluster_survive_their_leader_and_restart_from_disk
         })
         .await;
     assert!(again.is_ok(), "{again:?}");
+    // A member restarted at other addresses joins again: Raft and the ring follow it.
     let mut moved = b1.plane.me().clone();
-    moved.grpc_addr = "http://127.0.0.1:1".into();
-    let e = b0
-        .plane
+    moved.admin_addr = "127.0.0.1:1".into();
+    b0.plane
         .execute(ControlOp::Join { node: moved })
         .await
-        .unwrap_err();
-    assert_eq!(e.http_status(), 409, "{e}");
+        .unwrap();
+    assert_eq!(
+        b0.plane.state().view.member("b1").unwrap().admin_addr,
+        "127.0.0.1:1"
+    );
+    assert_eq!(
+        states(&b0).get("b1"),
+        Some(&MemberState::Joining),
+        "its ring state is kept"
+    );
     // Bad input: refused with the reason, nothing changes.
     let mut bad = b1.plane.me().clone();
     bad.name = "b 9".into();

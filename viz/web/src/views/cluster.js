@@ -1,11 +1,19 @@
-/* #/cluster: the brokers as viz sees them (health, who streams live, leader and ring epoch when
- * the broker cluster reports them). */
+/* #/cluster: the brokers as viz sees them (health, who streams live) and as the broker cluster
+ * reports them (Raft leader, term, ring epoch, each broker's ring state and Raft role). */
 
 import { on } from '../bus.js';
 import { h, icon } from '../dom.js';
 import { subscribe } from '../live.js';
 import { OVERVIEW_METRICS, dash } from '../model.js';
 import { main, title } from '../shell.js';
+
+/* A broker's Raft role and, when it is not simply active, its ring state (down, draining …). */
+function roleCell(b, isLeader, leader) {
+  const role = b.raft_role ? b.raft_role[0].toUpperCase() + b.raft_role.slice(1) : (isLeader ? 'Leader' : leader ? 'Follower' : '—');
+  const state = b.ring_state && b.ring_state !== 'active' ? h('span', { class: 'pill pill-stale', 'data-testid': 'ring-state' }, h('i', { class: 'dot' }), b.ring_state) : null;
+  const text = role === '—' ? h('span', { class: 'muted' }, role) : role;
+  return state ? h('span', {}, text, ' ', state) : text;
+}
 
 export function clusterView(view) {
   title('Cluster');
@@ -29,7 +37,7 @@ export function clusterView(view) {
     const brokers = cl.brokers || [];
     const sources = new Set(cl.sources || []);
     const single = brokers.length <= 1;
-    const raftNote = single ? 'single broker: Raft arrives later' : 'Raft control plane arrives later';
+    const raftNote = single ? 'a broker alone (no --raft)' : 'no leader known yet';
     const leader = cl.leader == null ? null
       : typeof cl.leader === 'object' ? (cl.leader.node_id || cl.leader.url || cl.leader.id || JSON.stringify(cl.leader)) : String(cl.leader);
     const card = (testid, label, value, sub, cls) => h('div', { class: 'card', 'data-testid': testid },
@@ -42,7 +50,7 @@ export function clusterView(view) {
           healthy === brokers.length && brokers.length ? 'lvl-ok' : 'lvl-bad'),
         card('cluster-push', 'Live push', cl.live_push ? 'On' : 'Off',
           cl.live_push ? sources.size + ' streaming to viz' : 'viz polls brokers instead', cl.live_push ? 'lvl-ok' : 'lvl-warn'),
-        card('cluster-leader', 'Raft leader', leader || '—', leader ? 'elected leader' : raftNote),
+        card('cluster-leader', 'Raft leader', leader || '—', leader ? 'elected leader' + (cl.term == null ? '' : ', term ' + cl.term) : raftNote),
         card('cluster-epoch', 'Ring epoch', cl.ring_epoch == null ? '—' : String(cl.ring_epoch),
           cl.ring_epoch == null ? raftNote : 'consistent-hash ring version')),
       h('section', { class: 'panel' },
@@ -61,7 +69,7 @@ export function clusterView(view) {
                 h('td', {}, sources.has(b.url)
                   ? h('span', { class: 'pill pill-live' }, h('i', { class: 'dot' }), 'Streaming')
                   : h('span', { class: 'pill pill-stale' }, h('i', { class: 'dot' }), b.healthy ? 'Polled' : 'No')),
-                h('td', {}, isLeader ? 'Leader' : h('span', { class: 'muted' }, leader ? 'Follower' : '—')),
+                h('td', {}, roleCell(b, isLeader, leader)),
                 h('td', { class: b.last_error ? 'err' : 'muted' }, b.last_error || '—'));
             }))))),
       h('p', { class: 'muted small note' },
