@@ -403,6 +403,9 @@ fn a_cluster_routes_every_host_to_its_owner_and_loses_nothing_when_an_owner_is_k
     b2.proc.kill9();
     let summary = lg.finish(Duration::from_secs(90));
     assert!(n(&summary, "snapshots_acked") >= 30 * 10, "{summary}");
+    // Hosts that started on a broker that does not own them moved to their owner, as agents
+    // do (a third start on their owner).
+    assert!(n(&summary, "stream_moves") >= 10, "{summary}");
     let down = ("broker-2".to_string(), "down".to_string());
     wait_for("broker-2 marked down", Duration::from_secs(15), || {
         states(&cluster(&b0.admin)).contains(&down).then_some(())

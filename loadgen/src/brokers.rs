@@ -81,6 +81,11 @@ impl Brokers {
         })
     }
 
+    /// The index of the broker at `url`, if it is one of the configured brokers.
+    pub fn index_of(&self, url: &str) -> Option<usize> {
+        self.urls.iter().position(|u| u == url)
+    }
+
     pub fn url(&self, b: usize) -> &str {
         self.urls.get(b).map_or("", String::as_str)
     }

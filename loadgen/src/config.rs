@@ -48,6 +48,12 @@ pub struct LoadgenConfig {
     #[arg(long, env = "RINGWATCH_LOADGEN_CONNECTIONS")]
     pub connections: Option<u32>,
 
+    /// Keep each host's stream on the broker it started on even when a broker names the host's
+    /// owner (by default a host moves there once nothing is in flight, as the agent does): to
+    /// measure what forwarding costs.
+    #[arg(long, env = "RINGWATCH_LOADGEN_STAY", default_value_t = false)]
+    pub stay: bool,
+
     /// Collection interval of every simulated host (100ms..1h).
     #[arg(long, env = "RINGWATCH_LOADGEN_INTERVAL", default_value = "5s", value_parser = duration)]
     #[serde(with = "humantime_serde")]
@@ -168,6 +174,7 @@ impl Default for LoadgenConfig {
             brokers: vec![DEFAULT_BROKER.to_string()],
             hosts: 1000,
             connections: None,
+            stay: false,
             interval: Duration::from_secs(5),
             metrics: 60,
             no_window: false,

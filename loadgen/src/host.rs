@@ -47,6 +47,8 @@ pub struct Plan {
     pub connect_timeout: Duration,
     pub heartbeat: Duration,
     pub backoff_max: Duration,
+    /// Move a host's stream to the owner a broker names (as the agent does).
+    pub follow_owner: bool,
     /// No host sends or waits after this (the drain deadline).
     pub deadline: Instant,
 }
@@ -215,7 +217,11 @@ pub async fn run(ctx: Arc<Ctx>, h: u32) -> usize {
             break;
         };
         match stream(&ctx, &host_id, &mut sim, b, &mut backoff).await {
-            Ok(()) => break,
+            Ok(Ended::Done) => break,
+            Ok(Ended::Moved(owner)) => {
+                ctx.stats.moved();
+                order.push_front(owner);
+            }
             Err(e) => {
                 ctx.stats.stream_failed(
                     &host_id,
@@ -288,8 +294,11 @@ async fn stream(
     sim: &mut Sim,
     b: usize,
     backoff: &mut Backoff,
-) -> Result<(), StreamError> {
+) -> Result<Ended, StreamError> {
     let plan = &ctx.plan;
+    // The owner (a configured broker) an Ack named: the stream moves there once nothing is in
+    // flight.
+    let mut owner: Option<usize> = None;
     let channel = ctx.brokers.channel(b, sim.h).await?;
     let mut client = IngestClient::new(channel);
     let (tx, rx) = mpsc::channel(plan.max_in_flight + 2);
@@ -309,7 +318,12 @@ async fn stream(
     loop {
         let now = now_ms();
         ctx.stats.dropped(sim.produce(plan, now));
-        while in_flight.len() < plan.max_in_flight {
+        if in_flight.is_empty()
+            && let Some(o) = owner
+        {
+            return Ok(Ended::Moved(o));
+        }
+        while owner.is_none() && in_flight.len() < plan.max_in_flight {
             let ks = sim.next_batch(plan.max_batch);
             if ks.is_empty() {
                 break;
@@ -328,7 +342,7 @@ async fn stream(
             });
         }
         if sim.finished() {
-            return Ok(());
+            return Ok(Ended::Done);
         }
         let ack_deadline = in_flight
             .front()
@@ -337,10 +351,19 @@ async fn stream(
         let due = if room { sim.next_due(plan, now) } else { None };
         tokio::select! {
             biased;
-            () = ctx.stop.cancelled() => return Ok(()),
-            () = tokio::time::sleep_until(plan.deadline) => return Ok(()),
+            () = ctx.stop.cancelled() => return Ok(Ended::Done),
+            () = tokio::time::sleep_until(plan.deadline) => return Ok(Ended::Done),
             msg = inbound.message() => match msg? {
-                Some(m) => settle(ctx, sim, m, &mut in_flight, backoff),
+                Some(m) => {
+                    let named = settle(ctx, sim, m, &mut in_flight, backoff);
+                    if plan.follow_owner
+                        && let Some(url) = named
+                        && let Some(o) = ctx.brokers.index_of(&url)
+                        && o != b
+                    {
+                        owner = Some(o);
+                    }
+                }
                 None => return Err(StreamError::Closed),
             },
             () = sleep_opt(due) => {}
@@ -360,19 +383,28 @@ fn take(in_flight: &mut VecDeque<InFlight>, seq: u64) -> Option<InFlight> {
     in_flight.remove(pos)
 }
 
+/// How a stream ended without an error.
+enum Ended {
+    /// Every snapshot settled, or the run is over.
+    Done,
+    /// To move to the host's owner, this configured broker.
+    Moved(usize),
+}
+
+/// Settles an answer; returns the host's owner when an `Ack` names one.
 fn settle(
     ctx: &Ctx,
     sim: &mut Sim,
     msg: BrokerMessage,
     in_flight: &mut VecDeque<InFlight>,
     backoff: &mut Backoff,
-) {
+) -> Option<String> {
     let plan = &ctx.plan;
     match msg.body {
         Some(broker_message::Body::Ack(ack)) => {
             let Some(f) = take(in_flight, ack.seq) else {
                 tracing::warn!(seq = ack.seq, "ack for an unknown batch");
-                return;
+                return None;
             };
             let mut refused = 0;
             for &k in &f.ks {
@@ -392,16 +424,21 @@ fn settle(
             );
             sim.settle(&f.ks);
             backoff.reset();
+            (!ack.owner_url.is_empty()).then_some(ack.owner_url)
         }
         Some(broker_message::Body::Reject(rej)) => {
             let Some(f) = take(in_flight, rej.seq) else {
                 tracing::warn!(seq = rej.seq, reason = %rej.reason, "reject for an unknown batch");
-                return;
+                return None;
             };
             ctx.stats.rejected(f.ks.len() as u64, true, &rej.reason);
             sim.settle(&f.ks);
+            None
         }
-        None => tracing::warn!("broker message without a body"),
+        None => {
+            tracing::warn!("broker message without a body");
+            None
+        }
     }
 }
 
@@ -434,6 +471,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             heartbeat: Duration::from_secs(1),
             backoff_max: Duration::from_secs(1),
+            follow_owner: true,
             deadline: Instant::now() + Duration::from_secs(60),
         }
     }

@@ -22,6 +22,8 @@ pub struct Stats {
     /// Snapshots dropped from a full buffer before any broker acknowledged them.
     pub snapshots_dropped: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Streams moved to the host's owner when a broker named it.
+    pub moves: AtomicU64,
     pub ack_timeouts: AtomicU64,
     /// Acknowledgement latency in microseconds: the whole run (after the warm-up), and since
     /// the last progress line.
@@ -53,6 +55,7 @@ impl Default for Stats {
             batches_rejected: AtomicU64::new(0),
             snapshots_dropped: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
+            moves: AtomicU64::new(0),
             ack_timeouts: AtomicU64::new(0),
             latency: Mutex::new((histogram(), histogram())),
             warm_from: Instant::now(),
@@ -142,6 +145,11 @@ impl Stats {
         add(&self.snapshots_dropped, n);
     }
 
+    /// A host's stream moved to its owner.
+    pub fn moved(&self) {
+        add(&self.moves, 1);
+    }
+
     /// A stream failed; counted, and logged at most once a second across all hosts.
     pub fn stream_failed(&self, host: &str, broker: &str, error: &str, ack_timeout: bool) {
         add(&self.reconnects, 1);
@@ -188,6 +196,7 @@ impl Stats {
             batches_rejected: get(&self.batches_rejected),
             dropped: get(&self.snapshots_dropped),
             reconnects: get(&self.reconnects),
+            moves: get(&self.moves),
             ack_timeouts: get(&self.ack_timeouts),
             latency_total: total,
             latency_recent: recent,
@@ -215,6 +224,7 @@ pub struct Reading {
     pub batches_rejected: u64,
     pub dropped: u64,
     pub reconnects: u64,
+    pub moves: u64,
     pub ack_timeouts: u64,
     pub latency_total: Latency,
     pub latency_recent: Latency,
