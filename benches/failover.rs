@@ -9,115 +9,14 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::Proc;
-
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").to_string()
-}
-
-/// (status, body) of an HTTP/1.0 request.
-fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
-    let req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    if s.write_all(req.as_bytes()).is_err() {
-        return (0, String::new());
-    }
-    let mut resp = String::new();
-    let _ = s.read_to_string(&mut resp);
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
-fn cluster(admin: &str) -> serde_json::Value {
-    let (_, body) = http(admin, "GET", "/api/cluster", "");
-    serde_json::from_str(&body).unwrap_or_default()
-}
-
-struct Member {
-    proc: Proc,
-    id: String,
-    grpc: String,
-    admin: String,
-}
-
-fn start(id: &str, dir: &std::path::Path, bootstrap: bool) -> Member {
-    let (grpc, admin) = (free_addr(), free_addr());
-    let data = dir.join(id);
-    let mut args = vec![
-        "broker",
-        "--listen",
-        &grpc,
-        "--admin-listen",
-        &admin,
-        "--data-dir",
-        data.to_str().expect("utf-8"),
-        "--node-id",
-        id,
-        "--raft",
-    ];
-    if bootstrap {
-        args.push("--bootstrap");
-    }
-    let extra = std::env::var("FAILOVER_ARGS").unwrap_or_default();
-    args.extend(extra.split_whitespace());
-    Member {
-        proc: Proc::start(&args),
-        id: id.into(),
-        grpc: format!("http://{grpc}"),
-        admin,
-    }
-}
-
-fn wait(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("timed out: {what}");
-}
+use support::raft::{cluster, wait};
 
 fn one_run(dir: &std::path::Path) -> (Duration, Duration) {
-    let mut members = vec![
-        start("b0", dir, true),
-        start("b1", dir, false),
-        start("b2", dir, false),
-    ];
-    wait("b0 ready", || {
-        http(&members[0].admin, "GET", "/ready", "").0 == 200
-    });
-    for i in 1..3 {
-        let body = serde_json::json!({"id": members[i].id, "grpc_addr": members[i].grpc, "admin_addr": members[i].admin}).to_string();
-        let (s, b) = http(&members[0].admin, "POST", "/api/cluster/join", &body);
-        assert_eq!(s, 200, "{b}");
-        let path = format!("/api/cluster/members/{}/promote", members[i].id);
-        let (s, b) = http(&members[0].admin, "POST", &path, "");
-        assert_eq!(s, 200, "{b}");
-    }
-    for m in &members {
-        wait("ready", || http(&m.admin, "GET", "/ready", "").0 == 200);
-    }
+    let extra = std::env::var("FAILOVER_ARGS").unwrap_or_default();
+    let extra: Vec<&str> = extra.split_whitespace().collect();
+    let mut members = support::raft::form(dir, 3, &extra);
     // Settle, so the measurement starts from a steady cluster.
     std::thread::sleep(Duration::from_millis(1500));
     let leader = cluster(&members[0].admin)["leader"]

@@ -517,3 +517,118 @@ pub fn scrape(admin: &str, series: &str) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// A Raft cluster of release brokers on loopback (the failover and forwarding benches).
+pub mod raft {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    use super::Proc;
+
+    pub fn free_addr() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").to_string()
+    }
+
+    /// (status, body) of an HTTP/1.0 request.
+    pub fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+        let Ok(mut s) = TcpStream::connect(addr) else {
+            return (0, String::new());
+        };
+        s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+        let req = format!(
+            "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if s.write_all(req.as_bytes()).is_err() {
+            return (0, String::new());
+        }
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        let status = resp
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = resp
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    pub fn cluster(admin: &str) -> serde_json::Value {
+        let (_, body) = http(admin, "GET", "/api/cluster", "");
+        serde_json::from_str(&body).unwrap_or_default()
+    }
+
+    pub struct Member {
+        pub proc: Proc,
+        pub id: String,
+        pub grpc: String,
+        pub admin: String,
+    }
+
+    pub fn start(id: &str, dir: &std::path::Path, bootstrap: bool, extra: &[&str]) -> Member {
+        let (grpc, admin) = (free_addr(), free_addr());
+        let data = dir.join(id);
+        let mut args = vec![
+            "broker",
+            "--listen",
+            &grpc,
+            "--admin-listen",
+            &admin,
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+            "--node-id",
+            id,
+            "--raft",
+        ];
+        if bootstrap {
+            args.push("--bootstrap");
+        }
+        args.extend_from_slice(extra);
+        Member {
+            proc: Proc::start(&args),
+            id: id.into(),
+            grpc: format!("http://{grpc}"),
+            admin,
+        }
+    }
+
+    pub fn wait(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if f() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("timed out: {what}");
+    }
+
+    /// `n` brokers (`extra` flags each) formed into one cluster through the first one's admin
+    /// API (bootstrap, join, promote), every one ready.
+    pub fn form(dir: &std::path::Path, n: usize, extra: &[&str]) -> Vec<Member> {
+        let members: Vec<Member> = (0..n)
+            .map(|i| start(&format!("b{i}"), dir, i == 0, extra))
+            .collect();
+        wait("b0 ready", || {
+            http(&members[0].admin, "GET", "/ready", "").0 == 200
+        });
+        for m in &members[1..] {
+            let body = serde_json::json!({"id": m.id, "grpc_addr": m.grpc, "admin_addr": m.admin})
+                .to_string();
+            let (s, b) = http(&members[0].admin, "POST", "/api/cluster/join", &body);
+            assert_eq!(s, 200, "{b}");
+            let path = format!("/api/cluster/members/{}/promote", m.id);
+            let (s, b) = http(&members[0].admin, "POST", &path, "");
+            assert_eq!(s, 200, "{b}");
+        }
+        for m in &members {
+            wait("ready", || http(&m.admin, "GET", "/ready", "").0 == 200);
+        }
+        members
+    }
+}
