@@ -241,9 +241,15 @@ impl Router {
             touch_ms: at_ms,
             ..ForwardRequest::default()
         };
-        match self.forward(host_id, req, false).await? {
-            Forwarded::Stored(_) => Ok(()),
-            Forwarded::Mine(_) => self.store.touch(host_id, at_ms).await,
+        // A heartbeat is best effort: the next one, or the next batch, says the same. An
+        // owner that does not answer is not worth a warning per agent per heartbeat.
+        match self.forward(host_id, req, false).await {
+            Ok(Forwarded::Stored(_)) => Ok(()),
+            Ok(Forwarded::Mine(_)) => self.store.touch(host_id, at_ms).await,
+            Err(e) => {
+                tracing::debug!(host = %host_id, error = %e, "heartbeat not forwarded");
+                Ok(())
+            }
         }
     }
 
