@@ -29,7 +29,7 @@ const MAX_BODY: usize = 16 << 10;
 
 pub(crate) struct AdminState {
     pub router: Arc<crate::router::Router>,
-    /// The members and the ring (one active member until the cluster's control plane lands).
+    /// The members and the ring of a broker alone (`--raft` off: itself, one active member).
     pub view: ringwatch_core::ClusterView,
     pub metrics: Arc<BrokerMetrics>,
     pub node_id: String,
@@ -198,7 +198,7 @@ pub(crate) fn raft_role(raft: &crate::control::RaftStatus, id: &str) -> &'static
 
 /// A 4xx/5xx answer with the reason as JSON.
 fn refuse(status: StatusCode, reason: impl Into<String>) -> Response {
-    (status, Json(json!({"error": reason.into()}))).into_response()
+    refusal(status, reason).into_response()
 }
 
 /// A refusal before any work: its status and JSON reason.

@@ -13,12 +13,11 @@
 //! health check that succeeds marks it healthy again.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use ringwatch_core::NodeId;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 use tonic::{Code, Status};
 use tonic_health::pb::HealthCheckRequest;
@@ -387,31 +386,13 @@ impl PeerPool {
             })
             .collect()
     }
-
-    /// Checks every broker every `every` until `shutdown`.
-    pub fn spawn_health(
-        self: &Arc<Self>,
-        every: Duration,
-        shutdown: CancellationToken,
-    ) -> tokio::task::JoinHandle<()> {
-        let pool = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
-                pool.probe().await;
-            }
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::SocketAddr;
+    use tokio_util::sync::CancellationToken;
     use tonic_health::server::health_reporter;
 
     /// A real gRPC server with only the health service, reporting `serving`.

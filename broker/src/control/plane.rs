@@ -403,15 +403,14 @@ impl ControlPlane {
         }
     }
 
-    fn membership_change_err<E: std::error::Error>(e: RaftError<RaftId, E>) -> ControlError {
+    fn membership_change_err(
+        e: RaftError<RaftId, ClientWriteError<RaftId, BrokerNode>>,
+    ) -> ControlError {
         match e {
-            RaftError::APIError(api) => {
-                let text = api.to_string();
-                if text.contains("forward") {
-                    ControlError::NoLeader
-                } else {
-                    ControlError::Refused(text)
-                }
+            // Leadership moved: `execute` asks the new leader.
+            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ControlError::NoLeader,
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+                ControlError::Refused(c.to_string())
             }
             RaftError::Fatal(f) => raft_err(f),
         }
