@@ -304,14 +304,19 @@ fn three_brokers_form_a_raft_cluster_refuse_bad_changes_and_survive_a_killed_lea
         "",
     );
     assert_eq!(status, 200, "{body}");
-    wait_for("broker-2 draining on both", Duration::from_secs(10), || {
+    // It held no data: its hand-off is done at once, and it is drained on both.
+    wait_for("broker-2 drained on both", Duration::from_secs(10), || {
         let ok = [&b1, &b2].iter().all(|m| {
             let c = cluster(&m.admin);
             c["ring_epoch"] == 4
-                && states(&c).contains(&("broker-2".to_string(), "draining".to_string()))
+                && states(&c).contains(&("broker-2".to_string(), "drained".to_string()))
         });
         ok.then_some(())
     });
+    let c = cluster(&b1.admin);
+    let m2 = &c["members"].as_array().expect("members")[2];
+    assert_eq!(m2["handoff"]["done"], true, "{c}");
+    assert_eq!(m2["handoff"]["hosts_total"], 0, "{c}");
 
     // The old leader comes back from its disk at its address and catches up.
     b0.proc.restart();
@@ -495,6 +500,153 @@ fn an_agent_moves_its_stream_to_the_owner_a_broker_names() {
         metric(&scrape(&agent_admin), "ringwatch_agent_reconnects_total"),
         0.0
     );
+    for mut m in [b0, b1, b2] {
+        assert!(m.proc.terminate(), "{} stops cleanly on SIGTERM", m.id);
+    }
+}
+
+/// The ring is the same on every broker for an epoch: the test computes it too.
+fn ring_of(epoch: u64, members: &[&str]) -> ringwatch_core::Ring {
+    ringwatch_core::Ring::new(epoch, members.iter().copied(), 50)
+}
+
+#[test]
+fn a_cluster_grows_to_four_and_back_to_three_under_load_and_the_fourth_hands_off_what_it_stored() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let b0 = open_member("broker-0", tmp.path(), &["--bootstrap"]);
+    let b1 = open_member("broker-1", tmp.path(), &[]);
+    let b2 = open_member("broker-2", tmp.path(), &[]);
+    form(&[&b0, &b1, &b2], None);
+    let urls = [b0.grpc.as_str(), b1.grpc.as_str(), b2.grpc.as_str()];
+    let hosts = 60u64;
+    let lg = Loadgen::start(
+        &urls,
+        &["--hosts", "60", "--interval", "1s", "--duration", "45s"],
+    );
+    lg.wait_acked(2 * hosts, Duration::from_secs(30));
+
+    // Grow: broker-3 joins as a learner, is promoted once caught up, and takes about a quarter
+    // of the hosts; no other host changes owner.
+    let mut b3 = open_member("broker-3", tmp.path(), &[]);
+    let (status, body) = post(&b0.admin, "/api/cluster/join", None, &join_body(&b3));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(&b0.admin, "/api/cluster/members/broker-3/promote", None, "");
+    assert_eq!(status, 200, "{body}");
+    wait_for("broker-3 ready", Duration::from_secs(20), || {
+        (http_get(&b3.admin, "/ready").0 == 200).then_some(())
+    });
+    let c = cluster(&b0.admin);
+    let epoch = c["ring_epoch"].as_u64().expect("epoch");
+    let (three, four) = (
+        ring_of(epoch - 1, &["broker-0", "broker-1", "broker-2"]),
+        ring_of(epoch, &["broker-0", "broker-1", "broker-2", "broker-3"]),
+    );
+    let ids: Vec<String> = (0..hosts).map(|i| format!("loadgen-{i:02}")).collect();
+    let moved: Vec<&String> = ids
+        .iter()
+        .filter(|h| three.owners(h, 1) != four.owners(h, 1))
+        .collect();
+    assert!(
+        moved.iter().all(|h| four.owners(h, 1)[0] == "broker-3"),
+        "a join moves hosts only to the new broker"
+    );
+    assert!(
+        !moved.is_empty() && moved.len() < ids.len() / 2,
+        "{} of {} hosts moved",
+        moved.len(),
+        ids.len()
+    );
+    assert_eq!(
+        c["hosts_per_owner"]["broker-3"].as_u64(),
+        Some(moved.len() as u64),
+        "{c}"
+    );
+    // Its hosts' rows are stored there now (loadgen streams to the brokers it was given, so
+    // theirs reach broker-3 forwarded).
+    wait_for(
+        "broker-3 to store its hosts' rows",
+        Duration::from_secs(20),
+        || {
+            let stored = metric(&scrape(&b3.admin), "ringwatch_broker_store_snapshots");
+            (stored >= 3.0 * moved.len() as f64).then_some(())
+        },
+    );
+
+    // Shrink: removing it before it is drained is refused; drained, it hands its blocks off to
+    // the hosts' owners, verified, and only then says drained.
+    let delete = |token: Option<&str>| {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("Authorization", a)])
+            .unwrap_or_default();
+        http_request(
+            &b1.admin,
+            "DELETE",
+            "/api/cluster/members/broker-3",
+            &headers,
+            "",
+        )
+    };
+    let (status, body) = delete(None);
+    assert_eq!(
+        status, 409,
+        "an active member is not removed unforced: {body}"
+    );
+    assert!(body.contains("not drained"), "{body}");
+    let (status, body) = post(&b1.admin, "/api/cluster/members/broker-3/drain", None, "");
+    assert_eq!(status, 200, "{body}");
+    let c = wait_for("broker-3 drained", Duration::from_secs(60), || {
+        let c = cluster(&b0.admin);
+        states(&c)
+            .contains(&("broker-3".to_string(), "drained".to_string()))
+            .then_some(c)
+    });
+    let m3 = c["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|m| m["id"] == "broker-3")
+        .expect("broker-3")
+        .clone();
+    assert_eq!(m3["handoff"]["done"], true, "{c}");
+    assert_eq!(m3["handoff"]["hosts_left"], 0, "{c}");
+    assert!(
+        m3["handoff"]["hosts_total"].as_u64() >= Some(moved.len() as u64),
+        "every host it stored was handed off: {c}"
+    );
+    assert_eq!(m3["handoff"]["epoch"], c["ring_epoch"], "{c}");
+    let sent = metric(
+        &scrape(&b3.admin),
+        "ringwatch_broker_handoff_sent_bytes_total",
+    );
+    assert!(sent > 0.0, "broker-3 sent its blocks");
+    let imported: f64 = [&b0, &b1, &b2]
+        .iter()
+        .map(|m| {
+            metric(
+                &scrape(&m.admin),
+                "ringwatch_broker_handoff_imported_sections_total",
+            )
+        })
+        .sum();
+    assert!(
+        imported >= moved.len() as f64,
+        "{imported} sections imported"
+    );
+    let (status, body) = delete(None);
+    assert_eq!(status, 200, "{body}");
+    assert!(states(&cluster(&b0.admin)).contains(&("broker-3".to_string(), "left".to_string())));
+    // Gone for good: what it acknowledged lives at the hosts' owners now.
+    b3.proc.kill9();
+
+    let summary = lg.finish(Duration::from_secs(90));
+    assert!(
+        n(&summary, "stream_moves") >= moved.len() as u64,
+        "{summary}"
+    );
+    let report = assert_nothing_lost(&lg, &summary, &urls, hosts * 20);
+    assert_eq!(n(&report, "hosts_unreadable"), 0, "{report}");
     for mut m in [b0, b1, b2] {
         assert!(m.proc.terminate(), "{} stops cleanly on SIGTERM", m.id);
     }

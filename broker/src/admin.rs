@@ -140,13 +140,7 @@ fn raft_cluster(st: &AdminState, control: &ControlPlane) -> serde_json::Value {
     let state = control.state();
     let raft = control.status();
     let ring = state.view.ring();
-    let mut hosts_per_owner: std::collections::BTreeMap<&str, u64> =
-        ring.members().map(|m| (m, 0)).collect();
-    for host in state.hosts.keys() {
-        if let Some(owner) = ring.owners(host, 1).first() {
-            *hosts_per_owner.entry(owner).or_default() += 1;
-        }
-    }
+    let hosts_per_owner = state.hosts_per_owner();
     let members: Vec<serde_json::Value> = state
         .view
         .members()
@@ -158,6 +152,7 @@ fn raft_cluster(st: &AdminState, control: &ControlPlane) -> serde_json::Value {
                 "admin_addr": m.admin_addr,
                 "state": m.state.as_str(),
                 "role": role,
+                "handoff": state.handoffs.get(&m.id),
             })
         })
         .collect();

@@ -11,15 +11,22 @@ use ringwatch_core::Member;
 use ringwatch_net::client::GrpcChannel;
 use ringwatch_proto::peer_client::PeerClient;
 use ringwatch_proto::{
-    ForwardReply, ForwardRequest, HostsRequest, LatestRequest, RangeChunk, RangeRequest, Snapshot,
+    ForwardReply, ForwardRequest, HostsRequest, ImportReply, ImportRequest, ImportSection,
+    LatestRequest, RangeChunk, RangeRequest, Snapshot,
 };
 use tonic::Status;
 
 use crate::control::{BrokerNode, ControlPlane};
+use crate::store::embedded::WireSection;
 use crate::store::{HostRecord, WriteOutcome};
 
-/// Largest message between brokers (a forwarded batch, a range chunk).
+/// Largest message between brokers (a forwarded batch, a range chunk, a hand-off batch).
 pub const MAX_PEER_MESSAGE: usize = 64 << 20;
+/// Most hosts, and sections, in one hand-off request.
+pub const MAX_IMPORT_HOSTS: usize = 10_000;
+pub const MAX_IMPORT_SECTIONS: usize = 100_000;
+/// How long one hand-off request may take (the receiver verifies and fsyncs a block).
+const IMPORT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Clients to the other brokers.
 pub struct Peers {
@@ -96,6 +103,15 @@ impl Peers {
             .snapshots)
     }
 
+    /// Hands blocks off to `m` (their new owner); the answer once `m` has verified them and
+    /// written them durably.
+    pub async fn import(&self, m: &Member, req: ImportRequest) -> Result<ImportReply, Status> {
+        let mut c = self.client(m)?;
+        let mut r = tonic::Request::new(req);
+        r.set_timeout(IMPORT_TIMEOUT.max(self.timeout));
+        Ok(c.import(r).await?.into_inner())
+    }
+
     /// The hosts `m` holds.
     pub async fn hosts(&self, m: &Member) -> Result<Vec<HostRecord>, Status> {
         let mut c = self.client(m)?;
@@ -147,5 +163,37 @@ pub fn reply(out: &WriteOutcome) -> ForwardReply {
                 reason: reason.clone(),
             })
             .collect(),
+    }
+}
+
+/// A section as the wire carries it.
+pub fn section_to_proto(s: WireSection) -> ImportSection {
+    ImportSection {
+        rows: s.rows,
+        crc: s.crc,
+        min_ts_ms: s.min_ts,
+        max_ts_ms: s.max_ts,
+        row_count: s.row_count,
+        values: s.values,
+        rollup: s.rollup,
+        rollup_crc: s.rollup_crc,
+        rollup_rows: s.rollup_rows,
+        rollup_width_ms: s.rollup_width_ms,
+    }
+}
+
+/// A section from the wire (checked by the store before it is written).
+pub fn section_from_proto(s: ImportSection) -> WireSection {
+    WireSection {
+        rows: s.rows,
+        crc: s.crc,
+        min_ts: s.min_ts_ms,
+        max_ts: s.max_ts_ms,
+        row_count: s.row_count,
+        values: s.values,
+        rollup: s.rollup,
+        rollup_crc: s.rollup_crc,
+        rollup_rows: s.rollup_rows,
+        rollup_width_ms: s.rollup_width_ms,
     }
 }

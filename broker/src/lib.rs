@@ -16,6 +16,7 @@ pub mod control;
 pub mod error;
 mod failpoint;
 pub mod forward;
+pub mod handoff;
 pub mod ingest;
 pub mod legacy;
 pub mod live;
@@ -418,6 +419,9 @@ async fn serve(
     serving.store(true, Ordering::Relaxed);
     let grpc_task = tokio::spawn(grpc_server);
     let admin_task = tokio::spawn(admin_server);
+    let handoff = control
+        .as_ref()
+        .map(|_| tokio::spawn(handoff::run(router.clone(), shutdown.clone())));
     let detector = control.clone().map(|plane| {
         tokio::spawn(control::detector::run(
             plane,
@@ -470,6 +474,9 @@ async fn serve(
     let _ = capacity_task.await;
     if let Some(d) = detector {
         let _ = d.await;
+    }
+    if let Some(h) = handoff {
+        let _ = h.await;
     }
     if let Some(plane) = &control {
         plane.shutdown().await;

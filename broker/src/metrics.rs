@@ -61,6 +61,13 @@ pub struct BrokerMetrics {
     pub forward_seconds: Histogram,
     /// Reads answered without a broker that did not answer (its part missing).
     pub partial_reads: Counter,
+    /// A drain's hand-off on this broker: hosts and bytes still to send.
+    pub handoff_hosts_remaining: Gauge,
+    pub handoff_bytes_remaining: Gauge,
+    /// Bytes of sections this broker handed off (sent and verified by their new owner).
+    pub handoff_sent_bytes: Counter,
+    /// Sections other brokers handed off to this one, written here.
+    pub handoff_imported_sections: Counter,
     /// Admin API requests refused for their credential, by reason.
     admin_refused: Family<Labels1, Counter>,
     raft_term: Gauge,
@@ -128,6 +135,10 @@ impl BrokerMetrics {
             forwarded: Family::default(),
             forward_seconds: latency(),
             partial_reads: Counter::default(),
+            handoff_hosts_remaining: Gauge::default(),
+            handoff_bytes_remaining: Gauge::default(),
+            handoff_sent_bytes: Counter::default(),
+            handoff_imported_sections: Counter::default(),
             raft_term: Gauge::default(),
             raft_is_leader: Gauge::default(),
             raft_last_applied: Gauge::default(),
@@ -167,6 +178,26 @@ impl BrokerMetrics {
             "partial_reads",
             "Reads answered without a broker that did not answer (what it holds is missing)",
             m.partial_reads.clone(),
+        );
+        r.register(
+            "handoff_hosts_remaining",
+            "Hosts a drained broker still has to hand off to their new owners",
+            m.handoff_hosts_remaining.clone(),
+        );
+        r.register(
+            "handoff_bytes_remaining",
+            "Bytes of blocks a drained broker still has to hand off",
+            m.handoff_bytes_remaining.clone(),
+        );
+        r.register(
+            "handoff_sent_bytes",
+            "Bytes of blocks handed off to new owners, verified by them",
+            m.handoff_sent_bytes.clone(),
+        );
+        r.register(
+            "handoff_imported_sections",
+            "Block sections other brokers handed off to this one",
+            m.handoff_imported_sections.clone(),
         );
         r.register(
             "admin_requests_refused",
@@ -412,7 +443,7 @@ impl BrokerMetrics {
             .set(raft.last_applied.map_or(-1, |i| i as i64));
         self.ring_epoch.set(state.view.epoch() as i64);
         use ringwatch_core::MemberState::*;
-        for s in [Joining, Active, Draining, Down, Left] {
+        for s in [Joining, Active, Draining, Drained, Down, Left] {
             let n = state.view.members().filter(|m| m.state == s).count();
             self.cluster_members
                 .get_or_create(&[("state", s.as_str())])

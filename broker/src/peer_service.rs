@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use ringwatch_proto::peer_server::{Peer, PeerServer};
 use ringwatch_proto::{
-    ForwardReply, ForwardRequest, HostInfo, HostsRequest, HostsResponse, LatestRequest,
-    LatestResponse, RangeChunk, RangeRequest,
+    ForwardReply, ForwardRequest, HostInfo, HostsRequest, HostsResponse, ImportReply,
+    ImportRequest, LatestRequest, LatestResponse, RangeChunk, RangeRequest,
 };
 use tonic::{Request, Response, Status};
 
-use crate::forward::MAX_PEER_MESSAGE;
+use crate::forward::{MAX_IMPORT_HOSTS, MAX_IMPORT_SECTIONS, MAX_PEER_MESSAGE};
 use crate::router::Router;
-use crate::store::HostRecord;
+use crate::store::{HostRecord, StoreError};
 use crate::validate;
 
 pub struct PeerService {
@@ -127,5 +127,57 @@ impl Peer for PeerService {
             })
             .collect();
         Ok(Response::new(HostsResponse { hosts }))
+    }
+
+    async fn import(&self, req: Request<ImportRequest>) -> Result<Response<ImportReply>, Status> {
+        let r = req.into_inner();
+        if r.hosts.len() > MAX_IMPORT_HOSTS {
+            return Err(Status::invalid_argument(format!(
+                "{} hosts in one hand-off request; at most {MAX_IMPORT_HOSTS}",
+                r.hosts.len()
+            )));
+        }
+        let sections: usize = r.hosts.iter().map(|h| h.sections.len()).sum();
+        if sections > MAX_IMPORT_SECTIONS {
+            return Err(Status::invalid_argument(format!(
+                "{sections} sections in one hand-off request; at most {MAX_IMPORT_SECTIONS}"
+            )));
+        }
+        if r.from_node.is_empty() || r.from_node.len() > 253 {
+            return Err(Status::invalid_argument(
+                "from_node: the sending broker's id (1 to 253 characters)",
+            ));
+        }
+        for h in &r.hosts {
+            validate::check_host_id(&h.host_id).map_err(|e| e.status())?;
+        }
+        let hosts = r
+            .hosts
+            .into_iter()
+            .map(|h| {
+                let sections = h
+                    .sections
+                    .into_iter()
+                    .map(|s| crate::forward::section_from_proto(s).into_incoming())
+                    .collect();
+                (Arc::<str>::from(h.host_id.as_str()), sections)
+            })
+            .collect();
+        let out = match self.router.import(&r.from_node, r.ring_epoch, hosts).await {
+            Ok(out) => out,
+            // Bytes that fail their checks are refused whole, and said why.
+            Err(StoreError::Corrupt { path, reason }) => {
+                return Err(Status::invalid_argument(format!("{path}: {reason}")));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Response::new(ImportReply {
+            hosts: out.hosts,
+            sections: out.sections,
+            already: out.already,
+            rows: out.rows,
+            values: out.values,
+            bytes: out.bytes,
+        }))
     }
 }

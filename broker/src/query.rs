@@ -270,20 +270,30 @@ impl Query for QueryService {
                     grpc_addr: self.grpc_url.clone(),
                     state: "active".into(),
                     role: "leader".into(),
+                    ..ClusterMember::default()
                 }],
                 node_id,
             }));
         };
         let raft = control.status();
         let state = control.state();
+        let owned = state.hosts_per_owner();
         let members = state
             .view
             .members()
-            .map(|m| ClusterMember {
-                id: m.id.clone(),
-                grpc_addr: m.grpc_addr.clone(),
-                state: m.state.as_str().into(),
-                role: crate::admin::raft_role(&raft, &m.id).into(),
+            .map(|m| {
+                let h = state.handoffs.get(&m.id);
+                ClusterMember {
+                    id: m.id.clone(),
+                    grpc_addr: m.grpc_addr.clone(),
+                    state: m.state.as_str().into(),
+                    role: crate::admin::raft_role(&raft, &m.id).into(),
+                    hosts_owned: owned.get(m.id.as_str()).copied().unwrap_or(0),
+                    handing_off: h.is_some(),
+                    handoff_hosts_left: h.map_or(0, |h| h.hosts_left),
+                    handoff_bytes_left: h.map_or(0, |h| h.bytes_left),
+                    handoff_done: h.is_some_and(|h| h.done),
+                }
             })
             .collect();
         Ok(Response::new(ClusterInfo {

@@ -8,7 +8,7 @@
 //! it within the range (the ring's epochs) and merged; latest and hosts ask every broker and
 //! merge. The `*_local` calls are what a peer asks of this broker's own store.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use crate::control::{ControlOp, ControlPlane, ControlState};
 use crate::forward::Peers;
 use crate::live::Live;
 use crate::metrics::BrokerMetrics;
+use crate::store::embedded::{Imported, Incoming};
 use crate::store::frame::Frame;
 use crate::store::{AnyStore, HostRecord, RangeQuery, Store, StoreError, StoreStats, WriteOutcome};
 
@@ -59,6 +60,15 @@ impl Router {
             metrics,
             cluster: None,
         }
+    }
+
+    /// The cluster this broker routes by (a cluster member only).
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_ref()
+    }
+
+    pub fn metrics(&self) -> &BrokerMetrics {
+        &self.metrics
     }
 
     /// Routes by the cluster's ring.
@@ -258,8 +268,8 @@ impl Router {
         self.store.touch(host_id, at_ms).await
     }
 
-    /// Every broker that owned `host_id` at some time in `[start, end]` (by the ring's
-    /// epochs), and its owner now.
+    /// Every broker holding `host_id`'s rows in `[start, end]`: its owners by the ring's
+    /// epochs and now, a drained broker standing for where it handed the host off.
     fn owners_between(
         &self,
         state: &ControlState,
@@ -267,21 +277,8 @@ impl Router {
         start: i64,
         end: i64,
     ) -> Vec<Member> {
-        let mut names: BTreeSet<String> = BTreeSet::new();
-        for epoch in state.epochs_between(start, end) {
-            let ring = ringwatch_core::Ring::new(
-                epoch.epoch,
-                epoch.members.iter().cloned(),
-                state.view.ring().vnodes(),
-            );
-            if let Some(o) = ring.owners(host_id, 1).first() {
-                names.insert(o.to_string());
-            }
-        }
-        if let Some(o) = state.view.owners(host_id, 1).first() {
-            names.insert(o.id.clone());
-        }
-        names
+        state
+            .read_owners(host_id, start, end)
             .into_iter()
             .filter_map(|n| state.view.member(&n).cloned())
             .collect()
@@ -441,6 +438,36 @@ impl Router {
     /// Every host this broker's store holds (a peer asks).
     pub async fn hosts_local(&self) -> Result<Vec<HostRecord>, StoreError> {
         self.store.hosts().await
+    }
+
+    /// Writes blocks another broker handed off (embedded store only: with a shared Redis
+    /// there is nothing to hand off). Taken whatever this broker's ring says, as a forward is:
+    /// the sender routed them by `epoch`.
+    pub async fn import(
+        &self,
+        from: &str,
+        epoch: u64,
+        hosts: Vec<(Arc<str>, Vec<Incoming>)>,
+    ) -> Result<Imported, StoreError> {
+        let AnyStore::Embedded(store) = &*self.store else {
+            return Err(StoreError::Unavailable(
+                "this broker stores in Redis, which every broker shares: nothing is handed off"
+                    .into(),
+            ));
+        };
+        if let Some(state) = self.state()
+            && state.view.epoch() < epoch
+        {
+            tracing::debug!(%from, epoch, mine = state.view.epoch(), "hand-off routed by a newer ring than this broker has applied");
+        }
+        let (store, from) = (store.clone(), from.to_string());
+        let out = tokio::task::spawn_blocking(move || store.import(&from, hosts))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("import task failed: {e}")))??;
+        self.metrics
+            .handoff_imported_sections
+            .inc_by(out.sections - out.already);
+        Ok(out)
     }
 
     /// This broker's store: readiness, flush at shutdown, figures.

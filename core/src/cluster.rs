@@ -5,7 +5,7 @@
 //!
 //! Ring states: `Joining` (known, catching up, owns nothing) → `Active` (in the ring) →
 //! `Draining` (out of the ring: its hosts' new owners take writes while it hands their data
-//! off) → `Left`. `Down` is set by failure detection: out of the ring at once, still a member
+//! off) → `Drained` (handed off, verified) → `Left`. `Down` is set by failure detection: out of the ring at once, still a member
 //! (and a Raft voter) until removed; back up, it is `Joining` again until it has caught up. The
 //! epoch rises by one whenever the set of ring members changes, and only then.
 
@@ -22,6 +22,8 @@ pub enum MemberState {
     Joining,
     Active,
     Draining,
+    /// Drained: its hosts' data handed off; it may be removed.
+    Drained,
     Down,
     Left,
 }
@@ -32,6 +34,7 @@ impl MemberState {
             MemberState::Joining => "joining",
             MemberState::Active => "active",
             MemberState::Draining => "draining",
+            MemberState::Drained => "drained",
             MemberState::Down => "down",
             MemberState::Left => "left",
         }
@@ -63,6 +66,8 @@ pub enum Change {
     Activate { id: String },
     /// Leaves the ring; hands its hosts' data off.
     Drain { id: String },
+    /// Its hand-off is done (verified by the new owners): it may be removed.
+    Drained { id: String },
     /// Failure detection: silent too long.
     MarkDown { id: String },
     /// Heard from again: catches up before it owns again.
@@ -224,11 +229,12 @@ impl ClusterView {
             }
             Change::Activate { id } => self.check(id, &[Joining], Active)?,
             Change::Drain { id } => self.check(id, &[Active], Draining)?,
+            Change::Drained { id } => self.check(id, &[Draining], Drained)?,
             Change::MarkDown { id } => self.check(id, &[Joining, Active, Draining], Down)?,
             Change::MarkUp { id } => self.check(id, &[Down], Joining)?,
-            Change::Remove { id, force: false } => self.check(id, &[Draining], Left)?,
+            Change::Remove { id, force: false } => self.check(id, &[Drained], Left)?,
             Change::Remove { id, force: true } => {
-                self.check(id, &[Joining, Active, Draining, Down], Left)?
+                self.check(id, &[Joining, Active, Draining, Drained, Down], Left)?
             }
         };
         let was_in = self.members.get(&id).is_some_and(|m| m.state == Active);
@@ -307,6 +313,13 @@ mod tests {
             id: "b1".into(),
             force: false,
         };
+        // Not before its hand-off is done.
+        assert!(matches!(
+            v.apply(gone.clone()),
+            Err(ClusterError::State { .. })
+        ));
+        assert_eq!(v.apply(Change::Drained { id: "b1".into() }), Ok(false));
+        assert_eq!(v.member("b1").unwrap().state, MemberState::Drained);
         assert_eq!(v.apply(gone), Ok(false));
         assert_eq!(v.member("b1").unwrap().state, MemberState::Left);
         assert_eq!(v.epoch(), 3);
@@ -348,7 +361,7 @@ mod tests {
                 force: false,
             })
             .unwrap_err();
-        assert_eq!(e.to_string(), "\"b0\" is active, not draining");
+        assert_eq!(e.to_string(), "\"b0\" is active, not drained");
         assert_eq!(
             v.apply(Change::MarkUp { id: "b0".into() })
                 .unwrap_err()

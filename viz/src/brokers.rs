@@ -30,6 +30,12 @@ pub struct BrokerStatus {
     /// Its Raft role (leader, voter, learner, none) as the cluster reports it.
     #[schema(required)]
     pub raft_role: Option<String>,
+    /// Registered hosts the ring gives it; null outside a Raft cluster view.
+    #[schema(required)]
+    pub hosts_owned: Option<u64>,
+    /// Its hand-off while draining or once drained; null otherwise.
+    #[schema(required)]
+    pub handoff: Option<HandoffStatus>,
     /// The broker's gRPC endpoint.
     pub url: String,
     /// Whether its last health check or call succeeded.
@@ -40,6 +46,15 @@ pub struct BrokerStatus {
     /// Why it is unhealthy (the last error); null when healthy.
     #[schema(required)]
     pub last_error: Option<String>,
+}
+
+/// A draining broker's hand-off of its hosts' data to their new owners.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, utoipa::ToSchema)]
+pub struct HandoffStatus {
+    pub hosts_left: u64,
+    pub bytes_left: u64,
+    /// Every section sent and verified by its new owner (the broker is drained).
+    pub done: bool,
 }
 
 /// Query clients are allowed answers this large (a week of a host's rows at full resolution).
@@ -160,6 +175,15 @@ impl BrokerPool {
                     node_id: m.as_ref().map_or(p.id, |m| m.id.clone()),
                     ring_state: m.as_ref().map(|m| m.state.clone()),
                     raft_role: m.as_ref().map(|m| m.role.clone()),
+                    hosts_owned: m
+                        .as_ref()
+                        .filter(|_| cluster.as_ref().is_some_and(|c| c.raft))
+                        .map(|m| m.hosts_owned),
+                    handoff: m.as_ref().filter(|m| m.handing_off).map(|m| HandoffStatus {
+                        hosts_left: m.handoff_hosts_left,
+                        bytes_left: m.handoff_bytes_left,
+                        done: m.handoff_done,
+                    }),
                     url: p.url,
                     healthy: p.healthy,
                     rtt_ms: p.rtt_ms,

@@ -20,7 +20,7 @@ pub mod types;
 pub use detector::Detection;
 pub use plane::{ControlError, ControlOp, ControlPlane, RaftStatus, RaftTimings};
 pub use service::RaftService;
-pub use state::{ClusterConfig, ControlRequest, ControlResponse, ControlState};
+pub use state::{ClusterConfig, ControlRequest, ControlResponse, ControlState, Handoff};
 pub use types::{BrokerNode, raft_id};
 
 #[cfg(test)]

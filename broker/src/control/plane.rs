@@ -18,7 +18,7 @@ use tokio::sync::{Mutex, watch};
 
 use super::log_store::{LogStore, RaftDb};
 use super::network::Network;
-use super::state::{ClusterConfig, ControlRequest, ControlResponse, ControlState};
+use super::state::{ClusterConfig, ControlRequest, ControlResponse, ControlState, Handoff};
 use super::state_machine::StateMachine;
 use super::types::{BrokerNode, Raft, RaftId, raft_id};
 use ringwatch_proto::RaftPayload;
@@ -64,6 +64,8 @@ pub enum ControlOp {
     MarkDown { id: String },
     /// Failure detection: heard from again (`joining` until caught up).
     MarkUp { id: String },
+    /// A draining broker's hand-off progress (its own); `done` makes it drained.
+    Handoff { id: String, progress: Handoff },
 }
 
 /// Why an operation did not happen (nothing changed).
@@ -423,7 +425,7 @@ impl ControlPlane {
             ControlOp::Promote { id } => self.promote(&id).await,
             ControlOp::Drain { id } => {
                 let member = self.state().view.member(&id).map(|m| m.state);
-                if member == Some(MemberState::Draining) {
+                if matches!(member, Some(MemberState::Draining | MemberState::Drained)) {
                     return Ok(self.unchanged());
                 }
                 let change = Change::Drain { id };
@@ -459,6 +461,9 @@ impl ControlPlane {
                 let change = Change::MarkUp { id };
                 self.check(&change)?;
                 self.change(change).await
+            }
+            ControlOp::Handoff { id, progress } => {
+                self.write(ControlRequest::Handoff { id, progress }).await
             }
         }
     }

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use ringwatch_core::{Change, ClusterView};
+use ringwatch_core::{Change, ClusterView, MemberState, Ring};
 use serde::{Deserialize, Serialize};
 
 /// The cluster-wide settings every broker follows.
@@ -52,6 +52,20 @@ pub struct HostEntry {
     pub first_seen_ms: i64,
 }
 
+/// A drained broker's hand-off: where its hosts' data went, and how far it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handoff {
+    /// The ring epoch the data went by: each host's owner at this epoch holds it.
+    pub epoch: u64,
+    pub hosts_total: u64,
+    pub hosts_left: u64,
+    pub bytes_total: u64,
+    pub bytes_left: u64,
+    /// Every section sent and verified by its new owner.
+    pub done: bool,
+    pub updated_ms: i64,
+}
+
 /// A write to the control plane (an entry of the Raft log).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -67,6 +81,8 @@ pub enum ControlRequest {
     },
     /// New cluster settings.
     SetConfig { config: ClusterConfig },
+    /// A draining broker's hand-off progress; when `done`, it is drained.
+    Handoff { id: String, progress: Handoff },
 }
 
 /// What applying a request did.
@@ -86,6 +102,10 @@ pub struct ControlState {
     pub epochs: Vec<RingEpoch>,
     pub hosts: BTreeMap<String, HostEntry>,
     pub config: ClusterConfig,
+    /// Hand-offs of draining and drained brokers (kept after their removal while reads of the
+    /// epochs they owned need to know where their data went).
+    #[serde(default)]
+    pub handoffs: BTreeMap<String, Handoff>,
 }
 
 impl Default for ControlState {
@@ -96,6 +116,7 @@ impl Default for ControlState {
             epochs: Vec::new(),
             hosts: BTreeMap::new(),
             config,
+            handoffs: BTreeMap::new(),
         }
     }
 }
@@ -104,8 +125,12 @@ impl ControlState {
     /// Applies one request; a refused one changes nothing.
     pub fn apply(&mut self, request: ControlRequest) -> ControlResponse {
         match request {
-            ControlRequest::Change { change, at_ms } => match self.view.apply(change) {
+            ControlRequest::Change { change, at_ms } => match self.view.apply(change.clone()) {
                 Ok(ring_changed) => {
+                    if let Change::Join { id, .. } | Change::Drain { id } = &change {
+                        // Back under its id, or draining afresh: an old hand-off is history.
+                        self.handoffs.remove(id);
+                    }
                     if ring_changed {
                         self.record_epoch(at_ms);
                     }
@@ -130,6 +155,26 @@ impl ControlState {
                         first_seen_ms,
                     },
                 );
+                self.applied(false)
+            }
+            ControlRequest::Handoff { id, progress } => {
+                let state = self.view.member(&id).map(|m| m.state);
+                if state != Some(MemberState::Draining) {
+                    return ControlResponse::Refused {
+                        reason: format!(
+                            "{id:?} is {}, not draining",
+                            state.map_or("not a member", MemberState::as_str)
+                        ),
+                    };
+                }
+                if progress.done
+                    && let Err(e) = self.view.apply(Change::Drained { id: id.clone() })
+                {
+                    return ControlResponse::Refused {
+                        reason: e.to_string(),
+                    };
+                }
+                self.handoffs.insert(id, progress);
                 self.applied(false)
             }
             ControlRequest::SetConfig { config } => {
@@ -186,6 +231,80 @@ impl ControlState {
             .take_while(|w| w[1].since_ms < horizon)
             .count();
         self.epochs.drain(..ended_before);
+        // A removed broker's hand-off matters while an epoch it owned in is kept.
+        let kept: std::collections::BTreeSet<&str> = self
+            .epochs
+            .iter()
+            .flat_map(|e| e.members.iter().map(String::as_str))
+            .collect();
+        let view = &self.view;
+        self.handoffs.retain(|id, _| {
+            kept.contains(id.as_str())
+                || view
+                    .member(id)
+                    .is_some_and(|m| m.state != MemberState::Left)
+        });
+    }
+
+    /// Registered hosts per ring member, by the ring now (every member, 0 included).
+    pub fn hosts_per_owner(&self) -> BTreeMap<&str, u64> {
+        let ring = self.view.ring();
+        let mut out: BTreeMap<&str, u64> = ring.members().map(|m| (m, 0)).collect();
+        for host in self.hosts.keys() {
+            if let Some(owner) = ring.owners(host, 1).first() {
+                *out.entry(owner).or_default() += 1;
+            }
+        }
+        out
+    }
+
+    /// The ring of epoch `epoch`, if it is kept.
+    fn ring_at(&self, epoch: u64) -> Option<Ring> {
+        let e = self.epochs.iter().find(|e| e.epoch == epoch)?;
+        Some(Ring::new(
+            e.epoch,
+            e.members.iter().cloned(),
+            self.view.ring().vnodes(),
+        ))
+    }
+
+    /// The brokers that hold `host_id`'s rows within `[from_ms, to_ms]`: its owner in every
+    /// epoch of the range and its owner now, where a drained broker stands for the owner its
+    /// hand-off sent the host to (who may have been drained in turn).
+    pub fn read_owners(&self, host_id: &str, from_ms: i64, to_ms: i64) -> Vec<String> {
+        let mut owners: std::collections::BTreeSet<String> = self
+            .epochs_between(from_ms, to_ms)
+            .filter_map(|e| {
+                let ring = Ring::new(
+                    e.epoch,
+                    e.members.iter().cloned(),
+                    self.view.ring().vnodes(),
+                );
+                ring.owners(host_id, 1).first().map(|o| o.to_string())
+            })
+            .collect();
+        if let Some(o) = self.view.owners(host_id, 1).first() {
+            owners.insert(o.id.clone());
+        }
+        let mut out = std::collections::BTreeSet::new();
+        for mut owner in owners {
+            // Bounded: a chain of hand-offs is at most as long as the members are many.
+            for _ in 0..=self.handoffs.len() {
+                let Some(h) = self.handoffs.get(&owner).filter(|h| h.done) else {
+                    break;
+                };
+                let next = match self.ring_at(h.epoch) {
+                    Some(ring) => ring.owners(host_id, 1).first().map(|o| o.to_string()),
+                    None => self.view.owners(host_id, 1).first().map(|m| m.id.clone()),
+                };
+                match next {
+                    Some(n) if n != owner => owner = n,
+                    _ => break,
+                }
+            }
+            out.insert(owner);
+        }
+        out.into_iter().collect()
     }
 
     /// The ring epochs that owned data at some time in `[from_ms, to_ms]`.
@@ -315,5 +434,82 @@ mod tests {
         let back: ControlState = serde_json::from_slice(&json).unwrap();
         assert_eq!(back, s);
         assert_eq!(back.view.ring().members().collect::<Vec<_>>(), ["b0"]);
+    }
+
+    fn handoff(id: &str, epoch: u64, done: bool) -> ControlRequest {
+        ControlRequest::Handoff {
+            id: id.into(),
+            progress: Handoff {
+                epoch,
+                hosts_total: 10,
+                hosts_left: if done { 0 } else { 4 },
+                done,
+                ..Handoff::default()
+            },
+        }
+    }
+
+    #[test]
+    fn reads_follow_a_drained_brokers_hosts_to_where_its_hand_off_sent_them() {
+        let mut s = ControlState::default();
+        for (i, id) in ["b0", "b1", "b2"].into_iter().enumerate() {
+            s.apply(change(join(id), i as i64));
+            s.apply(change(activate(id), i as i64));
+        }
+        let epoch = s.view.epoch();
+        let host = (0..)
+            .map(|i| format!("host-{i}"))
+            .find(|h| s.view.owners(h, 1)[0].id == "b2")
+            .unwrap();
+        assert_eq!(s.read_owners(&host, 3_000, 4_000), ["b2"]);
+        // A hand-off before the drain is refused: b2 is not draining.
+        assert!(matches!(
+            s.apply(handoff("b2", epoch, false)),
+            ControlResponse::Refused { .. }
+        ));
+        s.apply(change(Change::Drain { id: "b2".into() }, 5_000));
+        let next = s.view.owners(&host, 1)[0].id.clone();
+        assert_ne!(next, "b2");
+        // Handing off: an old range is still read where it was written, and at the owner now
+        // (an agent's rows sent late land there, whatever their time).
+        s.apply(handoff("b2", epoch + 1, false));
+        let mut both = vec!["b2".to_string(), next.clone()];
+        both.sort();
+        assert_eq!(s.read_owners(&host, 3_000, 4_000), both);
+        assert_eq!(s.read_owners(&host, 3_000, 6_000), both);
+        assert_eq!(s.handoffs["b2"].hosts_left, 4);
+        // Done: b2 is drained, and every range of the host is read at its new owner.
+        assert!(matches!(
+            s.apply(handoff("b2", epoch + 1, true)),
+            ControlResponse::Applied { .. }
+        ));
+        assert_eq!(s.view.member("b2").unwrap().state, MemberState::Drained);
+        assert_eq!(
+            s.read_owners(&host, 3_000, 6_000),
+            std::slice::from_ref(&next)
+        );
+        // Removed, the same.
+        s.apply(change(
+            Change::Remove {
+                id: "b2".into(),
+                force: false,
+            },
+            7_000,
+        ));
+        assert_eq!(
+            s.read_owners(&host, 3_000, 6_000),
+            std::slice::from_ref(&next)
+        );
+        // The new owner drained in turn: the chain is followed.
+        s.apply(change(Change::Drain { id: next.clone() }, 8_000));
+        let last = s.view.owners(&host, 1)[0].id.clone();
+        s.apply(handoff(&next, s.view.epoch(), true));
+        assert_eq!(
+            s.read_owners(&host, 3_000, 9_000),
+            std::slice::from_ref(&last)
+        );
+        // The hand-offs survive a snapshot.
+        let back: ControlState = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+        assert_eq!(back.read_owners(&host, 3_000, 9_000), [last]);
     }
 }

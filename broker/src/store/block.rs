@@ -379,6 +379,109 @@ impl Kind {
     }
 }
 
+/// One host's section as bytes: its rows, encoded, and its rollup if it has one. What a block
+/// is written from, and what a hand-off ships as it is (never re-encoded).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RawSection {
+    pub(crate) rows_bytes: Vec<u8>,
+    pub(crate) min_ts: i64,
+    pub(crate) max_ts: i64,
+    pub(crate) rows: u32,
+    pub(crate) values: u32,
+    pub(crate) rollup: Option<RawRollup>,
+}
+
+/// A section's rollup as bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RawRollup {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) rows: u32,
+    pub(crate) width_ms: u32,
+}
+
+impl RawSection {
+    /// Encodes one host's rows (and, with `rollups`, their rollup where the rows are dense
+    /// enough); `None` for no rows.
+    pub(crate) fn encode(frame: &Frame, rollups: bool) -> Result<Option<RawSection>, StoreError> {
+        if frame.is_empty() {
+            return Ok(None);
+        }
+        let rows_bytes = encode_section(frame)?;
+        let rollup = match rollup_width(frame).filter(|_| rollups) {
+            Some(width) => {
+                let r = Rollup::of(frame, width);
+                Some(RawRollup {
+                    bytes: encode_section(&r.to_frame())?,
+                    rows: r.ts.len() as u32,
+                    width_ms: width as u32,
+                })
+            }
+            None => None,
+        };
+        Ok(Some(RawSection {
+            rows_bytes,
+            min_ts: frame.first().unwrap_or(i64::MIN),
+            max_ts: frame.last().unwrap_or(i64::MIN),
+            rows: frame.ts.len() as u32,
+            values: frame
+                .cols
+                .iter()
+                .map(|c| c.values.iter().filter(|v| !v.is_nan()).count() as u32)
+                .sum(),
+            rollup,
+        }))
+    }
+
+    /// Checks bytes that came from elsewhere (a hand-off) before they are written as a block:
+    /// the CRCs the sender computed, and every column decoding to the rows and values it
+    /// claims. Returns the reason it is refused.
+    pub(crate) fn verify(&self, crc: u32, rollup_crc: u32) -> Result<(), String> {
+        if crc32fast::hash(&self.rows_bytes) != crc {
+            return Err("rows CRC mismatch".into());
+        }
+        let dir = parse_section(&self.rows_bytes)?;
+        if dir.ts.len() != self.rows as usize || self.rows == 0 {
+            return Err(format!("{} rows, {} claimed", dir.ts.len(), self.rows));
+        }
+        if dir.ts.windows(2).any(|w| w[0] >= w[1]) {
+            return Err("timestamps out of order".into());
+        }
+        if dir.ts.first() != Some(&self.min_ts) || dir.ts.last() != Some(&self.max_ts) {
+            return Err("first or last timestamp differs from the claimed range".into());
+        }
+        let mut values = 0usize;
+        for c in &dir.cols {
+            let col = decode_column(&self.rows_bytes, dir.ts.len(), c)?;
+            values += col.iter().filter(|v| !v.is_nan()).count();
+        }
+        if values != self.values as usize {
+            return Err(format!("{values} values, {} claimed", self.values));
+        }
+        if let Some(r) = &self.rollup {
+            if crc32fast::hash(&r.bytes) != rollup_crc {
+                return Err("rollup CRC mismatch".into());
+            }
+            let width = i64::from(r.width_ms);
+            if width < ROLLUP_MS || width % ROLLUP_MS != 0 {
+                return Err(format!("rollup buckets of {width} ms"));
+            }
+            let dir = parse_section(&r.bytes)?;
+            if dir.ts.len() != r.rows as usize {
+                return Err(format!("{} rollup rows, {} claimed", dir.ts.len(), r.rows));
+            }
+            for c in &dir.cols {
+                decode_column(&r.bytes, dir.ts.len(), c)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes it takes in a block.
+    pub(crate) fn len(&self) -> u64 {
+        self.rows_bytes.len() as u64 + self.rollup.as_ref().map_or(0, |r| r.bytes.len() as u64)
+    }
+}
+
 /// Writes a block from `(host, rows)` pairs: a temporary file, fsync, rename to `path`, fsync of
 /// the folder. A merged block's rollups are made from the rows as they are written. Returns its
 /// index.
@@ -390,8 +493,27 @@ pub(crate) fn write_block(
     superseded: &[u64],
     hosts: impl Iterator<Item = Result<(Arc<str>, Frame), StoreError>>,
 ) -> Result<BlockIndex, StoreError> {
-    let v2 = kind.v2();
     let rollups = kind == Kind::Merged;
+    let sections = hosts.filter_map(move |item| match item {
+        Ok((host, frame)) => match RawSection::encode(&frame, rollups) {
+            Ok(Some(raw)) => Some(Ok((host, raw))),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        },
+        Err(e) => Some(Err(e)),
+    });
+    write_sections(kind.v2(), path, floor, created_ms, superseded, sections)
+}
+
+/// Writes a block from sections already encoded (atomically, as [`write_block`]).
+pub(crate) fn write_sections(
+    v2: bool,
+    path: &Path,
+    floor: i64,
+    created_ms: i64,
+    superseded: &[u64],
+    sections: impl Iterator<Item = Result<(Arc<str>, RawSection), StoreError>>,
+) -> Result<BlockIndex, StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = tmp_path(path);
     let io = |e| StoreError::io(&tmp, e);
@@ -401,43 +523,34 @@ pub(crate) fn write_block(
         w.write_all(if v2 { MAGIC } else { MAGIC_V1 }).map_err(io)?;
         let mut offset = MAGIC.len() as u64;
         let mut index = Vec::new();
-        for item in hosts {
-            let (host, frame) = item?;
-            if frame.is_empty() {
-                continue;
-            }
-            let body = encode_section(&frame)?;
-            w.write_all(&body).map_err(io)?;
-            let rollup = match rollup_width(&frame).filter(|_| rollups) {
-                Some(width) => {
-                    let r = Rollup::of(&frame, width);
-                    let bytes = encode_section(&r.to_frame())?;
-                    w.write_all(&bytes).map_err(io)?;
+        for item in sections {
+            let (host, raw) = item?;
+            w.write_all(&raw.rows_bytes).map_err(io)?;
+            let body_len = raw.rows_bytes.len() as u64;
+            let rollup = match raw.rollup.filter(|_| v2) {
+                Some(r) => {
+                    w.write_all(&r.bytes).map_err(io)?;
                     Some(Part {
-                        offset: offset + body.len() as u64,
-                        len: bytes.len() as u32,
-                        crc: crc32fast::hash(&bytes),
-                        rows: r.ts.len() as u32,
-                        width_ms: width as u32,
+                        offset: offset + body_len,
+                        len: r.bytes.len() as u32,
+                        crc: crc32fast::hash(&r.bytes),
+                        rows: r.rows,
+                        width_ms: r.width_ms,
                     })
                 }
                 None => None,
             };
-            let next = offset + body.len() as u64 + rollup.as_ref().map_or(0, |p| u64::from(p.len));
+            let next = offset + body_len + rollup.as_ref().map_or(0, |p| u64::from(p.len));
             index.push((
                 host,
                 Section {
                     offset,
-                    len: body.len() as u32,
-                    crc: crc32fast::hash(&body),
-                    min_ts: frame.first().unwrap_or(i64::MIN),
-                    max_ts: frame.last().unwrap_or(i64::MIN),
-                    rows: frame.ts.len() as u32,
-                    values: frame
-                        .cols
-                        .iter()
-                        .map(|c| c.values.iter().filter(|v| !v.is_nan()).count() as u32)
-                        .sum(),
+                    len: body_len as u32,
+                    crc: crc32fast::hash(&raw.rows_bytes),
+                    min_ts: raw.min_ts,
+                    max_ts: raw.max_ts,
+                    rows: raw.rows,
+                    values: raw.values,
                     rollup,
                 },
             ));
@@ -651,6 +764,27 @@ pub(crate) fn read_section(path: &Path, s: &Section) -> Result<Vec<u8>, StoreErr
         ));
     }
     Ok(buf)
+}
+
+/// One section as it is on disk, rollup included, CRCs checked: what a hand-off ships.
+pub(crate) fn read_raw(path: &Path, s: &Section) -> Result<RawSection, StoreError> {
+    let rows_bytes = read_section(path, s)?;
+    let rollup = match (&s.rollup, s.rollup_section()) {
+        (Some(p), Some(r)) => Some(RawRollup {
+            bytes: read_section(path, &r)?,
+            rows: p.rows,
+            width_ms: p.width_ms,
+        }),
+        _ => None,
+    };
+    Ok(RawSection {
+        rows_bytes,
+        min_ts: s.min_ts,
+        max_ts: s.max_ts,
+        rows: s.rows,
+        values: s.values,
+        rollup,
+    })
 }
 
 #[cfg(test)]

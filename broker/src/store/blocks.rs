@@ -237,6 +237,46 @@ impl Blocks {
             .collect()
     }
 
+    /// Every host's sections, oldest first (a hand-off sends them all).
+    pub(crate) fn all_sections(&self) -> Vec<(Arc<str>, Vec<SectionRef>)> {
+        let mut out: Vec<(Arc<str>, Vec<SectionRef>)> = self
+            .by_host
+            .iter()
+            .map(|(host, list)| {
+                let refs = list
+                    .iter()
+                    .filter_map(|(seq, s)| {
+                        Some(SectionRef {
+                            seq: *seq,
+                            path: self.files.get(seq)?.path.clone(),
+                            section: s.clone(),
+                        })
+                    })
+                    .collect();
+                (host.clone(), refs)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Whether `host` has a section holding exactly these rows (same span, rows and CRC).
+    pub(crate) fn holds_section(
+        &self,
+        host: &str,
+        raw: &super::block::RawSection,
+        crc: u32,
+    ) -> bool {
+        self.by_host.get(host).is_some_and(|list| {
+            list.iter().any(|(_, s)| {
+                s.crc == crc
+                    && s.min_ts == raw.min_ts
+                    && s.max_ts == raw.max_ts
+                    && s.rows == raw.rows
+            })
+        })
+    }
+
     /// Forgets a section found corrupt, so it is reported once and never read again.
     pub(crate) fn drop_section(&mut self, host: &str, seq: u64, offset: u64) {
         if let Some(list) = self.by_host.get_mut(host) {

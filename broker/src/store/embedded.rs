@@ -26,6 +26,9 @@ use super::series::{Inserted, Names, Rows, Series};
 use super::wal::{self, Wal};
 use super::{HostRecord, RangeQuery, Store, StoreError, StoreStats, WriteOutcome};
 
+mod transfer;
+pub use transfer::{Imported, Incoming, Outgoing, WireSection};
+
 /// Settings of the embedded store.
 #[derive(Debug, Clone)]
 pub struct EmbeddedConfig {
@@ -143,6 +146,11 @@ impl State {
     /// The oldest row the head holds.
     fn oldest(&self) -> Option<i64> {
         self.hosts.values().filter_map(|h| h.series.oldest()).min()
+    }
+
+    /// The newest row the head holds.
+    fn newest(&self) -> Option<i64> {
+        self.hosts.values().filter_map(|h| h.series.newest()).max()
     }
 
     /// The timestamp below which cutting the head leaves about `target` values in it.
@@ -340,6 +348,8 @@ struct Inner {
     cut_lock: Mutex<()>,
     /// Held by a compaction: one at a time (cuts go on meanwhile).
     compact_lock: Mutex<()>,
+    /// Set while this broker hands its blocks off: no compaction replaces them meanwhile.
+    compaction_paused: std::sync::atomic::AtomicBool,
     /// Wakes the maintenance task to cut when the head passes its budget.
     pressure: tokio::sync::Notify,
     /// When free space was last checked (ms) and whether it was below the reserve (writes
@@ -463,6 +473,7 @@ impl EmbeddedStore {
                 disk,
                 cut_lock: Mutex::new(()),
                 compact_lock: Mutex::new(()),
+                compaction_paused: std::sync::atomic::AtomicBool::new(false),
                 pressure: tokio::sync::Notify::new(),
                 space_checked_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
                 space_short: std::sync::atomic::AtomicBool::new(false),
@@ -598,6 +609,9 @@ impl EmbeddedStore {
         let Some(disk) = &self.inner.disk else {
             return Ok(0);
         };
+        if self.inner.compaction_paused.load(Ordering::Relaxed) {
+            return Ok(0);
+        }
         let _one_at_a_time = self
             .inner
             .compact_lock

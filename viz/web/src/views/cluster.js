@@ -1,5 +1,6 @@
 /* #/cluster: the brokers as viz sees them (health, who streams live) and as the broker cluster
- * reports them (Raft leader, term, ring epoch, each broker's ring state and Raft role). */
+ * reports them (Raft leader, term, ring epoch, each broker's ring state, Raft role, the hosts
+ * it owns and its hand-off while draining). */
 
 import { on } from '../bus.js';
 import { h, icon } from '../dom.js';
@@ -13,6 +14,16 @@ function roleCell(b, isLeader, leader) {
   const state = b.ring_state && b.ring_state !== 'active' ? h('span', { class: 'pill pill-stale', 'data-testid': 'ring-state' }, h('i', { class: 'dot' }), b.ring_state) : null;
   const text = role === '—' ? h('span', { class: 'muted' }, role) : role;
   return state ? h('span', {}, text, ' ', state) : text;
+}
+
+/* A draining broker's hand-off: what is left to send to the new owners, or done. */
+function handoffCell(b) {
+  const ho = b.handoff;
+  if (!ho) return h('span', { class: 'muted' }, '—');
+  if (ho.done) return h('span', { class: 'pill pill-live', 'data-testid': 'handoff' }, h('i', { class: 'dot' }), 'Handed off');
+  const mib = (ho.bytes_left / 1048576).toFixed(1);
+  return h('span', { class: 'pill pill-stale', 'data-testid': 'handoff' }, h('i', { class: 'dot' }),
+    ho.hosts_left + ' hosts, ' + mib + ' MiB to go');
 }
 
 export function clusterView(view) {
@@ -60,6 +71,7 @@ export function clusterView(view) {
             h('thead', {}, h('tr', {},
               h('th', { scope: 'col' }, 'Broker'), h('th', { scope: 'col' }, 'Health'),
               h('th', { scope: 'col' }, 'Streams live to viz'), h('th', { scope: 'col' }, 'Role'),
+              h('th', { scope: 'col' }, 'Hosts owned'), h('th', { scope: 'col' }, 'Hand-off'),
               h('th', { scope: 'col' }, 'Last error'))),
             h('tbody', {}, brokers.map((b, i) => {
               const isLeader = leader && (leader === b.url || leader === b.node_id);
@@ -70,6 +82,8 @@ export function clusterView(view) {
                   ? h('span', { class: 'pill pill-live' }, h('i', { class: 'dot' }), 'Streaming')
                   : h('span', { class: 'pill pill-stale' }, h('i', { class: 'dot' }), b.healthy ? 'Polled' : 'No')),
                 h('td', {}, roleCell(b, isLeader, leader)),
+                h('td', { 'data-testid': 'hosts-owned' }, b.hosts_owned == null ? h('span', { class: 'muted' }, '—') : String(b.hosts_owned)),
+                h('td', {}, handoffCell(b)),
                 h('td', { class: b.last_error ? 'err' : 'muted' }, b.last_error || '—'));
             }))))),
       h('p', { class: 'muted small note' },

@@ -1,0 +1,396 @@
+//! Moving blocks between brokers (a drained broker's hand-off): sealing the head into blocks,
+//! listing every host's sections, reading them as they are on disk, and importing sections
+//! another broker sent, verified, as a block of their own.
+//!
+//! Sections travel as they are stored (compressed columns and rollups, never re-encoded). An
+//! imported block's floor is the lowest there is, so it never tells the log replay that rows
+//! of this broker's own are in a block. Importing the same section twice (a hand-off started
+//! again) writes it once: a section this broker holds already, byte for byte, is skipped; and
+//! reads take each timestamp once in any case.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::{EmbeddedStore, now_ms};
+use crate::error::StoreError;
+use crate::store::block::{self, RawSection};
+use crate::store::blocks::SectionRef;
+
+/// One host's sections to hand off.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub host: Arc<str>,
+    pub(crate) refs: Vec<SectionRef>,
+    /// Their bytes on disk.
+    pub bytes: u64,
+}
+
+impl Outgoing {
+    /// Identifies each section (block and offset): what a later pass need not send again.
+    pub fn keys(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.refs.iter().map(|r| (r.seq, r.section.offset))
+    }
+}
+
+/// A section another broker sent, with the CRCs it computed.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub(crate) raw: RawSection,
+    pub(crate) crc: u32,
+    pub(crate) rollup_crc: u32,
+}
+
+/// What an import took.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Imported {
+    pub hosts: u64,
+    pub sections: u64,
+    /// Sections already held, byte for byte (not written again).
+    pub already: u64,
+    pub rows: u64,
+    pub values: u64,
+    pub bytes: u64,
+}
+
+/// A section as sent over the wire.
+#[derive(Debug, Clone)]
+pub struct WireSection {
+    pub rows: Vec<u8>,
+    pub crc: u32,
+    pub min_ts: i64,
+    pub max_ts: i64,
+    pub row_count: u32,
+    pub values: u32,
+    /// Empty: no rollup.
+    pub rollup: Vec<u8>,
+    pub rollup_crc: u32,
+    pub rollup_rows: u32,
+    pub rollup_width_ms: u32,
+}
+
+impl WireSection {
+    pub(crate) fn from_raw(raw: RawSection) -> WireSection {
+        let crc = crc32fast::hash(&raw.rows_bytes);
+        let (rollup, rollup_crc, rollup_rows, rollup_width_ms) = match raw.rollup {
+            Some(r) => {
+                let crc = crc32fast::hash(&r.bytes);
+                (r.bytes, crc, r.rows, r.width_ms)
+            }
+            None => (Vec::new(), 0, 0, 0),
+        };
+        WireSection {
+            rows: raw.rows_bytes,
+            crc,
+            min_ts: raw.min_ts,
+            max_ts: raw.max_ts,
+            row_count: raw.rows,
+            values: raw.values,
+            rollup,
+            rollup_crc,
+            rollup_rows,
+            rollup_width_ms,
+        }
+    }
+
+    pub fn into_incoming(self) -> Incoming {
+        let rollup = (!self.rollup.is_empty()).then_some(block::RawRollup {
+            bytes: self.rollup,
+            rows: self.rollup_rows,
+            width_ms: self.rollup_width_ms,
+        });
+        Incoming {
+            raw: RawSection {
+                rows_bytes: self.rows,
+                min_ts: self.min_ts,
+                max_ts: self.max_ts,
+                rows: self.row_count,
+                values: self.values,
+                rollup,
+            },
+            crc: self.crc,
+            rollup_crc: self.rollup_crc,
+        }
+    }
+
+    /// Its bytes.
+    pub fn len(&self) -> u64 {
+        (self.rows.len() + self.rollup.len()) as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+impl EmbeddedStore {
+    /// Pauses (or resumes) compaction: a hand-off reads blocks a compaction would replace.
+    pub fn pause_compaction(&self, paused: bool) {
+        self.inner
+            .compaction_paused
+            .store(paused, Ordering::Relaxed);
+    }
+
+    /// Cuts every row of the head to a block (a drained broker hands off blocks only).
+    /// Returns the rows cut.
+    pub fn seal(&self) -> Result<u64, StoreError> {
+        let newest = self.read()?.newest();
+        match newest {
+            Some(n) => self.cut(n.saturating_add(1)),
+            // A block left unwritten by an earlier failure still goes to disk.
+            None => self.cut(i64::MIN),
+        }
+    }
+
+    /// Every host's sections on disk (empty without a data directory).
+    pub fn outgoing(&self) -> Result<Vec<Outgoing>, StoreError> {
+        let Some(disk) = &self.inner.disk else {
+            return Ok(Vec::new());
+        };
+        Ok(disk
+            .read_index()?
+            .all_sections()
+            .into_iter()
+            .map(|(host, refs)| {
+                let bytes = refs
+                    .iter()
+                    .map(|r| {
+                        u64::from(r.section.len)
+                            + r.section.rollup.as_ref().map_or(0, |p| u64::from(p.len))
+                    })
+                    .sum();
+                Outgoing { host, refs, bytes }
+            })
+            .collect())
+    }
+
+    /// Reads `out`'s sections as they are on disk, skipping those in `skip` (sent already);
+    /// `None` when a block was deleted since it was listed (list again).
+    pub fn read_outgoing(
+        &self,
+        out: &Outgoing,
+        skip: &std::collections::HashSet<(u64, u64)>,
+    ) -> Result<Option<Vec<WireSection>>, StoreError> {
+        let mut sections = Vec::with_capacity(out.refs.len());
+        for r in &out.refs {
+            if skip.contains(&(r.seq, r.section.offset)) {
+                continue;
+            }
+            match block::read_raw(&r.path, &r.section) {
+                Ok(raw) => sections.push(WireSection::from_raw(raw)),
+                Err(StoreError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some(sections))
+    }
+
+    /// Verifies sections another broker sent and writes them as one block (temporary file,
+    /// fsync, rename, folder fsync) before returning: once this answers, they are durable
+    /// here. A section that fails its checks refuses the whole import (`Corrupt`, naming the
+    /// host and why); nothing is written then.
+    pub fn import(
+        &self,
+        from: &str,
+        hosts: Vec<(Arc<str>, Vec<Incoming>)>,
+    ) -> Result<Imported, StoreError> {
+        let Some(disk) = &self.inner.disk else {
+            return Err(StoreError::Unavailable(
+                "this broker keeps no blocks (no data directory): it cannot take a hand-off".into(),
+            ));
+        };
+        let mut out = Imported::default();
+        let mut keep: Vec<(Arc<str>, RawSection)> = Vec::new();
+        {
+            let index = disk.read_index()?;
+            for (host, sections) in hosts {
+                out.hosts += 1;
+                for s in sections {
+                    s.raw
+                        .verify(s.crc, s.rollup_crc)
+                        .map_err(|reason| StoreError::Corrupt {
+                            path: format!("hand-off from {from}, host {host}"),
+                            reason,
+                        })?;
+                    out.sections += 1;
+                    if index.holds_section(&host, &s.raw, s.crc) {
+                        out.already += 1;
+                        continue;
+                    }
+                    out.rows += u64::from(s.raw.rows);
+                    out.values += u64::from(s.raw.values);
+                    out.bytes += s.raw.len();
+                    keep.push((host.clone(), s.raw));
+                }
+            }
+        }
+        if keep.is_empty() {
+            return Ok(out);
+        }
+        self.check_space(true)?;
+        let (seq, path) = disk.write_index()?.next();
+        let index = block::write_sections(
+            true,
+            &path,
+            i64::MIN,
+            now_ms(),
+            &[],
+            keep.into_iter().map(Ok),
+        )?;
+        disk.counters.written.fetch_add(1, Ordering::Relaxed);
+        disk.write_index()?.install(seq, path, index);
+        tracing::info!(%from, seq, hosts = out.hosts, sections = out.sections, already = out.already, rows = out.rows, bytes = out.bytes, "hand-off imported as a block");
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::rollup::DAY_MS;
+    use crate::store::{EmbeddedConfig, RangeQuery, Store};
+    use ringwatch_proto::{Metric, Snapshot, Unit};
+
+    fn snap(host: &str, ts: i64) -> Snapshot {
+        Snapshot {
+            host_id: host.into(),
+            timestamp_ms: ts,
+            metrics: (0..5)
+                .map(|i| Metric {
+                    name: format!("m.{i}"),
+                    value: (ts / 1000 % 97) as f64 * 0.5 + i as f64,
+                    unit: Unit::Count as i32,
+                    window: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn open(dir: &std::path::Path) -> EmbeddedStore {
+        EmbeddedStore::open(EmbeddedConfig {
+            data_dir: Some(dir.to_path_buf()),
+            ..EmbeddedConfig::default()
+        })
+        .unwrap()
+    }
+
+    async fn all(store: &EmbeddedStore, host: &str, step_ms: i64) -> Vec<Snapshot> {
+        let now = now_ms();
+        let q = RangeQuery {
+            host_id: host.into(),
+            start_ms: now - now.rem_euclid(DAY_MS) - 3 * DAY_MS,
+            end_ms: now + 60_000,
+            metric_names: vec![],
+            limit: usize::MAX,
+            max_cells: usize::MAX,
+            sparse_ok: false,
+            step_ms,
+        };
+        let chunks = store.range(q).await.unwrap();
+        chunks.iter().flat_map(|c| c.to_snapshots(host)).collect()
+    }
+
+    /// What `from` would hand off, as the wire carries it.
+    fn outgoing(from: &EmbeddedStore) -> Vec<(Arc<str>, Vec<Incoming>)> {
+        from.outgoing()
+            .unwrap()
+            .into_iter()
+            .map(|o| {
+                let sections = from
+                    .read_outgoing(&o, &Default::default())
+                    .unwrap()
+                    .unwrap()
+                    .into_iter()
+                    .map(WireSection::into_incoming)
+                    .collect();
+                (o.host.clone(), sections)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn blocks_handed_off_read_the_same_at_the_new_owner_and_twice_is_once() {
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = open(a_dir.path());
+        let now = now_ms();
+        // An hour of a finished day at 1 s, compacted (rows and rollups), and recent rows.
+        let old = now - now.rem_euclid(DAY_MS) - 2 * DAY_MS;
+        for host in ["h1", "h2"] {
+            let batch: Vec<Snapshot> = (0..3600).map(|i| snap(host, old + i * 1000)).collect();
+            for part in batch.chunks(500) {
+                a.write(part).await.unwrap();
+            }
+        }
+        a.seal().unwrap();
+        for host in ["h1", "h2", "h3"] {
+            let recent: Vec<Snapshot> = (0..120)
+                .map(|i| snap(host, now - 120_000 + i * 1000))
+                .collect();
+            a.write(&recent).await.unwrap();
+        }
+        // Sealing puts the head in blocks too: everything is in sections now.
+        assert_eq!(a.seal().unwrap(), 3 * 120);
+        assert!(a.compact().unwrap() >= 1, "the finished day was compacted");
+        let sent = outgoing(&a);
+        assert_eq!(sent.len(), 3);
+        assert!(
+            sent.iter()
+                .flat_map(|(_, s)| s)
+                .any(|s| s.raw.rollup.is_some()),
+            "rollups travel as they are"
+        );
+
+        let b = open(b_dir.path());
+        // One of h1's rows at b already (it owned h1 for a moment): taken once.
+        b.write(&[snap("h1", now - 60_000)]).await.unwrap();
+        let got = b.import("a", sent.clone()).unwrap();
+        assert_eq!((got.hosts, got.already), (3, 0));
+        assert_eq!(got.rows, 2 * 3600 + 3 * 120);
+        assert_eq!(got.values, 5 * got.rows);
+        for host in ["h1", "h2", "h3"] {
+            assert_eq!(all(&b, host, 0).await, all(&a, host, 0).await, "{host} raw");
+            assert_eq!(
+                all(&b, host, 60_000).await,
+                all(&a, host, 60_000).await,
+                "{host} by the minute"
+            );
+        }
+        // Sent again (a hand-off started over): nothing written twice.
+        let blocks = b.stats().blocks;
+        let again = b.import("a", sent.clone()).unwrap();
+        assert_eq!((again.already, again.rows), (again.sections, 0));
+        assert_eq!(b.stats().blocks, blocks);
+        assert_eq!(all(&b, "h1", 60_000).await, all(&a, "h1", 60_000).await);
+
+        // Damaged bytes are refused whole, and nothing is written.
+        let mut bad = sent.clone();
+        bad[1].1[0].raw.rows_bytes[20] ^= 0x40;
+        let e = b.import("a", bad).unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Corrupt { path, reason } if path.contains("h2") && reason.contains("CRC")),
+            "{e}"
+        );
+        let mut lying = sent.clone();
+        lying[0].1[0].raw.rows += 1;
+        let e = b.import("a", lying).unwrap_err();
+        assert!(e.to_string().contains("claimed"), "{e}");
+        assert_eq!(b.stats().blocks, blocks);
+
+        // Durable: read back after a restart.
+        drop(b);
+        let b = open(b_dir.path());
+        assert_eq!(all(&b, "h2", 0).await, all(&a, "h2", 0).await);
+    }
+
+    #[tokio::test]
+    async fn a_store_without_a_data_directory_cannot_take_a_hand_off() {
+        let b = EmbeddedStore::open(EmbeddedConfig::default()).unwrap();
+        assert!(matches!(
+            b.import("a", Vec::new()),
+            Err(StoreError::Unavailable(_))
+        ));
+    }
+}
