@@ -2,6 +2,7 @@
 //! `broker`, `viz`), the local stack (`up`), the clients (`query`, `watch`, `token`) and the
 //! load generator and its checker (`loadgen`, `verify`).
 
+mod cluster_cmd;
 mod config_file;
 mod query_cmd;
 mod up;
@@ -67,6 +68,8 @@ enum Command {
     Up(up::UpArgs),
     /// Read from a broker: latest values, hosts, a host's range.
     Query(query_cmd::QueryArgs),
+    /// The broker cluster's admin API: status, join, promote, drain (with hand-off), remove.
+    Cluster(cluster_cmd::ClusterArgs),
     /// Watch live updates from viz over QUIC.
     Watch(watch::WatchArgs),
     /// Simulate many hosts streaming to brokers as agents do, and record every acknowledged
@@ -319,6 +322,7 @@ async fn run() -> anyhow::Result<()> {
         }
         Command::Up(args) => up::run(args, shutdown_on_signals()).await?,
         Command::Query(args) => query_cmd::run(args).await?,
+        Command::Cluster(args) => cluster_cmd::run(args).await?,
         Command::Watch(args) => watch::run(args).await?,
         Command::BrokerToken {
             roles,

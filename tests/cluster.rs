@@ -52,7 +52,12 @@ fn member(id: &str, base: &std::path::Path, extra: &[&str]) -> Member {
 
 /// A cluster member without auth (loadgen and verify need no credential).
 fn open_member(id: &str, base: &std::path::Path, extra: &[&str]) -> Member {
-    let (grpc, admin) = (free_addr(), free_addr());
+    member_at(id, base, &free_addr(), &free_addr(), extra)
+}
+
+/// [`open_member`] on the given addresses.
+fn member_at(id: &str, base: &std::path::Path, grpc: &str, admin: &str, extra: &[&str]) -> Member {
+    let (grpc, admin) = (grpc.to_string(), admin.to_string());
     let mut args = vec![
         "--node-id",
         id,
@@ -403,6 +408,43 @@ fn a_cluster_routes_every_host_to_its_owner_and_loses_nothing_when_an_owner_is_k
     assert_eq!(ids, ["broker-0", "broker-1", "broker-2"], "{v}");
     assert_eq!(v["brokers"][0]["raft_role"], "leader", "{v}");
     assert_eq!(v["brokers"][2]["ring_state"], "active", "{v}");
+    assert!(v["brokers"][1]["hosts_owned"].as_u64() > Some(0), "{v}");
+
+    // viz asks a host's owner first, by the ring the cluster reported: the owner answers
+    // from its own store, and no other broker is asked.
+    let ring = ringwatch_core::Ring::new(3, ["broker-0", "broker-1", "broker-2"], 50);
+    let host = (0..30)
+        .map(|i| format!("loadgen-{i:02}"))
+        .find(|h| ring.owners(h, 1)[0] == "broker-1")
+        .expect("a host of broker-1");
+    let ranges = || {
+        [&b0, &b1, &b2].map(|m| {
+            metric(
+                &scrape(&m.admin),
+                "ringwatch_broker_queries_total{rpc=\"range\"",
+            )
+        })
+    };
+    // (viz reads every host's recent history when it starts: let that finish first.)
+    let before = wait_for("viz's own reads to settle", Duration::from_secs(20), || {
+        let a = ranges();
+        std::thread::sleep(Duration::from_millis(1500));
+        (ranges() == a).then_some(a)
+    });
+    for _ in 0..3 {
+        let (status, body) = http_get(&viz_addr, &format!("/api/metrics?host_id={host}"));
+        assert_eq!(status, 200, "{body}");
+    }
+    let after = ranges();
+    assert_eq!(
+        (
+            after[0] - before[0],
+            after[1] - before[1],
+            after[2] - before[2]
+        ),
+        (0.0, 3.0, 0.0),
+        "ranges answered by broker-0, -1, -2"
+    );
 
     // An owner (not the leader) is killed mid-run: its hosts move to their next owners.
     b2.proc.kill9();
@@ -427,6 +469,33 @@ fn a_cluster_routes_every_host_to_its_owner_and_loses_nothing_when_an_owner_is_k
     );
     assert_eq!(n(&report, "duplicates"), 0, "{report}");
     assert_eq!(n(&report, "wrong_values"), 0, "{report}");
+
+    // A range of one of its hosts answers with what the others hold and the gap marked.
+    let lost_host = (0..30)
+        .map(|i| format!("loadgen-{i:02}"))
+        .find(|h| ring.owners(h, 1)[0] == "broker-2")
+        .expect("a host of broker-2");
+    let first = block_on(async {
+        let mut q = ringwatch_proto::query_client::QueryClient::connect(b0.grpc.clone())
+            .await
+            .expect("connect");
+        let now = common::now_ms();
+        let mut stream = q
+            .range(ringwatch_proto::RangeRequest {
+                host_id: lost_host.clone(),
+                start_ms: now - 600_000,
+                end_ms: now,
+                ..Default::default()
+            })
+            .await
+            .expect("a range, not an error")
+            .into_inner();
+        stream.message().await.expect("a chunk").expect("a chunk")
+    });
+    assert_eq!(first.missing_brokers, ["broker-2"], "{lost_host}");
+    let (status, body) = http_get(&viz_addr, &format!("/api/metrics?host_id={lost_host}"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""missing_brokers":["broker-2"]"#), "{body}");
 
     // ... and readable again once it is back: nothing acknowledged lost, none twice.
     b2.proc.restart();
@@ -572,36 +641,30 @@ fn a_cluster_grows_to_four_and_back_to_three_under_load_and_the_fourth_hands_off
         },
     );
 
-    // Shrink: removing it before it is drained is refused; drained, it hands its blocks off to
-    // the hosts' owners, verified, and only then says drained.
-    let delete = |token: Option<&str>| {
-        let auth = token.map(|t| format!("Bearer {t}"));
-        let headers: Vec<(&str, &str)> = auth
-            .as_deref()
-            .map(|a| vec![("Authorization", a)])
-            .unwrap_or_default();
-        http_request(
-            &b1.admin,
-            "DELETE",
-            "/api/cluster/members/broker-3",
-            &headers,
-            "",
+    // Shrink, with `ringwatch cluster`: removing it before it is drained is refused; drained,
+    // it hands its blocks off to the hosts' owners, verified, and only then says drained.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(["cluster", "--admin", &b1.admin])
+            .args(args)
+            .output()
+            .expect("run ringwatch cluster");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let (status, body) = delete(None);
-    assert_eq!(
-        status, 409,
-        "an active member is not removed unforced: {body}"
+    let (ok, _, err) = cli(&["remove", "broker-3"]);
+    assert!(
+        !ok && err.contains("409") && err.contains("not drained"),
+        "{err}"
     );
-    assert!(body.contains("not drained"), "{body}");
-    let (status, body) = post(&b1.admin, "/api/cluster/members/broker-3/drain", None, "");
-    assert_eq!(status, 200, "{body}");
-    let c = wait_for("broker-3 drained", Duration::from_secs(60), || {
-        let c = cluster(&b0.admin);
-        states(&c)
-            .contains(&("broker-3".to_string(), "drained".to_string()))
-            .then_some(c)
-    });
+    let (ok, out, err) = cli(&["drain", "broker-3", "--wait", "--timeout", "60s"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("broker-3 drained"), "{out}");
+    assert!(err.contains("left to hand off"), "progress shown: {err}");
+    let c = cluster(&b0.admin);
     let m3 = c["members"]
         .as_array()
         .expect("members")
@@ -609,6 +672,7 @@ fn a_cluster_grows_to_four_and_back_to_three_under_load_and_the_fourth_hands_off
         .find(|m| m["id"] == "broker-3")
         .expect("broker-3")
         .clone();
+    assert_eq!(m3["state"], "drained", "{c}");
     assert_eq!(m3["handoff"]["done"], true, "{c}");
     assert_eq!(m3["handoff"]["hosts_left"], 0, "{c}");
     assert!(
@@ -634,8 +698,15 @@ fn a_cluster_grows_to_four_and_back_to_three_under_load_and_the_fourth_hands_off
         imported >= moved.len() as f64,
         "{imported} sections imported"
     );
-    let (status, body) = delete(None);
-    assert_eq!(status, 200, "{body}");
+    let (ok, out, err) = cli(&["status"]);
+    assert!(ok, "{err}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("broker-3 "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(row.contains("drained") && row.contains("done"), "{out}");
+    let (ok, out, err) = cli(&["remove", "broker-3"]);
+    assert!(ok && out.contains("removed"), "{out}{err}");
     assert!(states(&cluster(&b0.admin)).contains(&("broker-3".to_string(), "left".to_string())));
     // Gone for good: what it acknowledged lives at the hosts' owners now.
     b3.proc.kill9();
@@ -648,6 +719,111 @@ fn a_cluster_grows_to_four_and_back_to_three_under_load_and_the_fourth_hands_off
     let report = assert_nothing_lost(&lg, &summary, &urls, hosts * 20);
     assert_eq!(n(&report, "hosts_unreadable"), 0, "{report}");
     for mut m in [b0, b1, b2] {
+        assert!(m.proc.terminate(), "{} stops cleanly on SIGTERM", m.id);
+    }
+}
+
+#[test]
+fn a_leader_partitioned_away_cannot_commit_and_after_healing_there_is_one_leader_and_one_ring() {
+    use common::proxy::Proxy;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let names = ["broker-0", "broker-1", "broker-2"];
+    let addrs: Vec<(String, String)> = (0..3).map(|_| (free_addr(), free_addr())).collect();
+    // One proxy on each directed link between brokers (`--peer-route`): from's connections to
+    // `to` go through links[from][to]. Clients (loadgen, verify, the admin API) go direct.
+    let links: Vec<Vec<Option<Proxy>>> = (0..3)
+        .map(|from| {
+            (0..3)
+                .map(|to| (from != to).then(|| Proxy::start(addrs[to].0.parse().expect("addr"))))
+                .collect()
+        })
+        .collect();
+    let members: Vec<Member> = (0..3)
+        .map(|i| {
+            let routes: Vec<String> = (0..3)
+                .filter(|&to| to != i)
+                .map(|to| {
+                    let link = links[i][to].as_ref().expect("link");
+                    format!("--peer-route={}={}", names[to], link.url())
+                })
+                .collect();
+            let mut extra: Vec<&str> = routes.iter().map(String::as_str).collect();
+            if i == 0 {
+                extra.push("--bootstrap");
+            }
+            member_at(names[i], tmp.path(), &addrs[i].0, &addrs[i].1, &extra)
+        })
+        .collect();
+    let [b0, b1, b2] = &members[..] else {
+        unreachable!()
+    };
+    form(&[b0, b1, b2], None);
+    let urls = [b0.grpc.as_str(), b1.grpc.as_str(), b2.grpc.as_str()];
+    let lg = Loadgen::start(
+        &urls,
+        &["--hosts", "30", "--interval", "1s", "--duration", "35s"],
+    );
+    lg.wait_acked(60, Duration::from_secs(30));
+    let before = cluster(&b0.admin);
+    assert_eq!(before["leader"], "broker-0", "{before}");
+    let epoch_before = before["ring_epoch"].as_u64().expect("epoch");
+
+    // Partition the leader: nothing passes between broker-0 and the others, either way.
+    let cut = |f: &dyn Fn(&Proxy)| {
+        for (from, to) in [(0, 1), (0, 2), (1, 0), (2, 0)] {
+            f(links[from][to].as_ref().expect("link"));
+        }
+    };
+    cut(&|p| p.blackhole());
+    // The majority elects a new leader and marks broker-0 down.
+    let leader = wait_for(
+        "a new leader of the majority",
+        Duration::from_secs(20),
+        || {
+            let (c1, c2) = (cluster(&b1.admin), cluster(&b2.admin));
+            let l = c1["leader"].as_str()?.to_string();
+            let down = states(&c1).contains(&("broker-0".to_string(), "down".to_string()));
+            (l != "broker-0" && c2["leader"] == l.as_str() && down).then_some(l)
+        },
+    );
+    // The old leader cannot commit: a change sent to it is not applied, and its ring stays.
+    let (status, body) = post(&b0.admin, "/api/cluster/members/broker-2/drain", None, "");
+    assert!(
+        status == 503 || status == 504,
+        "an isolated broker commits nothing: {status} {body}"
+    );
+    let c0 = cluster(&b0.admin);
+    assert_eq!(c0["ring_epoch"], epoch_before, "{c0}");
+    assert!(
+        !states(&c0).contains(&("broker-2".to_string(), "draining".to_string())),
+        "{c0}"
+    );
+
+    // Healed: one leader, one ring, broker-0 back in it; the change it could not commit
+    // never happened.
+    cut(&|p| p.heal());
+    let c = wait_for("one leader and one ring", Duration::from_secs(30), || {
+        let cs: Vec<Value> = [b0, b1, b2].iter().map(|m| cluster(&m.admin)).collect();
+        let same = cs.iter().all(|c| {
+            c["leader"] == leader.as_str()
+                && c["ring_epoch"] == cs[0]["ring_epoch"]
+                && states(c) == states(&cs[0])
+        });
+        let all_active = states(&cs[0]).iter().all(|(_, s)| s == "active");
+        (same && all_active).then(|| cs[0].clone())
+    });
+    assert!(c["ring_epoch"].as_u64() > Some(epoch_before), "{c}");
+    let terms: Vec<u64> = [b0, b1, b2]
+        .iter()
+        .filter_map(|m| cluster(&m.admin)["term"].as_u64())
+        .collect();
+    assert!(terms.iter().all(|t| *t == terms[0]), "one term: {terms:?}");
+
+    // Nothing acknowledged was lost, on either side of the partition.
+    let summary = lg.finish(Duration::from_secs(90));
+    let report = assert_nothing_lost(&lg, &summary, &urls, 30 * 15);
+    assert_eq!(n(&report, "hosts_unreadable"), 0, "{report}");
+    for mut m in members {
         assert!(m.proc.terminate(), "{} stops cleanly on SIGTERM", m.id);
     }
 }

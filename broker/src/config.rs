@@ -273,6 +273,14 @@ pub struct Config {
     /// else the public web roots).
     #[arg(long, env = "RINGWATCH_BROKER_PEER_TLS_CA")]
     pub peer_tls_ca: Option<PathBuf>,
+    /// Reach peer ID at URL instead of the address it advertises (`ID=http://host:port`;
+    /// repeat, or comma-separate in the env variable): for brokers behind address translation.
+    #[arg(
+        long = "peer-route",
+        env = "RINGWATCH_BROKER_PEER_ROUTES",
+        value_delimiter = ','
+    )]
+    pub peer_routes: Vec<String>,
     /// Where samples are stored.
     #[arg(
         long,
@@ -384,6 +392,7 @@ impl Default for Config {
             peer_heartbeat_ms: 500,
             down_after_ms: 3000,
             peer_tls_ca: None,
+            peer_routes: Vec::new(),
             retention_hours: 168,
             memory_limit_samples: 20_000_000,
             block_window_mins: 60,
@@ -502,6 +511,10 @@ impl Config {
         if self.bootstrap && !self.raft {
             return bad("bootstrap: needs --raft".into());
         }
+        if !self.peer_routes.is_empty() && !self.raft {
+            return bad("peer_routes: needs --raft".into());
+        }
+        self.peer_routes()?;
         if !(50..=60_000).contains(&self.raft_heartbeat_ms) {
             return bad(format!(
                 "raft_heartbeat_ms: {} is out of range 50..=60000",
@@ -825,6 +838,23 @@ impl Config {
         }
     }
 
+    /// `--peer-route`s by node id (checked: `ID=URL`, each id once).
+    pub fn peer_routes(&self) -> Result<crate::control::PeerRoutes, BrokerError> {
+        let mut routes = crate::control::PeerRoutes::new();
+        for r in &self.peer_routes {
+            let bad = |why: &str| BrokerError::Config(format!("peer_routes: {r:?}: {why}"));
+            let (id, url) = r.split_once('=').ok_or_else(|| bad("use ID=URL"))?;
+            let (id, url) = (id.trim(), url.trim());
+            if id.is_empty() || !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(bad("use ID=http://host:port (or https://)"));
+            }
+            if routes.insert(id.to_string(), url.to_string()).is_some() {
+                return Err(bad("a second route for the same broker"));
+            }
+        }
+        Ok(routes)
+    }
+
     pub fn retention(&self) -> Duration {
         Duration::from_secs(self.retention_hours * 3600)
     }
@@ -891,6 +921,36 @@ mod tests {
             ..Config::default()
         };
         assert!(c.validate().unwrap_err().to_string().contains("node_id"));
+    }
+
+    #[test]
+    fn peer_routes_are_id_equals_url_once_each_and_need_raft() {
+        let with = |routes: &[&str], raft: bool| Config {
+            raft,
+            peer_routes: routes.iter().map(|r| r.to_string()).collect(),
+            ..Config::default()
+        };
+        let ok = with(&["b1=http://10.0.0.1:9093", "b2 = https://b2:9093"], true);
+        ok.validate().unwrap();
+        let routes = ok.peer_routes().unwrap();
+        assert_eq!(routes["b2"], "https://b2:9093");
+        for (routes, raft, why) in [
+            (&["b1"][..], true, "ID=URL"),
+            (&["b1=10.0.0.1:9093"][..], true, "http://"),
+            (&["=http://a:1"][..], true, "http://"),
+            (
+                &["b1=http://a:1", "b1=http://b:1"][..],
+                true,
+                "second route",
+            ),
+            (&["b1=http://a:1"][..], false, "needs --raft"),
+        ] {
+            let e = with(routes, raft).validate().unwrap_err().to_string();
+            assert!(
+                e.contains("peer_routes") && e.contains(why),
+                "{routes:?}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -123,6 +123,7 @@ impl Broker {
                 me,
                 config.raft_timings(),
                 connector,
+                config.peer_routes()?,
             )
             .await
             .map_err(|e| BrokerError::Config(format!("raft: {e}")))?;

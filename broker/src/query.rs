@@ -273,6 +273,7 @@ impl Query for QueryService {
                     ..ClusterMember::default()
                 }],
                 node_id,
+                vnodes: 0,
             }));
         };
         let raft = control.status();
@@ -303,6 +304,7 @@ impl Query for QueryService {
             ring_epoch: state.view.epoch(),
             members,
             node_id,
+            vnodes: state.view.ring().vnodes(),
         }))
     }
 

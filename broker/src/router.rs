@@ -304,6 +304,7 @@ impl Router {
         };
         let mut answers = Vec::new();
         let mut failed = Vec::new();
+        let mut missing = Vec::new();
         for m in &owners {
             let r = if m.id == self.node_id {
                 self.store.range(q.clone()).await.map_err(|e| e.to_string())
@@ -316,7 +317,10 @@ impl Router {
             };
             match r {
                 Ok(chunks) => answers.push(chunks),
-                Err(e) => failed.push(format!("{}: {e}", m.id)),
+                Err(e) => {
+                    failed.push(format!("{}: {e}", m.id));
+                    missing.push(m.id.clone());
+                }
             }
         }
         if answers.is_empty() {
@@ -331,11 +335,20 @@ impl Router {
             self.metrics.partial_reads.inc();
             tracing::warn!(host = %q.host_id, missing = %failed.join("; "), "range answered without every owner");
         }
-        if answers.len() == 1 {
-            return Ok(answers.pop().unwrap_or_default());
+        let mut out = if answers.len() == 1 {
+            answers.pop().unwrap_or_default()
+        } else {
+            let frames = answers.iter().map(|c| Frame::from_chunks(c)).collect();
+            Frame::merge(frames).into_chunks(q.limit, q.max_cells, q.sparse_ok)
+        };
+        if !missing.is_empty() {
+            // The gap is marked in the answer, not only in this broker's log.
+            if out.is_empty() {
+                out.push(RangeChunk::default());
+            }
+            out[0].missing_brokers = missing;
         }
-        let frames = answers.iter().map(|c| Frame::from_chunks(c)).collect();
-        Ok(Frame::merge(frames).into_chunks(q.limit, q.max_cells, q.sparse_ok))
+        Ok(out)
     }
 
     /// One host's range from this broker's own store (a peer asks).

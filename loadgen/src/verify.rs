@@ -626,6 +626,7 @@ mod tests {
                 })
                 .collect(),
             truncated: false,
+            missing_brokers: vec![],
         }
     }
 

@@ -171,6 +171,7 @@ mod tests {
                 },
             ],
             truncated: false,
+            missing_brokers: vec![],
         };
         let rows = chunk.to_snapshots("h");
         assert_eq!(rows.len(), 2);

@@ -722,6 +722,10 @@ pub struct RangeBody {
     /// range or fewer metrics.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+    /// Brokers that hold part of this range and did not answer (a cluster member down): the
+    /// rows they hold are missing until they are back.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_brokers: Vec<String>,
 }
 
 /// `body` averaged into buckets of `step_ms` aligned to `start`: one timestamp per bucket that
@@ -782,6 +786,8 @@ pub fn join(
     };
     let mut index: HashMap<&str, usize> = HashMap::new();
     for c in chunks {
+        body.missing_brokers
+            .extend(c.missing_brokers.iter().cloned());
         for col in &c.columns {
             index.entry(col.name.as_str()).or_insert_with(|| {
                 body.series.push(Series {
@@ -1467,6 +1473,7 @@ mod tests {
                     ..Default::default()
                 }],
                 truncated: false,
+                missing_brokers: vec![],
             },
             RangeChunk {
                 timestamps_ms: vec![3],
@@ -1487,6 +1494,7 @@ mod tests {
                     },
                 ],
                 truncated: false,
+                missing_brokers: vec![],
             },
         ];
         let body = join("h", 0, 10, &chunks, usize::MAX);
@@ -1512,6 +1520,7 @@ mod tests {
                 ..Default::default()
             }],
             truncated: false,
+            missing_brokers: vec![],
         }];
         let body = join("h", 0, 10, &sparse, usize::MAX);
         assert_eq!(body.series[0].values, vec![None, Some(9.0), None]);

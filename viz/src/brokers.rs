@@ -2,8 +2,8 @@
 //! health-checked in the background) with query clients on it. Calls go to healthy brokers
 //! first, nearest first, and fail over to the next on errors a retry can fix. Brokers are kept
 //! by node id, so the pool can follow cluster membership; until brokers say their own ids, a
-//! broker's configured URL is its id. `for_host` is the routing seam: today any broker serves
-//! any host; with the ring it returns the host's owners first.
+//! broker's configured URL is its id. `for_host` is the routing seam: any broker serves any
+//! host, and the host's owner by the ring the cluster reports is asked first.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -64,6 +64,36 @@ pub struct BrokerPool {
     peers: Arc<PeerPool>,
     /// The cluster as a broker last reported it.
     cluster: Arc<Mutex<Option<ClusterInfo>>>,
+    /// Its ring (a Raft cluster's), and each ring member's gRPC URL: who owns a host.
+    ring: Arc<Mutex<Option<OwnerRing>>>,
+}
+
+/// The ring a cluster reported, to ask a host's owner first.
+struct OwnerRing {
+    ring: ringwatch_core::Ring,
+    urls: std::collections::HashMap<String, String>,
+}
+
+impl OwnerRing {
+    /// The ring of a Raft cluster's view (its active members); none for a broker alone.
+    fn of(info: &ClusterInfo) -> Option<OwnerRing> {
+        if !info.raft || info.vnodes == 0 {
+            return None;
+        }
+        let active = info.members.iter().filter(|m| m.state == "active");
+        let urls = active
+            .clone()
+            .map(|m| (m.id.clone(), m.grpc_addr.clone()))
+            .collect();
+        let ring =
+            ringwatch_core::Ring::new(info.ring_epoch, active.map(|m| m.id.clone()), info.vnodes);
+        Some(OwnerRing { ring, urls })
+    }
+
+    fn owner_url(&self, host: &str) -> Option<&str> {
+        let id = self.ring.owners(host, 1).into_iter().next()?;
+        self.urls.get(id).map(String::as_str)
+    }
 }
 
 impl BrokerPool {
@@ -78,6 +108,7 @@ impl BrokerPool {
         Ok(BrokerPool {
             peers: Arc::new(peers),
             cluster: Arc::default(),
+            ring: Arc::default(),
         })
     }
 
@@ -93,6 +124,7 @@ impl BrokerPool {
         Ok(BrokerPool {
             peers: Arc::new(peers),
             cluster: Arc::default(),
+            ring: Arc::default(),
         })
     }
 
@@ -117,9 +149,25 @@ impl BrokerPool {
         Some(QueryClient::new(channel).max_decoding_message_size(MAX_ANSWER_BYTES))
     }
 
-    /// The brokers to ask for `host`'s data, best first (the ring slots in here).
-    pub fn for_host(&self, _host: &str) -> Vec<NodeId> {
-        self.peers.order()
+    /// The brokers to ask for `host`'s data, best first: its owner by the ring the cluster
+    /// reported, when viz has it and it is healthy (it answers from its own store, with no
+    /// hop), then the others, healthy and nearest first. Any broker answers for any host, so
+    /// a stale ring costs a hop, not an error.
+    pub fn for_host(&self, host: &str) -> Vec<NodeId> {
+        let mut order = self.peers.order();
+        let owner_url = self.ring.lock().ok().and_then(|r| {
+            r.as_ref()
+                .and_then(|r| r.owner_url(host).map(str::to_string))
+        });
+        if let Some(url) = owner_url
+            && let Some(at) = order.iter().position(|id| {
+                self.peers.url(id) == Some(url.as_str()) && self.peers.healthy(id) == Some(true)
+            })
+        {
+            let owner = order.remove(at);
+            order.insert(0, owner);
+        }
+        order
     }
 
     /// Calls `op` with a query client on the brokers in `order` until one answers (see
@@ -150,6 +198,9 @@ impl BrokerPool {
             .await;
         match info {
             Ok(info) => {
+                if let Ok(mut r) = self.ring.lock() {
+                    *r = OwnerRing::of(&info);
+                }
                 if let Ok(mut c) = self.cluster.lock() {
                     *c = Some(info);
                 }

@@ -10,7 +10,7 @@
 
 pub mod detector;
 mod log_store;
-mod network;
+pub mod network;
 pub mod plane;
 mod service;
 pub mod state;
@@ -18,6 +18,7 @@ mod state_machine;
 pub mod types;
 
 pub use detector::Detection;
+pub use network::PeerRoutes;
 pub use plane::{ControlError, ControlOp, ControlPlane, RaftStatus, RaftTimings};
 pub use service::RaftService;
 pub use state::{ClusterConfig, ControlRequest, ControlResponse, ControlState, Handoff};

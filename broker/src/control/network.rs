@@ -26,26 +26,36 @@ pub const MAX_RAFT_MESSAGE: usize = 16 << 20;
 
 type RpcError<E = openraft::error::Infallible> = RPCError<RaftId, BrokerNode, RaftError<RaftId, E>>;
 
+/// Where this broker reaches some peers instead of the address they advertise (node id →
+/// gRPC URL): `--peer-route`, for brokers behind address translation, and for tests that put a
+/// proxy on each link.
+pub type PeerRoutes = std::collections::BTreeMap<String, String>;
+
 /// Makes a client per peer.
 #[derive(Clone)]
 pub struct Network {
     connector: Connector,
     connect_timeout: Duration,
+    routes: std::sync::Arc<PeerRoutes>,
 }
 
 impl Network {
-    pub fn new(connector: Connector, connect_timeout: Duration) -> Network {
+    pub fn new(connector: Connector, connect_timeout: Duration, routes: PeerRoutes) -> Network {
         Network {
             connector,
             connect_timeout,
+            routes: std::sync::Arc::new(routes),
         }
     }
 
-    /// A lazily connected channel to `node`'s gRPC port, with the peer credential.
+    /// A lazily connected channel to `node`'s gRPC port (or its route), with the peer
+    /// credential. Every connection between brokers (Raft, forwards, reads, hand-offs, health
+    /// checks) is made here.
     pub fn channel(&self, node: &BrokerNode) -> Result<GrpcChannel, String> {
+        let addr = self.routes.get(&node.name).unwrap_or(&node.grpc_addr);
         let endpoint = self
             .connector
-            .endpoint(&node.grpc_addr)
+            .endpoint(addr)
             .map_err(|e| e.to_string())?
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true);

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, watch};
 
 use super::log_store::{LogStore, RaftDb};
-use super::network::Network;
+use super::network::{Network, PeerRoutes};
 use super::state::{ClusterConfig, ControlRequest, ControlResponse, ControlState, Handoff};
 use super::state_machine::StateMachine;
 use super::types::{BrokerNode, Raft, RaftId, raft_id};
@@ -103,6 +103,15 @@ impl ControlError {
 
 /// How long a promotion waits for its learner to catch up.
 const CATCH_UP: Duration = Duration::from_secs(15);
+/// How long a write waits to be committed (a leader cut off from a quorum commits nothing).
+const COMMIT_WAIT: Duration = Duration::from_secs(10);
+
+fn not_committed() -> ControlError {
+    ControlError::Timeout(format!(
+        "not committed within {COMMIT_WAIT:?}: is a quorum of voters reachable from the leader?"
+    ))
+}
+
 /// How long an operation waits for a leader to be known.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 
@@ -152,6 +161,7 @@ impl ControlPlane {
         me: BrokerNode,
         timings: RaftTimings,
         connector: Connector,
+        routes: PeerRoutes,
     ) -> Result<Arc<ControlPlane>, ControlError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| ControlError::Raft(format!("cannot create {}: {e}", dir.display())))?;
@@ -177,7 +187,7 @@ impl ControlPlane {
             ))
         })?);
         let machine = StateMachine::open(db.clone()).await.map_err(raft_err)?;
-        let network = Network::new(connector, timings.election_timeout);
+        let network = Network::new(connector, timings.election_timeout, routes);
         let id = raft_id(&me.name);
         let raft = Raft::new(
             id,
@@ -378,7 +388,10 @@ impl ControlPlane {
     }
 
     async fn write(&self, request: ControlRequest) -> Result<ControlResponse, ControlError> {
-        match self.raft.client_write(request).await {
+        let written = tokio::time::timeout(COMMIT_WAIT, self.raft.client_write(request))
+            .await
+            .map_err(|_| not_committed())?;
+        match written {
             Ok(r) => match r.data {
                 ControlResponse::Refused { reason } => Err(ControlError::Refused(reason)),
                 applied => Ok(applied),
@@ -403,6 +416,18 @@ impl ControlPlane {
             epoch: self.state().view.epoch(),
             ring_changed: false,
         }
+    }
+
+    /// A membership change, waited for at most [`COMMIT_WAIT`].
+    async fn membership<T>(
+        change: impl std::future::Future<
+            Output = Result<T, RaftError<RaftId, ClientWriteError<RaftId, BrokerNode>>>,
+        >,
+    ) -> Result<T, ControlError> {
+        tokio::time::timeout(COMMIT_WAIT, change)
+            .await
+            .map_err(|_| not_committed())?
+            .map_err(Self::membership_change_err)
     }
 
     fn membership_change_err(
@@ -492,13 +517,11 @@ impl ControlPlane {
             // (its ring state and Raft role are kept).
             tracing::info!(broker = %node.name, from = %m.grpc_addr, to = %node.grpc_addr, "member at new addresses");
             if membership.get_node(&id).is_some() {
-                self.raft
-                    .change_membership(
-                        ChangeMembers::SetNodes(BTreeMap::from([(id, node.clone())])),
-                        false,
-                    )
-                    .await
-                    .map_err(Self::membership_change_err)?;
+                Self::membership(self.raft.change_membership(
+                    ChangeMembers::SetNodes(BTreeMap::from([(id, node.clone())])),
+                    false,
+                ))
+                .await?;
             }
             return self
                 .change(Change::Readdress {
@@ -515,10 +538,7 @@ impl ControlPlane {
         };
         self.check(&change)?;
         if membership.get_node(&id).is_none() {
-            self.raft
-                .add_learner(id, node.clone(), false)
-                .await
-                .map_err(Self::membership_change_err)?;
+            Self::membership(self.raft.add_learner(id, node.clone(), false)).await?;
         }
         let r = self.change(change).await?;
         tracing::info!(broker = %node.name, grpc = %node.grpc_addr, "broker joined as a learner");
@@ -547,10 +567,11 @@ impl ControlPlane {
             .voter_ids()
             .collect();
         if !voters.contains(&id) {
-            self.raft
-                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                .await
-                .map_err(Self::membership_change_err)?;
+            Self::membership(
+                self.raft
+                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false),
+            )
+            .await?;
         }
         let r = self.change(change).await?;
         tracing::info!(broker = %name, "broker promoted: a voter, in the ring");
@@ -629,15 +650,17 @@ impl ControlPlane {
                     rest.len()
                 )));
             }
-            self.raft
-                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
-                .await
-                .map_err(Self::membership_change_err)?;
+            Self::membership(
+                self.raft
+                    .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false),
+            )
+            .await?;
         } else if membership.get_node(&id).is_some() {
-            self.raft
-                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
-                .await
-                .map_err(Self::membership_change_err)?;
+            Self::membership(
+                self.raft
+                    .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false),
+            )
+            .await?;
         }
         let r = self.change(change).await?;
         tracing::info!(broker = %name, force, "broker removed from the cluster");

@@ -68,9 +68,15 @@ async fn start(
     };
     let addr = listener.local_addr().unwrap();
     let dir = dir.join(name);
-    let plane = ControlPlane::start(&dir, node(name, addr), timings(), Connector::plain())
-        .await
-        .unwrap();
+    let plane = ControlPlane::start(
+        &dir,
+        node(name, addr),
+        timings(),
+        Connector::plain(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
     let stop = CancellationToken::new();
     let service = RaftService::server(plane.clone());
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);

@@ -221,6 +221,7 @@ impl Frame {
                 .filter_map(|c| column(c, lo, hi, sparse_ok))
                 .collect(),
             truncated: false,
+            missing_brokers: Vec::new(),
         })
     }
 }

@@ -767,6 +767,7 @@ impl<'a> ChunkBuilder<'a> {
             timestamps_ms: self.timestamps,
             columns: self.columns,
             truncated: false,
+            missing_brokers: Vec::new(),
         })
     }
 }

@@ -239,6 +239,7 @@ impl Rollup {
                     .filter_map(|c| column(c, lo, hi, sparse_ok))
                     .collect(),
                 truncated: false,
+                missing_brokers: Vec::new(),
             }
         })
     }

@@ -609,6 +609,7 @@ impl Series {
                         .map(|c| c.column(lo, hi, names.name(c.name).to_string(), sparse_ok))
                         .collect(),
                     truncated: false,
+                    missing_brokers: Vec::new(),
                 };
                 let n = chunk.cells();
                 if !out.is_empty() && cells + n > max_cells {

@@ -1,0 +1,395 @@
+//! `ringwatch cluster status|join|promote|drain|remove`: the broker cluster's admin API
+//! (`/api/cluster` on a broker's admin port) from the command line. Every change needs the
+//! admin credential (`ringwatch broker-token --role admin`) when the brokers run with auth.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+#[derive(clap::Args, Debug)]
+pub struct ClusterArgs {
+    /// A broker's admin address (host:port); any member answers and changes go to the leader.
+    #[arg(
+        long,
+        env = "RINGWATCH_ADMIN",
+        default_value = "127.0.0.1:9097",
+        global = true
+    )]
+    admin: String,
+    /// The admin credential (prefer RINGWATCH_ADMIN_TOKEN or --token-file: a flag shows in
+    /// `ps`).
+    #[arg(
+        long,
+        env = "RINGWATCH_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    token: Option<String>,
+    /// A file holding the admin credential.
+    #[arg(
+        long,
+        env = "RINGWATCH_ADMIN_TOKEN_FILE",
+        conflicts_with = "token",
+        global = true
+    )]
+    token_file: Option<PathBuf>,
+    /// Print the broker's JSON answer as it is.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum ClusterCommand {
+    /// Members with their ring state and Raft role, the leader, term, ring epoch, hosts per
+    /// owner and hand-offs.
+    Status,
+    /// Add a broker as a learner (`joining`); with --promote, a voter in the ring once caught up.
+    Join {
+        /// The new broker's node id.
+        #[arg(long)]
+        id: String,
+        /// Its gRPC URL, as the other brokers reach it (http://host:port).
+        #[arg(long)]
+        grpc: String,
+        /// Its admin address (host:port).
+        #[arg(long = "admin-addr")]
+        admin_addr: String,
+        #[arg(long)]
+        promote: bool,
+    },
+    /// Make a caught-up learner a voter and put it in the ring.
+    Promote { id: String },
+    /// Take a broker out of the ring; it hands its hosts' data off to their new owners.
+    Drain {
+        id: String,
+        /// Wait until its hand-off is done (progress on stderr).
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits.
+        #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Remove a broker from the cluster and Raft's voters: once drained, or with --force.
+    Remove {
+        id: String,
+        /// Remove it whatever its state (a dead broker's data is lost unless it comes back).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// One answer of the admin API.
+struct Answer {
+    status: u16,
+    body: Value,
+}
+
+pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
+    let token = match (&args.token, &args.token_file) {
+        (Some(t), _) => Some(t.trim().to_string()),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("reading --token-file {}", f.display()))?
+                .trim()
+                .to_string(),
+        ),
+        _ => None,
+    };
+    let api = Api {
+        admin: args.admin.clone(),
+        token,
+    };
+    match args.command {
+        ClusterCommand::Status => {
+            let a = api.call("GET", "/api/cluster", None).await?;
+            let body = a.ok()?;
+            if args.json {
+                println!("{body:#}");
+            } else {
+                print!("{}", render_status(&body));
+            }
+        }
+        ClusterCommand::Join {
+            id,
+            grpc,
+            admin_addr,
+            promote,
+        } => {
+            let req = serde_json::json!({"id": id, "grpc_addr": grpc, "admin_addr": admin_addr});
+            let a = api.call("POST", "/api/cluster/join", Some(req)).await?;
+            report(&a, args.json, &format!("{id} joined as a learner"))?;
+            if promote {
+                let path = format!("/api/cluster/members/{}/promote", enc(&id));
+                let a = api.call("POST", &path, None).await?;
+                report(
+                    &a,
+                    args.json,
+                    &format!("{id} promoted: a voter, in the ring"),
+                )?;
+            }
+        }
+        ClusterCommand::Promote { id } => {
+            let path = format!("/api/cluster/members/{}/promote", enc(&id));
+            let a = api.call("POST", &path, None).await?;
+            report(
+                &a,
+                args.json,
+                &format!("{id} promoted: a voter, in the ring"),
+            )?;
+        }
+        ClusterCommand::Drain { id, wait, timeout } => {
+            let path = format!("/api/cluster/members/{}/drain", enc(&id));
+            let a = api.call("POST", &path, None).await?;
+            report(
+                &a,
+                args.json,
+                &format!("{id} draining: out of the ring, handing its hosts off"),
+            )?;
+            if wait {
+                wait_drained(&api, &id, timeout).await?;
+            }
+        }
+        ClusterCommand::Remove { id, force } => {
+            let path = format!(
+                "/api/cluster/members/{}{}",
+                enc(&id),
+                if force { "?force=true" } else { "" }
+            );
+            let a = api.call("DELETE", &path, None).await?;
+            report(&a, args.json, &format!("{id} removed from the cluster"))?;
+        }
+    }
+    Ok(())
+}
+
+impl Answer {
+    /// The body of a 2xx answer; the broker's reason otherwise.
+    fn ok(self) -> anyhow::Result<Value> {
+        if (200..300).contains(&self.status) {
+            return Ok(self.body);
+        }
+        let reason = self.body["error"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| self.body.to_string());
+        bail!("the broker refused ({}): {reason}", self.status)
+    }
+}
+
+fn report(a: &Answer, json: bool, done: &str) -> anyhow::Result<()> {
+    let body = Answer {
+        status: a.status,
+        body: a.body.clone(),
+    }
+    .ok()?;
+    if json {
+        println!("{body}");
+    } else {
+        let epoch = body["epoch"]
+            .as_u64()
+            .map_or(String::new(), |e| format!(" (ring epoch {e})"));
+        println!("{done}{epoch}");
+    }
+    Ok(())
+}
+
+/// Waits until `id` is drained, printing its hand-off's progress.
+async fn wait_drained(api: &Api, id: &str, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        let c = api.call("GET", "/api/cluster", None).await?.ok()?;
+        let m = c["members"]
+            .as_array()
+            .and_then(|ms| ms.iter().find(|m| m["id"] == id))
+            .cloned()
+            .with_context(|| format!("no member {id:?}"))?;
+        let state = m["state"].as_str().unwrap_or_default().to_string();
+        let h = &m["handoff"];
+        let line = if h.is_null() {
+            format!("{id}: {state}")
+        } else {
+            format!(
+                "{id}: {state}, {} of {} hosts and {} of {} bytes left to hand off",
+                h["hosts_left"], h["hosts_total"], h["bytes_left"], h["bytes_total"]
+            )
+        };
+        if line != last {
+            eprintln!("{line}");
+            last = line;
+        }
+        match state.as_str() {
+            "drained" | "left" => {
+                println!("{id} drained: its hosts' data is at their new owners; remove it now");
+                return Ok(());
+            }
+            "draining" => {}
+            other => bail!("{id} is {other}, not draining"),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("{id} is not drained after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The status as a table.
+fn render_status(c: &Value) -> String {
+    let mut out = String::new();
+    let s = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "—".into(),
+        v => v.to_string(),
+    };
+    out.push_str(&format!(
+        "leader {}  term {}  ring epoch {}  mode {}\n",
+        s(&c["leader"]),
+        s(&c["term"]),
+        s(&c["ring_epoch"]),
+        s(&c["mode"])
+    ));
+    out.push_str(&format!(
+        "{:<20} {:<9} {:<8} {:>6}  {:<26} {}\n",
+        "MEMBER", "STATE", "ROLE", "HOSTS", "HAND-OFF", "GRPC"
+    ));
+    for m in c["members"].as_array().into_iter().flatten() {
+        let id = s(&m["id"]);
+        let hosts = c["hosts_per_owner"][&id]
+            .as_u64()
+            .map_or("—".into(), |n| n.to_string());
+        let h = &m["handoff"];
+        let handoff = if h.is_null() {
+            "—".to_string()
+        } else if h["done"] == true {
+            format!("done ({} hosts)", s(&h["hosts_total"]))
+        } else {
+            format!(
+                "{} hosts, {} B left",
+                s(&h["hosts_left"]),
+                s(&h["bytes_left"])
+            )
+        };
+        out.push_str(&format!(
+            "{:<20} {:<9} {:<8} {:>6}  {:<26} {}\n",
+            id,
+            s(&m["state"]),
+            s(&m["role"]),
+            hosts,
+            handoff,
+            s(&m["grpc_addr"])
+        ));
+    }
+    out
+}
+
+/// Percent-encodes a path segment (member ids are letters, digits, '-', '.', '_').
+fn enc(id: &str) -> String {
+    id.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+struct Api {
+    admin: String,
+    token: Option<String>,
+}
+
+impl Api {
+    /// One HTTP/1.1 request to the broker's admin port; its status and JSON body.
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Answer> {
+        let addr = self
+            .admin
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let stream = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::net::TcpStream::connect(&addr),
+        )
+        .await
+        .with_context(|| format!("connecting to {addr}: timed out"))?
+        .with_context(|| format!("connecting to the broker's admin port {addr}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .context("HTTP handshake")?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &addr)
+            .header("content-type", "application/json");
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req
+            .body(Full::new(Bytes::from(bytes)))
+            .context("building the request")?;
+        // A membership change waits for Raft (a promotion for the learner to catch up).
+        let resp = tokio::time::timeout(Duration::from_secs(60), sender.send_request(req))
+            .await
+            .with_context(|| format!("{method} {path}: no answer within 60 s"))?
+            .with_context(|| format!("{method} {path}"))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .context("reading the answer")?
+            .to_bytes();
+        let body = serde_json::from_slice(&body).unwrap_or_else(
+            |_| serde_json::json!({"error": String::from_utf8_lossy(&body).into_owned()}),
+        );
+        Ok(Answer { status, body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_table_names_each_member_with_its_state_role_hosts_and_hand_off() {
+        let c = serde_json::json!({
+            "leader": "b0", "term": 3, "ring_epoch": 5, "mode": "raft",
+            "hosts_per_owner": {"b0": 12, "b1": 9},
+            "members": [
+                {"id": "b0", "state": "active", "role": "leader", "grpc_addr": "http://a:1", "handoff": null},
+                {"id": "b2", "state": "draining", "role": "voter", "grpc_addr": "http://c:1",
+                 "handoff": {"done": false, "hosts_left": 4, "bytes_left": 1000, "hosts_total": 8}}
+            ]
+        });
+        let t = render_status(&c);
+        assert!(
+            t.starts_with("leader b0  term 3  ring epoch 5  mode raft\n"),
+            "{t}"
+        );
+        let b0 = t.lines().find(|l| l.starts_with("b0 ")).unwrap();
+        assert!(
+            b0.contains("active") && b0.contains("leader") && b0.contains(" 12 "),
+            "{b0}"
+        );
+        let b2 = t.lines().find(|l| l.starts_with("b2 ")).unwrap();
+        assert!(
+            b2.contains("4 hosts, 1000 B left") && b2.contains(" — "),
+            "{b2}"
+        );
+        assert_eq!(enc("broker-0"), "broker-0");
+        assert_eq!(enc("a/b"), "a%2Fb");
+    }
+}
