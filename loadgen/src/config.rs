@@ -154,13 +154,23 @@ pub struct LoadgenConfig {
     )]
     pub ledger: PathBuf,
 
-    /// JSON lines on stdout: `ready`, a `progress` line a second, and the `summary`.
+    /// JSON lines on stdout: `ready`, a `progress` line each --progress-every, and the `summary`.
     #[arg(long, env = "RINGWATCH_LOADGEN_JSON")]
     pub json: bool,
 
     /// No progress line (the summary is still printed).
     #[arg(long, env = "RINGWATCH_LOADGEN_QUIET")]
     pub quiet: bool,
+
+    /// How often a progress line reports (e.g. 250ms to time a fail-over finely; 100ms to 1m).
+    #[arg(
+        long,
+        env = "RINGWATCH_LOADGEN_PROGRESS_EVERY",
+        default_value = "1s",
+        value_parser = humantime::parse_duration
+    )]
+    #[serde(with = "humantime_serde")]
+    pub progress_every: Duration,
 
     /// TLS and the credential for the brokers (`--broker-tls-ca`, `--broker-token-file`, …);
     /// loadgen needs the `ingest` role.
@@ -195,6 +205,7 @@ impl Default for LoadgenConfig {
             ledger: PathBuf::from("loadgen.ledger"),
             json: false,
             quiet: false,
+            progress_every: Duration::from_secs(1),
             broker_client: Default::default(),
         }
     }
@@ -241,6 +252,11 @@ impl LoadgenConfig {
             return Err(bad("broker", "give at least one broker URL"));
         }
         connector(&self.brokers, &self.broker_client)?;
+        if self.progress_every < Duration::from_millis(100)
+            || self.progress_every > Duration::from_secs(60)
+        {
+            return Err(bad("progress_every", "between 100ms and 1m"));
+        }
         if self.hosts == 0 || self.hosts > 10_000_000 {
             return Err(bad(
                 "hosts",

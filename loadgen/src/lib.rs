@@ -284,6 +284,7 @@ pub async fn run(cfg: LoadgenConfig, stop: CancellationToken) -> Result<Summary,
         ProgressOut::new(cfg.json, cfg.quiet),
         started,
         cfg.hosts,
+        cfg.progress_every,
         done.clone(),
     ));
     let mut unsettled = 0u64;
@@ -338,12 +339,13 @@ async fn report_progress(
     out: Option<ProgressOut>,
     started: Instant,
     hosts: u32,
+    every: Duration,
     done: CancellationToken,
 ) {
     let Some(mut out) = out else {
         return done.cancelled().await;
     };
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(every);
     tick.tick().await;
     let mut prev = ctx.stats.read();
     loop {
