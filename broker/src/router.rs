@@ -170,7 +170,24 @@ impl Router {
                     };
                     self.metrics.forwarded("retried", req.snapshots.len());
                     tracing::debug!(%host, owner = %owner.id, error = %status.message(), retry_in = ?delay, "forward failed; retrying");
-                    tokio::time::sleep(*delay).await;
+                    // Sooner when the ring moves (the dead owner marked down): the host's new
+                    // owner takes it at once, not at the end of the back-off.
+                    let mut ring = cluster.state.clone();
+                    let sent_at = req.ring_epoch;
+                    let moved = async {
+                        loop {
+                            if ring.borrow_and_update().view.epoch() != sent_at {
+                                return;
+                            }
+                            if ring.changed().await.is_err() {
+                                std::future::pending::<()>().await
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        _ = tokio::time::sleep(*delay) => {}
+                        _ = moved => {}
+                    }
                 }
             }
         }

@@ -3,7 +3,9 @@
 //! `down_after` is marked `down` through Raft (out of the ring at once; the epoch rises and its
 //! hosts move to their next owners), and stays a voter: down is not removal. A down member
 //! heard from again is marked up (`joining`: it owns nothing yet) and, once its log matches the
-//! leader's, active again. A learner that never was promoted is left for the admin API.
+//! leader's, active again. A learner that never was promoted is left for the admin API, and a
+//! draining or drained broker (out of the ring already) is never marked down: its hand-off
+//! waits for it, and its drain is not undone by a comeback.
 //!
 //! A new leader starts every member's clock afresh, except the leader before it: the election
 //! itself says that one went silent for an election timeout, so it gets only a short grace
@@ -76,6 +78,20 @@ pub async fn run(plane: Arc<ControlPlane>, detection: Detection, shutdown: Cance
         leading = true;
         let state = plane.state();
         let me = plane.me().name.clone();
+        // A leader marked down (by an older leader's finding, say) is plainly up: back in.
+        let op = match state.view.member(&me).map(|m| m.state) {
+            Some(MemberState::Down) => Some(ControlOp::MarkUp { id: me.clone() }),
+            Some(MemberState::Joining) if plane.is_voter(&me) => {
+                Some(ControlOp::Promote { id: me.clone() })
+            }
+            _ => None,
+        };
+        if let Some(op) = op {
+            tracing::info!(broker = %me, ?op, "the leader itself is not active in the ring: fixing");
+            if let Err(e) = plane.execute_as_leader(op).await {
+                tracing::warn!(error = %e, "could not put the leader back in the ring");
+            }
+        }
         let members: Vec<(String, String, MemberState)> = state
             .view
             .members()
@@ -138,9 +154,9 @@ pub async fn run(plane: Arc<ControlPlane>, detection: Detection, shutdown: Cance
                 continue;
             };
             let op = match member.2 {
-                MemberState::Joining | MemberState::Active | MemberState::Draining
-                    if silent >= detection.down_after =>
-                {
+                // A draining broker is out of the ring already; marked down and then up, it
+                // would come back active and undo its drain. Silent, its hand-off waits.
+                MemberState::Joining | MemberState::Active if silent >= detection.down_after => {
                     tracing::warn!(broker = %id, silent_ms = silent.as_millis() as u64, "broker silent: marking it down");
                     Some(ControlOp::MarkDown { id: id.clone() })
                 }
@@ -155,7 +171,7 @@ pub async fn run(plane: Arc<ControlPlane>, detection: Detection, shutdown: Cance
                 _ => None,
             };
             if let Some(op) = op
-                && let Err(e) = plane.execute(op).await
+                && let Err(e) = plane.execute_as_leader(op).await
             {
                 tracing::warn!(broker = %id, error = %e, "failure detection could not commit");
             }

@@ -353,6 +353,17 @@ impl ControlPlane {
         Err(ControlError::NoLeader)
     }
 
+    /// Runs `op` only while this broker leads, never forwarded nor retried at another leader:
+    /// for failure detection's findings, which only the leader that made them may act on (a
+    /// leader cut off from the others finds them all silent; once healed, it must not have a
+    /// new leader mark them down).
+    pub async fn execute_as_leader(&self, op: ControlOp) -> Result<ControlResponse, ControlError> {
+        if !self.is_leader() {
+            return Err(ControlError::NoLeader);
+        }
+        self.lead(op).await
+    }
+
     async fn forward(
         &self,
         leader: &BrokerNode,
@@ -478,6 +489,11 @@ impl ControlPlane {
                 self.write(ControlRequest::SetConfig { config }).await
             }
             ControlOp::MarkDown { id } => {
+                if id == self.me.name {
+                    return Err(ControlError::Refused(
+                        "the leader does not mark itself down".into(),
+                    ));
+                }
                 let change = Change::MarkDown { id };
                 self.check(&change)?;
                 self.change(change).await
