@@ -24,7 +24,7 @@ pub struct BrokerStatus {
     /// The broker's node id (its id in the cluster once a broker has said so; until then its
     /// configured URL).
     pub node_id: String,
-    /// Its ring state (joining, active, draining, down, left) as the cluster reports it.
+    /// Its ring state (joining, active, draining, drained, down, left) as the cluster reports it.
     #[schema(required)]
     pub ring_state: Option<String>,
     /// Its Raft role (leader, voter, learner, none) as the cluster reports it.
