@@ -864,10 +864,11 @@ fn a_cluster_on_one_redis_survives_its_leader_and_an_owner_killed_under_load() {
             .collect()
     };
     let mut b0 = open_member("broker-0", tmp.path(), &with(&["--bootstrap"]));
-    let b1 = open_member("broker-1", tmp.path(), &with(&[]));
+    let mut b1 = open_member("broker-1", tmp.path(), &with(&[]));
     let mut b2 = open_member("broker-2", tmp.path(), &with(&[]));
     form(&[&b0, &b1, &b2], None);
-    let urls = [b0.grpc.as_str(), b1.grpc.as_str(), b2.grpc.as_str()];
+    let urls = [b0.grpc.clone(), b1.grpc.clone(), b2.grpc.clone()];
+    let urls = [urls[0].as_str(), urls[1].as_str(), urls[2].as_str()];
     let lg = Loadgen::start(
         &urls,
         &["--hosts", "30", "--interval", "1s", "--duration", "40s"],
@@ -902,21 +903,26 @@ fn a_cluster_on_one_redis_survives_its_leader_and_an_owner_killed_under_load() {
         .as_str()
         .expect("leader")
         .to_string();
-    assert_ne!(leader, "broker-2", "the new leader came from the majority");
-    b2.proc.kill9();
-    wait_for("broker-2 down", Duration::from_secs(20), || {
-        let c = cluster(&b1.admin);
-        states(&c)
-            .contains(&("broker-2".to_string(), "down".to_string()))
+    let (victim, watcher) = if leader == "broker-2" {
+        (&mut b1, &b2)
+    } else {
+        (&mut b2, &b1)
+    };
+    let victim_id = victim.id.clone();
+    victim.proc.kill9();
+    let down = (victim_id.clone(), "down".to_string());
+    wait_for("the owner down", Duration::from_secs(20), || {
+        states(&cluster(&watcher.admin))
+            .contains(&down)
             .then_some(())
     });
     let acked = lg.acked_now();
     lg.wait_acked(acked + 60, Duration::from_secs(20));
-    b2.proc.restart();
-    wait_for("broker-2 active again", Duration::from_secs(30), || {
-        states(&cluster(&b1.admin))
-            .contains(&active("broker-2"))
-            .then_some(())
+    victim.proc.restart();
+    wait_for("the owner active again", Duration::from_secs(30), || {
+        let c = cluster(&watcher.admin);
+        let owns = c["hosts_per_owner"][victim_id.as_str()].as_u64() > Some(0);
+        (states(&c).contains(&active(&victim_id)) && owns).then_some(())
     });
 
     // One Redis holds every host's rows: nothing acknowledged lost, none twice.
