@@ -172,6 +172,7 @@ async fn handoff(router: &Router, cluster: &Cluster) -> Result<(), HandoffError>
         "draining: handing this broker's blocks off to their new owners"
     );
     let mut sent: HashSet<(u64, u64)> = HashSet::new();
+    let mut counted: HashSet<std::sync::Arc<str>> = HashSet::new();
     for pass in 0..MAX_PASSES {
         let s = store.clone();
         let sealed = blocking(move || s.seal()).await?;
@@ -189,8 +190,13 @@ async fn handoff(router: &Router, cluster: &Cluster) -> Result<(), HandoffError>
             router.metrics().handoff_hosts_remaining.set(0);
             return Ok(());
         }
-        let bytes: u64 = todo.iter().map(|o| o.bytes).sum();
-        progress.report.hosts_total += todo.len() as u64;
+        // What this pass sends: sections not sent before (a host counted once in the total).
+        let bytes: u64 = todo.iter().map(|o| unsent_bytes(o, &sent)).sum();
+        let new_hosts = todo
+            .iter()
+            .filter(|o| counted.insert(o.host.clone()))
+            .count();
+        progress.report.hosts_total += new_hosts as u64;
         progress.report.bytes_total += bytes;
         progress.report.hosts_left = todo.len() as u64;
         progress.report.bytes_left = bytes;
@@ -217,7 +223,7 @@ async fn handoff(router: &Router, cluster: &Cluster) -> Result<(), HandoffError>
             let mut batch_bytes = 0;
             let mut hosts = hosts.into_iter().peekable();
             while let Some(o) = hosts.next() {
-                batch_bytes += o.bytes;
+                batch_bytes += unsent_bytes(&o, &sent);
                 batch.push(o);
                 if batch_bytes < BATCH_BYTES && hosts.peek().is_some() {
                     continue;
@@ -239,6 +245,17 @@ async fn handoff(router: &Router, cluster: &Cluster) -> Result<(), HandoffError>
     Err(err(format!(
         "new rows kept arriving through {MAX_PASSES} passes"
     )))
+}
+
+/// Bytes of `o`'s sections not sent yet.
+fn unsent_bytes(o: &Outgoing, sent: &HashSet<(u64, u64)>) -> u64 {
+    o.refs
+        .iter()
+        .filter(|r| !sent.contains(&(r.seq, r.section.offset)))
+        .map(|r| {
+            u64::from(r.section.len) + r.section.rollup.as_ref().map_or(0, |p| u64::from(p.len))
+        })
+        .sum()
 }
 
 /// Sends one batch of hosts to `owner` and checks its answer against what was sent.
