@@ -105,11 +105,12 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let api = Api {
         admin: args.admin.clone(),
         token,
+        json: args.json,
     };
+    let member = |id: &str, action: &str| format!("/api/cluster/members/{}{action}", enc(id));
     match args.command {
         ClusterCommand::Status => {
-            let a = api.call("GET", "/api/cluster", None).await?;
-            let body = a.ok()?;
+            let body = api.call("GET", "/api/cluster", None).await?.ok()?;
             if args.json {
                 println!("{body:#}");
             } else {
@@ -123,47 +124,30 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
             promote,
         } => {
             let req = serde_json::json!({"id": id, "grpc_addr": grpc, "admin_addr": admin_addr});
-            let a = api.call("POST", "/api/cluster/join", Some(req)).await?;
-            report(&a, args.json, &format!("{id} joined as a learner"))?;
+            api.change(
+                "POST",
+                "/api/cluster/join",
+                Some(req),
+                &format!("{id} joined as a learner"),
+            )
+            .await?;
             if promote {
-                let path = format!("/api/cluster/members/{}/promote", enc(&id));
-                let a = api.call("POST", &path, None).await?;
-                report(
-                    &a,
-                    args.json,
-                    &format!("{id} promoted: a voter, in the ring"),
-                )?;
+                api.promote(&id, &member(&id, "/promote")).await?;
             }
         }
-        ClusterCommand::Promote { id } => {
-            let path = format!("/api/cluster/members/{}/promote", enc(&id));
-            let a = api.call("POST", &path, None).await?;
-            report(
-                &a,
-                args.json,
-                &format!("{id} promoted: a voter, in the ring"),
-            )?;
-        }
+        ClusterCommand::Promote { id } => api.promote(&id, &member(&id, "/promote")).await?,
         ClusterCommand::Drain { id, wait, timeout } => {
-            let path = format!("/api/cluster/members/{}/drain", enc(&id));
-            let a = api.call("POST", &path, None).await?;
-            report(
-                &a,
-                args.json,
-                &format!("{id} draining: out of the ring, handing its hosts off"),
-            )?;
+            let done = format!("{id} draining: out of the ring, handing its hosts off");
+            api.change("POST", &member(&id, "/drain"), None, &done)
+                .await?;
             if wait {
                 wait_drained(&api, &id, timeout).await?;
             }
         }
         ClusterCommand::Remove { id, force } => {
-            let path = format!(
-                "/api/cluster/members/{}{}",
-                enc(&id),
-                if force { "?force=true" } else { "" }
-            );
-            let a = api.call("DELETE", &path, None).await?;
-            report(&a, args.json, &format!("{id} removed from the cluster"))?;
+            let path = member(&id, if force { "?force=true" } else { "" });
+            let done = format!("{id} removed from the cluster");
+            api.change("DELETE", &path, None, &done).await?;
         }
     }
     Ok(())
@@ -181,23 +165,6 @@ impl Answer {
             .unwrap_or_else(|| self.body.to_string());
         bail!("the broker refused ({}): {reason}", self.status)
     }
-}
-
-fn report(a: &Answer, json: bool, done: &str) -> anyhow::Result<()> {
-    let body = Answer {
-        status: a.status,
-        body: a.body.clone(),
-    }
-    .ok()?;
-    if json {
-        println!("{body}");
-    } else {
-        let epoch = body["epoch"]
-            .as_u64()
-            .map_or(String::new(), |e| format!(" (ring epoch {e})"));
-        println!("{done}{epoch}");
-    }
-    Ok(())
 }
 
 /// Waits until `id` is drained, printing its hand-off's progress.
@@ -305,9 +272,36 @@ fn enc(id: &str) -> String {
 struct Api {
     admin: String,
     token: Option<String>,
+    /// Print answers as the broker's JSON.
+    json: bool,
 }
 
 impl Api {
+    /// A change through the admin API: the broker's JSON answer, or `done` and the ring epoch.
+    async fn change(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        done: &str,
+    ) -> anyhow::Result<()> {
+        let body = self.call(method, path, body).await?.ok()?;
+        if self.json {
+            println!("{body}");
+        } else {
+            let epoch = body["epoch"]
+                .as_u64()
+                .map_or(String::new(), |e| format!(" (ring epoch {e})"));
+            println!("{done}{epoch}");
+        }
+        Ok(())
+    }
+
+    async fn promote(&self, id: &str, path: &str) -> anyhow::Result<()> {
+        let done = format!("{id} promoted: a voter, in the ring");
+        self.change("POST", path, None, &done).await
+    }
+
     /// One HTTP/1.1 request to the broker's admin port; its status and JSON body.
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Answer> {
         let addr = self

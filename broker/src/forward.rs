@@ -11,13 +11,12 @@ use ringwatch_core::Member;
 use ringwatch_net::client::GrpcChannel;
 use ringwatch_proto::peer_client::PeerClient;
 use ringwatch_proto::{
-    ForwardReply, ForwardRequest, HostsRequest, ImportReply, ImportRequest, ImportSection,
-    LatestRequest, RangeChunk, RangeRequest, Snapshot,
+    ForwardReply, ForwardRequest, HostsRequest, ImportReply, ImportRequest, LatestRequest,
+    RangeChunk, RangeRequest, Snapshot,
 };
 use tonic::Status;
 
 use crate::control::{BrokerNode, ControlPlane};
-use crate::store::embedded::WireSection;
 use crate::store::{HostRecord, WriteOutcome};
 
 /// Largest message between brokers (a forwarded batch, a range chunk, a hand-off batch).
@@ -163,37 +162,5 @@ pub fn reply(out: &WriteOutcome) -> ForwardReply {
                 reason: reason.clone(),
             })
             .collect(),
-    }
-}
-
-/// A section as the wire carries it.
-pub fn section_to_proto(s: WireSection) -> ImportSection {
-    ImportSection {
-        rows: s.rows,
-        crc: s.crc,
-        min_ts_ms: s.min_ts,
-        max_ts_ms: s.max_ts,
-        row_count: s.row_count,
-        values: s.values,
-        rollup: s.rollup,
-        rollup_crc: s.rollup_crc,
-        rollup_rows: s.rollup_rows,
-        rollup_width_ms: s.rollup_width_ms,
-    }
-}
-
-/// A section from the wire (checked by the store before it is written).
-pub fn section_from_proto(s: ImportSection) -> WireSection {
-    WireSection {
-        rows: s.rows,
-        crc: s.crc,
-        min_ts: s.min_ts_ms,
-        max_ts: s.max_ts_ms,
-        row_count: s.row_count,
-        values: s.values,
-        rollup: s.rollup,
-        rollup_crc: s.rollup_crc,
-        rollup_rows: s.rollup_rows,
-        rollup_width_ms: s.rollup_width_ms,
     }
 }

@@ -178,9 +178,11 @@ async fn handoff(router: &Router, cluster: &Cluster) -> Result<(), HandoffError>
         let sealed = blocking(move || s.seal()).await?;
         let s = store.clone();
         let listed = blocking(move || s.outgoing()).await?;
+        // What this pass sends: sections not sent before.
         let todo: Vec<Outgoing> = listed
-            .into_iter()
-            .filter(|o| o.keys().any(|k| !sent.contains(&k)))
+            .iter()
+            .map(|o| o.unsent(&sent))
+            .filter(|o| !o.is_empty())
             .collect();
         if todo.is_empty() {
             progress.report.done = true;
@@ -190,8 +192,9 @@ async fn handoff(router: &Router, cluster: &Cluster) -> Result<(), HandoffError>
             router.metrics().handoff_hosts_remaining.set(0);
             return Ok(());
         }
-        // What this pass sends: sections not sent before (a host counted once in the total).
-        let bytes: u64 = todo.iter().map(|o| unsent_bytes(o, &sent)).sum();
+        let bytes: u64 = todo.iter().map(Outgoing::bytes).sum();
+        // A host counted once in the total, whatever the passes.
+
         let new_hosts = todo
             .iter()
             .filter(|o| counted.insert(o.host.clone()))
@@ -223,7 +226,7 @@ async fn handoff(router: &Router, cluster: &Cluster) -> Result<(), HandoffError>
             let mut batch_bytes = 0;
             let mut hosts = hosts.into_iter().peekable();
             while let Some(o) = hosts.next() {
-                batch_bytes += unsent_bytes(&o, &sent);
+                batch_bytes += o.bytes();
                 batch.push(o);
                 if batch_bytes < BATCH_BYTES && hosts.peek().is_some() {
                     continue;
@@ -247,17 +250,6 @@ async fn handoff(router: &Router, cluster: &Cluster) -> Result<(), HandoffError>
     )))
 }
 
-/// Bytes of `o`'s sections not sent yet.
-fn unsent_bytes(o: &Outgoing, sent: &HashSet<(u64, u64)>) -> u64 {
-    o.refs
-        .iter()
-        .filter(|r| !sent.contains(&(r.seq, r.section.offset)))
-        .map(|r| {
-            u64::from(r.section.len) + r.section.rollup.as_ref().map_or(0, |p| u64::from(p.len))
-        })
-        .sum()
-}
-
 /// Sends one batch of hosts to `owner` and checks its answer against what was sent.
 async fn send(
     router: &Router,
@@ -268,11 +260,11 @@ async fn send(
     batch: &[Outgoing],
     sent: &mut HashSet<(u64, u64)>,
 ) -> Result<(), HandoffError> {
-    let (s, list, skip) = (store.clone(), batch.to_vec(), sent.clone());
+    let (s, list) = (store.clone(), batch.to_vec());
     let read = blocking(move || {
         let mut hosts = Vec::with_capacity(list.len());
         for o in &list {
-            match s.read_outgoing(o, &skip)? {
+            match s.read_outgoing(o)? {
                 Some(sections) => hosts.push((o.host.to_string(), sections)),
                 None => return Ok(None),
             }
@@ -290,10 +282,7 @@ async fn send(
             values += list.iter().map(|s| u64::from(s.values)).sum::<u64>();
             ImportHost {
                 host_id,
-                sections: list
-                    .into_iter()
-                    .map(crate::forward::section_to_proto)
-                    .collect(),
+                sections: list,
             }
         })
         .collect();

@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::forward::{MAX_IMPORT_HOSTS, MAX_IMPORT_SECTIONS, MAX_PEER_MESSAGE};
 use crate::router::Router;
+use crate::store::embedded::Incoming;
 use crate::store::{HostRecord, StoreError};
 use crate::validate;
 
@@ -155,11 +156,7 @@ impl Peer for PeerService {
             .hosts
             .into_iter()
             .map(|h| {
-                let sections = h
-                    .sections
-                    .into_iter()
-                    .map(|s| crate::forward::section_from_proto(s).into_incoming())
-                    .collect();
+                let sections = h.sections.into_iter().map(Incoming::from_wire).collect();
                 (Arc::<str>::from(h.host_id.as_str()), sections)
             })
             .collect();

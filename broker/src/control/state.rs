@@ -261,11 +261,16 @@ impl ControlState {
     /// The ring of epoch `epoch`, if it is kept.
     fn ring_at(&self, epoch: u64) -> Option<Ring> {
         let e = self.epochs.iter().find(|e| e.epoch == epoch)?;
-        Some(Ring::new(
+        Some(self.ring_of(e))
+    }
+
+    /// The ring of a kept epoch.
+    fn ring_of(&self, e: &RingEpoch) -> Ring {
+        Ring::new(
             e.epoch,
             e.members.iter().cloned(),
             self.view.ring().vnodes(),
-        ))
+        )
     }
 
     /// The brokers that hold `host_id`'s rows within `[from_ms, to_ms]`: its owner in every
@@ -275,12 +280,10 @@ impl ControlState {
         let mut owners: std::collections::BTreeSet<String> = self
             .epochs_between(from_ms, to_ms)
             .filter_map(|e| {
-                let ring = Ring::new(
-                    e.epoch,
-                    e.members.iter().cloned(),
-                    self.view.ring().vnodes(),
-                );
-                ring.owners(host_id, 1).first().map(|o| o.to_string())
+                self.ring_of(e)
+                    .owners(host_id, 1)
+                    .first()
+                    .map(|o| o.to_string())
             })
             .collect();
         if let Some(o) = self.view.owners(host_id, 1).first() {

@@ -27,7 +27,7 @@ use super::wal::{self, Wal};
 use super::{HostRecord, RangeQuery, Store, StoreError, StoreStats, WriteOutcome};
 
 mod transfer;
-pub use transfer::{Imported, Incoming, Outgoing, WireSection};
+pub use transfer::{Imported, Incoming, Outgoing};
 
 /// Settings of the embedded store.
 #[derive(Debug, Clone)]
@@ -1617,7 +1617,8 @@ mod tests {
     use super::*;
     use ringwatch_proto::{Metric, Unit};
 
-    fn snap(host: &str, ts: i64, n: usize) -> Snapshot {
+    /// A snapshot of `n` metrics (the hand-off's tests use it too).
+    pub(super) fn snap(host: &str, ts: i64, n: usize) -> Snapshot {
         Snapshot {
             host_id: host.into(),
             timestamp_ms: ts,

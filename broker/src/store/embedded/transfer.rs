@@ -8,8 +8,11 @@
 //! again) writes it once: a section this broker holds already, byte for byte, is skipped; and
 //! reads take each timestamp once in any case.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+
+use ringwatch_proto::ImportSection;
 
 use super::{EmbeddedStore, now_ms};
 use crate::error::StoreError;
@@ -21,14 +24,39 @@ use crate::store::blocks::SectionRef;
 pub struct Outgoing {
     pub host: Arc<str>,
     pub(crate) refs: Vec<SectionRef>,
-    /// Their bytes on disk.
-    pub bytes: u64,
 }
 
 impl Outgoing {
     /// Identifies each section (block and offset): what a later pass need not send again.
     pub fn keys(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.refs.iter().map(|r| (r.seq, r.section.offset))
+    }
+
+    /// Only its sections not in `sent`.
+    pub fn unsent(&self, sent: &HashSet<(u64, u64)>) -> Outgoing {
+        Outgoing {
+            host: self.host.clone(),
+            refs: self
+                .refs
+                .iter()
+                .filter(|r| !sent.contains(&(r.seq, r.section.offset)))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.refs.is_empty()
+    }
+
+    /// Bytes of its sections on disk (rollups included).
+    pub fn bytes(&self) -> u64 {
+        self.refs
+            .iter()
+            .map(|r| {
+                u64::from(r.section.len) + r.section.rollup.as_ref().map_or(0, |p| u64::from(p.len))
+            })
+            .sum()
     }
 }
 
@@ -38,6 +66,52 @@ pub struct Incoming {
     pub(crate) raw: RawSection,
     pub(crate) crc: u32,
     pub(crate) rollup_crc: u32,
+}
+
+impl Incoming {
+    /// A section as the wire carried it (checked by [`EmbeddedStore::import`]).
+    pub fn from_wire(s: ImportSection) -> Incoming {
+        let rollup = (!s.rollup.is_empty()).then_some(block::RawRollup {
+            bytes: s.rollup,
+            rows: s.rollup_rows,
+            width_ms: s.rollup_width_ms,
+        });
+        Incoming {
+            raw: RawSection {
+                rows_bytes: s.rows,
+                min_ts: s.min_ts_ms,
+                max_ts: s.max_ts_ms,
+                rows: s.row_count,
+                values: s.values,
+                rollup,
+            },
+            crc: s.crc,
+            rollup_crc: s.rollup_crc,
+        }
+    }
+}
+
+/// A section as stored, for the wire: its bytes as they are, with their CRCs.
+fn to_wire(raw: RawSection) -> ImportSection {
+    let (rollup, rollup_crc, rollup_rows, rollup_width_ms) = match raw.rollup {
+        Some(r) => {
+            let crc = crc32fast::hash(&r.bytes);
+            (r.bytes, crc, r.rows, r.width_ms)
+        }
+        None => (Vec::new(), 0, 0, 0),
+    };
+    ImportSection {
+        crc: crc32fast::hash(&raw.rows_bytes),
+        rows: raw.rows_bytes,
+        min_ts_ms: raw.min_ts,
+        max_ts_ms: raw.max_ts,
+        row_count: raw.rows,
+        values: raw.values,
+        rollup,
+        rollup_crc,
+        rollup_rows,
+        rollup_width_ms,
+    }
 }
 
 /// What an import took.
@@ -50,76 +124,6 @@ pub struct Imported {
     pub rows: u64,
     pub values: u64,
     pub bytes: u64,
-}
-
-/// A section as sent over the wire.
-#[derive(Debug, Clone)]
-pub struct WireSection {
-    pub rows: Vec<u8>,
-    pub crc: u32,
-    pub min_ts: i64,
-    pub max_ts: i64,
-    pub row_count: u32,
-    pub values: u32,
-    /// Empty: no rollup.
-    pub rollup: Vec<u8>,
-    pub rollup_crc: u32,
-    pub rollup_rows: u32,
-    pub rollup_width_ms: u32,
-}
-
-impl WireSection {
-    pub(crate) fn from_raw(raw: RawSection) -> WireSection {
-        let crc = crc32fast::hash(&raw.rows_bytes);
-        let (rollup, rollup_crc, rollup_rows, rollup_width_ms) = match raw.rollup {
-            Some(r) => {
-                let crc = crc32fast::hash(&r.bytes);
-                (r.bytes, crc, r.rows, r.width_ms)
-            }
-            None => (Vec::new(), 0, 0, 0),
-        };
-        WireSection {
-            rows: raw.rows_bytes,
-            crc,
-            min_ts: raw.min_ts,
-            max_ts: raw.max_ts,
-            row_count: raw.rows,
-            values: raw.values,
-            rollup,
-            rollup_crc,
-            rollup_rows,
-            rollup_width_ms,
-        }
-    }
-
-    pub fn into_incoming(self) -> Incoming {
-        let rollup = (!self.rollup.is_empty()).then_some(block::RawRollup {
-            bytes: self.rollup,
-            rows: self.rollup_rows,
-            width_ms: self.rollup_width_ms,
-        });
-        Incoming {
-            raw: RawSection {
-                rows_bytes: self.rows,
-                min_ts: self.min_ts,
-                max_ts: self.max_ts,
-                rows: self.row_count,
-                values: self.values,
-                rollup,
-            },
-            crc: self.crc,
-            rollup_crc: self.rollup_crc,
-        }
-    }
-
-    /// Its bytes.
-    pub fn len(&self) -> u64 {
-        (self.rows.len() + self.rollup.len()) as u64
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
 }
 
 impl EmbeddedStore {
@@ -150,33 +154,17 @@ impl EmbeddedStore {
             .read_index()?
             .all_sections()
             .into_iter()
-            .map(|(host, refs)| {
-                let bytes = refs
-                    .iter()
-                    .map(|r| {
-                        u64::from(r.section.len)
-                            + r.section.rollup.as_ref().map_or(0, |p| u64::from(p.len))
-                    })
-                    .sum();
-                Outgoing { host, refs, bytes }
-            })
+            .map(|(host, refs)| Outgoing { host, refs })
             .collect())
     }
 
-    /// Reads `out`'s sections as they are on disk, skipping those in `skip` (sent already);
-    /// `None` when a block was deleted since it was listed (list again).
-    pub fn read_outgoing(
-        &self,
-        out: &Outgoing,
-        skip: &std::collections::HashSet<(u64, u64)>,
-    ) -> Result<Option<Vec<WireSection>>, StoreError> {
+    /// Reads `out`'s sections as they are on disk; `None` when a block was deleted since it
+    /// was listed (list again).
+    pub fn read_outgoing(&self, out: &Outgoing) -> Result<Option<Vec<ImportSection>>, StoreError> {
         let mut sections = Vec::with_capacity(out.refs.len());
         for r in &out.refs {
-            if skip.contains(&(r.seq, r.section.offset)) {
-                continue;
-            }
             match block::read_raw(&r.path, &r.section) {
-                Ok(raw) => sections.push(WireSection::from_raw(raw)),
+                Ok(raw) => sections.push(to_wire(raw)),
                 Err(StoreError::Io { source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound =>
                 {
@@ -252,21 +240,10 @@ mod tests {
     use super::*;
     use crate::store::rollup::DAY_MS;
     use crate::store::{EmbeddedConfig, RangeQuery, Store};
-    use ringwatch_proto::{Metric, Snapshot, Unit};
+    use ringwatch_proto::Snapshot;
 
     fn snap(host: &str, ts: i64) -> Snapshot {
-        Snapshot {
-            host_id: host.into(),
-            timestamp_ms: ts,
-            metrics: (0..5)
-                .map(|i| Metric {
-                    name: format!("m.{i}"),
-                    value: (ts / 1000 % 97) as f64 * 0.5 + i as f64,
-                    unit: Unit::Count as i32,
-                    window: None,
-                })
-                .collect(),
-        }
+        super::super::tests::snap(host, ts, 5)
     }
 
     fn open(dir: &std::path::Path) -> EmbeddedStore {
@@ -300,11 +277,11 @@ mod tests {
             .into_iter()
             .map(|o| {
                 let sections = from
-                    .read_outgoing(&o, &Default::default())
+                    .read_outgoing(&o)
                     .unwrap()
                     .unwrap()
                     .into_iter()
-                    .map(WireSection::into_incoming)
+                    .map(Incoming::from_wire)
                     .collect();
                 (o.host.clone(), sections)
             })
