@@ -112,6 +112,9 @@ fn not_committed() -> ControlError {
     ))
 }
 
+/// How long a follower that forwarded a write waits to apply it before answering.
+const APPLY_WAIT: Duration = Duration::from_secs(5);
+
 /// How long an operation waits for a leader to be known.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 
@@ -124,6 +127,14 @@ pub struct ControlPlane {
     network: Network,
     /// One membership operation at a time on this broker (as leader).
     ops: Mutex<()>,
+}
+
+/// The leader's answer to a forwarded operation.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ForwardedAnswer {
+    pub result: Result<ControlResponse, ControlError>,
+    /// The log index the leader had applied when it answered.
+    pub applied: Option<u64>,
 }
 
 /// The broker's Raft view, for `/api/cluster` and `/metrics`.
@@ -377,16 +388,38 @@ impl ControlPlane {
             .write(req)
             .await
             .map_err(|s| ControlError::Forward(format!("{}: {}", leader.name, s.message())))?;
-        serde_json::from_slice::<Result<ControlResponse, ControlError>>(&answer.into_inner().json)
-            .map_err(|e| ControlError::Forward(format!("unreadable answer: {e}")))?
+        let answer = serde_json::from_slice::<ForwardedAnswer>(&answer.into_inner().json)
+            .map_err(|e| ControlError::Forward(format!("unreadable answer: {e}")))?;
+        // Read your writes: answer once this broker has applied what the leader had when it
+        // answered, so a status read here next shows the change (a drain's `--wait` polls
+        // this broker). The change is committed either way; past the wait, say so and go on.
+        if answer.result.is_ok()
+            && let Some(index) = answer.applied
+        {
+            let waited = self
+                .raft
+                .wait(Some(APPLY_WAIT))
+                .applied_index_at_least(Some(index), "a forwarded write")
+                .await;
+            if waited.is_err() {
+                tracing::warn!(
+                    index,
+                    "a forwarded write is committed but not yet applied here; a read here may not show it yet"
+                );
+            }
+        }
+        answer.result
     }
 
-    /// An operation forwarded by a follower: run only when this broker leads.
-    pub async fn lead_forwarded(&self, op: ControlOp) -> Result<ControlResponse, ControlError> {
-        match self.leader() {
+    /// An operation forwarded by a follower: run only when this broker leads. The answer
+    /// carries the index this broker had applied once it ran, for the follower to wait for.
+    pub async fn lead_forwarded(&self, op: ControlOp) -> ForwardedAnswer {
+        let result = match self.leader() {
             Some((id, _)) if id == self.id => self.lead(op).await,
             _ => Err(ControlError::NoLeader),
-        }
+        };
+        let applied = self.raft.metrics().borrow().last_applied.map(|l| l.index);
+        ForwardedAnswer { result, applied }
     }
 
     /// Whether `change` applies to the state now (a dry run on a copy).

@@ -190,12 +190,14 @@ async fn three_brokers_form_a_cluster_survive_their_leader_and_restart_from_disk
         .unwrap_err();
     assert_eq!(e.http_status(), 404, "{e}");
 
-    // Promotions sent to a follower are forwarded to the leader.
+    // Promotions sent to a follower are forwarded to the leader, and the follower answers
+    // once it has applied them: it reads its own writes at once.
     for id in ["b1", "b2"] {
         b1.plane
             .execute(ControlOp::Promote { id: id.into() })
             .await
             .unwrap();
+        assert_eq!(states(&b1).get(id), Some(&MemberState::Active), "{id}");
     }
     let status = b0.plane.status();
     assert_eq!(status.voters.len(), 3, "{status:?}");
@@ -214,6 +216,7 @@ async fn three_brokers_form_a_cluster_survive_their_leader_and_restart_from_disk
         agent_version: "1.0".into(),
     };
     b2.plane.execute(reg.clone()).await.unwrap();
+    assert!(b2.plane.state().hosts.contains_key("h1"), "read your write");
     let applied = b0.plane.status().last_applied;
     b2.plane.execute(reg).await.unwrap();
     assert_eq!(
