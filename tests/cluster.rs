@@ -934,3 +934,104 @@ fn a_cluster_on_one_redis_survives_its_leader_and_an_owner_killed_under_load() {
         assert!(m.proc.terminate(), "{} stops cleanly on SIGTERM", m.id);
     }
 }
+
+#[test]
+fn a_batch_its_owner_refuses_is_queued_on_disk_acknowledged_kept_through_a_kill_and_delivered() {
+    use common::proxy::Proxy;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // broker-1 leads; broker-0 reaches it through a proxy that will refuse every connection
+    // (broker-1 itself reaches broker-0 directly, so it stays a live member of the ring).
+    let (g1, a1) = (free_addr(), free_addr());
+    let link = Proxy::start(g1.parse().expect("addr"));
+    let b1 = member_at("broker-1", tmp.path(), &g1, &a1, &["--bootstrap"]);
+    let route = format!("--peer-route=broker-1={}", link.url());
+    let mut b0 = open_member("broker-0", tmp.path(), &[&route]);
+    let b2 = open_member("broker-2", tmp.path(), &[]);
+    form(&[&b1, &b0, &b2], None);
+    let urls = [b0.grpc.as_str(), b1.grpc.as_str(), b2.grpc.as_str()];
+    // Every host streams to broker-0 and stays there: the hosts of broker-1 are forwarded.
+    let lg = Loadgen::start(
+        &[&b0.grpc],
+        &[
+            "--hosts",
+            "30",
+            "--interval",
+            "1s",
+            "--duration",
+            "40s",
+            "--stay",
+        ],
+    );
+    lg.wait_acked(60, Duration::from_secs(30));
+    let queued = |text: &str| {
+        metric(
+            text,
+            "ringwatch_broker_forward_queue_events_total{event=\"queued\"",
+        )
+    };
+
+    // broker-0 cannot reach broker-1 any more: after 1, 2 and 4 s of retries, its hosts'
+    // batches go to the queue on disk and are acknowledged.
+    link.refuse();
+    let acked_at_cut = lg.acked_now();
+    wait_for(
+        "batches queued on disk at broker-0",
+        Duration::from_secs(40),
+        || {
+            let m = scrape(&b0.admin);
+            (queued(&m) >= 10.0 && metric(&m, "ringwatch_broker_forward_queue_batches") >= 10.0)
+                .then_some(())
+        },
+    );
+    // ... and ingest goes on: more acknowledged since the cut than the other owners' hosts alone
+    // would bring in the time (the queued ones are acknowledged too).
+    assert!(lg.acked_now() > acked_at_cut, "ingest goes on");
+    let c = cluster(&b1.admin);
+    assert!(
+        states(&c).iter().all(|(_, s)| s == "active"),
+        "broker-1 is live for the rest of the cluster: {c}"
+    );
+    // Killed with batches in the queue: they are on disk.
+    b0.proc.kill9();
+    let files = std::fs::read_dir(tmp.path().join("broker-0").join("forward-queue"))
+        .expect("queue dir")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "fwd"))
+        })
+        .count();
+    assert!(files >= 10, "{files} queued batches on disk");
+
+    // Back, the link healed: what was queued before the kill is read back and delivered.
+    link.heal();
+    b0.proc.restart();
+    wait_for(
+        "the queue read back and delivered",
+        Duration::from_secs(60),
+        || {
+            let m = scrape(&b0.admin);
+            let delivered = metric(
+                &m,
+                "ringwatch_broker_forward_queue_events_total{event=\"delivered\"",
+            );
+            (delivered >= files as f64
+                && metric(&m, "ringwatch_broker_forward_queue_batches") == 0.0)
+                .then_some(())
+        },
+    );
+    assert!(
+        b0.proc.logs().contains("forward queue read back"),
+        "{}",
+        b0.proc.logs()
+    );
+    let summary = lg.finish(Duration::from_secs(90));
+    // Wait for what was queued after the restart, then every acknowledged snapshot is stored.
+    wait_for("the queue empty", Duration::from_secs(30), || {
+        (metric(&scrape(&b0.admin), "ringwatch_broker_forward_queue_batches") == 0.0).then_some(())
+    });
+    let report = assert_nothing_lost(&lg, &summary, &urls, 30 * 20);
+    assert_eq!(n(&report, "hosts_unreadable"), 0, "{report}");
+    for mut m in [b0, b1, b2] {
+        assert!(m.proc.terminate(), "{} stops cleanly on SIGTERM", m.id);
+    }
+}

@@ -281,6 +281,23 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub peer_routes: Vec<String>,
+    /// With --raft: most MiB of batches in the forward queue on disk (<data-dir>/forward-queue),
+    /// where a batch goes, acknowledged, when its owner did not take it after 1, 2 and 4 s;
+    /// past it, such batches are not acknowledged (their agents keep them).
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_FORWARD_QUEUE_MAX_MIB",
+        default_value_t = 256
+    )]
+    pub forward_queue_max_mib: u64,
+    /// Most MiB of one host's batches in the forward queue (one host's backlog never takes
+    /// another's room).
+    #[arg(
+        long,
+        env = "RINGWATCH_BROKER_FORWARD_QUEUE_MAX_HOST_MIB",
+        default_value_t = 4
+    )]
+    pub forward_queue_max_host_mib: u64,
     /// Where samples are stored.
     #[arg(
         long,
@@ -393,6 +410,8 @@ impl Default for Config {
             down_after_ms: 3000,
             peer_tls_ca: None,
             peer_routes: Vec::new(),
+            forward_queue_max_mib: 256,
+            forward_queue_max_host_mib: 4,
             retention_hours: 168,
             memory_limit_samples: 20_000_000,
             block_window_mins: 60,
@@ -515,6 +534,15 @@ impl Config {
             return bad("peer_routes: needs --raft".into());
         }
         self.peer_routes()?;
+        if self.forward_queue_max_mib == 0
+            || self.forward_queue_max_host_mib == 0
+            || self.forward_queue_max_host_mib > self.forward_queue_max_mib
+        {
+            return bad(format!(
+                "forward_queue_max_host_mib: {} must be at least 1 and at most forward_queue_max_mib ({}, at least 1)",
+                self.forward_queue_max_host_mib, self.forward_queue_max_mib
+            ));
+        }
         if !(50..=60_000).contains(&self.raft_heartbeat_ms) {
             return bad(format!(
                 "raft_heartbeat_ms: {} is out of range 50..=60000",
@@ -782,6 +810,14 @@ impl Config {
     }
 
     /// Raft's timings.
+    /// The forward queue's bounds.
+    pub fn forward_queue_limits(&self) -> crate::forward_queue::QueueLimits {
+        crate::forward_queue::QueueLimits {
+            max_bytes: self.forward_queue_max_mib << 20,
+            max_host_bytes: self.forward_queue_max_host_mib << 20,
+        }
+    }
+
     pub fn raft_timings(&self) -> crate::control::RaftTimings {
         crate::control::RaftTimings {
             heartbeat: Duration::from_millis(self.raft_heartbeat_ms),
@@ -881,6 +917,17 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_bad_values_name_the_field() {
         Config::default().validate().unwrap();
+        for (total, host) in [(0, 0), (8, 0), (8, 16)] {
+            let e = Config {
+                forward_queue_max_mib: total,
+                forward_queue_max_host_mib: host,
+                ..Config::default()
+            }
+            .validate()
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("forward_queue_max_host_mib"), "{e}");
+        }
         // A names bound below what one snapshot may carry would refuse accepted snapshots.
         let e = Config {
             max_metric_names_per_host: 1000,

@@ -11,7 +11,8 @@
 //!    durably as a block before it answers; the answer's counts must equal what was sent;
 //! 3. seals and lists again, and sends what is new (a late forward from a broker with an older
 //!    ring), until a pass finds nothing new;
-//! 4. commits its hand-off as done through Raft: the member becomes `drained`, and reads of the
+//! 4. waits until its forward queue (batches it acknowledged for owners that did not take them
+//!    then) is delivered, and commits its hand-off as done through Raft: the member becomes `drained`, and reads of the
 //!    epochs it owned go to where it sent each host (`ControlState::read_owners`).
 //!
 //! Progress (hosts and bytes to go) is committed about once a second, so `/api/cluster` of any
@@ -67,12 +68,18 @@ pub async fn run(router: Arc<Router>, shutdown: CancellationToken) {
             .view
             .member(router.node_id())
             .map(|m| m.state);
+        if matches!(state, Some(MemberState::Drained | MemberState::Left)) {
+            resume_compaction(&router);
+        }
         if state == Some(MemberState::Draining) {
             let started = Instant::now();
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 r = handoff(&router, cluster) => match r {
-                    Ok(()) => tracing::info!(ms = started.elapsed().as_millis() as u64, "hand-off done: drained"),
+                    Ok(()) => {
+                        tracing::info!(ms = started.elapsed().as_millis() as u64, "hand-off done: drained");
+                        resume_compaction(&router);
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "hand-off not finished; starting it again");
                         tokio::select! {
@@ -88,15 +95,6 @@ pub async fn run(router: Arc<Router>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             changed = rx.changed() => if changed.is_err() { return },
         }
-    }
-}
-
-/// Compaction stays paused while this lives.
-struct Paused(EmbeddedStore);
-
-impl Drop for Paused {
-    fn drop(&mut self) {
-        self.0.pause_compaction(false);
     }
 }
 
@@ -134,6 +132,33 @@ impl Progress<'_> {
     }
 }
 
+/// Compaction again once the hand-off is done (a re-activated broker that was draining keeps
+/// it paused until it is drained again: its blocks then still are the ones it listed).
+fn resume_compaction(router: &Router) {
+    if let AnyStore::Embedded(store) = router.store()
+        && store.compaction_paused()
+        && let Err(e) = store.pause_compaction(false)
+    {
+        tracing::warn!(error = %e, "compaction not resumed after the hand-off");
+    }
+}
+
+/// Waits until the forward queue is delivered: batches this broker acknowledged for other
+/// owners must not leave with it.
+async fn queue_delivered(cluster: &Cluster) {
+    let mut said = false;
+    while !cluster.queue.is_empty() {
+        if !said {
+            tracing::info!(
+                batches = cluster.queue.len(),
+                "draining: waiting for the forward queue to reach its owners"
+            );
+            said = true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
 ) -> Result<T, HandoffError> {
@@ -161,12 +186,16 @@ async fn handoff(router: &Router, cluster: &Cluster) -> Result<(), HandoffError>
             tracing::info!(
                 "draining: the store is Redis, shared by every broker; nothing to hand off"
             );
+            queue_delivered(cluster).await;
             progress.report.done = true;
             return progress.publish(true).await;
         }
     };
-    store.pause_compaction(true);
-    let _paused = Paused(store.clone());
+    // Paused until the hand-off is done, through failures and restarts (the pause is on
+    // disk): the sections sent stay the sections stored, so sending them again after a failure
+    // writes nothing twice at their owner.
+    let s = store.clone();
+    blocking(move || s.pause_compaction(true)).await?;
     tracing::info!(
         epoch,
         "draining: handing this broker's blocks off to their new owners"
@@ -185,6 +214,7 @@ async fn handoff(router: &Router, cluster: &Cluster) -> Result<(), HandoffError>
             .filter(|o| !o.is_empty())
             .collect();
         if todo.is_empty() {
+            queue_delivered(cluster).await;
             progress.report.done = true;
             progress.report.hosts_left = 0;
             progress.report.bytes_left = 0;

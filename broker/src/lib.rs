@@ -16,6 +16,7 @@ pub mod control;
 pub mod error;
 mod failpoint;
 pub mod forward;
+pub mod forward_queue;
 pub mod handoff;
 pub mod ingest;
 pub mod legacy;
@@ -24,6 +25,7 @@ pub mod memory;
 pub mod metrics;
 pub mod peer_service;
 pub mod query;
+pub mod redeliver;
 pub mod router;
 pub mod store;
 pub mod validate;
@@ -56,6 +58,8 @@ pub struct Broker {
     security: Security,
     /// The Raft control plane (`--raft`).
     control: Option<Arc<control::ControlPlane>>,
+    /// A cluster member's forward queue on disk.
+    queue: Option<Arc<forward_queue::ForwardQueue>>,
 }
 
 /// The gRPC port's TLS and credential check, read at bind.
@@ -131,6 +135,24 @@ impl Broker {
         } else {
             None
         };
+        let queue = match &control {
+            Some(_) => {
+                let dir = config.data_dir.join("forward-queue");
+                let (queue, opened) =
+                    forward_queue::ForwardQueue::open(&dir, config.forward_queue_limits())
+                        .map_err(|e| BrokerError::Config(e.to_string()))?;
+                if opened.batches > 0 || opened.corrupt > 0 {
+                    tracing::info!(
+                        batches = opened.batches,
+                        bytes = opened.bytes,
+                        corrupt = opened.corrupt,
+                        "forward queue read back; delivering it"
+                    );
+                }
+                Some(Arc::new(queue))
+            }
+            None => None,
+        };
         Ok(Broker {
             node_id,
             config,
@@ -141,6 +163,7 @@ impl Broker {
             store,
             security,
             control,
+            queue,
         })
     }
 
@@ -173,6 +196,7 @@ impl Broker {
             store,
             security,
             control,
+            queue,
         } = self;
         let ports = Ports {
             grpc,
@@ -182,7 +206,8 @@ impl Broker {
             security,
         };
         let maintenance = store.spawn_maintenance(shutdown.clone());
-        let result = serve(config, node_id, ports, Arc::new(store), control, shutdown).await;
+        let cluster = control.zip(queue);
+        let result = serve(config, node_id, ports, Arc::new(store), cluster, shutdown).await;
         if let Some(m) = maintenance {
             let _ = m.await;
         }
@@ -195,9 +220,11 @@ async fn serve(
     node_id: String,
     ports: Ports,
     shared: Arc<AnyStore>,
-    control: Option<Arc<control::ControlPlane>>,
+    cluster: Option<(Arc<control::ControlPlane>, Arc<forward_queue::ForwardQueue>)>,
     shutdown: CancellationToken,
 ) -> Result<(), BrokerError> {
+    let control = cluster.as_ref().map(|(plane, _)| plane.clone());
+    let queue = cluster.map(|(_, queue)| queue);
     let Ports {
         grpc,
         admin,
@@ -215,11 +242,12 @@ async fn serve(
         live.clone(),
         metrics.clone(),
     );
-    if let Some(plane) = &control {
+    if let (Some(plane), Some(queue)) = (&control, &queue) {
         router = router.with_cluster(router::Cluster {
             state: plane.subscribe(),
             peers: forward::Peers::new(plane.clone(), Duration::from_secs(10)),
             control: plane.clone(),
+            queue: queue.clone(),
         });
     }
     let router = Arc::new(router);
@@ -423,6 +451,8 @@ async fn serve(
     let handoff = control
         .as_ref()
         .map(|_| tokio::spawn(handoff::run(router.clone(), shutdown.clone())));
+    let redeliver =
+        queue.map(|q| tokio::spawn(redeliver::run(router.clone(), q, shutdown.clone())));
     let detector = control.clone().map(|plane| {
         tokio::spawn(control::detector::run(
             plane,
@@ -478,6 +508,9 @@ async fn serve(
     }
     if let Some(h) = handoff {
         let _ = h.await;
+    }
+    if let Some(r) = redeliver {
+        let _ = r.await;
     }
     if let Some(plane) = &control {
         plane.shutdown().await;

@@ -61,6 +61,10 @@ pub struct BrokerMetrics {
     pub forward_seconds: Histogram,
     /// Reads answered without a broker that did not answer (its part missing).
     pub partial_reads: Counter,
+    /// The forward queue on disk: batches and bytes in it, and batches by event.
+    forward_queue_batches: Gauge,
+    forward_queue_bytes: Gauge,
+    forward_queue_events: Family<Labels1, Counter>,
     /// A drain's hand-off on this broker: hosts and bytes still to send.
     pub handoff_hosts_remaining: Gauge,
     pub handoff_bytes_remaining: Gauge,
@@ -135,6 +139,9 @@ impl BrokerMetrics {
             forwarded: Family::default(),
             forward_seconds: latency(),
             partial_reads: Counter::default(),
+            forward_queue_batches: Gauge::default(),
+            forward_queue_bytes: Gauge::default(),
+            forward_queue_events: Family::default(),
             handoff_hosts_remaining: Gauge::default(),
             handoff_bytes_remaining: Gauge::default(),
             handoff_sent_bytes: Counter::default(),
@@ -173,6 +180,22 @@ impl BrokerMetrics {
             "forward_seconds",
             "Seconds a forward to the owner broker took",
             m.forward_seconds.clone(),
+        );
+        r.register(
+            "forward_queue_batches",
+            "Batches in the forward queue on disk: acknowledged, their owner not reached yet",
+            m.forward_queue_batches.clone(),
+        );
+        r.register(
+            "forward_queue_bytes",
+            "Bytes of the batches in the forward queue on disk",
+            m.forward_queue_bytes.clone(),
+        );
+        r.register(
+            "forward_queue_events",
+            "Batches of the forward queue by event: queued, delivered, full (refused, not \
+             acknowledged), unwritable (refused), rejected and corrupt (set aside)",
+            m.forward_queue_events.clone(),
         );
         r.register(
             "partial_reads",
@@ -415,6 +438,19 @@ impl BrokerMetrics {
         self.snapshots_stored.inc_by(out.stored as u64);
         self.samples_stored.inc_by(out.samples);
         self.snapshots_duplicate.inc_by(out.duplicates as u64);
+    }
+
+    /// The forward queue's size now.
+    pub fn set_forward_queue(&self, q: &crate::forward_queue::ForwardQueue) {
+        self.forward_queue_batches.set(q.len() as i64);
+        self.forward_queue_bytes.set(q.bytes() as i64);
+    }
+
+    /// Counts one batch of the forward queue by `event`.
+    pub fn forward_queue_event(&self, event: &'static str) {
+        self.forward_queue_events
+            .get_or_create(&[("event", event)])
+            .inc();
     }
 
     /// Counts `n` snapshots forwarded with `result`.

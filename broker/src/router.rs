@@ -3,8 +3,9 @@
 //! host. In a cluster the ring of the applied control-plane state names each host's owner: its
 //! writes, registration and heartbeats go there (forwarded over `Peer.Forward` when that is
 //! another broker, and answered only once the owner has stored them; a failed forward is
-//! tried again after 1, 2 and 4 s at whoever owns the host then, and after that the batch is
-//! not acknowledged, so the agent keeps it); a host's range is asked of every broker that owned
+//! tried again after 1, 2 and 4 s at whoever owns the host then, and after that a batch goes to
+//! the forward queue on disk (`forward_queue`, delivered by `redeliver`) before it is
+//! acknowledged, or, the queue full, is not acknowledged, so the agent keeps it); a host's range is asked of every broker that owned
 //! it within the range (the ring's epochs) and merged; latest and hosts ask every broker and
 //! merge. The `*_local` calls are what a peer asks of this broker's own store.
 
@@ -18,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::control::{ControlOp, ControlPlane, ControlState};
 use crate::forward::Peers;
+use crate::forward_queue::{ForwardQueue, QueueError};
 use crate::live::Live;
 use crate::metrics::BrokerMetrics;
 use crate::store::embedded::{Imported, Incoming};
@@ -36,6 +38,8 @@ pub struct Cluster {
     pub state: watch::Receiver<Arc<ControlState>>,
     pub peers: Peers,
     pub control: Arc<ControlPlane>,
+    /// Batches whose owner did not take them, on disk until it does.
+    pub queue: Arc<ForwardQueue>,
 }
 
 pub struct Router {
@@ -120,27 +124,99 @@ impl Router {
             snapshots,
             ..ForwardRequest::default()
         };
-        match self.forward(&host, req, true).await? {
+        match self.forward(&host, req, true).await {
             Forwarded::Stored(out) => Ok(out),
             Forwarded::Mine(req) => self.write_local(req.snapshots).await,
+            Forwarded::Failed {
+                req,
+                error,
+                retryable: true,
+            } => self.enqueue(req, error).await,
+            Forwarded::Failed { error, .. } => Err(error),
+        }
+    }
+
+    /// Puts a batch its owner did not take in the forward queue on disk; once there it counts
+    /// as stored (it is delivered later). Past the queue's bounds, or when it cannot be
+    /// written, the batch is not acknowledged.
+    async fn enqueue(
+        &self,
+        req: ForwardRequest,
+        error: StoreError,
+    ) -> Result<WriteOutcome, StoreError> {
+        let Some(cluster) = &self.cluster else {
+            return Err(error);
+        };
+        let n = req.snapshots.len();
+        let samples = req.snapshots.iter().map(|s| s.metrics.len() as u64).sum();
+        let queue = cluster.queue.clone();
+        let host = req.host_id.clone();
+        let pushed = tokio::task::spawn_blocking(move || queue.push(&req))
+            .await
+            .unwrap_or_else(|e| {
+                Err(QueueError::Io {
+                    path: "forward queue".into(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            });
+        self.metrics.set_forward_queue(&cluster.queue);
+        match pushed {
+            Ok(_) => {
+                self.metrics.forward_queue_event("queued");
+                tracing::warn!(%host, snapshots = n, %error, "the owner did not take the batch; queued on disk, to deliver when it does");
+                Ok(WriteOutcome {
+                    stored: n as u32,
+                    duplicates: 0,
+                    samples,
+                    new: vec![false; n],
+                    refused: Vec::new(),
+                })
+            }
+            Err(e) => {
+                let label = match e {
+                    QueueError::Full { .. } | QueueError::HostFull { .. } => "full",
+                    _ => "unwritable",
+                };
+                self.metrics.forward_queue_event(label);
+                if let Some(skipped) = self.metrics.refusal_log.allow() {
+                    tracing::warn!(%host, snapshots = n, error = %e, not_logged_since_last = skipped, "batch not queued; not acknowledged, the agent keeps it");
+                }
+                Err(StoreError::Unavailable(format!("{error}; and {e}")))
+            }
+        }
+    }
+
+    /// Delivers one queued batch to its host's owner of the moment (this broker, if the ring
+    /// says so now), once; the queue's delivery task calls it.
+    pub async fn redeliver(&self, req: ForwardRequest) -> Result<(), (StoreError, bool)> {
+        let host = req.host_id.clone();
+        match self.forward(&host, req, false).await {
+            Forwarded::Stored(_) => Ok(()),
+            Forwarded::Mine(req) => {
+                self.write_local(req.snapshots)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| {
+                        let retryable = e.is_retryable();
+                        (e, retryable)
+                    })
+            }
+            Forwarded::Failed {
+                error, retryable, ..
+            } => Err((error, retryable)),
         }
     }
 
     /// Sends `req` to `host`'s owner; with `retry`, again after 1, 2 and 4 s (at whoever owns
     /// the host then). When the ring says this broker owns it after all, hands `req` back.
-    async fn forward(
-        &self,
-        host: &str,
-        mut req: ForwardRequest,
-        retry: bool,
-    ) -> Result<Forwarded, StoreError> {
+    async fn forward(&self, host: &str, mut req: ForwardRequest, retry: bool) -> Forwarded {
         let Some(cluster) = &self.cluster else {
-            return Ok(Forwarded::Mine(req));
+            return Forwarded::Mine(req);
         };
         let mut delays = FORWARD_RETRIES.iter();
         loop {
             let Some(owner) = self.remote_owner(host) else {
-                return Ok(Forwarded::Mine(req));
+                return Forwarded::Mine(req);
             };
             req.ring_epoch = cluster.state.borrow().view.epoch();
             let started = std::time::Instant::now();
@@ -151,22 +227,30 @@ impl Router {
             match outcome {
                 Ok(reply) => {
                     self.metrics.forwarded("stored", req.snapshots.len());
-                    return Ok(Forwarded::Stored(crate::forward::outcome(reply)));
+                    return Forwarded::Stored(crate::forward::outcome(reply));
                 }
                 Err(status) => {
-                    let next = if retry && ringwatch_net::peers::retryable(&status) {
+                    let retryable = ringwatch_net::peers::retryable(&status);
+                    let next = if retry && retryable {
                         delays.next()
                     } else {
                         None
                     };
                     let Some(delay) = next else {
                         self.metrics.forwarded("failed", req.snapshots.len());
-                        tracing::warn!(%host, owner = %owner.id, error = %status.message(), "forward to the owner failed; not acknowledged");
-                        return Err(StoreError::Unavailable(format!(
+                        if retry {
+                            tracing::warn!(%host, owner = %owner.id, error = %status.message(), "forward to the owner failed");
+                        }
+                        let error = StoreError::Unavailable(format!(
                             "the owner of {host} ({}) did not take it: {}",
                             owner.id,
                             status.message()
-                        )));
+                        ));
+                        return Forwarded::Failed {
+                            req,
+                            error,
+                            retryable,
+                        };
                     };
                     self.metrics.forwarded("retried", req.snapshots.len());
                     tracing::debug!(%host, owner = %owner.id, error = %status.message(), retry_in = ?delay, "forward failed; retrying");
@@ -247,9 +331,10 @@ impl Router {
             touch_ms: host.last_seen_ms,
             ..ForwardRequest::default()
         };
-        match self.forward(&host.host_id, req, true).await? {
+        match self.forward(&host.host_id, req, true).await {
             Forwarded::Stored(_) => Ok(()),
             Forwarded::Mine(_) => self.store.register(host).await,
+            Forwarded::Failed { error, .. } => Err(error),
         }
     }
 
@@ -271,10 +356,10 @@ impl Router {
         // A heartbeat is best effort: the next one, or the next batch, says the same. An
         // owner that does not answer is not worth a warning per agent per heartbeat.
         match self.forward(host_id, req, false).await {
-            Ok(Forwarded::Stored(_)) => Ok(()),
-            Ok(Forwarded::Mine(_)) => self.store.touch(host_id, at_ms).await,
-            Err(e) => {
-                tracing::debug!(host = %host_id, error = %e, "heartbeat not forwarded");
+            Forwarded::Stored(_) => Ok(()),
+            Forwarded::Mine(_) => self.store.touch(host_id, at_ms).await,
+            Forwarded::Failed { error, .. } => {
+                tracing::debug!(host = %host_id, error = %error, "heartbeat not forwarded");
                 Ok(())
             }
         }
@@ -515,6 +600,12 @@ enum Forwarded {
     Stored(WriteOutcome),
     /// The ring moved: this broker owns the host now.
     Mine(ForwardRequest),
+    /// The owner did not take it; `retryable` when it may later (it did not answer, say).
+    Failed {
+        req: ForwardRequest,
+        error: StoreError,
+        retryable: bool,
+    },
 }
 
 /// Keeps the newest snapshot of each host.

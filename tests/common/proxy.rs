@@ -5,6 +5,8 @@
 //!   handshake, nothing answers), as in a network partition: bytes are held, not dropped, and
 //!   flow again after `heal()` unless a side gave up on its connection meanwhile;
 //! - `reset_all()`: every open connection is closed with a TCP reset (both sides);
+//! - `refuse()`: every open connection is reset, and every new one reset at once, as a host
+//!   whose firewall rejects (the client learns at once, not by a timeout);
 //! - `heal()`: back to passing everything at once.
 //!
 //! It runs on its own thread with its own tokio runtime, so it works from plain `#[test]`s.
@@ -22,6 +24,7 @@ enum Mode {
     Pass,
     Delay(Duration),
     Blackhole,
+    Refuse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -101,6 +104,13 @@ impl Proxy {
     pub fn reset_all(&self) {
         self.state.send_modify(|s| s.epoch += 1);
     }
+
+    pub fn refuse(&self) {
+        self.state.send_modify(|s| {
+            s.mode = Mode::Refuse;
+            s.epoch += 1;
+        });
+    }
 }
 
 impl Drop for Proxy {
@@ -130,7 +140,7 @@ async fn accept_loop(listener: TcpListener, target: SocketAddr, state: watch::Re
             else {
                 return;
             };
-            if now.epoch != epoch {
+            if now.epoch != epoch || now.mode == Mode::Refuse {
                 let _ = client.set_zero_linger();
                 return;
             }

@@ -380,6 +380,8 @@ const COMPACT_MAX_BYTES: u64 = 512 << 20;
 
 /// Stripes of [`Inner::admission`].
 const ADMISSION_STRIPES: usize = 64;
+/// In the data directory while a hand-off keeps compaction paused.
+const PAUSE_MARKER: &str = "compaction.paused";
 
 fn stripe(host: &str) -> usize {
     use std::hash::{Hash, Hasher};
@@ -460,6 +462,11 @@ impl EmbeddedStore {
         let disk_bytes = wal
             .as_ref()
             .map_or(0, |w| w.lock().map_or(0, |w| w.disk_bytes()));
+        // Paused by a hand-off that has not finished (see `pause_compaction`).
+        let paused = cfg
+            .data_dir
+            .as_ref()
+            .is_some_and(|d| d.join(PAUSE_MARKER).exists());
         let store = EmbeddedStore {
             inner: Arc::new(Inner {
                 cfg,
@@ -473,7 +480,7 @@ impl EmbeddedStore {
                 disk,
                 cut_lock: Mutex::new(()),
                 compact_lock: Mutex::new(()),
-                compaction_paused: std::sync::atomic::AtomicBool::new(false),
+                compaction_paused: std::sync::atomic::AtomicBool::new(paused),
                 pressure: tokio::sync::Notify::new(),
                 space_checked_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
                 space_short: std::sync::atomic::AtomicBool::new(false),

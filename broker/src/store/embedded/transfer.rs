@@ -128,10 +128,34 @@ pub struct Imported {
 
 impl EmbeddedStore {
     /// Pauses (or resumes) compaction: a hand-off reads blocks a compaction would replace.
-    pub fn pause_compaction(&self, paused: bool) {
+    /// The pause is durable (a marker file in the data directory, fsynced): a broker restarted
+    /// mid-hand-off must send the same sections again, which its new owner then recognises as
+    /// held, not merged ones it would store a second time.
+    pub fn pause_compaction(&self, paused: bool) -> Result<(), StoreError> {
+        if let Some(dir) = &self.inner.cfg.data_dir {
+            let marker = dir.join(super::PAUSE_MARKER);
+            if paused {
+                std::fs::File::create(&marker)
+                    .and_then(|f| f.sync_all())
+                    .and_then(|()| std::fs::File::open(dir)?.sync_all())
+                    .map_err(|e| StoreError::io(&marker, e))?;
+            } else {
+                match std::fs::remove_file(&marker) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(StoreError::io(&marker, e)),
+                }
+            }
+        }
         self.inner
             .compaction_paused
             .store(paused, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether compaction is paused (for a hand-off).
+    pub fn compaction_paused(&self) -> bool {
+        self.inner.compaction_paused.load(Ordering::Relaxed)
     }
 
     /// Cuts every row of the head to a block (a drained broker hands off blocks only).
@@ -360,6 +384,47 @@ mod tests {
         drop(b);
         let b = open(b_dir.path());
         assert_eq!(all(&b, "h2", 0).await, all(&a, "h2", 0).await);
+    }
+
+    #[tokio::test]
+    async fn a_hand_off_s_pause_of_compaction_survives_a_restart_until_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = open(dir.path());
+        let now = now_ms();
+        let old = now - now.rem_euclid(DAY_MS) - 2 * DAY_MS;
+        // Two blocks of one finished day: what compaction would merge.
+        for half in 0..2 {
+            let batch: Vec<Snapshot> = (0..600)
+                .map(|i| snap("h1", old + (half * 600 + i) * 1000))
+                .collect();
+            a.write(&batch).await.unwrap();
+            a.seal().unwrap();
+        }
+        // A recent row cut too: the day is over for the blocks (their floor is past it).
+        a.write(&[snap("h1", now - 1000)]).await.unwrap();
+        a.seal().unwrap();
+        a.pause_compaction(true).unwrap();
+        let keys = |s: &EmbeddedStore| -> Vec<(u64, u64)> {
+            s.outgoing()
+                .unwrap()
+                .iter()
+                .flat_map(|o| o.keys().collect::<Vec<_>>())
+                .collect()
+        };
+        let listed = keys(&a);
+        assert!(listed.len() >= 2, "{listed:?}");
+        assert_eq!(a.compact().unwrap(), 0, "paused");
+        drop(a);
+        // Restarted mid-hand-off: still paused, and it lists the same sections again.
+        let a = open(dir.path());
+        assert!(a.compaction_paused());
+        assert_eq!(a.compact().unwrap(), 0, "paused after a restart");
+        assert_eq!(keys(&a), listed);
+        a.pause_compaction(false).unwrap();
+        drop(a);
+        let a = open(dir.path());
+        assert!(!a.compaction_paused());
+        assert!(a.compact().unwrap() >= 2, "resumed: the day's blocks merge");
     }
 
     #[tokio::test]
