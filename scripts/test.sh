@@ -18,10 +18,18 @@ source scripts/need.sh
 need_apt redis-server redis-server redis-sentinel redis-tools
 need_apt redis-sentinel redis-server redis-sentinel redis-tools
 need_apt redis-cli redis-server redis-sentinel redis-tools
-# Node.js and npm build the web UI's chart bundle (viz/build.rs runs `npm ci`) and drive the
-# browser test (viz/web/tests/ui.mjs, playwright-core); Debian's Chromium is the browser.
+# Node.js and npm drive the browser test (viz/web/tests/ui.mjs, playwright-core); Debian's
+# Chromium is the browser. (The build needs neither: uPlot is committed under viz/web/vendor/.)
 need_apt npm nodejs npm
 need_apt chromium chromium
+# Python's prometheus_client parses every /metrics as the OpenMetrics it declares (tests/scrape.rs).
+if ! /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+  echo "installing python3-prometheus-client"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-prometheus-client
+fi
 if [ ! -d viz/web/node_modules/playwright-core ]; then
   (cd viz/web && npm ci --no-audit --no-fund)
 fi

@@ -715,7 +715,8 @@ fn the_openapi_document_is_public_and_describes_every_route_as_served() {
             check_required(&doc, &json["schema"], &body, &target, 2);
         } else {
             assert!(
-                content.keys().all(|k| k.starts_with("text/plain")),
+                content.keys().all(|k| k.starts_with("text/plain")
+                    || k.starts_with("application/openmetrics-text")),
                 "{path}: {content:?}"
             );
         }

@@ -245,10 +245,7 @@ pub fn router(metrics: Arc<AgentMetrics>) -> Router {
                     match metrics.encode() {
                         Ok(body) => (
                             StatusCode::OK,
-                            [(
-                                header::CONTENT_TYPE,
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            )],
+                            [(header::CONTENT_TYPE, ringwatch_net::METRICS_CONTENT_TYPE)],
                             body,
                         )
                             .into_response(),

@@ -336,10 +336,7 @@ async fn metrics(State(st): State<Arc<AdminState>>) -> impl IntoResponse {
     }
     let body = st.metrics.render(st.router.stats());
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, ringwatch_net::METRICS_CONTENT_TYPE)],
         body,
     )
 }

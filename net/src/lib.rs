@@ -20,7 +20,7 @@ mod throttle;
 pub mod tls;
 pub mod token;
 
-pub use metrics::{ListenMetrics, Listener};
+pub use metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, ListenMetrics, Listener};
 pub use throttle::Throttle;
 
 use std::time::Duration;

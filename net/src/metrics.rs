@@ -10,6 +10,10 @@ use prometheus_client::registry::Registry;
 
 use crate::throttle::Throttle;
 
+/// The content type of every service's `/metrics`: prometheus-client writes OpenMetrics text
+/// (with `# EOF`, counters' `_total`, and HELP and TYPE for each family).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 type Labels1 = [(&'static str, &'static str); 1];
 type Labels2 = [(&'static str, &'static str); 2];
 

@@ -390,14 +390,11 @@ async fn admin_config(State(st): Shared) -> Json<AdminConfig> {
 
 /// Prometheus metrics of viz itself.
 #[utoipa::path(get, path = "/metrics", tag = "service",
-    responses((status = 200, description = "Prometheus text exposition format 0.0.4", body = String,
-        content_type = "text/plain; version=0.0.4; charset=utf-8")))]
+    responses((status = 200, description = "OpenMetrics text 1.0.0", body = String,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 async fn metrics(State(st): Shared) -> impl IntoResponse {
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, ringwatch_net::METRICS_CONTENT_TYPE)],
         st.metrics.render(&st.dashboard, &st.push.ws, &st.push.quic),
     )
 }

@@ -1,6 +1,6 @@
 //! The web UI, served from the binary: our own page, styles and script (`viz/web/src`; the script
 //! is native ES modules the browser loads as they are, no build step) and the chart library
-//! (uPlot, bundled from npm by `build.rs`). Each file is at `/assets/<path under viz/web/src>`,
+//! (uPlot, committed under `viz/web/vendor/uplot/`). Each file is at `/assets/<path under viz/web/src>`,
 //! the page also at `/`. With `web_dir` set, our own files are read from that folder on every
 //! request instead (for working on the UI without a rebuild); only the files listed here are
 //! served either way.
@@ -14,8 +14,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-const UPLOT_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/uPlot.iife.min.js"));
-const UPLOT_CSS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/uPlot.min.css"));
+/// uPlot, committed with its licence and version under `web/vendor/uplot/`
+/// (`scripts/refresh-uplot.sh` refreshes it from npm): the build needs no network.
+const UPLOT_JS: &[u8] = include_bytes!("../web/vendor/uplot/uPlot.iife.min.js");
+const UPLOT_CSS: &[u8] = include_bytes!("../web/vendor/uplot/uPlot.min.css");
 
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
@@ -134,6 +136,28 @@ async fn asset(State(a): State<WebAssets>, Path(name): Path<String>) -> Response
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_vendored_uplot_is_the_version_the_lockfile_pins_with_its_licence() {
+        let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+        let read = |p: &str| std::fs::read_to_string(web.join(p)).expect(p);
+        let lock: serde_json::Value =
+            serde_json::from_str(&read("package-lock.json")).expect("lockfile");
+        let pinned = lock["packages"]["node_modules/uplot"]["version"]
+            .as_str()
+            .expect("uplot in the lockfile");
+        assert_eq!(
+            read("vendor/uplot/VERSION").trim(),
+            pinned,
+            "run scripts/refresh-uplot.sh"
+        );
+        assert!(read("vendor/uplot/LICENSE").contains("MIT"));
+        assert!(
+            String::from_utf8_lossy(UPLOT_JS).contains(pinned),
+            "the bundle names its version"
+        );
+    }
+
     use super::*;
     use std::collections::BTreeSet;
 
