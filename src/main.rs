@@ -58,11 +58,12 @@ enum Command {
     },
     /// Run viz: the dashboard snapshot and the HTTP API.
     Viz {
-        /// YAML config file (field names as the flags, e.g. `topk: 20`).
+        /// YAML config file, nested as `/api/admin/config` shows it (e.g. `dashboard: {topk:
+        /// 20, topk_ttl: 30m}`); flags and env variables win over it.
         #[arg(long, env = "RINGWATCH_VIZ_CONFIG")]
         config: Option<PathBuf>,
         #[command(flatten)]
-        args: ringwatch_viz::Config,
+        args: ringwatch_viz::Args,
     },
     /// Run a local Ringwatch: a broker with the embedded store and an agent for this machine.
     Up(up::UpArgs),
@@ -288,9 +289,11 @@ async fn run() -> anyhow::Result<()> {
             );
         }
         Command::Viz { config, args } => {
-            let file = config.as_deref().map(config_file::read_yaml).transpose()?;
-            let cfg: ringwatch_viz::Config =
-                config_file::merge(&args, sub_matches(&matches, "viz")?, file, "viz")?;
+            let mut cfg = match config.as_deref().map(config_file::read_yaml).transpose()? {
+                Some(file) => ringwatch_viz::Config::from_yaml_value(file)?,
+                None => ringwatch_viz::Config::default(),
+            };
+            args.apply(&mut cfg);
             let viz = ringwatch_viz::Viz::bind(cfg).await?;
             announce(
                 serde_json::json!({"event": "ready", "component": "viz", "http": viz.addr().to_string(), "quic": viz.quic_addr().to_string()}),
@@ -351,8 +354,10 @@ async fn run() -> anyhow::Result<()> {
         } => {
             let secret = match (jwt_secret, jwt_secret_file) {
                 (Some(s), _) => s,
-                (None, Some(path)) => ringwatch_viz::config::read_secret_file(&path)
-                    .with_context(|| format!("cannot read --jwt-secret-file {}", path.display()))?,
+                (None, Some(path)) => ringwatch_core::read_secret_file(&path)
+                    .with_context(|| format!("cannot read --jwt-secret-file {}", path.display()))?
+                    .expose()
+                    .to_string(),
                 (None, None) => anyhow::bail!("give --jwt-secret-file or RINGWATCH_JWT_SECRET"),
             };
             println!(

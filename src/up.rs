@@ -204,17 +204,15 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     let agent = ringwatch_agent::Agent::bind(agent_cfg).await?;
     let host = agent.host_id().to_string();
     let agent_metrics = agent.metrics_addr();
-    let viz_cfg = ringwatch_viz::Config {
-        listen: args.viz,
-        brokers: urls.clone(),
-        broker_client: client(|s| &s.query_token),
-        quic_listen: args.quic,
-        no_auth: args.jwt_secret.is_none() && args.jwt_secret_file.is_none(),
-        jwt_secret: args.jwt_secret.clone(),
-        jwt_secret_file: args.jwt_secret_file.clone(),
-        max_connections: (files / 4).max(64),
-        ..Default::default()
-    };
+    let mut viz_cfg = ringwatch_viz::Config::default();
+    viz_cfg.http.listen = args.viz;
+    viz_cfg.http.max_connections = (files / 4).max(64);
+    viz_cfg.brokers.endpoints = urls.clone();
+    viz_cfg.brokers.client = client(|s| &s.query_token);
+    viz_cfg.push.quic.listen = args.quic;
+    viz_cfg.auth.no_auth = args.jwt_secret.is_none() && args.jwt_secret_file.is_none();
+    viz_cfg.auth.jwt_secret = args.jwt_secret.clone().map(ringwatch_core::Secret::from);
+    viz_cfg.auth.jwt_secret_file = args.jwt_secret_file.clone();
     let viz = ringwatch_viz::Viz::bind(viz_cfg).await?;
     let viz_addr = viz.addr();
 

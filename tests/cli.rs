@@ -108,6 +108,49 @@ fn a_config_file_sets_fields_and_flags_override_it() {
 }
 
 #[test]
+fn viz_reads_a_nested_config_file_that_flags_override_and_shows_it_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("viz.yaml");
+    let secret = "v".repeat(40);
+    std::fs::write(
+        &file,
+        format!(
+            "http: {{listen: \"127.0.0.1:0\"}}\n\
+             push: {{quic: {{listen: \"127.0.0.1:0\"}}, ws_heartbeat: 20s}}\n\
+             dashboard: {{topk: 3, topk_ttl: 30m}}\n\
+             auth: {{jwt_secret: {secret}}}\n"
+        ),
+    )
+    .unwrap();
+    let viz = Proc::start(&["viz", "--config", file.to_str().unwrap(), "--topk", "4"]);
+    let http = viz.addr("http");
+    let admin = format!(
+        "Bearer {}",
+        run(&["token", "--role", "admin", "--jwt-secret", &secret])
+            .1
+            .trim()
+    );
+    let (status, body) = http_get_with(&http, "/api/admin/config", &[("Authorization", &admin)]);
+    assert_eq!(status, 200, "{body}");
+    let cfg: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(cfg["dashboard"]["topk"], 4, "the flag wins: {cfg}");
+    assert_eq!(cfg["dashboard"]["topk_ttl"], "30m", "from the file: {cfg}");
+    assert_eq!(cfg["push"]["ws_heartbeat"], "20s", "{cfg}");
+    assert_eq!(cfg["auth"]["jwt_secret"], "<redacted>", "{cfg}");
+    assert!(!body.contains(&secret));
+
+    // A flat key of the old layout, or a bad duration, is refused by name.
+    for (text, named) in [
+        ("topk: 3\n", "topk"),
+        ("dashboard: {topk_ttl: soon}\n", "soon"),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let (ok, _, err) = run(&["viz", "--config", file.to_str().unwrap(), "--no-auth"]);
+        assert!(!ok && err.contains(named), "{text}: {err}");
+    }
+}
+
+#[test]
 fn up_runs_a_local_stack_that_query_reads_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

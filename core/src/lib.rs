@@ -4,12 +4,14 @@
 
 pub mod clock;
 pub mod cluster;
+pub mod config;
 pub mod liveness;
 pub mod node;
 pub mod ring;
 
 pub use clock::{Clock, ManualClock, SystemClock, now_ms};
 pub use cluster::{Change, ClusterError, ClusterView, Member, MemberState};
+pub use config::{Secret, read_secret_file};
 pub use liveness::{Liveness, LivenessRule};
 pub use node::NodeId;
 pub use ring::Ring;

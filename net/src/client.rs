@@ -22,7 +22,9 @@ pub type GrpcChannel = InterceptedService<Channel, Bearer>;
 const TOKEN_REREAD: Duration = Duration::from_secs(30);
 
 /// TLS and credentials for talking to brokers. YAML: `broker_client: {tls_ca: ca.pem, …}`.
-#[derive(Clone, Default, PartialEq, Eq, clap::Args, Serialize, Deserialize)]
+#[derive(
+    Clone, Default, PartialEq, Eq, clap::Args, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(default, deny_unknown_fields)]
 pub struct BrokerClientConfig {
     /// CA certificate (PEM) that signed the brokers' TLS certificates, for `https://` broker
@@ -65,6 +67,31 @@ pub struct BrokerClientConfig {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+}
+
+impl BrokerClientConfig {
+    /// Lays the fields `given` sets (flags, env) over these (a file's, or the defaults).
+    pub fn overlay(&mut self, given: BrokerClientConfig) {
+        fn set<T>(to: &mut Option<T>, v: Option<T>) {
+            if v.is_some() {
+                *to = v;
+            }
+        }
+        set(&mut self.tls_ca, given.tls_ca);
+        if given.tls_cert.is_some() {
+            self.tls_cert = given.tls_cert;
+            self.tls_key = given.tls_key;
+        }
+        set(&mut self.tls_server_name, given.tls_server_name);
+        if given.token_file.is_some() {
+            self.token_file = given.token_file;
+            self.token = None;
+        }
+        if given.token.is_some() {
+            self.token = given.token;
+            self.token_file = None;
+        }
+    }
 }
 
 impl std::fmt::Debug for BrokerClientConfig {

@@ -5,7 +5,6 @@
 //! share (`state.rs`); the detail queries' maths (`analysis.rs`); tokens (`auth.rs`); the web
 //! UI from the binary (`web.rs`).
 
-pub mod admin_config;
 pub mod analysis;
 pub mod api;
 pub mod auth;
@@ -35,7 +34,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::Config;
+pub use config::{Args, Config};
 pub use error::VizError;
 
 /// viz with its HTTP port bound.
@@ -50,22 +49,24 @@ impl Viz {
     pub async fn bind(mut config: Config) -> Result<Viz, VizError> {
         config.load_secrets()?;
         config.validate()?;
-        let listener = TcpListener::bind(config.listen)
+        let listen = config.http.listen;
+        let listener = TcpListener::bind(listen)
             .await
             .map_err(|source| VizError::Bind {
-                addr: config.listen,
+                addr: listen,
                 source,
             })?;
         let addr = listener.local_addr().map_err(|source| VizError::Bind {
-            addr: config.listen,
+            addr: listen,
             source,
         })?;
-        let files = config.quic_cert.as_deref().zip(config.quic_key.as_deref());
+        let q = &config.push.quic;
+        let files = q.cert.as_deref().zip(q.key.as_deref());
         let quic = push::QuicServer::bind(
-            config.quic_listen,
+            q.listen,
             files,
-            config.quic_cert_out.as_deref(),
-            Duration::from_secs(config.ws_heartbeat_secs),
+            q.cert_out.as_deref(),
+            config.push.ws_heartbeat,
         )?;
         Ok(Viz {
             config,
@@ -93,28 +94,34 @@ impl Viz {
             quic,
         } = self;
         let pool = Arc::new(brokers::BrokerPool::new(
-            &config.brokers,
+            &config.brokers.endpoints,
             &config.connector()?,
             Duration::from_secs(3),
         )?);
         let dashboard = Arc::new(dashboard::Dashboard::default());
         let counters = Arc::new(feed::FeedCounters::default());
-        let health = pool.spawn_health(Duration::from_secs(config.health_secs), shutdown.clone());
+        let health = pool.spawn_health(config.brokers.health_interval, shutdown.clone());
         let feed = feed::Feed {
             pool: pool.clone(),
             dashboard: dashboard.clone(),
-            pull_every: Duration::from_secs(config.pull_secs),
-            window: Duration::from_secs(config.fallback_window_secs),
+            pull_every: config.dashboard.pull_interval,
+            window: config.dashboard.fallback_window,
             counters: counters.clone(),
         };
         let feed_task = tokio::spawn(feed.run(shutdown.clone()));
         let metrics = Arc::new(metrics::VizMetrics::new(counters, pool.clone()));
         let listen = metrics.listen.clone();
-        let auth = Arc::new(auth::Auth::new(config.jwt_secret.as_deref()));
+        let auth = Arc::new(auth::Auth::new(
+            config
+                .auth
+                .jwt_secret
+                .as_ref()
+                .map(ringwatch_core::Secret::expose),
+        ));
         let push = state::PushState::new(
             dashboard.clone(),
             auth.clone(),
-            Duration::from_secs(config.ws_heartbeat_secs),
+            config.push.ws_heartbeat,
             shutdown.clone(),
             metrics.auth_unauthorized.clone(),
         );
@@ -122,15 +129,15 @@ impl Viz {
             dashboard,
             metrics,
             pool,
-            topk: config.topk,
-            topk_ttl_ms: config.topk_ttl_secs as i64 * 1000,
-            max_range_ms: config.max_range_hours as i64 * 3_600_000,
-            max_points: config.max_points,
-            max_cells: config.max_cells,
+            topk: config.dashboard.topk,
+            topk_ttl_ms: config.dashboard.topk_ttl.as_millis() as i64,
+            max_range_ms: config.query.max_range.as_millis() as i64,
+            max_points: config.query.max_points,
+            max_cells: config.query.max_cells,
             range_slots: Arc::new(tokio::sync::Semaphore::new(api::RANGE_SLOTS)),
             dashboard_cache: std::sync::Mutex::new(None),
             auth,
-            admin_config: admin_config::AdminConfig::from(&config),
+            admin_config: config.shown(),
             refusal_log: ringwatch_net::Throttle::default(),
             push,
         });
@@ -142,11 +149,12 @@ impl Viz {
         }
         let quic_addr = quic.addr();
         let quic_task = tokio::spawn(quic.run(state.push.clone(), shutdown.clone()));
-        tracing::info!(%addr, quic = %quic_addr, brokers = ?config.brokers, "viz serving");
+        tracing::info!(%addr, quic = %quic_addr, brokers = ?config.brokers.endpoints, "viz serving");
         let stop = shutdown.clone();
-        let app =
-            api::router(state).merge(web::router(web::WebAssets::new(config.web_dir.clone())));
-        ringwatch_net::warn_if_few_files(config.max_connections);
+        let app = api::router(state).merge(web::router(web::WebAssets::new(
+            config.http.web_dir.clone(),
+        )));
+        ringwatch_net::warn_if_few_files(config.http.max_connections);
         ringwatch_net::http::serve(
             listener,
             app,

@@ -10,7 +10,6 @@ use axum::extract::FromRef;
 use prometheus_client::metrics::counter::Counter;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin_config::AdminConfig;
 use crate::auth::Auth;
 use crate::brokers::BrokerPool;
 use crate::dashboard::Dashboard;
@@ -35,7 +34,8 @@ pub struct AppState {
     pub dashboard_cache: std::sync::Mutex<Option<(u64, i64, axum::body::Bytes)>>,
     pub auth: Arc<Auth>,
     /// viz's configuration as an admin may read it (the secret left out).
-    pub admin_config: AdminConfig,
+    /// The config as `/api/admin/config` shows it (secrets redacted).
+    pub admin_config: serde_json::Value,
     /// Refused requests are all counted, but logged at most once per 10 s.
     pub refusal_log: ringwatch_net::Throttle,
     /// What live push needs; the same dashboard and token check as above.
