@@ -50,11 +50,12 @@ enum Command {
     },
     /// Run the node agent: collect this host's metrics and stream them to brokers.
     Agent {
-        /// YAML config file (field names as the flags, e.g. `interval_secs: 1`).
+        /// YAML config file, nested (e.g. `collect: {interval: 1s}`, `host: {labels: {team:
+        /// infra}}`); flags and env variables win over it.
         #[arg(long, env = "RINGWATCH_AGENT_CONFIG")]
         config: Option<PathBuf>,
         #[command(flatten)]
-        args: ringwatch_agent::Config,
+        args: ringwatch_agent::Args,
     },
     /// Run viz: the dashboard snapshot and the HTTP API.
     Viz {
@@ -276,9 +277,11 @@ async fn run() -> anyhow::Result<()> {
             broker.run(shutdown_on_signals()).await?;
         }
         Command::Agent { config, args } => {
-            let file = config.as_deref().map(config_file::read_yaml).transpose()?;
-            let cfg: ringwatch_agent::Config =
-                config_file::merge(&args, sub_matches(&matches, "agent")?, file, "agent")?;
+            let mut cfg = match config.as_deref().map(config_file::read_yaml).transpose()? {
+                Some(file) => ringwatch_agent::Config::from_yaml_value(file)?,
+                None => ringwatch_agent::Config::default(),
+            };
+            args.apply(&mut cfg)?;
             let agent = ringwatch_agent::Agent::bind(cfg).await?;
             announce(
                 serde_json::json!({"event": "ready", "component": "agent", "host_id": agent.host_id(), "metrics": agent.metrics_addr().to_string()}),

@@ -194,13 +194,11 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     if let Some((first, rest)) = planes.split_first() {
         form_cluster(first, rest).await?;
     }
-    let agent_cfg = ringwatch_agent::Config {
-        brokers: urls.clone(),
-        broker_client: client(|s| &s.ingest_token),
-        interval_secs: args.interval_secs,
-        metrics_listen: args.agent_metrics,
-        ..Default::default()
-    };
+    let mut agent_cfg = ringwatch_agent::Config::default();
+    agent_cfg.brokers.endpoints = urls.clone();
+    agent_cfg.brokers.client = client(|s| &s.ingest_token);
+    agent_cfg.collect.interval = std::time::Duration::from_secs(args.interval_secs);
+    agent_cfg.metrics.listen = args.agent_metrics;
     let agent = ringwatch_agent::Agent::bind(agent_cfg).await?;
     let host = agent.host_id().to_string();
     let agent_metrics = agent.metrics_addr();

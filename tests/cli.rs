@@ -52,7 +52,7 @@ fn bad_config_files_and_flags_are_refused_with_the_field_named() {
 
     let (ok, _, err) = run(&["agent", "--interval-secs", "0"]);
     assert!(!ok);
-    assert!(err.contains("interval_secs"), "{err}");
+    assert!(err.contains("collect.interval"), "{err}");
 }
 
 #[test]
@@ -62,7 +62,7 @@ fn a_config_file_sets_fields_and_flags_override_it() {
     // The file's interval would be 3 s and its host id "from-file"; the flag overrides the id.
     std::fs::write(
         &file,
-        "interval_secs: 1\nhost_id: from-file\nlabels: [\"team=infra\"]\n",
+        "collect: {interval: 1s}\nhost: {id: from-file, labels: {team: infra}}\n",
     )
     .unwrap();
     let broker = broker(dir.path(), &[]);

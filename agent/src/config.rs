@@ -1,9 +1,15 @@
-//! Agent configuration: command-line flags, environment variables and the YAML file share
-//! one struct whose field names equal the clap argument ids.
+//! The agent's one typed config (SPEC S2). [`Config`] is nested serde types: what a YAML file
+//! holds, each `Default` the one place its defaults live, `JsonSchema` so the operator's CRD can
+//! embed it, durations as people write them (`5s`, `30s`). [`Args`] is the flags and env
+//! variables (`RINGWATCH_AGENT_*`): a thin layer of options laid over the config read from the
+//! file (flag > env > file > default).
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
 
+use ringwatch_net::client::BrokerClientConfig;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AgentError;
@@ -11,129 +17,248 @@ use crate::error::AgentError;
 /// Default broker endpoint.
 pub const DEFAULT_BROKER: &str = "http://127.0.0.1:9093";
 
-/// The agent's configuration (SPEC S2).
-///
-/// Every field is a long flag and an environment variable `RINGWATCH_AGENT_<FIELD>`; field names
-/// are the clap argument ids so a YAML file can be merged with flags by field name.
-#[derive(clap::Args, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Broker gRPC endpoints (`http://host:port`); repeatable, comma-separated in the env var.
+    pub host: HostConfig,
+    pub collect: CollectConfig,
+    pub brokers: BrokersConfig,
+    pub send: SendConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Who this host is.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostConfig {
+    /// Host id; defaults to the `NODE_NAME` env var, then the hostname.
+    pub id: Option<String>,
+    /// Labels sent with the registration.
+    pub labels: BTreeMap<String, String>,
+    /// Zone of the host; becomes the label `zone` (and wins over a `zone` label).
+    pub zone: Option<String>,
+}
+
+/// What is collected, and how often.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectConfig {
+    /// Collection interval (1s..=1h).
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub interval: Duration,
+    /// Raw values per metric in the sliding min/max/avg window.
+    pub window_samples: usize,
+}
+
+impl Default for CollectConfig {
+    fn default() -> Self {
+        CollectConfig {
+            interval: Duration::from_secs(5),
+            window_samples: 12,
+        }
+    }
+}
+
+/// The brokers the agent streams to.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokersConfig {
+    /// Broker gRPC endpoints (`http://host:port` or `https://…`).
+    pub endpoints: Vec<String>,
+    /// TLS and the credential for the brokers (role `ingest`).
+    pub client: BrokerClientConfig,
+}
+
+impl Default for BrokersConfig {
+    fn default() -> Self {
+        BrokersConfig {
+            endpoints: vec![DEFAULT_BROKER.to_string()],
+            client: BrokerClientConfig::default(),
+        }
+    }
+}
+
+/// How snapshots wait and are sent.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SendConfig {
+    /// Buffer capacity in full snapshots.
+    pub buffer_capacity: usize,
+    /// Most snapshots per batch.
+    pub max_batch: usize,
+    /// Most unacknowledged batches on a stream.
+    pub max_in_flight: usize,
+    /// Cap of the reconnect back-off.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub backoff_max: Duration,
+    /// Connect timeout per broker.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub connect_timeout: Duration,
+    /// Reconnect when the oldest unacknowledged batch has no ack after this.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub ack_timeout: Duration,
+    /// Heartbeat period on the stream.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub heartbeat: Duration,
+}
+
+impl Default for SendConfig {
+    fn default() -> Self {
+        SendConfig {
+            buffer_capacity: 1024,
+            max_batch: 64,
+            max_in_flight: 4,
+            backoff_max: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            ack_timeout: Duration::from_secs(15),
+            heartbeat: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The agent's own `/metrics` and `/health` listener.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address (port 0 = any).
+    #[schemars(with = "String")]
+    pub listen: SocketAddr,
+    /// Most connections at once; past it a 503.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub header_timeout: Duration,
+    /// A connection with no byte either way this long is closed.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9102)),
+            max_connections: 16,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The agent's flags and env variables: each laid over the config (file or default) when given.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct Args {
+    /// Broker gRPC endpoints (`http://host:port`); repeatable, comma-separated in the env var
+    /// [default: http://127.0.0.1:9093].
     #[arg(
         long = "broker",
         env = "RINGWATCH_AGENT_BROKERS",
-        value_delimiter = ',',
-        default_value = DEFAULT_BROKER
+        value_delimiter = ','
     )]
     pub brokers: Vec<String>,
-
-    /// Collection interval in seconds (1..=3600).
-    #[arg(long, env = "RINGWATCH_AGENT_INTERVAL_SECS", default_value_t = 5)]
-    pub interval_secs: u64,
-
+    /// Collection interval in seconds (1..=3600) [default: 5].
+    #[arg(long, env = "RINGWATCH_AGENT_INTERVAL_SECS")]
+    pub interval_secs: Option<u64>,
     /// Host id; defaults to the `NODE_NAME` env var, then the hostname.
     #[arg(long, env = "RINGWATCH_AGENT_HOST_ID")]
     pub host_id: Option<String>,
-
-    /// Labels `key=value` sent with the registration; repeatable.
+    /// Labels `key=value` sent with the registration; repeatable (added to the file's).
     #[arg(long = "label", env = "RINGWATCH_AGENT_LABELS", value_delimiter = ',')]
     pub labels: Vec<String>,
-
     /// Zone of the host; becomes the label `zone`.
     #[arg(long, env = "RINGWATCH_AGENT_ZONE")]
     pub zone: Option<String>,
-
-    /// Buffer capacity in full snapshots.
-    #[arg(long, env = "RINGWATCH_AGENT_BUFFER_CAPACITY", default_value_t = 1024)]
-    pub buffer_capacity: usize,
-
-    /// Raw values per metric in the sliding min/max/avg window.
-    #[arg(long, env = "RINGWATCH_AGENT_WINDOW_SAMPLES", default_value_t = 12)]
-    pub window_samples: usize,
-
-    /// Maximum snapshots per batch.
-    #[arg(long, env = "RINGWATCH_AGENT_MAX_BATCH", default_value_t = 64)]
-    pub max_batch: usize,
-
-    /// Maximum unacknowledged batches on a stream.
-    #[arg(long, env = "RINGWATCH_AGENT_MAX_IN_FLIGHT", default_value_t = 4)]
-    pub max_in_flight: usize,
-
-    /// Cap of the reconnect back-off, in seconds.
-    #[arg(long, env = "RINGWATCH_AGENT_BACKOFF_MAX_SECS", default_value_t = 30)]
-    pub backoff_max_secs: u64,
-
-    /// Connect timeout per broker, in seconds.
-    #[arg(
-        long,
-        env = "RINGWATCH_AGENT_CONNECT_TIMEOUT_SECS",
-        default_value_t = 5
-    )]
-    pub connect_timeout_secs: u64,
-
-    /// Reconnect when the oldest unacknowledged batch has no ack after this many seconds.
-    #[arg(long, env = "RINGWATCH_AGENT_ACK_TIMEOUT_SECS", default_value_t = 15)]
-    pub ack_timeout_secs: u64,
-
-    /// Heartbeat period on the stream, in seconds.
-    #[arg(long, env = "RINGWATCH_AGENT_HEARTBEAT_SECS", default_value_t = 10)]
-    pub heartbeat_secs: u64,
-
-    /// Address of the Prometheus `/metrics` and `/health` HTTP listener (port 0 = any).
-    #[arg(
-        long,
-        env = "RINGWATCH_AGENT_METRICS_LISTEN",
-        default_value = "127.0.0.1:9102"
-    )]
-    pub metrics_listen: SocketAddr,
-    /// Most connections to the /metrics listener at once; past it a 503.
-    #[arg(
-        long,
-        env = "RINGWATCH_AGENT_METRICS_MAX_CONNECTIONS",
-        default_value_t = 16
-    )]
-    pub metrics_max_connections: usize,
-    /// An HTTP request's headers must arrive within this many seconds.
-    #[arg(
-        long,
-        env = "RINGWATCH_AGENT_HTTP_HEADER_TIMEOUT_SECS",
-        default_value_t = 10
-    )]
-    pub http_header_timeout_secs: u64,
-    /// An HTTP connection with no byte either way for this many seconds is closed.
-    #[arg(
-        long,
-        env = "RINGWATCH_AGENT_HTTP_IDLE_TIMEOUT_SECS",
-        default_value_t = 120
-    )]
-    pub http_idle_timeout_secs: u64,
+    /// Buffer capacity in full snapshots [default: 1024].
+    #[arg(long, env = "RINGWATCH_AGENT_BUFFER_CAPACITY")]
+    pub buffer_capacity: Option<usize>,
+    /// Raw values per metric in the sliding min/max/avg window [default: 12].
+    #[arg(long, env = "RINGWATCH_AGENT_WINDOW_SAMPLES")]
+    pub window_samples: Option<usize>,
+    /// Maximum snapshots per batch [default: 64].
+    #[arg(long, env = "RINGWATCH_AGENT_MAX_BATCH")]
+    pub max_batch: Option<usize>,
+    /// Maximum unacknowledged batches on a stream [default: 4].
+    #[arg(long, env = "RINGWATCH_AGENT_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<usize>,
+    /// Cap of the reconnect back-off, in seconds [default: 30].
+    #[arg(long, env = "RINGWATCH_AGENT_BACKOFF_MAX_SECS")]
+    pub backoff_max_secs: Option<u64>,
+    /// Connect timeout per broker, in seconds [default: 5].
+    #[arg(long, env = "RINGWATCH_AGENT_CONNECT_TIMEOUT_SECS")]
+    pub connect_timeout_secs: Option<u64>,
+    /// Reconnect when the oldest unacknowledged batch has no ack after this many seconds
+    /// [default: 15].
+    #[arg(long, env = "RINGWATCH_AGENT_ACK_TIMEOUT_SECS")]
+    pub ack_timeout_secs: Option<u64>,
+    /// Heartbeat period on the stream, in seconds [default: 10].
+    #[arg(long, env = "RINGWATCH_AGENT_HEARTBEAT_SECS")]
+    pub heartbeat_secs: Option<u64>,
+    /// Address of the Prometheus `/metrics` and `/health` HTTP listener (port 0 = any)
+    /// [default: 127.0.0.1:9102].
+    #[arg(long, env = "RINGWATCH_AGENT_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Most connections to the /metrics listener at once; past it a 503 [default: 16].
+    #[arg(long, env = "RINGWATCH_AGENT_METRICS_MAX_CONNECTIONS")]
+    pub metrics_max_connections: Option<usize>,
+    /// An HTTP request's headers must arrive within this many seconds [default: 10].
+    #[arg(long, env = "RINGWATCH_AGENT_HTTP_HEADER_TIMEOUT_SECS")]
+    pub http_header_timeout_secs: Option<u64>,
+    /// An HTTP connection with no byte either way for this many seconds is closed
+    /// [default: 120].
+    #[arg(long, env = "RINGWATCH_AGENT_HTTP_IDLE_TIMEOUT_SECS")]
+    pub http_idle_timeout_secs: Option<u64>,
     /// TLS and the credential for the brokers (`--broker-tls-ca`, `--broker-token-file`, …).
     #[command(flatten)]
-    pub broker_client: ringwatch_net::client::BrokerClientConfig,
+    pub broker_client: BrokerClientConfig,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            brokers: vec![DEFAULT_BROKER.to_string()],
-            interval_secs: 5,
-            host_id: None,
-            labels: Vec::new(),
-            zone: None,
-            buffer_capacity: 1024,
-            window_samples: 12,
-            max_batch: 64,
-            max_in_flight: 4,
-            backoff_max_secs: 30,
-            connect_timeout_secs: 5,
-            ack_timeout_secs: 15,
-            heartbeat_secs: 10,
-            metrics_listen: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9102)),
-            metrics_max_connections: 16,
-            http_header_timeout_secs: 10,
-            http_idle_timeout_secs: 120,
-            broker_client: Default::default(),
+impl Args {
+    /// Lays every flag and env variable given over `c`; a label that is not `key=value` is
+    /// refused.
+    pub fn apply(self, c: &mut Config) -> Result<(), AgentError> {
+        fn set<T>(to: &mut T, v: Option<T>) {
+            if let Some(v) = v {
+                *to = v;
+            }
         }
+        let secs = |v: Option<u64>| v.map(Duration::from_secs);
+        if !self.brokers.is_empty() {
+            c.brokers.endpoints = self.brokers;
+        }
+        set(&mut c.collect.interval, secs(self.interval_secs));
+        if self.host_id.is_some() {
+            c.host.id = self.host_id;
+        }
+        c.host.labels.extend(parse_labels(&self.labels)?);
+        if self.zone.is_some() {
+            c.host.zone = self.zone;
+        }
+        set(&mut c.send.buffer_capacity, self.buffer_capacity);
+        set(&mut c.collect.window_samples, self.window_samples);
+        set(&mut c.send.max_batch, self.max_batch);
+        set(&mut c.send.max_in_flight, self.max_in_flight);
+        set(&mut c.send.backoff_max, secs(self.backoff_max_secs));
+        set(&mut c.send.connect_timeout, secs(self.connect_timeout_secs));
+        set(&mut c.send.ack_timeout, secs(self.ack_timeout_secs));
+        set(&mut c.send.heartbeat, secs(self.heartbeat_secs));
+        set(&mut c.metrics.listen, self.metrics_listen);
+        set(&mut c.metrics.max_connections, self.metrics_max_connections);
+        set(
+            &mut c.metrics.header_timeout,
+            secs(self.http_header_timeout_secs),
+        );
+        set(
+            &mut c.metrics.idle_timeout,
+            secs(self.http_idle_timeout_secs),
+        );
+        c.brokers.client.overlay(self.broker_client);
+        Ok(())
     }
 }
 
@@ -156,7 +281,7 @@ fn check_range<T: PartialOrd + std::fmt::Display + Copy>(
 fn check_broker(endpoint: &str) -> Result<(), AgentError> {
     let uri: tonic::transport::Uri = endpoint.parse().map_err(|e| {
         AgentError::config(
-            "brokers",
+            "brokers.endpoints",
             format!("`{endpoint}` is not a valid URI ({e}); expected http://host:port"),
         )
     })?;
@@ -164,14 +289,14 @@ fn check_broker(endpoint: &str) -> Result<(), AgentError> {
         Some("http" | "https") => {}
         _ => {
             return Err(AgentError::config(
-                "brokers",
+                "brokers.endpoints",
                 format!("`{endpoint}` must start with http:// or https://"),
             ));
         }
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(AgentError::config(
-            "brokers",
+            "brokers.endpoints",
             format!("`{endpoint}` has no host; expected http://host:port"),
         ));
     }
@@ -186,14 +311,14 @@ pub fn parse_labels<S: AsRef<str>>(labels: &[S]) -> Result<BTreeMap<String, Stri
         let raw = raw.as_ref();
         let Some((key, value)) = raw.split_once('=') else {
             return Err(AgentError::config(
-                "labels",
+                "host.labels",
                 format!("`{raw}` is not of the form key=value"),
             ));
         };
         let key = key.trim();
         if key.is_empty() || key.chars().any(char::is_whitespace) {
             return Err(AgentError::config(
-                "labels",
+                "host.labels",
                 format!("`{raw}`: the key must be non-empty and contain no whitespace"),
             ));
         }
@@ -203,101 +328,100 @@ pub fn parse_labels<S: AsRef<str>>(labels: &[S]) -> Result<BTreeMap<String, Stri
     if let Some(reason) =
         ringwatch_proto::rules::labels_problem(out.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     {
-        return Err(AgentError::config("labels", reason));
+        return Err(AgentError::config("host.labels", reason));
     }
     Ok(out)
 }
 
 impl Config {
-    /// Validates every field; the error names the field and what is allowed.
+    /// The config from a YAML file's mapping (nested as [`Config`]; absent fields default).
+    pub fn from_yaml_value(v: serde_json::Value) -> Result<Config, AgentError> {
+        serde_json::from_value(v).map_err(|e| AgentError::config("config file", e.to_string()))
+    }
+
     /// The /metrics listener's limits.
     pub fn metrics_limits(&self) -> ringwatch_net::HttpLimits {
         ringwatch_net::HttpLimits {
-            max_connections: self.metrics_max_connections,
-            header_timeout: std::time::Duration::from_secs(self.http_header_timeout_secs),
-            idle_timeout: std::time::Duration::from_secs(self.http_idle_timeout_secs),
+            max_connections: self.metrics.max_connections,
+            header_timeout: self.metrics.header_timeout,
+            idle_timeout: self.metrics.idle_timeout,
         }
     }
 
     /// How to reach the brokers (TLS files and the token read and checked).
     pub fn connector(&self) -> Result<ringwatch_net::client::Connector, AgentError> {
-        ringwatch_net::client::Connector::new(&self.broker_client)
-            .map_err(|e| AgentError::config("broker_client", e.to_string()))
+        ringwatch_net::client::Connector::new(&self.brokers.client)
+            .map_err(|e| AgentError::config("brokers.client", e.to_string()))
     }
 
+    /// Validates every field; the error names the field and what is allowed.
     pub fn validate(&self) -> Result<(), AgentError> {
-        if self.brokers.is_empty() {
+        let endpoints = &self.brokers.endpoints;
+        if endpoints.is_empty() {
             return Err(AgentError::config(
-                "brokers",
+                "brokers.endpoints",
                 "at least one broker endpoint is required",
             ));
         }
-        for b in &self.brokers {
+        for b in endpoints {
             check_broker(b.trim())?;
         }
         let connector = self.connector()?;
-        for b in &self.brokers {
+        for b in endpoints {
             connector
                 .endpoint(b.trim())
-                .map_err(|e| AgentError::config("brokers", e.to_string()))?;
+                .map_err(|e| AgentError::config("brokers.endpoints", e.to_string()))?;
         }
-        check_range("interval_secs", self.interval_secs, 1, 3600)?;
-        if let Some(h) = &self.host_id
+        let s = Duration::from_secs;
+        check_duration("collect.interval", self.collect.interval, s(1), s(3600))?;
+        if let Some(h) = &self.host.id
             && h.trim().is_empty()
         {
             return Err(AgentError::config(
-                "host_id",
+                "host.id",
                 "must not be empty (omit it to use NODE_NAME or the hostname)",
             ));
         }
-        parse_labels(&self.labels)?;
-        if let Some(z) = &self.zone
+        check_labels(&self.host.labels)?;
+        if let Some(z) = &self.host.zone
             && z.trim().is_empty()
         {
             return Err(AgentError::config(
-                "zone",
+                "host.zone",
                 "must not be empty (omit it for no zone)",
             ));
         }
-        check_range("buffer_capacity", self.buffer_capacity, 1, 1_000_000)?;
-        check_range("window_samples", self.window_samples, 1, 10_000)?;
+        let send = &self.send;
+        check_range("send.buffer_capacity", send.buffer_capacity, 1, 1_000_000)?;
+        check_range(
+            "collect.window_samples",
+            self.collect.window_samples,
+            1,
+            10_000,
+        )?;
         // Brokers refuse larger batches by default.
         check_range(
-            "max_batch",
-            self.max_batch,
+            "send.max_batch",
+            send.max_batch,
             1,
             ringwatch_proto::rules::DEFAULT_MAX_BATCH,
         )?;
-        check_range("max_in_flight", self.max_in_flight, 1, 1024)?;
-        check_range("backoff_max_secs", self.backoff_max_secs, 1, 86_400)?;
-        check_range("connect_timeout_secs", self.connect_timeout_secs, 1, 3600)?;
-        check_range("ack_timeout_secs", self.ack_timeout_secs, 1, 3600)?;
-        check_range("heartbeat_secs", self.heartbeat_secs, 1, 3600)?;
-        check_range(
-            "metrics_max_connections",
-            self.metrics_max_connections,
-            1,
-            100_000,
-        )?;
-        check_range(
-            "http_header_timeout_secs",
-            self.http_header_timeout_secs,
-            1,
-            3600,
-        )?;
-        check_range(
-            "http_idle_timeout_secs",
-            self.http_idle_timeout_secs,
-            1,
-            86_400,
-        )?;
+        check_range("send.max_in_flight", send.max_in_flight, 1, 1024)?;
+        check_duration("send.backoff_max", send.backoff_max, s(1), s(86_400))?;
+        check_duration("send.connect_timeout", send.connect_timeout, s(1), s(3600))?;
+        check_duration("send.ack_timeout", send.ack_timeout, s(1), s(3600))?;
+        check_duration("send.heartbeat", send.heartbeat, s(1), s(3600))?;
+        let m = &self.metrics;
+        check_range("metrics.max_connections", m.max_connections, 1, 100_000)?;
+        check_duration("metrics.header_timeout", m.header_timeout, s(1), s(3600))?;
+        check_duration("metrics.idle_timeout", m.idle_timeout, s(1), s(86_400))?;
         Ok(())
     }
 
-    /// The host id: `host_id` if set, else the `NODE_NAME` env var, else the hostname.
+    /// The host id: `host.id` if set, else the `NODE_NAME` env var, else the hostname.
     pub fn resolved_host_id(&self) -> Result<String, AgentError> {
         let id = resolve_host_id(
-            self.host_id.as_deref(),
+            self.host.id.as_deref(),
             std::env::var("NODE_NAME").ok().as_deref(),
             || {
                 hostname::get()
@@ -308,19 +432,63 @@ impl Config {
         // Brokers refuse other host ids: refuse it here, at start.
         match ringwatch_proto::rules::host_id_problem(&id) {
             None => Ok(id),
-            Some(reason) => Err(AgentError::config("host_id", reason)),
+            Some(reason) => Err(AgentError::config("host.id", reason)),
         }
     }
 
-    /// The labels sent with the registration: the parsed `labels` plus `zone` (which wins over
-    /// a `zone=` label).
+    /// The labels sent with the registration: `host.labels` plus `host.zone` (which wins over
+    /// a `zone` label).
     pub fn resolved_labels(&self) -> Result<BTreeMap<String, String>, AgentError> {
-        let mut labels = parse_labels(&self.labels)?;
-        if let Some(zone) = &self.zone {
+        check_labels(&self.host.labels)?;
+        let mut labels = self.host.labels.clone();
+        if let Some(zone) = &self.host.zone {
             labels.insert("zone".to_string(), zone.trim().to_string());
         }
         Ok(labels)
     }
+
+    /// The registration interval in milliseconds.
+    pub fn interval_ms(&self) -> u32 {
+        u32::try_from(self.collect.interval.as_millis()).unwrap_or(u32::MAX)
+    }
+}
+
+fn check_duration(
+    field: &'static str,
+    value: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<(), AgentError> {
+    if value < min || value > max {
+        return Err(AgentError::config(
+            field,
+            format!(
+                "{} is out of range, allowed {}..={}",
+                humantime::format_duration(value),
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks labels as the brokers would: keys non-empty without whitespace, within the rules.
+fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), AgentError> {
+    for key in labels.keys() {
+        if key.trim().is_empty() || key.chars().any(char::is_whitespace) {
+            return Err(AgentError::config(
+                "host.labels",
+                format!("`{key}`: the key must be non-empty and contain no whitespace"),
+            ));
+        }
+    }
+    if let Some(reason) =
+        ringwatch_proto::rules::labels_problem(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    {
+        return Err(AgentError::config("host.labels", reason));
+    }
+    Ok(())
 }
 
 fn resolve_host_id(
@@ -338,7 +506,7 @@ fn resolve_host_id(
     let h = h.trim();
     if h.is_empty() {
         return Err(AgentError::HostId(
-            "the hostname is empty; set host_id or NODE_NAME".to_string(),
+            "the hostname is empty; set host.id (--host-id) or NODE_NAME".to_string(),
         ));
     }
     Ok(h.to_string())
@@ -352,22 +520,31 @@ mod tests {
     #[derive(Parser)]
     struct Cli {
         #[command(flatten)]
-        config: Config,
+        args: Args,
+    }
+
+    fn parsed(argv: &[&str]) -> Config {
+        let mut c = Config::default();
+        Cli::try_parse_from(argv)
+            .expect("parse")
+            .args
+            .apply(&mut c)
+            .expect("apply");
+        c
     }
 
     #[test]
-    fn default_matches_clap_defaults_and_validates() {
-        let parsed = Cli::try_parse_from(["agent"]).expect("parse").config;
+    fn no_flags_leave_the_defaults_and_they_validate() {
         // Environment variables could override; only compare when none is set.
         if std::env::vars().all(|(k, _)| !k.starts_with("RINGWATCH_AGENT_")) {
-            assert_eq!(parsed, Config::default());
+            assert_eq!(parsed(&["agent"]), Config::default());
         }
         Config::default().validate().expect("default is valid");
     }
 
     #[test]
     fn flags_map_to_fields() {
-        let c = Cli::try_parse_from([
+        let c = parsed(&[
             "agent",
             "--broker",
             "http://a:1",
@@ -381,38 +558,54 @@ mod tests {
             "1",
             "--metrics-listen",
             "127.0.0.1:0",
-        ])
-        .expect("parse")
-        .config;
-        assert_eq!(c.brokers, vec!["http://a:1", "http://b:2"]);
-        assert_eq!(c.interval_secs, 1);
-        assert_eq!(c.metrics_listen.port(), 0);
+        ]);
+        assert_eq!(c.brokers.endpoints, vec!["http://a:1", "http://b:2"]);
+        assert_eq!(c.collect.interval, Duration::from_secs(1));
+        assert_eq!(c.metrics.listen.port(), 0);
         let labels = c.resolved_labels().expect("labels");
         assert_eq!(labels.get("role").map(String::as_str), Some("db"));
         assert_eq!(labels.get("zone").map(String::as_str), Some("eu-1"));
         c.validate().expect("valid");
+        let bad = Cli::try_parse_from(["agent", "--label", "novalue"])
+            .expect("parse")
+            .args
+            .apply(&mut Config::default())
+            .unwrap_err();
+        assert!(bad.to_string().contains("host.labels"), "{bad}");
     }
 
     #[test]
-    fn yaml_style_field_names_deserialize() {
-        // serde uses the same snake_case names; unknown fields are refused.
-        let c: Config = serde_json_like(&[("interval_secs", "7")]);
-        assert_eq!(c.interval_secs, 7);
-        assert_eq!(c.buffer_capacity, 1024);
-    }
-
-    /// Builds a Config through serde from string pairs, without a format crate.
-    fn serde_json_like(pairs: &[(&str, &str)]) -> Config {
-        use serde::de::IntoDeserializer;
-        use serde::de::value::{Error, MapDeserializer};
-        let map = pairs.iter().map(|(k, v)| {
+    fn a_nested_yaml_file_with_human_durations_and_flags_over_it() {
+        let mut c = Config::from_yaml_value(serde_json::json!({
+            "collect": {"interval": "7s"},
+            "host": {"id": "from-file", "labels": {"team": "infra"}},
+            "send": {"ack_timeout": "1m"},
+        }))
+        .expect("reads");
+        assert_eq!(c.collect.interval, Duration::from_secs(7));
+        assert_eq!(c.send.ack_timeout, Duration::from_secs(60));
+        assert_eq!(c.send.buffer_capacity, 1024, "defaults fill the rest");
+        Cli::try_parse_from(["agent", "--host-id", "from-flag", "--label", "env=prod"])
+            .expect("parse")
+            .args
+            .apply(&mut c)
+            .expect("apply");
+        assert_eq!(c.host.id.as_deref(), Some("from-flag"));
+        assert_eq!(c.collect.interval, Duration::from_secs(7), "from the file");
+        let labels = c.resolved_labels().expect("labels");
+        assert_eq!(labels.len(), 2, "{labels:?}");
+        for (bad, named) in [
+            (serde_json::json!({"interval_secs": 7}), "interval_secs"),
             (
-                k.into_deserializer(),
-                v.parse::<u64>().expect("number").into_deserializer(),
-            )
-        });
-        let de: MapDeserializer<'_, _, Error> = MapDeserializer::new(map);
-        Config::deserialize(de).expect("deserialize")
+                serde_json::json!({"collect": {"interval": "often"}}),
+                "often",
+            ),
+        ] {
+            let e = Config::from_yaml_value(bad).unwrap_err().to_string();
+            assert!(e.contains(named), "{e}");
+        }
+        let schema = serde_json::to_value(schemars::schema_for!(Config)).expect("schema");
+        assert!(schema.to_string().contains("window_samples"));
     }
 
     fn err_field(c: &Config) -> &'static str {
@@ -425,143 +618,80 @@ mod tests {
     #[test]
     fn validation_names_the_field() {
         let base = Config::default();
+        let with = |f: &dyn Fn(&mut Config)| {
+            let mut c = base.clone();
+            f(&mut c);
+            c
+        };
         let cases: Vec<(Config, &str)> = vec![
             (
-                Config {
-                    interval_secs: 0,
-                    ..base.clone()
-                },
-                "interval_secs",
+                with(&|c| c.collect.interval = Duration::ZERO),
+                "collect.interval",
             ),
             (
-                Config {
-                    interval_secs: 3601,
-                    ..base.clone()
-                },
-                "interval_secs",
+                with(&|c| c.collect.interval = Duration::from_secs(3601)),
+                "collect.interval",
+            ),
+            (with(&|c| c.brokers.endpoints.clear()), "brokers.endpoints"),
+            (
+                with(&|c| c.brokers.endpoints = vec!["127.0.0.1:9093".into()]),
+                "brokers.endpoints",
             ),
             (
-                Config {
-                    brokers: vec![],
-                    ..base.clone()
-                },
-                "brokers",
+                with(&|c| c.brokers.endpoints = vec!["ftp://x:1".into()]),
+                "brokers.endpoints",
             ),
             (
-                Config {
-                    brokers: vec!["127.0.0.1:9093".into()],
-                    ..base.clone()
-                },
-                "brokers",
+                with(&|c| {
+                    c.brokers.endpoints = vec!["https://x:1".into()];
+                    c.brokers.client.tls_ca = Some("/nonexistent/ca.pem".into());
+                }),
+                "brokers.client",
             ),
             (
-                Config {
-                    brokers: vec!["ftp://x:1".into()],
-                    ..base.clone()
-                },
-                "brokers",
+                with(&|c| c.send.buffer_capacity = 0),
+                "send.buffer_capacity",
             ),
             (
-                Config {
-                    brokers: vec!["https://x:1".into()],
-                    broker_client: ringwatch_net::client::BrokerClientConfig {
-                        tls_ca: Some("/nonexistent/ca.pem".into()),
-                        ..Default::default()
-                    },
-                    ..base.clone()
-                },
-                "broker_client",
+                with(&|c| c.collect.window_samples = 0),
+                "collect.window_samples",
+            ),
+            (with(&|c| c.send.max_batch = 0), "send.max_batch"),
+            (with(&|c| c.send.max_in_flight = 0), "send.max_in_flight"),
+            (
+                with(&|c| c.send.backoff_max = Duration::ZERO),
+                "send.backoff_max",
             ),
             (
-                Config {
-                    buffer_capacity: 0,
-                    ..base.clone()
-                },
-                "buffer_capacity",
+                with(&|c| c.send.connect_timeout = Duration::ZERO),
+                "send.connect_timeout",
             ),
             (
-                Config {
-                    window_samples: 0,
-                    ..base.clone()
-                },
-                "window_samples",
+                with(&|c| c.send.ack_timeout = Duration::ZERO),
+                "send.ack_timeout",
             ),
             (
-                Config {
-                    max_batch: 0,
-                    ..base.clone()
-                },
-                "max_batch",
+                with(&|c| c.send.heartbeat = Duration::ZERO),
+                "send.heartbeat",
             ),
+            (with(&|c| c.host.id = Some(" ".into())), "host.id"),
             (
-                Config {
-                    max_in_flight: 0,
-                    ..base.clone()
-                },
-                "max_in_flight",
+                with(&|c| {
+                    c.host.labels.insert("a b".into(), "x".into());
+                }),
+                "host.labels",
             ),
-            (
-                Config {
-                    backoff_max_secs: 0,
-                    ..base.clone()
-                },
-                "backoff_max_secs",
-            ),
-            (
-                Config {
-                    connect_timeout_secs: 0,
-                    ..base.clone()
-                },
-                "connect_timeout_secs",
-            ),
-            (
-                Config {
-                    ack_timeout_secs: 0,
-                    ..base.clone()
-                },
-                "ack_timeout_secs",
-            ),
-            (
-                Config {
-                    heartbeat_secs: 0,
-                    ..base.clone()
-                },
-                "heartbeat_secs",
-            ),
-            (
-                Config {
-                    host_id: Some(" ".into()),
-                    ..base.clone()
-                },
-                "host_id",
-            ),
-            (
-                Config {
-                    labels: vec!["novalue".into()],
-                    ..base.clone()
-                },
-                "labels",
-            ),
-            (
-                Config {
-                    zone: Some(String::new()),
-                    ..base.clone()
-                },
-                "zone",
-            ),
+            (with(&|c| c.host.zone = Some(String::new())), "host.zone"),
         ];
         for (c, field) in cases {
             assert_eq!(err_field(&c), field, "{c:?}");
         }
-        let msg = Config {
-            interval_secs: 0,
-            ..base
-        }
-        .validate()
-        .expect_err("invalid")
-        .to_string();
+        let msg = with(&|c| c.collect.interval = Duration::ZERO)
+            .validate()
+            .expect_err("invalid")
+            .to_string();
         assert!(
-            msg.contains("interval_secs") && msg.contains("1..=3600"),
+            msg.contains("collect.interval") && msg.contains("1s..=1h"),
             "{msg}"
         );
     }
@@ -573,21 +703,22 @@ mod tests {
             err.contains("labels") && err.contains("[A-Za-z0-9._/-]"),
             "{err}"
         );
-        let c = Config {
-            host_id: Some("bad host!".into()),
-            ..Config::default()
-        };
+        let mut c = Config::default();
+        c.host.id = Some("bad host!".into());
         assert!(
             c.resolved_host_id()
                 .unwrap_err()
                 .to_string()
-                .contains("host_id")
+                .contains("host.id")
         );
-        let c = Config {
-            max_batch: 2000,
-            ..Config::default()
-        };
-        assert!(c.validate().unwrap_err().to_string().contains("max_batch"));
+        let mut c = Config::default();
+        c.send.max_batch = 2000;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("send.max_batch")
+        );
     }
 
     #[test]
@@ -605,11 +736,9 @@ mod tests {
 
     #[test]
     fn zone_overrides_label() {
-        let c = Config {
-            labels: vec!["zone=a".into()],
-            zone: Some("b".into()),
-            ..Config::default()
-        };
+        let mut c = Config::default();
+        c.host.labels.insert("zone".into(), "a".into());
+        c.host.zone = Some("b".into());
         assert_eq!(
             c.resolved_labels()
                 .expect("ok")

@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-pub use config::Config;
+pub use config::{Args, Config};
 pub use error::AgentError;
 
 use buffer::Buffer;
@@ -65,14 +65,14 @@ impl Agent {
         config.validate()?;
         let host_id = config.resolved_host_id()?;
         let labels = config.resolved_labels()?;
-        let listener = TcpListener::bind(config.metrics_listen)
+        let listener = TcpListener::bind(config.metrics.listen)
             .await
             .map_err(|source| AgentError::Bind {
-                addr: config.metrics_listen,
+                addr: config.metrics.listen,
                 source,
             })?;
         let metrics_addr = listener.local_addr().map_err(|source| AgentError::Bind {
-            addr: config.metrics_listen,
+            addr: config.metrics.listen,
             source,
         })?;
         Ok(Agent {
@@ -122,7 +122,7 @@ impl Agent {
             server_stop.clone(),
             Duration::from_secs(2),
         ));
-        tracing::info!(%host_id, %metrics_addr, brokers = ?config.brokers, "agent starting");
+        tracing::info!(%host_id, %metrics_addr, brokers = ?config.brokers.endpoints, "agent starting");
 
         let collector = match tokio::task::spawn_blocking(Collector::new).await {
             Ok(Ok(c)) => c,
@@ -136,7 +136,7 @@ impl Agent {
             }
         };
         let shared = Arc::new(SharedBuffer::new(
-            Buffer::new(config.buffer_capacity),
+            Buffer::new(config.send.buffer_capacity),
             metrics.clone(),
         ));
         let sender = Sender::new(
@@ -148,8 +148,8 @@ impl Agent {
         let hard_stop = CancellationToken::new();
         let collect = collect_loop(
             collector,
-            Windows::new(config.window_samples),
-            Duration::from_secs(config.interval_secs),
+            Windows::new(config.collect.window_samples),
+            config.collect.interval,
             shared.clone(),
             shutdown.clone(),
         );
@@ -253,14 +253,12 @@ mod tests {
 
     #[tokio::test]
     async fn bind_rejects_invalid_config() {
-        let c = Config {
-            interval_secs: 0,
-            ..Config::default()
-        };
+        let mut c = Config::default();
+        c.collect.interval = Duration::ZERO;
         assert!(matches!(
             Agent::bind(c).await,
             Err(AgentError::Config {
-                field: "interval_secs",
+                field: "collect.interval",
                 ..
             })
         ));
@@ -271,14 +269,12 @@ mod tests {
         let stop = CancellationToken::new();
         let broker = TestBroker::default();
         let addr = serve(broker.clone(), stop.clone()).await;
-        let config = Config {
-            brokers: vec![format!("http://{addr}")],
-            interval_secs: 1,
-            host_id: Some("node-a".into()),
-            zone: Some("z".into()),
-            metrics_listen: "127.0.0.1:0".parse().expect("addr"),
-            ..Config::default()
-        };
+        let mut config = Config::default();
+        config.brokers.endpoints = vec![format!("http://{addr}")];
+        config.collect.interval = Duration::from_secs(1);
+        config.host.id = Some("node-a".into());
+        config.host.zone = Some("z".into());
+        config.metrics.listen = "127.0.0.1:0".parse().expect("addr");
         let agent = Agent::bind(config).await.expect("bind");
         assert_eq!(agent.host_id(), "node-a");
         let metrics_addr = agent.metrics_addr();

@@ -71,21 +71,21 @@ impl SenderConfig {
             connector,
             brokers: config
                 .brokers
+                .endpoints
                 .iter()
                 .map(|b| b.trim().to_string())
                 .collect(),
-            connect_timeout: Duration::from_secs(config.connect_timeout_secs),
-            ack_timeout: Duration::from_secs(config.ack_timeout_secs),
-            heartbeat: Duration::from_secs(config.heartbeat_secs),
-            max_batch: config.max_batch.max(1),
-            max_in_flight: config.max_in_flight.max(1),
-            backoff_max: Duration::from_secs(config.backoff_max_secs),
+            connect_timeout: config.send.connect_timeout,
+            ack_timeout: config.send.ack_timeout,
+            heartbeat: config.send.heartbeat,
+            max_batch: config.send.max_batch.max(1),
+            max_in_flight: config.send.max_in_flight.max(1),
+            backoff_max: config.send.backoff_max,
             register: Register {
                 host_id: host_id.to_string(),
                 labels: labels.into_iter().collect(),
                 agent_version: env!("CARGO_PKG_VERSION").to_string(),
-                interval_ms: u32::try_from(config.interval_secs.saturating_mul(1000))
-                    .unwrap_or(u32::MAX),
+                interval_ms: config.interval_ms(),
             },
         }
     }
