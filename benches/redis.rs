@@ -156,14 +156,11 @@ fn main() {
         }
         let mut client = query_client(&url).await;
         // (a) The store API in this process, against the same Redis.
-        let store = ringwatch_broker::store::RedisStore::open(ringwatch_broker::Config {
-            store: ringwatch_broker::config::StoreKind::Redis,
-            redis_urls: vec![redis.url()],
-            redis_layout: clap::ValueEnum::from_str(&layout, true).expect("REDIS_LAYOUT: compact, seed or both"),
-            ..Default::default()
-        }
-        .redis())
-        .expect("store");
+        let mut cfg = ringwatch_broker::Config::default();
+        cfg.storage.kind = ringwatch_broker::config::StoreKind::Redis;
+        cfg.storage.redis.urls = vec![redis.url()];
+        cfg.storage.redis.layout = clap::ValueEnum::from_str(&layout, true).expect("REDIS_LAYOUT: compact, seed or both");
+        let store = ringwatch_broker::store::RedisStore::open(cfg.redis()).expect("store");
         let q = ringwatch_broker::store::RangeQuery { host_id: "range-host".into(), start_ms: start, end_ms: end, metric_names: vec![], limit: usize::MAX, max_cells: usize::MAX, sparse_ok: true, step_ms: 0 };
         let mut lat = Vec::with_capacity(queries);
         for _ in 0..queries {

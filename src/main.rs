@@ -42,11 +42,12 @@ struct Cli {
 enum Command {
     /// Run a broker: ingest, storage, query, admin HTTP.
     Broker {
-        /// YAML config file (field names as the flags, e.g. `retention_hours: 24`).
+        /// YAML config file, nested (e.g. `storage: {retention: 1d}`, `cluster: {raft:
+        /// {heartbeat: 100ms}}`); flags and env variables win over it.
         #[arg(long, env = "RINGWATCH_BROKER_CONFIG")]
         config: Option<PathBuf>,
         #[command(flatten)]
-        args: ringwatch_broker::Config,
+        args: ringwatch_broker::Args,
     },
     /// Run the node agent: collect this host's metrics and stream them to brokers.
     Agent {
@@ -267,9 +268,11 @@ async fn run() -> anyhow::Result<()> {
     warn_secrets_on_command_line(&matches);
     match cli.command {
         Command::Broker { config, args } => {
-            let file = config.as_deref().map(config_file::read_yaml).transpose()?;
-            let cfg: ringwatch_broker::Config =
-                config_file::merge(&args, sub_matches(&matches, "broker")?, file, "broker")?;
+            let mut cfg = match config.as_deref().map(config_file::read_yaml).transpose()? {
+                Some(file) => ringwatch_broker::Config::from_yaml_value(file)?,
+                None => ringwatch_broker::Config::default(),
+            };
+            args.apply(&mut cfg);
             let broker = ringwatch_broker::Broker::bind(cfg).await?;
             announce(
                 serde_json::json!({"event": "ready", "component": "broker", "node_id": broker.node_id(), "grpc": broker.grpc_addr().to_string(), "admin": broker.admin_addr().to_string()}),

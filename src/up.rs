@@ -147,34 +147,30 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
             name.push(format!("-broker-{i}"));
             PathBuf::from(name)
         };
-        let broker_cfg = ringwatch_broker::Config {
-            listen: next(args.grpc, i),
-            admin_listen: next(args.admin, i),
-            data_dir,
-            ephemeral: args.ephemeral,
-            node_id: Some(if cluster {
-                format!("local-broker-{i}")
-            } else {
-                "local-broker".into()
-            }),
-            raft: cluster,
-            // form_cluster starts the cluster through the first broker.
-            bootstrap: false,
-            advertise_grpc: None,
-            store: if args.redis.is_some() {
-                StoreKind::Redis
-            } else {
-                StoreKind::Embedded
-            },
-            redis_urls: args.redis.iter().cloned().collect(),
-            max_connections: (files / 2 / count).max(64),
-            admin_max_connections: 64,
-            tls_cert: security.as_ref().map(|s| s.ca.server_cert.clone()),
-            tls_key: security.as_ref().map(|s| s.ca.server_key.clone()),
-            peer_tls_ca: security.as_ref().map(|s| s.ca.ca.clone()),
-            auth_secret_file: security.as_ref().map(|s| s.auth_secret.clone()),
-            ..Default::default()
+        let mut broker_cfg = ringwatch_broker::Config::default();
+        broker_cfg.grpc.listen = next(args.grpc, i);
+        broker_cfg.admin.listen = next(args.admin, i);
+        broker_cfg.node.data_dir = data_dir;
+        broker_cfg.node.ephemeral = args.ephemeral;
+        broker_cfg.node.id = Some(if cluster {
+            format!("local-broker-{i}")
+        } else {
+            "local-broker".into()
+        });
+        // form_cluster starts the cluster through the first broker (no bootstrap).
+        broker_cfg.cluster.enabled = cluster;
+        broker_cfg.storage.kind = if args.redis.is_some() {
+            StoreKind::Redis
+        } else {
+            StoreKind::Embedded
         };
+        broker_cfg.storage.redis.urls = args.redis.iter().cloned().collect();
+        broker_cfg.grpc.max_connections = (files / 2 / count).max(64);
+        broker_cfg.admin.max_connections = 64;
+        broker_cfg.grpc.tls.cert = security.as_ref().map(|s| s.ca.server_cert.clone());
+        broker_cfg.grpc.tls.key = security.as_ref().map(|s| s.ca.server_key.clone());
+        broker_cfg.cluster.peer_tls_ca = security.as_ref().map(|s| s.ca.ca.clone());
+        broker_cfg.grpc.auth.secret_file = security.as_ref().map(|s| s.auth_secret.clone());
         brokers.push(ringwatch_broker::Broker::bind(broker_cfg).await?);
     }
     let scheme = if security.is_some() { "https" } else { "http" };

@@ -251,12 +251,10 @@ async fn contract(store: &AnyStore, what: &str) {
 }
 
 fn redis(layout: RedisLayout, url: &str) -> AnyStore {
-    let c = Config {
-        redis_urls: vec![url.to_string()],
-        redis_layout: layout,
-        redis_key_prefix: format!("contract-{layout:?}:"),
-        ..Config::default()
-    };
+    let mut c = Config::default();
+    c.storage.redis.urls = vec![url.to_string()];
+    c.storage.redis.layout = layout;
+    c.storage.redis.key_prefix = format!("contract-{layout:?}:");
     RedisStore::open(c.redis()).unwrap().into()
 }
 

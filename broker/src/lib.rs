@@ -39,7 +39,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-pub use config::Config;
+pub use config::{Args, Config};
 pub use error::{BrokerError, StoreError};
 
 use crate::config::StoreKind;
@@ -85,36 +85,36 @@ impl Broker {
             tls: config.server_tls()?,
             secrets: config.auth_secrets()?,
         };
-        let store = match config.store {
+        let store = match config.storage.kind {
             StoreKind::Embedded => AnyStore::Embedded(EmbeddedStore::open(config.embedded())?),
             StoreKind::Redis => AnyStore::Redis(RedisStore::open(config.redis())?),
         };
-        let grpc = TcpListener::bind(config.listen)
+        let grpc = TcpListener::bind(config.grpc.listen)
             .await
             .map_err(|source| BrokerError::Bind {
                 what: "gRPC",
-                addr: config.listen,
+                addr: config.grpc.listen,
                 source,
             })?;
-        let admin = TcpListener::bind(config.admin_listen)
+        let admin = TcpListener::bind(config.admin.listen)
             .await
             .map_err(|source| BrokerError::Bind {
                 what: "admin HTTP",
-                addr: config.admin_listen,
+                addr: config.admin.listen,
                 source,
             })?;
         let grpc_addr = grpc.local_addr().map_err(|source| BrokerError::Bind {
             what: "gRPC",
-            addr: config.listen,
+            addr: config.grpc.listen,
             source,
         })?;
         let admin_addr = admin.local_addr().map_err(|source| BrokerError::Bind {
             what: "admin HTTP",
-            addr: config.admin_listen,
+            addr: config.admin.listen,
             source,
         })?;
         let node_id = config.resolved_node_id();
-        let control = if config.raft {
+        let control = if config.cluster.enabled {
             let (grpc_url, admin_url) = config.advertised(grpc_addr, admin_addr);
             let me = control::BrokerNode {
                 name: node_id.clone(),
@@ -123,7 +123,7 @@ impl Broker {
             };
             let connector = config.peer_connector(security.secrets.as_deref())?;
             let plane = control::ControlPlane::start(
-                &config.data_dir.join("raft"),
+                &config.node.data_dir.join("raft"),
                 me,
                 config.raft_timings(),
                 connector,
@@ -137,7 +137,7 @@ impl Broker {
         };
         let queue = match &control {
             Some(_) => {
-                let dir = config.data_dir.join("forward-queue");
+                let dir = config.node.data_dir.join("forward-queue");
                 let (queue, opened) =
                     forward_queue::ForwardQueue::open(&dir, config.forward_queue_limits())
                         .map_err(|e| BrokerError::Config(e.to_string()))?;
@@ -254,40 +254,40 @@ async fn serve(
     let peer_service = control.as_ref().map(|_| {
         peer_service::PeerService {
             router: router.clone(),
-            max_snapshots: config.query_max_snapshots,
-            max_cells: config.query_max_cells,
-            max_batch_snapshots: config.max_batch_snapshots,
+            max_snapshots: config.limits.query_max_snapshots,
+            max_cells: config.limits.query_max_cells,
+            max_batch_snapshots: config.limits.max_batch_snapshots,
         }
         .server()
     });
     let streams_done = CancellationToken::new();
     let limits = validate::Limits {
-        max_batch_snapshots: config.max_batch_snapshots,
-        max_metrics_per_snapshot: config.max_metrics_per_snapshot,
-        max_future_skew_ms: config.max_future_skew_secs as i64 * 1000,
+        max_batch_snapshots: config.limits.max_batch_snapshots,
+        max_metrics_per_snapshot: config.limits.max_metrics_per_snapshot,
+        max_future_skew_ms: config.limits.max_future_skew.as_millis() as i64,
         retention_ms: config.retention().as_millis() as i64,
     };
     let legacy = legacy::LegacyService {
         router: router.clone(),
         metrics: metrics.clone(),
         limits,
-        max_snapshots: config.query_max_snapshots,
-        max_cells: config.query_max_cells,
+        max_snapshots: config.limits.query_max_snapshots,
+        max_cells: config.limits.query_max_cells,
     };
     let ingest = ingest::IngestService {
         router: router.clone(),
         metrics: metrics.clone(),
         limits,
-        streams: Arc::new(Semaphore::new(config.max_streams)),
+        streams: Arc::new(Semaphore::new(config.grpc.max_streams)),
         shutdown: streams_done.clone(),
     };
     let query = query::QueryService {
         router: router.clone(),
         metrics: metrics.clone(),
-        max_snapshots: config.query_max_snapshots,
-        max_cells: config.query_max_cells,
-        stale_after_intervals: config.stale_after_intervals,
-        gone_after_ms: config.gone_after_secs as i64 * 1000,
+        max_snapshots: config.limits.query_max_snapshots,
+        max_cells: config.limits.query_max_cells,
+        stale_after_intervals: config.hosts.stale_after_intervals,
+        gone_after_ms: config.hosts.gone_after.as_millis() as i64,
         live,
         shutdown: streams_done.clone(),
         control: control.clone(),
@@ -301,14 +301,14 @@ async fn serve(
         .set_serving::<ringwatch_proto::query_server::QueryServer<query::QueryService>>()
         .await;
 
-    let max = config.max_message_bytes;
+    let max = config.grpc.max_message_bytes;
     let grpc_shutdown = shutdown.clone();
     let grpc_server = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(config.keepalive_secs)))
+        .http2_keepalive_interval(Some(config.grpc.keepalive))
         .initial_stream_window_size(Some(1 << 20))
         .initial_connection_window_size(Some(4 << 20))
-        .http2_keepalive_timeout(Some(Duration::from_secs(config.keepalive_timeout_secs)))
-        .max_concurrent_streams(Some(config.max_streams_per_connection))
+        .http2_keepalive_timeout(Some(config.grpc.keepalive_timeout))
+        .max_concurrent_streams(Some(config.grpc.max_streams_per_connection))
         .layer(ringwatch_net::grpc_auth::AuthLayer::new(
             security
                 .secrets
@@ -425,10 +425,10 @@ async fn serve(
         shutdown.clone(),
         Duration::from_secs(5),
     );
-    ringwatch_net::warn_if_few_files(config.max_connections + config.admin_max_connections);
+    ringwatch_net::warn_if_few_files(config.grpc.max_connections + config.admin.max_connections);
 
     let tls = if security.tls.is_some() {
-        if config.tls_client_ca.is_some() {
+        if config.grpc.tls.client_ca.is_some() {
             "mutual"
         } else {
             "on"
@@ -460,7 +460,7 @@ async fn serve(
             shutdown.clone(),
         ))
     });
-    if let Some(plane) = control.clone().filter(|_| config.bootstrap) {
+    if let Some(plane) = control.clone().filter(|_| config.cluster.bootstrap) {
         let stop = shutdown.clone();
         tokio::spawn(async move {
             // Until it works: the first election takes a moment, and a restart finds the

@@ -46,7 +46,18 @@ use ringwatch_proto::{Unit, WindowStats};
 use serde::{Deserialize, Serialize};
 
 /// Which key layout the Redis store writes and reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RedisLayout {
     /// Compressed chunks per host and 10-minute window (a few bytes a sample).

@@ -18,7 +18,18 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 /// How Redis is deployed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RedisMode {
     /// One server (`--redis-url redis://host:6379`).
