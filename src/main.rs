@@ -37,6 +37,13 @@ struct Cli {
 }
 
 // Parsed once at start: the size of its largest variant costs nothing.
+/// What `ringwatch operator` does.
+#[derive(Debug, Subcommand)]
+enum OperatorCommand {
+    /// Print the MonitorCluster CustomResourceDefinition (`crds/monitorcluster.yaml` holds it).
+    Crd,
+}
+
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -73,6 +80,9 @@ enum Command {
     Query(query_cmd::QueryArgs),
     /// The broker cluster's admin API: status, join, promote, drain (with hand-off), remove.
     Cluster(cluster_cmd::ClusterArgs),
+    /// The operator: `ringwatch operator crd` prints the MonitorCluster CRD (YAML).
+    #[command(subcommand)]
+    Operator(OperatorCommand),
     /// Watch live updates from viz over QUIC.
     Watch(watch::WatchArgs),
     /// Simulate many hosts streaming to brokers as agents do, and record every acknowledged
@@ -332,6 +342,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Up(args) => up::run(args, shutdown_on_signals()).await?,
         Command::Query(args) => query_cmd::run(args).await?,
         Command::Cluster(args) => cluster_cmd::run(args).await?,
+        Command::Operator(OperatorCommand::Crd) => print!("{}", ringwatch_operator::crd_yaml()?),
         Command::Watch(args) => watch::run(args).await?,
         Command::BrokerToken {
             roles,

@@ -665,6 +665,12 @@ fn compact_layout_keys_expiry_memory_and_exact_read_back() {
         (format!("monitor:hosts:{{{h}}}"), "hash"),
     ] {
         let t: String = redis::cmd("TYPE").arg(&key).query(&mut c).unwrap();
+        // The newest row's window may have ended while the test ran (the clock crossed a
+        // 10-minute boundary): then, its grace over, it is closed and nothing is open.
+        let newest_window_over = now_ms() >= ts.div_euclid(WINDOW) * WINDOW + WINDOW;
+        if ty == "zset" && t == "none" && newest_window_over {
+            continue;
+        }
         assert_eq!(t, ty, "{key}");
         let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut c).unwrap();
         assert!(ttl > RETENTION_SECS - 120, "TTL of {key}: {ttl}");

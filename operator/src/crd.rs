@@ -1,0 +1,307 @@
+//! The `MonitorCluster` custom resource (group `ringwatch.dev`, version `v1alpha1`, short name
+//! `mc`): one object describes a whole Ringwatch — the agent on every node, the broker cluster
+//! and its storage, viz — and its status says whether it is all well.
+//!
+//! Its schema derives from these types; the parts that configure a component are that
+//! component's own config types (the broker's [`RaftConfig`] and [`DetectionConfig`], the
+//! agent's [`CollectConfig`], the Redis [`RedisMode`]), so a field means the same in the CRD,
+//! the YAML file and the flags. Every field has a default: an empty spec is a working cluster
+//! (three brokers on the embedded store). Cross-field rules are CEL (`x-kubernetes-validations`),
+//! checked by the API server.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use ringwatch_agent::config::CollectConfig;
+use ringwatch_broker::config::{DetectionConfig, RaftConfig};
+use ringwatch_broker::store::RedisMode;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The image every component runs by default: this build's.
+pub const DEFAULT_IMAGE: &str = concat!("ringwatch:", env!("CARGO_PKG_VERSION"));
+
+#[derive(CustomResource, JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "ringwatch.dev",
+    version = "v1alpha1",
+    kind = "MonitorCluster",
+    plural = "monitorclusters",
+    shortname = "mc",
+    namespaced,
+    status = "MonitorClusterStatus",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Brokers","type":"string","jsonPath":".status.brokers","description":"ready/desired"}"#,
+    printcolumn = r#"{"name":"Leader","type":"string","jsonPath":".status.leader"}"#,
+    printcolumn = r#"{"name":"Ring epoch","type":"integer","jsonPath":".status.ringEpoch"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MonitorClusterSpec {
+    pub agent: AgentSpec,
+    pub broker: BrokerSpec,
+    pub viz: VizSpec,
+}
+
+/// The agent DaemonSet: one on every node.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AgentSpec {
+    pub image: String,
+    /// What the agent collects and how often (the agent's own config type).
+    pub collect: CollectConfig,
+    pub resources: Option<ResourceRequirements>,
+    /// Tolerations in addition to the default, which tolerates every taint (an agent runs on
+    /// every node, control plane included).
+    pub tolerations: Vec<Toleration>,
+    pub node_selector: BTreeMap<String, String>,
+    pub priority_class_name: Option<String>,
+}
+
+impl Default for AgentSpec {
+    fn default() -> Self {
+        AgentSpec {
+            image: DEFAULT_IMAGE.into(),
+            collect: CollectConfig::default(),
+            resources: None,
+            tolerations: Vec::new(),
+            node_selector: BTreeMap::new(),
+            priority_class_name: None,
+        }
+    }
+}
+
+/// The broker StatefulSet: a Raft cluster sharding hosts by the ring.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BrokerSpec {
+    /// Brokers (Raft voters once caught up). Odd counts tolerate the most failures.
+    #[schemars(range(min = 1, max = 99))]
+    pub replicas: i32,
+    pub image: String,
+    pub resources: Option<ResourceRequirements>,
+    /// Raft's timings (the broker's own config type).
+    pub raft: RaftConfig,
+    /// When a silent broker is marked down (the broker's own config type).
+    pub detection: DetectionConfig,
+    /// Points per broker on the consistent-hash ring.
+    #[schemars(range(min = 1, max = 1000))]
+    pub vnodes: u32,
+    /// How long samples are kept.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub retention: Duration,
+    pub storage: StorageSpec,
+}
+
+impl Default for BrokerSpec {
+    fn default() -> Self {
+        BrokerSpec {
+            replicas: 3,
+            image: DEFAULT_IMAGE.into(),
+            resources: None,
+            raft: RaftConfig::default(),
+            detection: DetectionConfig::default(),
+            vnodes: 50,
+            retention: Duration::from_secs(7 * 86_400),
+            storage: StorageSpec::default(),
+        }
+    }
+}
+
+/// Where brokers store samples: the embedded store on a volume each (the default), or an
+/// external Redis; one of the two.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.embedded) && has(self.redis))").message("storage: embedded or redis, not both"))]
+pub struct StorageSpec {
+    pub embedded: Option<EmbeddedStorage>,
+    pub redis: Option<RedisStorage>,
+}
+
+/// The embedded store: a PersistentVolumeClaim per broker.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EmbeddedStorage {
+    /// The volume's size (a Kubernetes quantity).
+    pub size: String,
+    /// The StorageClass (default: the cluster's default class).
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for EmbeddedStorage {
+    fn default() -> Self {
+        EmbeddedStorage {
+            size: "10Gi".into(),
+            storage_class_name: None,
+        }
+    }
+}
+
+/// An external Redis every broker shares.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.mode != 'sentinel' || (has(self.masterName) && self.masterName != '')").message("redis: sentinel mode needs masterName"))]
+#[x_kube(validation = Rule::new("size(self.addresses) > 0").message("redis: at least one address (redis:// or rediss://)"))]
+pub struct RedisStorage {
+    #[serde(default)]
+    pub mode: RedisMode,
+    /// The server, the sentinels, or cluster seed nodes: `redis://host:port` (`rediss://` for
+    /// TLS).
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// The sentinel master name.
+    pub master_name: Option<String>,
+    /// A Secret with the credentials and CA: keys `username`, `password`, `ca.crt` (each
+    /// optional).
+    pub secret_ref: Option<SecretRef>,
+}
+
+/// A Secret in the MonitorCluster's namespace.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    pub name: String,
+}
+
+/// viz: the dashboard, its API and live push.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VizSpec {
+    #[schemars(range(min = 0, max = 99))]
+    pub replicas: i32,
+    pub image: String,
+    pub resources: Option<ResourceRequirements>,
+    pub service_type: ServiceType,
+    /// A Secret whose key `jwt-secret` signs API tokens (default: one the operator generates).
+    pub auth_secret_ref: Option<SecretRef>,
+    /// A `kubernetes.io/tls` Secret for viz's QUIC push (default: a generated certificate).
+    pub tls_secret_ref: Option<SecretRef>,
+}
+
+impl Default for VizSpec {
+    fn default() -> Self {
+        VizSpec {
+            replicas: 1,
+            image: DEFAULT_IMAGE.into(),
+            resources: None,
+            service_type: ServiceType::ClusterIP,
+            auth_secret_ref: None,
+            tls_secret_ref: None,
+        }
+    }
+}
+
+/// How viz's Service is exposed.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ServiceType {
+    #[default]
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+}
+
+/// Where the cluster is, as `kubectl get mc` shows it.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Pending,
+    Progressing,
+    Running,
+    Degraded,
+    Failed,
+}
+
+/// What the operator last saw.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MonitorClusterStatus {
+    pub phase: Option<Phase>,
+    /// Available, Progressing and Degraded, with reasons.
+    pub conditions: Vec<Condition>,
+    /// Brokers ready/desired (the printer column).
+    pub brokers: Option<String>,
+    pub ready: ReadyCounts,
+    /// The Raft leader's node id, and its term.
+    pub leader: Option<String>,
+    pub term: Option<u64>,
+    pub ring_epoch: Option<u64>,
+    /// Ring members and their state (joining, active, draining, drained, down, left).
+    pub members: Vec<MemberStatus>,
+    pub observed_generation: Option<i64>,
+}
+
+/// Ready and desired pods per tier.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ReadyCounts {
+    pub agents_ready: i32,
+    pub agents_desired: i32,
+    pub brokers_ready: i32,
+    pub brokers_desired: i32,
+    pub viz_ready: i32,
+    pub viz_desired: i32,
+}
+
+/// One ring member.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MemberStatus {
+    pub id: String,
+    pub state: String,
+    /// leader, follower, learner.
+    pub role: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn the_crd_names_group_version_kind_short_name_and_printer_columns() {
+        let crd = serde_json::to_value(MonitorCluster::crd()).unwrap();
+        assert_eq!(crd["spec"]["group"], "ringwatch.dev");
+        assert_eq!(crd["spec"]["scope"], "Namespaced");
+        assert_eq!(crd["spec"]["names"]["shortNames"][0], "mc");
+        let v = &crd["spec"]["versions"][0];
+        assert_eq!(v["name"], "v1alpha1");
+        assert!(v["subresources"]["status"].is_object());
+        let columns: Vec<&str> = v["additionalPrinterColumns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(columns, ["Phase", "Brokers", "Leader", "Ring epoch", "Age"]);
+        let text = crd.to_string();
+        assert!(
+            text.contains("x-kubernetes-validations"),
+            "CEL rules are in"
+        );
+        assert!(
+            text.contains("election_timeout"),
+            "the broker's own Raft type"
+        );
+        assert!(
+            !text.contains("\"$ref\""),
+            "a structural schema has no references"
+        );
+    }
+
+    #[test]
+    fn an_empty_spec_is_a_working_cluster() {
+        let spec: MonitorClusterSpec = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(spec.broker.replicas, 3);
+        assert_eq!(spec.broker.raft, RaftConfig::default());
+        assert_eq!(spec.agent.collect.interval, Duration::from_secs(5));
+        assert_eq!(spec.broker.retention, Duration::from_secs(7 * 86_400));
+        assert!(spec.broker.storage.embedded.is_none() && spec.broker.storage.redis.is_none());
+        let written = serde_json::to_value(&spec).unwrap();
+        assert_eq!(written["broker"]["raft"]["heartbeat"], "500ms");
+        assert_eq!(written["agent"]["collect"]["interval"], "5s");
+        assert_eq!(written["viz"]["serviceType"], "ClusterIP");
+    }
+}
