@@ -222,11 +222,7 @@ impl Args {
     /// Lays every flag and env variable given over `c`; a label that is not `key=value` is
     /// refused.
     pub fn apply(self, c: &mut Config) -> Result<(), AgentError> {
-        fn set<T>(to: &mut T, v: Option<T>) {
-            if let Some(v) = v {
-                *to = v;
-            }
-        }
+        use ringwatch_core::config::overlay as set;
         let secs = |v: Option<u64>| v.map(Duration::from_secs);
         if !self.brokers.is_empty() {
             c.brokers.endpoints = self.brokers;

@@ -658,16 +658,8 @@ pub struct Args {
 impl Args {
     /// Lays every flag and env variable given over `c`.
     pub fn apply(self, c: &mut Config) {
-        fn set<T>(to: &mut T, v: Option<T>) {
-            if let Some(v) = v {
-                *to = v;
-            }
-        }
-        fn some<T>(to: &mut Option<T>, v: Option<T>) {
-            if v.is_some() {
-                *to = v;
-            }
-        }
+        use ringwatch_core::config::overlay as set;
+        use ringwatch_core::config::overlay_opt as some;
         let secs = |v: Option<u64>| v.map(Duration::from_secs);
         let ms = |v: Option<u64>| v.map(Duration::from_millis);
         some(&mut c.node.id, self.node_id);

@@ -103,6 +103,21 @@ impl JsonSchema for Secret {
     }
 }
 
+/// Lays a flag over a config field: `to` becomes `given` when one was given (the `Args::apply`
+/// of every service).
+pub fn overlay<T>(to: &mut T, given: Option<T>) {
+    if let Some(v) = given {
+        *to = v;
+    }
+}
+
+/// [`overlay`] for an optional field: set when one was given, else left as it is.
+pub fn overlay_opt<T>(to: &mut Option<T>, given: Option<T>) {
+    if given.is_some() {
+        *to = given;
+    }
+}
+
 /// A secret from a file (a mounted Kubernetes Secret), without the one trailing newline editors
 /// and `echo` add.
 pub fn read_secret_file(path: &Path) -> std::io::Result<Secret> {

@@ -72,11 +72,7 @@ pub struct BrokerClientConfig {
 impl BrokerClientConfig {
     /// Lays the fields `given` sets (flags, env) over these (a file's, or the defaults).
     pub fn overlay(&mut self, given: BrokerClientConfig) {
-        fn set<T>(to: &mut Option<T>, v: Option<T>) {
-            if v.is_some() {
-                *to = v;
-            }
-        }
+        use ringwatch_core::config::overlay_opt as set;
         set(&mut self.tls_ca, given.tls_ca);
         if given.tls_cert.is_some() {
             self.tls_cert = given.tls_cert;

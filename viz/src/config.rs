@@ -280,11 +280,7 @@ pub struct Args {
 impl Args {
     /// Lays every flag and env variable given over `c`.
     pub fn apply(self, c: &mut Config) {
-        fn set<T>(to: &mut T, v: Option<T>) {
-            if let Some(v) = v {
-                *to = v;
-            }
-        }
+        use ringwatch_core::config::overlay as set;
         let secs = |v: Option<u64>| v.map(Duration::from_secs);
         set(&mut c.http.listen, self.listen);
         if !self.brokers.is_empty() {
