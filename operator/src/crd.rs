@@ -53,11 +53,13 @@ pub struct AgentSpec {
     pub image: String,
     /// What the agent collects and how often (the agent's own config type).
     pub collect: CollectConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     /// Tolerations in addition to the default, which tolerates every taint (an agent runs on
     /// every node, control plane included).
     pub tolerations: Vec<Toleration>,
     pub node_selector: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub priority_class_name: Option<String>,
 }
 
@@ -82,6 +84,7 @@ pub struct BrokerSpec {
     #[schemars(range(min = 1, max = 99))]
     pub replicas: i32,
     pub image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     /// Raft's timings (the broker's own config type).
     pub raft: RaftConfig,
@@ -118,7 +121,9 @@ impl Default for BrokerSpec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.embedded) && has(self.redis))").message("storage: embedded or redis, not both"))]
 pub struct StorageSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub embedded: Option<EmbeddedStorage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisStorage>,
 }
 
@@ -129,6 +134,7 @@ pub struct EmbeddedStorage {
     /// The volume's size (a Kubernetes quantity).
     pub size: String,
     /// The StorageClass (default: the cluster's default class).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
 }
 
@@ -154,9 +160,11 @@ pub struct RedisStorage {
     #[serde(default)]
     pub addresses: Vec<String>,
     /// The sentinel master name.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub master_name: Option<String>,
     /// A Secret with the credentials and CA: keys `username`, `password`, `ca.crt` (each
     /// optional).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretRef>,
 }
 
@@ -174,11 +182,14 @@ pub struct VizSpec {
     #[schemars(range(min = 0, max = 99))]
     pub replicas: i32,
     pub image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     pub service_type: ServiceType,
     /// A Secret whose key `jwt-secret` signs API tokens (default: one the operator generates).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_secret_ref: Option<SecretRef>,
     /// A `kubernetes.io/tls` Secret for viz's QUIC push (default: a generated certificate).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_secret_ref: Option<SecretRef>,
 }
 
@@ -218,18 +229,24 @@ pub enum Phase {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase", default)]
 pub struct MonitorClusterStatus {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// Available, Progressing and Degraded, with reasons.
     pub conditions: Vec<Condition>,
     /// Brokers ready/desired (the printer column).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub brokers: Option<String>,
     pub ready: ReadyCounts,
     /// The Raft leader's node id, and its term.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub leader: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub term: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ring_epoch: Option<u64>,
     /// Ring members and their state (joining, active, draining, drained, down, left).
     pub members: Vec<MemberStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
 
@@ -252,6 +269,7 @@ pub struct MemberStatus {
     pub id: String,
     pub state: String,
     /// leader, follower, learner.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
 }
 
