@@ -99,6 +99,9 @@ pub struct BrokerMetrics {
     /// Refused input is all counted, but logged at most once per 10 s (a flood of bad input
     /// must not become a flood of log lines).
     pub refusal_log: ringwatch_net::Throttle,
+    /// Forwards that failed and batches queued on disk: logged at most once per 10 s too (a
+    /// partition fails every batch of the hosts it cuts off).
+    pub forward_log: ringwatch_net::Throttle,
 }
 
 impl Default for BrokerMetrics {
@@ -167,6 +170,7 @@ impl BrokerMetrics {
             listen: ringwatch_net::ListenMetrics::default(),
             auth: ringwatch_net::grpc_auth::AuthMetrics::default(),
             refusal_log: ringwatch_net::Throttle::default(),
+            forward_log: ringwatch_net::Throttle::default(),
             registry: Registry::default(),
         };
         m.listen.register(&mut r);

@@ -5,8 +5,8 @@
 //! another broker, and answered only once the owner has stored them; a failed forward is
 //! tried again after 1, 2 and 4 s at whoever owns the host then, and after that a batch goes to
 //! the forward queue on disk (`forward_queue`, delivered by `redeliver`) before it is
-//! acknowledged, or, the queue full, is not acknowledged, so the agent keeps it); a host's range is asked of every broker that owned
-//! it within the range (the ring's epochs) and merged; latest and hosts ask every broker and
+//! acknowledged, or, the queue full, is not acknowledged, so the agent keeps it); a host's
+//! range is asked of every broker that owned it within the range (the ring's epochs) and merged; latest and hosts ask every broker and
 //! merge. The `*_local` calls are what a peer asks of this broker's own store.
 
 use std::collections::BTreeMap;
@@ -163,7 +163,9 @@ impl Router {
         match pushed {
             Ok(_) => {
                 self.metrics.forward_queue_event("queued");
-                tracing::warn!(%host, snapshots = n, %error, "the owner did not take the batch; queued on disk, to deliver when it does");
+                if let Some(skipped) = self.metrics.forward_log.allow() {
+                    tracing::warn!(%host, snapshots = n, %error, not_logged_since_last = skipped, "the owner did not take the batch; queued on disk, to deliver when it does");
+                }
                 Ok(WriteOutcome {
                     stored: n as u32,
                     duplicates: 0,
@@ -238,8 +240,8 @@ impl Router {
                     };
                     let Some(delay) = next else {
                         self.metrics.forwarded("failed", req.snapshots.len());
-                        if retry {
-                            tracing::warn!(%host, owner = %owner.id, error = %status.message(), "forward to the owner failed");
+                        if retry && let Some(skipped) = self.metrics.forward_log.allow() {
+                            tracing::warn!(%host, owner = %owner.id, error = %status.message(), not_logged_since_last = skipped, "forward to the owner failed");
                         }
                         let error = StoreError::Unavailable(format!(
                             "the owner of {host} ({}) did not take it: {}",
