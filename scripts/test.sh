@@ -30,17 +30,18 @@ if ! /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-prometheus-client
 fi
-# kubernetes-validate (PyPI) checks the CRD against Kubernetes' own schemas (tests/crd.rs).
-if ! PYTHONPATH=target/pytools /usr/bin/python3 -c 'import kubernetes_validate' >/dev/null 2>&1; then
+# kubernetes-validate (PyPI) checks the CRD and every generated manifest against Kubernetes' own
+# schemas (tests/crd.rs); helm-python-sdk is the real Helm engine for the chart (tests/chart.rs).
+if ! PYTHONPATH=target/pytools /usr/bin/python3 -c 'import kubernetes_validate, helm_python' >/dev/null 2>&1; then
   if ! /usr/bin/python3 -m pip --version >/dev/null 2>&1; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-pip
   fi
-  echo "installing kubernetes-validate into target/pytools"
+  echo "installing kubernetes-validate and helm-python-sdk into target/pytools"
   /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-    --target target/pytools --break-system-packages kubernetes-validate
+    --upgrade --target target/pytools --break-system-packages kubernetes-validate helm-python-sdk
 fi
 if [ ! -d viz/web/node_modules/playwright-core ]; then
   (cd viz/web && npm ci --no-audit --no-fund)

@@ -42,6 +42,15 @@ struct Cli {
 enum OperatorCommand {
     /// Print the MonitorCluster CustomResourceDefinition (`crds/monitorcluster.yaml` holds it).
     Crd,
+    /// Print every object the operator would make for a MonitorCluster (with freshly generated
+    /// credentials), to read or validate; `-` reads standard input.
+    Render {
+        /// The MonitorCluster's YAML file.
+        file: PathBuf,
+        /// The namespace, when the file names none.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+    },
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -343,6 +352,15 @@ async fn run() -> anyhow::Result<()> {
         Command::Query(args) => query_cmd::run(args).await?,
         Command::Cluster(args) => cluster_cmd::run(args).await?,
         Command::Operator(OperatorCommand::Crd) => print!("{}", ringwatch_operator::crd_yaml()?),
+        Command::Operator(OperatorCommand::Render { file, namespace }) => {
+            let yaml = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            print!("{}", ringwatch_operator::render(&yaml, &namespace)?);
+        }
         Command::Watch(args) => watch::run(args).await?,
         Command::BrokerToken {
             roles,

@@ -177,6 +177,9 @@ pub struct ClusterConfig {
     pub enabled: bool,
     /// Start a cluster with this broker as its first member when it belongs to none.
     pub bootstrap: bool,
+    /// Bootstrap when this broker's node id is this one: a setting every broker of a
+    /// StatefulSet can share (the operator names its first pod).
+    pub bootstrap_node: Option<String>,
     pub raft: RaftConfig,
     pub detection: DetectionConfig,
     /// A CA (PEM) that signed the other brokers' certificates (default: `grpc.tls.client_ca`,
@@ -557,6 +560,10 @@ pub struct Args {
     /// member (give it to exactly one broker; the others join through the admin API).
     #[arg(long, env = "RINGWATCH_BROKER_BOOTSTRAP")]
     pub bootstrap: bool,
+    /// With --raft: bootstrap when this broker's node id is this one (one setting shared by
+    /// every broker; the operator gives its first pod's name).
+    #[arg(long, env = "RINGWATCH_BROKER_BOOTSTRAP_NODE")]
+    pub bootstrap_node: Option<String>,
     /// The gRPC URL other brokers, agents and viz reach this broker at (default: http:// or,
     /// with --tls-cert, https:// and the listen address; 0.0.0.0 becomes the node id).
     #[arg(long, env = "RINGWATCH_BROKER_ADVERTISE_GRPC")]
@@ -734,6 +741,7 @@ impl Args {
         let k = &mut c.cluster;
         k.enabled |= self.raft;
         k.bootstrap |= self.bootstrap;
+        some(&mut k.bootstrap_node, self.bootstrap_node);
         set(&mut k.raft.heartbeat, ms(self.raft_heartbeat_ms));
         set(
             &mut k.raft.election_timeout,
@@ -849,8 +857,11 @@ impl Config {
                     .into(),
             );
         }
-        if k.bootstrap && !k.enabled {
+        if (k.bootstrap || k.bootstrap_node.is_some()) && !k.enabled {
             return bad("cluster.bootstrap: needs --raft (cluster.enabled)".into());
+        }
+        if k.bootstrap_node.as_deref() == Some("") {
+            return bad("cluster.bootstrap_node: must not be empty".into());
         }
         if !k.peer_routes.is_empty() && !k.enabled {
             return bad("cluster.peer_routes: needs --raft (cluster.enabled)".into());

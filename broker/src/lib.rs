@@ -460,7 +460,9 @@ async fn serve(
             shutdown.clone(),
         ))
     });
-    if let Some(plane) = control.clone().filter(|_| config.cluster.bootstrap) {
+    let bootstraps = config.cluster.bootstrap
+        || config.cluster.bootstrap_node.as_deref() == Some(node_id.as_str());
+    if let Some(plane) = control.clone().filter(|_| bootstraps) {
         let stop = shutdown.clone();
         tokio::spawn(async move {
             // Until it works: the first election takes a moment, and a restart finds the

@@ -213,12 +213,58 @@ pub struct LocalCa {
     pub client_key: PathBuf,
 }
 
+/// A CA and the certificates it signed, as PEM text.
+#[derive(Clone)]
+pub struct Pki {
+    pub ca_cert: String,
+    pub server_cert: String,
+    pub server_key: String,
+    pub client_cert: String,
+    pub client_key: String,
+}
+
+impl std::fmt::Debug for Pki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pki { keys: <redacted> }")
+    }
+}
+
+/// Makes a fresh CA named `ca_name`, a server certificate for `server_names` (DNS names or
+/// IP addresses) and a client certificate, all signed by it.
+pub fn generate_pki(ca_name: &str, server_names: &[String]) -> Result<Pki, TlsError> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let gen_err = |e: rcgen::Error| TlsError::Config(format!("cannot make certificates: {e}"));
+    let ca_key = KeyPair::generate().map_err(gen_err)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, ca_name);
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(gen_err)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let leaf = |names: Vec<String>, cn: &str| -> Result<(String, String), TlsError> {
+        let key = KeyPair::generate().map_err(gen_err)?;
+        let mut params = CertificateParams::new(names).map_err(gen_err)?;
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let cert = params.signed_by(&key, &issuer).map_err(gen_err)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    };
+    let (server_cert, server_key) = leaf(server_names.to_vec(), "ringwatch-broker")?;
+    let (client_cert, client_key) = leaf(vec!["ringwatch-client".into()], "ringwatch-client")?;
+    Ok(Pki {
+        ca_cert: ca_cert.pem(),
+        server_cert,
+        server_key,
+        client_cert,
+        client_key,
+    })
+}
+
 /// Makes a fresh CA in `dir`, a server certificate for `server_names` (DNS names or IP
 /// addresses) and a client certificate, all signed by it; keys are written readable by the
 /// owner only.
 pub fn write_local_ca(dir: &Path, server_names: &[String]) -> Result<LocalCa, TlsError> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let gen_err = |e: rcgen::Error| TlsError::Config(format!("cannot make certificates: {e}"));
     let write = |name: &str, text: &str, private: bool| -> Result<PathBuf, TlsError> {
         let path = dir.join(name);
         write_file(&path, text, private).map_err(|e| TlsError::Read {
@@ -233,30 +279,13 @@ pub fn write_local_ca(dir: &Path, server_names: &[String]) -> Result<LocalCa, Tl
         path: dir.to_path_buf(),
         reason: e.to_string(),
     })?;
-    let ca_key = KeyPair::generate().map_err(gen_err)?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Ringwatch local CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(gen_err)?;
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let leaf = |names: Vec<String>, cn: &str| -> Result<(String, String), TlsError> {
-        let key = KeyPair::generate().map_err(gen_err)?;
-        let mut params = CertificateParams::new(names).map_err(gen_err)?;
-        params.distinguished_name.push(DnType::CommonName, cn);
-        let cert = params.signed_by(&key, &issuer).map_err(gen_err)?;
-        Ok((cert.pem(), key.serialize_pem()))
-    };
-    let (server_pem, server_key) = leaf(server_names.to_vec(), "ringwatch-broker")?;
-    let (client_pem, client_key) = leaf(vec!["ringwatch-client".into()], "ringwatch-client")?;
+    let pki = generate_pki("Ringwatch local CA", server_names)?;
     Ok(LocalCa {
-        ca: write("ca.pem", &ca_cert.pem(), false)?,
-        server_cert: write("broker.pem", &server_pem, false)?,
-        server_key: write("broker-key.pem", &server_key, true)?,
-        client_cert: write("client.pem", &client_pem, false)?,
-        client_key: write("client-key.pem", &client_key, true)?,
+        ca: write("ca.pem", &pki.ca_cert, false)?,
+        server_cert: write("broker.pem", &pki.server_cert, false)?,
+        server_key: write("broker-key.pem", &pki.server_key, true)?,
+        client_cert: write("client.pem", &pki.client_cert, false)?,
+        client_key: write("client-key.pem", &pki.client_key, true)?,
     })
 }
 

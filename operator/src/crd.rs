@@ -44,6 +44,70 @@ pub struct MonitorClusterSpec {
     pub agent: AgentSpec,
     pub broker: BrokerSpec,
     pub viz: VizSpec,
+    /// TLS between agents, viz and brokers, and among brokers: on by default, with a CA and a
+    /// broker certificate the operator generates.
+    pub tls: TlsSpec,
+    /// How Prometheus finds the components' `/metrics`.
+    pub monitoring: MonitoringSpec,
+    pub network_policy: NetworkPolicySpec,
+}
+
+/// NetworkPolicies: the brokers' ingest port admits this cluster's agents, viz and brokers;
+/// their Raft and admin port only the brokers, the operator and Prometheus.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NetworkPolicySpec {
+    pub enabled: bool,
+    /// Where the nodes' addresses are: agents use the host's network, so a policy sees them
+    /// as node addresses, not as pods (default: the private ranges).
+    pub node_cidrs: Vec<String>,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        NetworkPolicySpec {
+            enabled: true,
+            node_cidrs: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+/// TLS on the brokers' gRPC port.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TlsSpec {
+    pub enabled: bool,
+    /// A Secret with `tls.crt`, `tls.key` and `ca.crt` for the brokers (e.g. issued by
+    /// cert-manager for the names `*.<name>-broker.<namespace>.svc` and
+    /// `<name>-broker-ingest.<namespace>.svc`); default: generated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+}
+
+impl Default for TlsSpec {
+    fn default() -> Self {
+        TlsSpec {
+            enabled: true,
+            secret_ref: None,
+        }
+    }
+}
+
+/// Scraping: pods carry `prometheus.io/*` annotations; with prometheus-operator installed a
+/// PodMonitor is made as well.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MonitoringSpec {
+    /// Make a PodMonitor when its CRD (monitoring.coreos.com) exists.
+    pub pod_monitor: bool,
+}
+
+impl Default for MonitoringSpec {
+    fn default() -> Self {
+        MonitoringSpec { pod_monitor: true }
+    }
 }
 
 /// The agent DaemonSet: one on every node.
@@ -90,9 +154,6 @@ pub struct BrokerSpec {
     pub raft: RaftConfig,
     /// When a silent broker is marked down (the broker's own config type).
     pub detection: DetectionConfig,
-    /// Points per broker on the consistent-hash ring.
-    #[schemars(range(min = 1, max = 1000))]
-    pub vnodes: u32,
     /// How long samples are kept.
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
@@ -108,7 +169,6 @@ impl Default for BrokerSpec {
             resources: None,
             raft: RaftConfig::default(),
             detection: DetectionConfig::default(),
-            vnodes: 50,
             retention: Duration::from_secs(7 * 86_400),
             storage: StorageSpec::default(),
         }
