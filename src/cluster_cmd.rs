@@ -6,9 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
+use ringwatch_net::admin_client::{AdminAnswer, AdminClient};
 use serde_json::Value;
 
 #[derive(clap::Args, Debug)]
@@ -85,12 +83,6 @@ enum ClusterCommand {
     },
 }
 
-/// One answer of the admin API.
-struct Answer {
-    status: u16,
-    body: Value,
-}
-
 pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let token = match (&args.token, &args.token_file) {
         (Some(t), _) => Some(t.trim().to_string()),
@@ -103,11 +95,10 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let api = Api {
-        admin: args.admin.clone(),
-        token,
+        client: AdminClient::new(&args.admin, token),
         json: args.json,
     };
-    let member = |id: &str, action: &str| format!("/api/cluster/members/{}{action}", enc(id));
+    let member = AdminClient::member_path;
     match args.command {
         ClusterCommand::Status => {
             let body = api.call("GET", "/api/cluster", None).await?.ok()?;
@@ -151,20 +142,6 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-impl Answer {
-    /// The body of a 2xx answer; the broker's reason otherwise.
-    fn ok(self) -> anyhow::Result<Value> {
-        if (200..300).contains(&self.status) {
-            return Ok(self.body);
-        }
-        let reason = self.body["error"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| self.body.to_string());
-        bail!("the broker refused ({}): {reason}", self.status)
-    }
 }
 
 /// Waits until `id` is drained, printing its hand-off's progress.
@@ -256,22 +233,8 @@ fn render_status(c: &Value) -> String {
     out
 }
 
-/// Percent-encodes a path segment (member ids are letters, digits, '-', '.', '_').
-fn enc(id: &str) -> String {
-    id.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 struct Api {
-    admin: String,
-    token: Option<String>,
+    client: AdminClient,
     /// Print answers as the broker's JSON.
     json: bool,
 }
@@ -302,54 +265,14 @@ impl Api {
         self.change("POST", path, None, &done).await
     }
 
-    /// One HTTP/1.1 request to the broker's admin port; its status and JSON body.
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Answer> {
-        let addr = self
-            .admin
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
-        let stream = tokio::time::timeout(
-            Duration::from_secs(10),
-            tokio::net::TcpStream::connect(&addr),
-        )
-        .await
-        .with_context(|| format!("connecting to {addr}: timed out"))?
-        .with_context(|| format!("connecting to the broker's admin port {addr}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .context("HTTP handshake")?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let bytes = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &addr)
-            .header("content-type", "application/json");
-        if let Some(t) = &self.token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let req = req
-            .body(Full::new(Bytes::from(bytes)))
-            .context("building the request")?;
-        // A membership change waits for Raft (a promotion for the learner to catch up).
-        let resp = tokio::time::timeout(Duration::from_secs(60), sender.send_request(req))
-            .await
-            .with_context(|| format!("{method} {path}: no answer within 60 s"))?
-            .with_context(|| format!("{method} {path}"))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .context("reading the answer")?
-            .to_bytes();
-        let body = serde_json::from_slice(&body).unwrap_or_else(
-            |_| serde_json::json!({"error": String::from_utf8_lossy(&body).into_owned()}),
-        );
-        Ok(Answer { status, body })
+    /// One request to the broker's admin port; its status and JSON body.
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<AdminAnswer> {
+        Ok(self.client.call(method, path, body).await?)
     }
 }
 
@@ -383,7 +306,5 @@ mod tests {
             b2.contains("4 hosts, 1000 B left") && b2.contains(" — "),
             "{b2}"
         );
-        assert_eq!(enc("broker-0"), "broker-0");
-        assert_eq!(enc("a/b"), "a%2Fb");
     }
 }

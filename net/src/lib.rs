@@ -6,8 +6,10 @@
 //! - [`grpc::incoming`] is the connection stream a tonic server is given (TLS optional).
 //! - [`grpc_auth`] checks the credential of every gRPC call; [`token`] mints and verifies
 //!   credentials; [`client`] is how clients reach brokers (TLS, credential); [`tls`] reads the
-//!   TLS material; [`peers`] is the pool of brokers every client keeps (health, order, fail-over).
+//!   TLS material; [`peers`] is the pool of brokers every client keeps (health, order, fail-over);
+//!   [`admin_client`] speaks to a broker's admin API.
 
+pub mod admin_client;
 pub mod client;
 mod gate;
 pub mod grpc;

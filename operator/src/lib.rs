@@ -3,11 +3,13 @@
 //! - [`crd`]: the resource, whose schema derives from the components' own config types;
 //! - [`names`]: children's names, labels and ports;
 //! - [`material`]: the credentials and certificates, read back or generated;
-//! - [`children`]: every child object, built from the spec (one pure function).
+//! - [`children`]: every child object, built from the spec (one pure function);
+//! - [`membership`]: ring members and Raft voters from the spec, one step at a time.
 
 pub mod children;
 pub mod crd;
 pub mod material;
+pub mod membership;
 pub mod names;
 
 pub use crd::{MonitorCluster, MonitorClusterSpec, MonitorClusterStatus};
