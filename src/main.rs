@@ -40,6 +40,16 @@ struct Cli {
 /// What `ringwatch operator` does.
 #[derive(Debug, Subcommand)]
 enum OperatorCommand {
+    /// Run the operator: reconcile MonitorClusters (needs a Kubernetes API: in a pod its
+    /// ServiceAccount, outside KUBECONFIG); /metrics, /health and /ready on --listen.
+    Run {
+        /// YAML config file (`listen`, `namespace`, `lease: {name, namespace, duration}`,
+        /// `identity`); flags and env variables win over it.
+        #[arg(long, env = "RINGWATCH_OPERATOR_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: ringwatch_operator::run::Args,
+    },
     /// Print the MonitorCluster CustomResourceDefinition (`crds/monitorcluster.yaml` holds it).
     Crd,
     /// Print every object the operator would make for a MonitorCluster (with freshly generated
@@ -352,6 +362,14 @@ async fn run() -> anyhow::Result<()> {
         Command::Query(args) => query_cmd::run(args).await?,
         Command::Cluster(args) => cluster_cmd::run(args).await?,
         Command::Operator(OperatorCommand::Crd) => print!("{}", ringwatch_operator::crd_yaml()?),
+        Command::Operator(OperatorCommand::Run { config, args }) => {
+            let mut cfg = match config.as_deref().map(config_file::read_yaml).transpose()? {
+                Some(file) => ringwatch_operator::run::Config::from_yaml_value(file)?,
+                None => ringwatch_operator::run::Config::default(),
+            };
+            args.apply(&mut cfg);
+            ringwatch_operator::run::run(cfg, shutdown_on_signals()).await?;
+        }
         Command::Operator(OperatorCommand::Render { file, namespace }) => {
             let yaml = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin()).context("reading standard input")?

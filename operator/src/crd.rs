@@ -308,6 +308,19 @@ pub struct MonitorClusterStatus {
     pub members: Vec<MemberStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The membership change in progress (join, promote, drain, remove, roll), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub membership: Option<MembershipStatus>,
+}
+
+/// A membership change in progress.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MembershipStatus {
+    /// join, promote, drain, remove or roll.
+    pub action: String,
+    pub member: String,
+    pub message: String,
 }
 
 /// Ready and desired pods per tier.

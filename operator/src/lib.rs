@@ -4,13 +4,20 @@
 //! - [`names`]: children's names, labels and ports;
 //! - [`material`]: the credentials and certificates, read back or generated;
 //! - [`children`]: every child object, built from the spec (one pure function);
-//! - [`membership`]: ring members and Raft voters from the spec, one step at a time.
+//! - [`membership`]: ring members and Raft voters from the spec, one step at a time;
+//! - [`controller`]: the reconciler (children applied, orphans deleted, membership, status);
+//! - [`status`]: phase and conditions; [`metrics`]: `/metrics`, `/health`, `/ready`;
+//! - [`run`]: the process (config, leader Lease, the controller).
 
 pub mod children;
+pub mod controller;
 pub mod crd;
 pub mod material;
 pub mod membership;
+pub mod metrics;
 pub mod names;
+pub mod run;
+pub mod status;
 
 pub use crd::{MonitorCluster, MonitorClusterSpec, MonitorClusterStatus};
 

@@ -104,6 +104,31 @@ impl Step {
         !matches!(self, Step::Wait { .. } | Step::Done)
     }
 
+    /// The action's name (metrics, status): join, promote, drain, remove, roll, wait, done.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Step::Join { .. } => "join",
+            Step::Promote { .. } => "promote",
+            Step::Drain { .. } => "drain",
+            Step::Remove { .. } => "remove",
+            Step::Roll { .. } => "roll",
+            Step::Wait { .. } => "wait",
+            Step::Done => "done",
+        }
+    }
+
+    /// The member it concerns.
+    pub fn member(&self) -> Option<&str> {
+        match self {
+            Step::Join { id }
+            | Step::Promote { id }
+            | Step::Drain { id }
+            | Step::Remove { id, .. }
+            | Step::Roll { id } => Some(id),
+            Step::Wait { .. } | Step::Done => None,
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Step::Join { id } => format!("joining {id} as a learner"),
