@@ -5,8 +5,9 @@
 //! 2. reads the broker pods and asks a broker's admin API for the cluster's view, and lets
 //!    [`membership::decide`] name one step, which it takes (an admin call, or deleting one
 //!    outdated pod);
-//! 3. applies every child ([`children::build`]) with server-side apply under one field manager,
-//!    and deletes the children it owns that are no longer built;
+//! 3. applies every child ([`children::build`]) with server-side apply under one field manager
+//!    (while brokers are being replaced, the agents' and viz's workloads wait: one tier at a
+//!    time), and deletes the children it owns that are no longer built;
 //! 4. writes the status (phase, conditions, counts, leader, ring) and an Event for each change.
 //!
 //! A failure is written to the status (Degraded, with the reason) and retried with back-off.
@@ -334,7 +335,15 @@ async fn converge(
     };
     let built = children::build(mc, &material, plan, caps)?;
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    for child in &built {
+    // One tier at a time: while brokers are being replaced, the agents and viz keep the
+    // template they run (a changed credential or config reaches them once the brokers are done).
+    let brokers_rolling = views.iter().any(|p| !p.current);
+    let held = |c: &children::Child| {
+        brokers_rolling
+            && ((c.kind == Kind::DaemonSet && c.name == names.tier(Tier::Agent))
+                || (c.kind == Kind::StatefulSet && c.name == names.tier(Tier::Viz)))
+    };
+    for child in built.iter().filter(|c| !held(c)) {
         let api: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), ns, &child.kind.api_resource());
         api.patch(&child.name, &params, &Patch::Apply(&child.object))

@@ -701,3 +701,68 @@ async fn a_started_broker_pod_is_joined_through_the_admin_api_and_the_status_say
             .contains("ringwatch_operator_membership_steps_total{action=\"join\"} 1")
     );
 }
+
+#[tokio::test]
+async fn while_brokers_roll_the_agents_and_viz_keep_their_template() {
+    let fake = with_cluster(MonitorClusterSpec::default());
+    let (addr, _seen) = admin_server(json!({
+        "leader": "mon-broker-0", "term": 3, "ring_epoch": 2,
+        "members": [
+            {"id": "mon-broker-0", "state": "active", "role": "leader"},
+            {"id": "mon-broker-1", "state": "active", "role": "voter"},
+            {"id": "mon-broker-2", "state": "active", "role": "voter"}
+        ]
+    }))
+    .await;
+    let ctx = context(&fake, AdminReach::Fixed(addr));
+    created(&fake, &ctx).await;
+    for o in 0..3 {
+        fake.put(
+            &format!("/api/v1/namespaces/obs/pods/mon-broker-{o}"),
+            broker_pod(o),
+        );
+    }
+    // A new image everywhere: the StatefulSet's template moves on, its pods are outdated.
+    let mut mc = fake.mc();
+    mc.spec.broker.image = "ringwatch:2".into();
+    mc.spec.agent.image = "ringwatch:2".into();
+    mc.spec.viz.image = "ringwatch:2".into();
+    fake.put(MC_PATH, serde_json::to_value(&mc).unwrap());
+    let mut sts = fake.get(STS_BROKER).unwrap();
+    sts["status"] = json!({"replicas": 3, "readyReplicas": 3, "updateRevision": "rev-2"});
+    fake.put(STS_BROKER, sts);
+    fake.clear_requests();
+    reconcile_once(&fake, &ctx).await.unwrap();
+    let deleted: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == Method::DELETE)
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(
+        deleted,
+        ["/api/v1/namespaces/obs/pods/mon-broker-2"],
+        "one broker replaced"
+    );
+    let image = |path: &str| {
+        fake.get(path).unwrap()["spec"]["template"]["spec"]["containers"][0]["image"].clone()
+    };
+    assert_eq!(image(STS_BROKER), "ringwatch:2");
+    assert_ne!(
+        image(DS_AGENT),
+        "ringwatch:2",
+        "the agents wait for the brokers"
+    );
+    assert_ne!(image(STS_VIZ), "ringwatch:2", "viz waits for the brokers");
+    assert_eq!(fake.mc().status.unwrap().membership.unwrap().action, "roll");
+
+    // Every broker on the new revision: the agents and viz follow.
+    for o in 0..3 {
+        let mut pod = broker_pod(o);
+        pod["metadata"]["labels"]["controller-revision-hash"] = json!("rev-2");
+        fake.put(&format!("/api/v1/namespaces/obs/pods/mon-broker-{o}"), pod);
+    }
+    reconcile_once(&fake, &ctx).await.unwrap();
+    assert_eq!(image(DS_AGENT), "ringwatch:2");
+    assert_eq!(image(STS_VIZ), "ringwatch:2");
+}
