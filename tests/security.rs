@@ -267,7 +267,7 @@ fn plaintext_on_a_tls_port_and_tls_on_a_plaintext_port_are_refused_and_counted()
     );
     // And a plaintext gRPC client with a good credential gets nothing.
     let plain = Connector::new(&ringwatch_net::client::BrokerClientConfig {
-        token: Some(token.clone()),
+        token: Some(token.clone().into()),
         ..Default::default()
     })
     .unwrap();
@@ -330,7 +330,7 @@ fn mutual_tls_refuses_clients_without_a_certificate_from_the_ca() {
             tls_ca: Some(sec.ca.ca.clone()),
             tls_cert: Some(stranger.ca.client_cert.clone()),
             tls_key: Some(stranger.ca.client_key.clone()),
-            token: Some(token.clone()),
+            token: Some(token.clone().into()),
             ..Default::default()
         })
         .unwrap();

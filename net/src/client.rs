@@ -66,7 +66,7 @@ pub struct BrokerClientConfig {
         conflicts_with = "token_file"
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
+    pub token: Option<ringwatch_core::config::Secret>,
 }
 
 impl BrokerClientConfig {
@@ -98,7 +98,7 @@ impl std::fmt::Debug for BrokerClientConfig {
             .field("tls_key", &self.tls_key)
             .field("tls_server_name", &self.tls_server_name)
             .field("token_file", &self.token_file)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token", &self.token)
             .finish()
     }
 }
@@ -142,7 +142,10 @@ impl Connector {
         };
         let tls_given = files != ClientTlsFiles::default();
         let tls = Some(crate::tls::client_config(&files)?);
-        let bearer = Bearer::new(config.token.clone(), config.token_file.clone())?;
+        let bearer = Bearer::new(
+            config.token.as_ref().map(|t| t.expose().to_string()),
+            config.token_file.clone(),
+        )?;
         Ok(Connector {
             tls,
             tls_given,

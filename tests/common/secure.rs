@@ -101,7 +101,7 @@ impl Secure {
     ) -> ringwatch_net::client::Connector {
         let mut c = ringwatch_net::client::BrokerClientConfig {
             tls_ca: Some(self.ca.ca.clone()),
-            token: token.map(str::to_string),
+            token: token.map(|t| t.to_string().into()),
             ..Default::default()
         };
         if client_cert {
