@@ -329,6 +329,9 @@ async fn converge(
     )
     .await?;
 
+    // What runs now (before this pass's changes land), so a failure below still reports it.
+    observed.ready = ready_counts(ctx, names, mc).await?;
+
     // 3. Children.
     let plan = BrokerPlan {
         replicas: decision.replicas as i32,
@@ -355,7 +358,6 @@ async fn converge(
             )))?;
     }
     delete_orphans(mc, ctx, names, &built, caps).await?;
-    observed.ready = ready_counts(ctx, names, mc).await?;
     Ok(decision.step)
 }
 

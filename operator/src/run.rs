@@ -198,7 +198,9 @@ async fn lead(
         .with_identity(identity.clone())
         .with_duration(config.lease.duration.as_secs())
         .with_grace((config.lease.duration.as_secs() / 3).max(1))
-        .with_field_manager(FIELD_MANAGER)
+        // One field manager per replica: server-side apply's conflict between two managers
+        // is what keeps a second replica from taking a held Lease.
+        .with_field_manager(format!("{FIELD_MANAGER}-{identity}"))
         .build()
         .await
         .map_err(|e| RunError::Lease(e.to_string()))?;
