@@ -176,10 +176,12 @@ impl Default for BrokerSpec {
 }
 
 /// Where brokers store samples: the embedded store on a volume each (the default), or an
-/// external Redis; one of the two.
+/// external Redis; one of the two, chosen when the cluster is made (the brokers' volumes are
+/// made from it once: a StatefulSet's volume templates cannot change).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.embedded) && has(self.redis))").message("storage: embedded or redis, not both"))]
+#[x_kube(validation = Rule::new("has(self.embedded) == has(oldSelf.embedded) && has(self.redis) == has(oldSelf.redis)").message("storage: embedded or redis is chosen when the cluster is made and cannot change (the brokers' volumes are made once)"))]
 pub struct StorageSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embedded: Option<EmbeddedStorage>,
@@ -187,11 +189,14 @@ pub struct StorageSpec {
     pub redis: Option<RedisStorage>,
 }
 
-/// The embedded store: a PersistentVolumeClaim per broker.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase", default)]
+/// The embedded store: a PersistentVolumeClaim per broker, made once (grow a volume through
+/// its PersistentVolumeClaim, where the storage class allows it).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self == oldSelf").message("storage.embedded cannot change once the cluster exists: the brokers' volumes are made once"))]
 pub struct EmbeddedStorage {
     /// The volume's size (a Kubernetes quantity).
+    #[serde(default = "default_volume_size")]
     pub size: String,
     /// The StorageClass (default: the cluster's default class).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -201,10 +206,14 @@ pub struct EmbeddedStorage {
 impl Default for EmbeddedStorage {
     fn default() -> Self {
         EmbeddedStorage {
-            size: "10Gi".into(),
+            size: default_volume_size(),
             storage_class_name: None,
         }
     }
+}
+
+fn default_volume_size() -> String {
+    "10Gi".into()
 }
 
 /// An external Redis every broker shares.

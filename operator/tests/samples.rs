@@ -80,3 +80,45 @@ fn bad_samples_are_refused_with_the_message_a_user_sees() {
         );
     }
 }
+
+#[test]
+fn the_storage_cannot_change_once_the_cluster_exists() {
+    let with_storage = |storage: Value| {
+        json!({
+            "apiVersion": "ringwatch.dev/v1alpha1",
+            "kind": "MonitorCluster",
+            "metadata": {"name": "mc"},
+            "spec": {"broker": {"storage": storage}},
+        })
+    };
+    let errors = |new: &Value, old: &Value| -> Vec<String> {
+        Validator::new()
+            .validate_with_defaults(&schema(), new, Some(old))
+            .into_iter()
+            .map(|e| e.message)
+            .collect()
+    };
+    let small = with_storage(json!({"embedded": {"size": "10Gi"}}));
+    let big = with_storage(json!({"embedded": {"size": "50Gi"}}));
+    let redis = with_storage(json!({"redis": {"addresses": ["redis://r:6379"]}}));
+    let other_redis = with_storage(json!({"redis": {"addresses": ["redis://s:6379"]}}));
+    assert!(
+        errors(&big, &small)
+            .iter()
+            .any(|m| m.contains("storage.embedded cannot change")),
+        "{:?}",
+        errors(&big, &small)
+    );
+    assert!(
+        errors(&redis, &small)
+            .iter()
+            .any(|m| m.contains("chosen when the cluster is made")),
+        "{:?}",
+        errors(&redis, &small)
+    );
+    // What can change does: the same storage, and Redis's addresses.
+    assert_eq!(errors(&small, &small), Vec::<String>::new());
+    assert_eq!(errors(&other_redis, &redis), Vec::<String>::new());
+    // A new cluster may choose either.
+    assert_eq!(refusals(&big), Vec::<String>::new());
+}
