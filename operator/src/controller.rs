@@ -192,7 +192,22 @@ async fn apply(mc: Arc<MonitorCluster>, ctx: Arc<Context>) -> Result<Action, Err
     let status = status::compute(&observed, mc.status.as_ref());
     let phase_changed = mc.status.as_ref().and_then(|s| s.phase) != status.phase;
     let api: Api<MonitorCluster> = Api::namespaced(ctx.client.clone(), &ns);
-    let patch = serde_json::json!({"status": status});
+    // A merge patch keeps what it leaves out: what is no longer known is written as null.
+    let mut written = serde_json::to_value(&status).unwrap_or_default();
+    if let Some(fields) = written.as_object_mut() {
+        for key in [
+            "phase",
+            "brokers",
+            "leader",
+            "term",
+            "ringEpoch",
+            "observedGeneration",
+            "membership",
+        ] {
+            fields.entry(key).or_insert(serde_json::Value::Null);
+        }
+    }
+    let patch = serde_json::json!({"status": written});
     api.patch_status(
         &mc.name_any(),
         &PatchParams::default(),
@@ -338,13 +353,25 @@ async fn converge(
     };
     let built = children::build(mc, &material, plan, caps)?;
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    // One tier at a time: while brokers are being replaced, the agents and viz keep the
-    // template they run (a changed credential or config reaches them once the brokers are done).
-    let brokers_rolling = views.iter().any(|p| !p.current);
+    // One tier at a time: while the brokers move to a new template (this pass's, or one their
+    // pods do not run yet), the agents and viz keep theirs, and the config and credentials they
+    // read; those reach them once every broker is done.
+    let brokers_rolling = broker_template_moves(broker_sts.as_ref(), &built, names)
+        || views.iter().any(|p| !p.current);
+    let client_tiers = [
+        (Kind::DaemonSet, names.tier(Tier::Agent)),
+        (Kind::StatefulSet, names.tier(Tier::Viz)),
+        (Kind::ConfigMap, names.tier(Tier::Agent)),
+        (Kind::ConfigMap, names.tier(Tier::Viz)),
+        (Kind::Secret, names.token_secret(Tier::Agent)),
+        (Kind::Secret, names.token_secret(Tier::Viz)),
+        (Kind::Secret, names.viz_auth_secret()),
+    ];
     let held = |c: &children::Child| {
         brokers_rolling
-            && ((c.kind == Kind::DaemonSet && c.name == names.tier(Tier::Agent))
-                || (c.kind == Kind::StatefulSet && c.name == names.tier(Tier::Viz)))
+            && client_tiers
+                .iter()
+                .any(|(k, n)| *k == c.kind && *n == c.name)
     };
     for child in built.iter().filter(|c| !held(c)) {
         let api: Api<DynamicObject> =
@@ -359,6 +386,38 @@ async fn converge(
     }
     delete_orphans(mc, ctx, names, &built, caps).await?;
     Ok(decision.step)
+}
+
+/// Whether the broker StatefulSet is moving to a new template: the one built now differs from
+/// the live one (config hash or image), or its controller has not caught up with it yet.
+fn broker_template_moves(
+    live: Option<&StatefulSet>,
+    built: &[children::Child],
+    names: &Names,
+) -> bool {
+    let Some(live) = live else { return false };
+    let Some(built) = built
+        .iter()
+        .find(|c| c.kind == Kind::StatefulSet && c.name == names.tier(Tier::Broker))
+    else {
+        return false;
+    };
+    let live_template = serde_json::to_value(&live.spec.template).unwrap_or_default();
+    let built_template = &built.object["spec"]["template"];
+    let differs = |path: &[&str]| {
+        let pick = |v: &serde_json::Value| path.iter().fold(v.clone(), |v, k| v[*k].clone());
+        pick(&live_template) != pick(built_template)
+    };
+    let behind = live
+        .status
+        .as_ref()
+        .and_then(|s| s.observed_generation)
+        .zip(live.metadata.generation)
+        .is_some_and(|(seen, now)| seen < now);
+    differs(&["metadata", "annotations", crate::names::CONFIG_HASH])
+        || live_template["spec"]["containers"][0]["image"]
+            != built_template["spec"]["containers"][0]["image"]
+        || behind
 }
 
 /// A broker pod as membership reads it.
@@ -385,23 +444,37 @@ fn pod_view(names: &Names, pod: &Pod, update_revision: Option<&str>) -> Option<P
     })
 }
 
-/// `/api/cluster` from the first live broker that answers: its admin address and the view.
+/// `/api/cluster` from every live broker, at once; the view that knows a leader and the most
+/// members wins (a broker that lost its volume and started a cluster of its own is outvoted by
+/// the others' view), with its admin address.
 async fn cluster_view(
     ctx: &Context,
     names: &Names,
     pods: &[PodView],
     token: &str,
 ) -> Option<(String, ClusterView)> {
-    for p in pods.iter().filter(|p| p.alive) {
+    let asks = pods.iter().filter(|p| p.alive).map(|p| {
         let addr = ctx.admin_addr(names, &names.broker_pod(p.ordinal));
         let client = AdminClient::new(&addr, Some(token.to_string()))
             .with_timeouts(ctx.admin_timeout, ctx.admin_timeout);
-        match client.cluster().await {
-            Ok(v) => return Some((addr, ClusterView::from_json(&v))),
-            Err(e) => tracing::debug!(%addr, error = %e, "broker admin API not answering"),
+        async move {
+            match client.cluster().await {
+                Ok(v) => Some((addr, ClusterView::from_json(&v))),
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "broker admin API not answering");
+                    None
+                }
+            }
         }
-    }
-    None
+    });
+    futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .max_by_key(|(_, c)| {
+            let members = c.members.iter().filter(|m| m.state != "left").count();
+            (c.leader.is_some(), members, c.term.unwrap_or(0))
+        })
 }
 
 /// Takes a membership step: an admin call through the broker that answered, or deleting one

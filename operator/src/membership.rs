@@ -15,7 +15,9 @@
 //!   the new template); the next waits until it is back, ready and active.
 //!
 //! One change at a time, and none while a member is down: a drain or removal then could take
-//! the voters below a majority.
+//! the voters below a majority. An outdated pod that is not alive or not ready is replaced
+//! whatever else waits (a bad image fixed in the spec must reach it), and without a leader the
+//! StatefulSet never shrinks.
 
 use std::collections::BTreeMap;
 
@@ -164,11 +166,24 @@ pub fn decide(
         step: Step::Wait { reason },
         replicas,
     };
+    // An outdated pod that is not running well cannot get worse by being replaced: a bad image
+    // or config fixed in the spec must reach it, whatever else waits.
+    let broken_outdated = pods
+        .iter()
+        .rev()
+        .find(|p| !p.current && (!p.alive || !p.ready));
+    let roll_broken = |replicas: u32| {
+        broken_outdated.map(|p| Decision {
+            step: Step::Roll {
+                id: names.broker_pod(p.ordinal),
+            },
+            replicas,
+        })
+    };
     let Some(cluster) = cluster else {
-        return wait(
-            "no broker answers its admin API yet".into(),
-            current_replicas.max(desired),
-        );
+        let replicas = current_replicas.max(desired);
+        return roll_broken(replicas)
+            .unwrap_or_else(|| wait("no broker answers its admin API yet".into(), replicas));
     };
     // Members of this cluster by ordinal (foreign ids, and those that left, aside).
     let members: BTreeMap<u32, &MemberView> = cluster
@@ -180,7 +195,12 @@ pub fn decide(
     let highest_member = members.keys().next_back().copied();
     let replicas = desired.max(highest_member.map_or(0, |o| o + 1));
     if cluster.leader.is_none() {
-        return wait("no Raft leader".into(), replicas);
+        // Without a leader the view may be partial: never shrink on it.
+        let replicas = replicas.max(current_replicas);
+        return roll_broken(replicas).unwrap_or_else(|| wait("no Raft leader".into(), replicas));
+    }
+    if let Some(d) = roll_broken(replicas) {
+        return d;
     }
     if let Some(down) = members.values().find(|m| m.state == "down") {
         return wait(
@@ -202,8 +222,12 @@ pub fn decide(
                 reason: format!("{id} is handing its hosts off"),
             },
             "drained" => Step::Remove { id, force: false },
-            // A learner holds no hosts: it can go at once.
-            "joining" => Step::Remove { id, force: true },
+            // A learner never promoted holds no hosts: it can go at once.
+            "joining" if m.role == "learner" || m.role == "none" => {
+                Step::Remove { id, force: true }
+            }
+            // A voter back from `down` may hold hosts: active again first, then drained.
+            "joining" => Step::Promote { id },
             other => Step::Wait {
                 reason: format!("{id} is {other}"),
             },
@@ -222,6 +246,13 @@ pub fn decide(
                 };
             }
             (Some(m), _) if m.state == "active" => {}
+            // A scale-down undone after the drain: out of the cluster, then joined again.
+            (Some(m), _) if m.state == "drained" => {
+                return Decision {
+                    step: Step::Remove { id, force: false },
+                    replicas,
+                };
+            }
             (Some(m), _) => {
                 return wait(format!("{id} is {}", m.state), replicas);
             }
@@ -423,8 +454,9 @@ mod tests {
     }
 
     #[test]
-    fn a_learner_beyond_the_spec_is_removed_at_once() {
-        let c = cluster(&[(0, "active"), (1, "active"), (2, "active"), (3, "joining")]);
+    fn a_learner_beyond_the_spec_is_removed_at_once_but_a_voter_back_from_down_is_drained() {
+        let mut c = cluster(&[(0, "active"), (1, "active"), (2, "active"), (3, "joining")]);
+        c.members[3].role = "learner".into();
         assert_eq!(
             step(3, &pods(4), &c).step,
             Step::Remove {
@@ -432,6 +464,69 @@ mod tests {
                 force: true
             }
         );
+        // A voter that was down comes back `joining`: it may hold hosts, so it is made active
+        // (then drained), never removed by force.
+        c.members[3].role = "voter".into();
+        assert_eq!(
+            step(3, &pods(4), &c).step,
+            Step::Promote {
+                id: "mc-broker-3".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_scale_down_undone_after_the_drain_takes_the_broker_out_and_back_in() {
+        let c = cluster(&[(0, "active"), (1, "active"), (2, "active"), (3, "drained")]);
+        assert_eq!(
+            step(4, &pods(4), &c).step,
+            Step::Remove {
+                id: "mc-broker-3".into(),
+                force: false
+            }
+        );
+        let c = cluster(&[(0, "active"), (1, "active"), (2, "active")]);
+        assert_eq!(
+            step(4, &pods(4), &c).step,
+            Step::Join {
+                id: "mc-broker-3".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_broken_outdated_pod_is_replaced_whatever_waits() {
+        // A bad image rolled to broker 2: it crashes, its member is down. The image fixed in
+        // the spec makes it outdated again, and it is replaced.
+        let c = cluster(&[(0, "active"), (1, "active"), (2, "down")]);
+        let mut p = pods(3);
+        p[2] = PodView {
+            ordinal: 2,
+            alive: false,
+            ready: false,
+            current: false,
+        };
+        assert_eq!(
+            step(3, &p, &c).step,
+            Step::Roll {
+                id: "mc-broker-2".into()
+            }
+        );
+        // A first start on a bad image: no broker answers, the pods are replaced.
+        let mut p = pods(3);
+        for v in &mut p {
+            (v.alive, v.ready, v.current) = (false, false, false);
+        }
+        assert_eq!(
+            decide(&names(), 3, 3, &p, None).step,
+            Step::Roll {
+                id: "mc-broker-2".into()
+            }
+        );
+        // Without a leader the StatefulSet keeps what it has.
+        let mut c = cluster(&[(0, "active")]);
+        c.leader = None;
+        assert_eq!(decide(&names(), 3, 5, &pods(5), Some(&c)).replicas, 5);
     }
 
     #[test]
