@@ -494,6 +494,8 @@ fn the_default_render_is_the_operator_with_its_rbac_and_a_monitorcluster() {
                 ("metadata.namespace", r#""monitoring""#),
                 ("spec", "{}"),
                 ("metadata.labels.app.kubernetes.io/managed-by", r#""Helm""#),
+                // Kept by `helm uninstall`: its finalizer needs the operator.
+                ("metadata.annotations.helm.sh/resource-policy", r#""keep""#),
             ],
         ),
     );

@@ -259,13 +259,17 @@ async fn converge(
     // 1. Credentials.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let mut existing = Existing::new();
-    for name in [
+    let generated = [
         names.auth_secret(),
         names.token_secret(Tier::Agent),
         names.token_secret(Tier::Viz),
         names.viz_auth_secret(),
         names.tls_secret(),
-    ] {
+    ];
+    for name in generated
+        .into_iter()
+        .chain(crate::material::spec_secret_refs(mc))
+    {
         if let Some(s) = secrets
             .get_opt(&name)
             .await
@@ -317,7 +321,7 @@ async fn converge(
         .filter_map(|p| pod_view(names, p, update_revision.as_deref()))
         .collect();
     let token = mint(
-        &material.broker_auth,
+        material.signing_secret(),
         "ringwatch-operator",
         &[Role::Admin, Role::Query],
         Duration::from_secs(3600),
@@ -573,7 +577,14 @@ async fn delete_orphans(
     built: &[children::Child],
     caps: Capabilities,
 ) -> Result<(), Error> {
-    let keep: BTreeSet<(Kind, &str)> = built.iter().map(|c| (c.kind, c.name.as_str())).collect();
+    let mut keep: BTreeSet<(Kind, String)> =
+        built.iter().map(|c| (c.kind, c.name.clone())).collect();
+    // A Secret the spec names is the user's, even where the operator once made it.
+    keep.extend(
+        crate::material::spec_secret_refs(mc)
+            .into_iter()
+            .map(|n| (Kind::Secret, n)),
+    );
     let uid = mc.metadata.uid.as_deref();
     for kind in Kind::ALL {
         if kind == Kind::PodMonitor && !caps.pod_monitor {
@@ -591,7 +602,7 @@ async fn delete_orphans(
                 .owner_references()
                 .iter()
                 .any(|o| Some(o.uid.as_str()) == uid && o.controller == Some(true));
-            if ours && !keep.contains(&(kind, name.as_str())) {
+            if ours && !keep.contains(&(kind, name.clone())) {
                 api.delete(&name, &DeleteParams::default())
                     .await
                     .map_err(api_err(format!("deleting {} {name}", kind.kind())))?;

@@ -78,6 +78,8 @@ impl Default for NetworkPolicySpec {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct TlsSpec {
+    /// Chosen when the cluster is made: the brokers' advertised addresses carry the scheme.
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "tls.enabled is chosen when the cluster is made and cannot change (the brokers' addresses carry the scheme)"}]))]
     pub enabled: bool,
     /// A Secret with `tls.crt`, `tls.key` and `ca.crt` for the brokers (e.g. issued by
     /// cert-manager for the names `*.<name>-broker.<namespace>.svc` and

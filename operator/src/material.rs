@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ringwatch_net::tls::{Pki, generate_pki};
-use ringwatch_net::token::{Role, Verifier, mint};
+use ringwatch_net::token::{Role, Verifier, mint, parse_secrets};
 
 use crate::crd::MonitorCluster;
 use crate::names::{Names, Tier};
@@ -36,7 +36,8 @@ pub enum MaterialError {
 /// Everything secret a cluster needs, resolved.
 #[derive(Clone, PartialEq)]
 pub struct Material {
-    /// Signs and checks broker credentials (`<mc>-broker-auth`, key `secret`).
+    /// Signs and checks broker credentials (`<mc>-broker-auth`, key `secret`): one secret per
+    /// line, the first signs.
     pub broker_auth: String,
     /// The agents' credential (role ingest).
     pub agent_token: String,
@@ -46,6 +47,10 @@ pub struct Material {
     pub viz_jwt: Option<String>,
     /// The generated CA and broker certificate (`<mc>-tls`), when the spec names no Secret.
     pub tls: Option<TlsMaterial>,
+    /// A digest of each Secret the spec names (the user's: a cert-manager certificate, Redis
+    /// credentials), so a renewed certificate or a changed password rolls the tiers that
+    /// mount it.
+    pub referenced: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Material {
@@ -64,6 +69,15 @@ pub struct TlsMaterial {
 }
 
 impl Material {
+    /// The secret credentials are signed with (the first line of `broker_auth`).
+    pub fn signing_secret(&self) -> &str {
+        self.broker_auth
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or_default()
+    }
+
     /// The material for `mc`: what `existing` holds where it checks, generated where not.
     pub fn resolve(
         mc: &MonitorCluster,
@@ -80,20 +94,27 @@ impl Material {
                 .cloned()
         };
         let get = |secret: &str, key: &str| pem(secret, key).map(|v| v.trim().to_string());
-        let broker_auth = match get(&names.auth_secret(), "secret")
-            .filter(|s| s.len() >= ringwatch_net::token::MIN_SECRET_LEN)
-        {
-            Some(s) => s,
-            None => random_secret()?,
+        // One secret per line, as the brokers read the file: the first signs, every one is
+        // accepted (rotation: add the new one second, let the brokers roll, swap, drop the old).
+        let held = get(&names.auth_secret(), "secret")
+            .and_then(|text| Some((parse_secrets(&text).ok()?, text)))
+            .filter(|(lines, _)| !lines.is_empty());
+        let (secrets, broker_auth) = match held {
+            Some(found) => found,
+            None => {
+                let fresh = random_secret()?;
+                (vec![fresh.clone()], fresh)
+            }
         };
-        let verifier = Verifier::new(std::slice::from_ref(&broker_auth));
+        let signing = secrets[0].clone();
+        let verifier = Verifier::new(&secrets);
         let token = |tier: Tier, role: Role| -> Result<String, MaterialError> {
             let held = get(&names.token_secret(tier), "token");
             if let Some(t) = held.filter(|t| still_good(&verifier, t, role)) {
                 return Ok(t);
             }
             let subject = format!("{}/{}", names.cluster, tier.as_str());
-            mint(&broker_auth, &subject, &[role], TOKEN_TTL)
+            mint(&signing, &subject, &[role], TOKEN_TTL)
                 .map_err(|e| MaterialError::Mint(e.to_string()))
         };
         let agent_token = token(Tier::Agent, Role::Ingest)?;
@@ -130,14 +151,51 @@ impl Material {
                 })
             }
         };
+        let referenced = spec_secret_refs(mc)
+            .into_iter()
+            .filter_map(|name| {
+                let data = existing.get(&name)?;
+                let mut h = crc32fast::Hasher::new();
+                for (k, v) in data {
+                    h.update(k.as_bytes());
+                    h.update(&[0]);
+                    h.update(v.as_bytes());
+                    h.update(&[0]);
+                }
+                Some((name, format!("{:08x}", h.finalize())))
+            })
+            .collect();
         Ok(Material {
             broker_auth,
             agent_token,
             viz_token,
             viz_jwt,
             tls,
+            referenced,
         })
     }
+}
+
+/// The Secrets the spec names (the user's own), each once.
+pub fn spec_secret_refs(mc: &MonitorCluster) -> Vec<String> {
+    let spec = &mc.spec;
+    let mut names: Vec<String> = [
+        spec.tls.secret_ref.as_ref(),
+        spec.viz.auth_secret_ref.as_ref(),
+        spec.viz.tls_secret_ref.as_ref(),
+        spec.broker
+            .storage
+            .redis
+            .as_ref()
+            .and_then(|r| r.secret_ref.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|r| r.name.clone())
+    .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// The names the broker certificate is valid for: every pod through the headless Service, the
@@ -265,6 +323,41 @@ mod tests {
             .insert("secret".into(), "short".into());
         let fresh = Material::resolve(&mc(), &names, &held).unwrap();
         assert_eq!(fresh.broker_auth.len(), 64);
+    }
+
+    #[test]
+    fn a_secret_rotated_in_two_lines_keeps_every_credential_valid() {
+        let names = Names::new("mon", "obs");
+        let first = Material::resolve(&mc(), &names, &Existing::new()).unwrap();
+        let mut held = as_existing(&first, &names);
+        let new = "n".repeat(40);
+        // Step 1: the new secret second. The credentials still check, and are kept.
+        held.get_mut(&names.auth_secret())
+            .unwrap()
+            .insert("secret".into(), format!("{}\n{new}\n", first.broker_auth));
+        let step1 = Material::resolve(&mc(), &names, &held).unwrap();
+        assert_eq!(step1.agent_token, first.agent_token);
+        assert_eq!(step1.signing_secret(), first.broker_auth);
+        // Step 2: swapped. Held credentials still check against the old line; new ones would
+        // be signed with the new secret.
+        held.get_mut(&names.auth_secret())
+            .unwrap()
+            .insert("secret".into(), format!("{new}\n{}", first.broker_auth));
+        let step2 = Material::resolve(&mc(), &names, &held).unwrap();
+        assert_eq!(step2.signing_secret(), new);
+        assert_eq!(step2.agent_token, first.agent_token);
+        // Step 3: the old one dropped: the credentials are minted again with the new one.
+        held.get_mut(&names.auth_secret())
+            .unwrap()
+            .insert("secret".into(), new.clone());
+        let step3 = Material::resolve(&mc(), &names, &held).unwrap();
+        assert_ne!(step3.agent_token, first.agent_token);
+        let verifier = Verifier::new(std::slice::from_ref(&new));
+        assert!(
+            verifier
+                .check(Some(&step3.agent_token), Role::Ingest)
+                .is_ok()
+        );
     }
 
     #[test]

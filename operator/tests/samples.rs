@@ -121,4 +121,22 @@ fn the_storage_cannot_change_once_the_cluster_exists() {
     assert_eq!(errors(&other_redis, &redis), Vec::<String>::new());
     // A new cluster may choose either.
     assert_eq!(refusals(&big), Vec::<String>::new());
+
+    // TLS on or off is chosen once too.
+    let tls = |on: bool| {
+        json!({
+            "apiVersion": "ringwatch.dev/v1alpha1",
+            "kind": "MonitorCluster",
+            "metadata": {"name": "mc"},
+            "spec": {"tls": {"enabled": on}},
+        })
+    };
+    assert!(
+        errors(&tls(false), &tls(true))
+            .iter()
+            .any(|m| m.contains("tls.enabled is chosen")),
+        "{:?}",
+        errors(&tls(false), &tls(true))
+    );
+    assert_eq!(errors(&tls(true), &tls(true)), Vec::<String>::new());
 }

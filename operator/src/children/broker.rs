@@ -43,11 +43,19 @@ pub(crate) fn build(ctx: &Ctx, plan: BrokerPlan, hash: &str) -> Vec<Child> {
             "ports": [{"name": "grpc", "port": BROKER_GRPC_PORT, "targetPort": "grpc"}],
         }}),
     );
+    // Voluntary evictions (node drains) keep a Raft majority of the spec's brokers running.
+    let budget = if spec.replicas >= 2 {
+        json!({"minAvailable": spec.replicas / 2 + 1})
+    } else {
+        json!({"maxUnavailable": 1})
+    };
+    let mut pdb_spec = budget;
+    pdb_spec["selector"] = json!({"matchLabels": selector});
     let pdb = ctx.object(
         Kind::PodDisruptionBudget,
         &name,
         Some(Tier::Broker),
-        json!({"spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}}}),
+        json!({"spec": pdb_spec}),
     );
     let host = format!("$(POD_NAME).{}.{}.svc", n.broker_peers(), n.namespace);
     let scheme = if ctx.tls_on() { "https" } else { "http" };
@@ -118,6 +126,21 @@ pub(crate) fn build(ctx: &Ctx, plan: BrokerPlan, hash: &str) -> Vec<Child> {
     if let Some(c) = class {
         claim_spec["storageClassName"] = json!(c);
     }
+    let mut template = pod_template(
+        ctx,
+        Tier::Broker,
+        hash,
+        BROKER_ADMIN_PORT,
+        container,
+        volumes,
+    );
+    template["spec"]["affinity"] = spread_out(&selector);
+    template["spec"]["topologySpreadConstraints"] = json!([{
+        "maxSkew": 1,
+        "topologyKey": "topology.kubernetes.io/zone",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": selector},
+    }]);
     let sts = ctx.object(
         Kind::StatefulSet,
         &name,
@@ -131,7 +154,7 @@ pub(crate) fn build(ctx: &Ctx, plan: BrokerPlan, hash: &str) -> Vec<Child> {
             // MonitorCluster is deleted (the data outlives a mistaken delete).
             "persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete", "whenDeleted": "Retain"},
             "selector": {"matchLabels": selector},
-            "template": pod_template(ctx, Tier::Broker, hash, BROKER_ADMIN_PORT, container, volumes),
+            "template": template,
             "volumeClaimTemplates": [{
                 "apiVersion": "v1",
                 "kind": "PersistentVolumeClaim",
@@ -141,6 +164,17 @@ pub(crate) fn build(ctx: &Ctx, plan: BrokerPlan, hash: &str) -> Vec<Child> {
         }}),
     );
     vec![headless, ingest, pdb, sts]
+}
+
+/// Prefer one pod of the tier per node (a node lost takes one voter, not a majority).
+pub(crate) fn spread_out(selector: &std::collections::BTreeMap<String, String>) -> Value {
+    json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+        "weight": 100,
+        "podAffinityTerm": {
+            "labelSelector": {"matchLabels": selector},
+            "topologyKey": "kubernetes.io/hostname",
+        },
+    }]}})
 }
 
 /// A pod template with the tier's labels, annotations, ServiceAccount and pod security context.

@@ -73,7 +73,31 @@ pub(crate) fn tier_hash(ctx: &Ctx, configs: &[TierConfig], tier: Tier) -> String
             tls.map_or("", |t| &t.ca_crt),
         ],
     };
-    for p in parts {
+    // The user's Secrets this tier mounts.
+    let spec = &ctx.mc.spec;
+    let tls_ref = spec.tls.secret_ref.as_ref();
+    let refs = match tier {
+        Tier::Broker => vec![
+            tls_ref,
+            spec.broker
+                .storage
+                .redis
+                .as_ref()
+                .and_then(|r| r.secret_ref.as_ref()),
+        ],
+        Tier::Agent => vec![tls_ref],
+        Tier::Viz => vec![
+            tls_ref,
+            spec.viz.auth_secret_ref.as_ref(),
+            spec.viz.tls_secret_ref.as_ref(),
+        ],
+    };
+    let digests: Vec<&str> = refs
+        .into_iter()
+        .flatten()
+        .filter_map(|r| m.referenced.get(&r.name).map(String::as_str))
+        .collect();
+    for p in parts.into_iter().chain(digests) {
         h.update(&(p.len() as u64).to_le_bytes());
         h.update(p.as_bytes());
     }

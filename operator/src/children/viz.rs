@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::broker::pod_template;
+use super::broker::{pod_template, spread_out};
 use super::config::{CONFIG_DIR, TLS_DIR, TOKEN_DIR, VIZ_AUTH_DIR, VIZ_TLS_DIR};
 use super::{Child, Ctx, Kind, probe, resources, restricted};
 use crate::names::{Tier, VIZ_HTTP_PORT, VIZ_QUIC_PORT};
@@ -77,6 +77,8 @@ pub(crate) fn build(ctx: &Ctx, hash: &str) -> Vec<Child> {
         "livenessProbe": probe("/health", VIZ_HTTP_PORT, 10, 6),
         "readinessProbe": probe("/health", VIZ_HTTP_PORT, 5, 2),
     });
+    let mut template = pod_template(ctx, Tier::Viz, hash, VIZ_HTTP_PORT, container, volumes);
+    template["spec"]["affinity"] = spread_out(&selector);
     let sts = ctx.object(
         Kind::StatefulSet,
         &name,
@@ -87,7 +89,7 @@ pub(crate) fn build(ctx: &Ctx, hash: &str) -> Vec<Child> {
             "podManagementPolicy": "Parallel",
             "updateStrategy": {"type": "RollingUpdate"},
             "selector": {"matchLabels": selector},
-            "template": pod_template(ctx, Tier::Viz, hash, VIZ_HTTP_PORT, container, volumes),
+            "template": template,
         }}),
     );
     vec![service, pdb, sts]

@@ -585,6 +585,16 @@ async fn children_no_longer_in_the_spec_are_deleted_and_others_objects_kept() {
         ]
     );
     assert!(fake.get(foreign).is_some());
+
+    // The spec now names the generated certificate's Secret as its own: it is the user's now,
+    // not deleted although the operator no longer makes it.
+    let mut mc = fake.mc();
+    mc.spec.tls.secret_ref = Some(crate::crd::SecretRef {
+        name: "mon-tls".into(),
+    });
+    fake.put(MC_PATH, serde_json::to_value(&mc).unwrap());
+    reconcile_once(&fake, &ctx).await.unwrap();
+    assert!(fake.get("/api/v1/namespaces/obs/secrets/mon-tls").is_some());
 }
 
 /// A broker's admin API on loopback answering `/api/cluster` with `cluster`, recording the
