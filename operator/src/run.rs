@@ -1,7 +1,9 @@
 //! `ringwatch operator run`: the operator process. It serves `/metrics`, `/health` and `/ready`
 //! at once, stands by until it holds the leader Lease (so two replicas are safe), then runs the
 //! controller over MonitorClusters and what they own. Losing the Lease ends the process (the
-//! Deployment restarts it as a standby), so two leaders never reconcile at once.
+//! Deployment restarts it as a standby), so two leaders never reconcile at once; so does not
+//! being able to show its renewals land (cut off from the API server, it stops within two
+//! thirds of the Lease's duration, before a standby may take it).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -258,11 +260,62 @@ async fn lead(
             }
         }
     };
+    let fenced = fence(
+        Api::namespaced(client.clone(), &config.lease_namespace()),
+        &config.lease.name,
+        &identity,
+        config.lease.duration,
+    );
     tokio::select! {
         () = controller => Ok(()),
         () = lost => {
             metrics.set_leader(false);
             Err(RunError::LostLease)
+        }
+        () = fenced => {
+            metrics.set_leader(false);
+            Err(RunError::LostLease)
+        }
+    }
+}
+
+/// Returns once this replica cannot show it still holds the Lease: another holds it, or its
+/// own renewals have not landed for two thirds of the Lease's duration (cut off from the API
+/// server, it stops before a standby may take over, rather than reconcile beside it).
+async fn fence(
+    leases: Api<k8s_openapi::api::coordination::v1::Lease>,
+    name: &str,
+    identity: &str,
+    duration: Duration,
+) {
+    let deadline = duration * 2 / 3;
+    let mut last_held = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(duration / 6).await;
+        match leases.get(name).await {
+            Ok(lease) => {
+                let spec = lease.spec.unwrap_or_default();
+                if spec.holder_identity.as_deref() != Some(identity) {
+                    tracing::warn!(holder = ?spec.holder_identity, "the leader Lease is held by another");
+                    return;
+                }
+                let now = k8s_openapi::jiff::Timestamp::now().as_millisecond();
+                let fresh = spec.renew_time.is_some_and(|t| {
+                    now - t.0.as_millisecond()
+                        < i64::try_from(deadline.as_millis()).unwrap_or(i64::MAX)
+                });
+                if fresh {
+                    last_held = tokio::time::Instant::now();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the leader Lease"),
+        }
+        if last_held.elapsed() > deadline {
+            tracing::error!(
+                ?deadline,
+                "the leader Lease was not renewed in time; stepping down"
+            );
+            return;
         }
     }
 }
@@ -332,5 +385,81 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("ringwatch_operator_leader 0"), "{text}");
+    }
+
+    /// A Lease API answering every GET with `lease`.
+    fn leases(lease: serde_json::Value) -> Api<k8s_openapi::api::coordination::v1::Lease> {
+        use http::{Request, Response};
+        use kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        tokio::spawn(async move {
+            while let Some((_, send)) = handle.next_request().await {
+                let body = serde_json::to_vec(&lease).unwrap();
+                send.send_response(
+                    Response::builder()
+                        .status(200)
+                        .body(Body::from(body))
+                        .unwrap(),
+                );
+            }
+        });
+        Api::namespaced(Client::new(service, "ns"), "ns")
+    }
+
+    fn lease(holder: &str, renewed_ms_ago: i64) -> serde_json::Value {
+        let t = k8s_openapi::jiff::Timestamp::now()
+            - k8s_openapi::jiff::SignedDuration::from_millis(renewed_ms_ago);
+        serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "ringwatch-operator", "namespace": "ns"},
+            "spec": {"holderIdentity": holder, "renewTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(t), "leaseDurationSeconds": 15}
+        })
+    }
+
+    #[tokio::test]
+    async fn the_leader_steps_down_when_another_holds_the_lease_or_its_renewals_do_not_land() {
+        let d = Duration::from_millis(600);
+        // Another holds it: down at the first look.
+        let started = std::time::Instant::now();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            fence(leases(lease("other", 0)), "ringwatch-operator", "me", d),
+        )
+        .await
+        .expect("steps down");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // Held by me, but the last renewal is old: down once the deadline passes.
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            fence(leases(lease("me", 60_000)), "ringwatch-operator", "me", d),
+        )
+        .await
+        .expect("steps down");
+        // Held by me and renewed at every look: it keeps leading.
+        let kept = tokio::time::timeout(
+            Duration::from_millis(1500),
+            fence(leases_fresh("me"), "ringwatch-operator", "me", d),
+        )
+        .await;
+        assert!(kept.is_err(), "a leader whose renewals land keeps leading");
+    }
+
+    /// A Lease API whose renewTime is always now.
+    fn leases_fresh(holder: &'static str) -> Api<k8s_openapi::api::coordination::v1::Lease> {
+        use http::{Request, Response};
+        use kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        tokio::spawn(async move {
+            while let Some((_, send)) = handle.next_request().await {
+                let body = serde_json::to_vec(&lease(holder, 0)).unwrap();
+                send.send_response(
+                    Response::builder()
+                        .status(200)
+                        .body(Body::from(body))
+                        .unwrap(),
+                );
+            }
+        });
+        Api::namespaced(Client::new(service, "ns"), "ns")
     }
 }
