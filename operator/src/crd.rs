@@ -37,7 +37,8 @@ pub const DEFAULT_IMAGE: &str = concat!("ringwatch:", env!("CARGO_PKG_VERSION"))
     printcolumn = r#"{"name":"Brokers","type":"string","jsonPath":".status.brokers","description":"ready/desired"}"#,
     printcolumn = r#"{"name":"Leader","type":"string","jsonPath":".status.leader"}"#,
     printcolumn = r#"{"name":"Ring epoch","type":"integer","jsonPath":".status.ringEpoch"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 40").message("metadata.name: lower-case letters, digits and '-', starting with a letter, at most 40 characters (children are named <name>-broker-ingest, <name>-broker-N)")
 )]
 #[serde(rename_all = "camelCase", default)]
 pub struct MonitorClusterSpec {
@@ -233,8 +234,8 @@ pub struct RedisStorage {
     /// The sentinel master name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub master_name: Option<String>,
-    /// A Secret with the credentials and CA: keys `username`, `password`, `ca.crt` (each
-    /// optional).
+    /// A Secret with the credentials and CA: keys `username` and `password` (each optional),
+    /// and `ca.crt`, read when the addresses are `rediss://` (standalone or cluster mode).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretRef>,
 }

@@ -140,3 +140,25 @@ fn the_storage_cannot_change_once_the_cluster_exists() {
     );
     assert_eq!(errors(&tls(true), &tls(true)), Vec::<String>::new());
 }
+
+#[test]
+fn a_name_its_children_could_not_carry_is_refused() {
+    let named = |name: &str| {
+        json!({
+            "apiVersion": "ringwatch.dev/v1alpha1",
+            "kind": "MonitorCluster",
+            "metadata": {"name": name},
+            "spec": {},
+        })
+    };
+    for bad in ["9lives", "has.dot", &"a".repeat(41)] {
+        assert!(
+            refusals(&named(bad))
+                .iter()
+                .any(|m| m.contains("metadata.name")),
+            "{bad}: {:?}",
+            refusals(&named(bad))
+        );
+    }
+    assert_eq!(refusals(&named("ringwatch-prod")), Vec::<String>::new());
+}
