@@ -295,7 +295,10 @@ async fn form_cluster(
     use ringwatch_broker::control::ControlOp;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        match first.bootstrap().await {
+        match first
+            .bootstrap(ringwatch_broker::config::ClusterConfig::default().vnodes)
+            .await
+        {
             Ok(()) => break,
             Err(e) if tokio::time::Instant::now() < deadline => {
                 tracing::debug!(error = %e, "waiting for the first broker to lead");

@@ -79,6 +79,8 @@ impl Fleet {
             "200",
             "--down-after-ms",
             "1500",
+            "--vnodes",
+            "64",
         ])
     }
 
@@ -289,6 +291,12 @@ fn the_operator_scales_3_5_3_resumes_after_a_restart_and_rolls_one_broker_at_a_t
         "{five:?}"
     );
     assert_eq!(fleet.pods.len(), 5);
+    // The ring's points per broker, set at the bootstrap, are every broker's.
+    for o in 0..5 {
+        let (_, body) = http_get(fleet.admin(o), "/api/cluster");
+        let c: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(c["vnodes"], 64, "broker {o}: {c}");
+    }
     let acked = lg.acked_now();
     lg.wait_acked(acked + 60, Duration::from_secs(30));
 

@@ -170,7 +170,7 @@ impl Default for AdminConfig {
 }
 
 /// The broker cluster: Raft, failure detection, peers, the forward queue.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
     /// Run the Raft control plane (a member of a cluster); without it a cluster of one.
@@ -180,6 +180,9 @@ pub struct ClusterConfig {
     /// Bootstrap when this broker's node id is this one: a setting every broker of a
     /// StatefulSet can share (the operator names its first pod).
     pub bootstrap_node: Option<String>,
+    /// Points per broker on the consistent-hash ring, set when the cluster is bootstrapped
+    /// (the bootstrapping broker's value; fixed for the cluster's life).
+    pub vnodes: u32,
     pub raft: RaftConfig,
     pub detection: DetectionConfig,
     /// A CA (PEM) that signed the other brokers' certificates (default: `grpc.tls.client_ca`,
@@ -188,6 +191,22 @@ pub struct ClusterConfig {
     /// Reach peer ID at URL instead of the address it advertises (`ID=http://host:port`).
     pub peer_routes: Vec<String>,
     pub forward_queue: ForwardQueueConfig,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            enabled: false,
+            bootstrap: false,
+            bootstrap_node: None,
+            vnodes: 50,
+            raft: RaftConfig::default(),
+            detection: DetectionConfig::default(),
+            peer_tls_ca: None,
+            peer_routes: Vec::new(),
+            forward_queue: ForwardQueueConfig::default(),
+        }
+    }
 }
 
 /// Raft's timings (the operator sets them from the MonitorCluster).
@@ -564,6 +583,9 @@ pub struct Args {
     /// every broker; the operator gives its first pod's name).
     #[arg(long, env = "RINGWATCH_BROKER_BOOTSTRAP_NODE")]
     pub bootstrap_node: Option<String>,
+    /// Points per broker on the ring, set when the cluster is bootstrapped [default: 50].
+    #[arg(long, env = "RINGWATCH_BROKER_VNODES")]
+    pub vnodes: Option<u32>,
     /// The gRPC URL other brokers, agents and viz reach this broker at (default: http:// or,
     /// with --tls-cert, https:// and the listen address; 0.0.0.0 becomes the node id).
     #[arg(long, env = "RINGWATCH_BROKER_ADVERTISE_GRPC")]
@@ -742,6 +764,7 @@ impl Args {
         k.enabled |= self.raft;
         k.bootstrap |= self.bootstrap;
         some(&mut k.bootstrap_node, self.bootstrap_node);
+        set(&mut k.vnodes, self.vnodes);
         set(&mut k.raft.heartbeat, ms(self.raft_heartbeat_ms));
         set(
             &mut k.raft.election_timeout,
@@ -862,6 +885,9 @@ impl Config {
         }
         if k.bootstrap_node.as_deref() == Some("") {
             return bad("cluster.bootstrap_node: must not be empty".into());
+        }
+        if !(1..=1000).contains(&k.vnodes) {
+            return bad(format!("cluster.vnodes: {} is not in 1..=1000", k.vnodes));
         }
         if !k.peer_routes.is_empty() && !k.enabled {
             return bad("cluster.peer_routes: needs --raft (cluster.enabled)".into());

@@ -460,6 +460,7 @@ async fn serve(
             shutdown.clone(),
         ))
     });
+    let vnodes = config.cluster.vnodes;
     let bootstraps = config.cluster.bootstrap
         || config.cluster.bootstrap_node.as_deref() == Some(node_id.as_str());
     if let Some(plane) = control.clone().filter(|_| bootstraps) {
@@ -468,7 +469,7 @@ async fn serve(
             // Until it works: the first election takes a moment, and a restart finds the
             // cluster it already belongs to.
             loop {
-                match plane.bootstrap().await {
+                match plane.bootstrap(vnodes).await {
                     Ok(()) => return,
                     Err(e) => {
                         tracing::warn!(error = %e, "cluster bootstrap not done yet; retrying")

@@ -157,6 +157,11 @@ pub struct BrokerSpec {
     pub raft: RaftConfig,
     /// When a silent broker is marked down (the broker's own config type).
     pub detection: DetectionConfig,
+    /// Points per broker on the consistent-hash ring: more spread hosts more evenly and cost
+    /// memory; set when the cluster is made.
+    #[schemars(range(min = 1, max = 1000))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "broker.vnodes is set when the cluster is made and cannot change (the ring's points are where hosts live)"}]))]
+    pub vnodes: u32,
     /// How long samples are kept.
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
@@ -172,6 +177,7 @@ impl Default for BrokerSpec {
             resources: None,
             raft: RaftConfig::default(),
             detection: DetectionConfig::default(),
+            vnodes: 50,
             retention: Duration::from_secs(7 * 86_400),
             storage: StorageSpec::default(),
         }

@@ -139,6 +139,24 @@ fn the_storage_cannot_change_once_the_cluster_exists() {
         errors(&tls(false), &tls(true))
     );
     assert_eq!(errors(&tls(true), &tls(true)), Vec::<String>::new());
+
+    // So is the ring's vnodes.
+    let vnodes = |n: u32| {
+        json!({
+            "apiVersion": "ringwatch.dev/v1alpha1",
+            "kind": "MonitorCluster",
+            "metadata": {"name": "mc"},
+            "spec": {"broker": {"vnodes": n}},
+        })
+    };
+    assert!(
+        errors(&vnodes(100), &vnodes(50))
+            .iter()
+            .any(|m| m.contains("broker.vnodes is set when the cluster is made")),
+        "{:?}",
+        errors(&vnodes(100), &vnodes(50))
+    );
+    assert_eq!(errors(&vnodes(100), &vnodes(100)), Vec::<String>::new());
 }
 
 #[test]

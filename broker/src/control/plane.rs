@@ -238,8 +238,9 @@ impl ControlPlane {
     }
 
     /// Makes this broker the first member of a new cluster (nothing when it already belongs
-    /// to one), then puts it in the ring.
-    pub async fn bootstrap(&self) -> Result<(), ControlError> {
+    /// to one), with `vnodes` ring points per broker, then puts it in the ring. A cluster made
+    /// with another count keeps it (a warning says so): the ring's points are where hosts live.
+    pub async fn bootstrap(&self, vnodes: u32) -> Result<(), ControlError> {
         let initialized = self.raft.is_initialized().await.map_err(raft_err)?;
         if !initialized {
             let members = BTreeMap::from([(self.id, self.me.clone())]);
@@ -249,6 +250,20 @@ impl ControlPlane {
             tracing::info!(node = %self.me.name, "a new cluster: this broker is its first member");
         }
         self.wait_for_leader(LEADER_WAIT).await?;
+        let state = self.state();
+        if state.config.vnodes != vnodes {
+            if state.view.members().next().is_none() {
+                let mut config = state.config.clone();
+                config.vnodes = vnodes;
+                self.execute(ControlOp::SetConfig { config }).await?;
+            } else {
+                tracing::warn!(
+                    wanted = vnodes,
+                    cluster = state.config.vnodes,
+                    "cluster.vnodes ignored: this cluster's ring was made with another count, which cannot change"
+                );
+            }
+        }
         // A member already: nothing, or its new addresses after a restart elsewhere.
         self.execute(ControlOp::Join {
             node: self.me.clone(),

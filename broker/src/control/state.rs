@@ -184,9 +184,14 @@ impl ControlState {
                     };
                 }
                 if config.vnodes != self.config.vnodes {
-                    return ControlResponse::Refused {
-                        reason: "vnodes cannot change in a running cluster".into(),
-                    };
+                    // Set once, before the first member (the bootstrap does it): the ring's
+                    // points are where hosts live.
+                    if self.view.members().next().is_some() {
+                        return ControlResponse::Refused {
+                            reason: "vnodes cannot change in a running cluster".into(),
+                        };
+                    }
+                    self.view = ClusterView::new(config.vnodes);
                 }
                 self.config = config;
                 self.applied(false)
@@ -422,17 +427,22 @@ mod tests {
             ControlResponse::Refused { .. }
         ));
         c.replicas = 1;
-        c.vnodes = 7;
-        assert!(matches!(
-            s.apply(ControlRequest::SetConfig { config: c.clone() }),
-            ControlResponse::Refused { .. }
-        ));
-        c.vnodes = 50;
+        // Before the first member, vnodes may be set (the bootstrap does it) ...
+        c.vnodes = 64;
         c.retention_ms = 3_600_000;
         s.apply(ControlRequest::SetConfig { config: c.clone() });
         assert_eq!(s.config, c);
+        assert_eq!(s.view.ring().vnodes(), 64);
         s.apply(change(join("b0"), 1));
         s.apply(change(activate("b0"), 2));
+        // ... never after: the ring's points are where hosts live.
+        let mut other = c.clone();
+        other.vnodes = 7;
+        assert!(matches!(
+            s.apply(ControlRequest::SetConfig { config: other }),
+            ControlResponse::Refused { .. }
+        ));
+        assert_eq!(s.view.ring().vnodes(), 64);
         let json = serde_json::to_vec(&s).unwrap();
         let back: ControlState = serde_json::from_slice(&json).unwrap();
         assert_eq!(back, s);

@@ -120,7 +120,7 @@ async fn three_brokers_form_a_cluster_survive_their_leader_and_restart_from_disk
     let b0 = start("b0", tmp.path(), None).await;
     let b1 = start("b1", tmp.path(), None).await;
     let b2 = start("b2", tmp.path(), None).await;
-    b0.plane.bootstrap().await.unwrap();
+    b0.plane.bootstrap(64).await.unwrap();
     assert_eq!(b0.plane.status().role, "leader");
     assert_eq!(b0.plane.state().view.epoch(), 1);
 

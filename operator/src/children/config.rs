@@ -119,6 +119,7 @@ pub(crate) fn broker_config(ctx: &Ctx) -> Value {
     let mut cluster = json!({
         "enabled": true,
         "bootstrap_node": ctx.names.broker_pod(0),
+        "vnodes": spec.vnodes,
         "raft": spec.raft,
         "detection": spec.detection,
     });

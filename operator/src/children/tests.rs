@@ -215,6 +215,7 @@ fn each_tier_config_is_read_by_the_component_itself() {
             broker.cluster.bootstrap_node.as_deref(),
             Some("mon-broker-0")
         );
+        assert_eq!(broker.cluster.vnodes, 50);
         assert_eq!(broker.grpc.tls.cert.is_some(), tls);
         let agent = ringwatch_agent::config::Config::from_yaml_value(config_of(&children, "agent"))
             .unwrap();
