@@ -845,3 +845,35 @@ fn the_monitorcluster_check_catches_what_the_api_server_would() {
     assert!(line.contains("unknown field spec.broker.replica"), "{line}");
     assert!(line.contains("viz.serviceType"), "{line}");
 }
+
+/// Every API call the operator makes (`ringwatch_operator::controller::API_CALLS`, which the
+/// reconcile tests hold the operator to) is granted by the chart's rules, whether it watches
+/// every namespace or one.
+#[test]
+fn the_chart_grants_every_call_the_operator_makes() {
+    for values in ["{}", r#"{"watchNamespace": "team-a"}"#] {
+        let text = render(values, &[]);
+        let rules: Vec<(Vec<String>, Vec<String>, Vec<String>)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("rule "))
+            .map(|l| {
+                let field = |name: &str| -> Vec<String> {
+                    let start = l.find(&format!("{name}=")).expect(name) + name.len() + 1;
+                    let rest = &l[start..];
+                    let end = rest.find(']').expect("a list") + 1;
+                    serde_json::from_str(&rest[..end]).expect("a JSON list")
+                };
+                (field("groups"), field("resources"), field("verbs"))
+            })
+            .collect();
+        assert!(!rules.is_empty(), "{text}");
+        for (group, resource, verb) in ringwatch_operator::controller::API_CALLS {
+            let granted = rules.iter().any(|(g, r, v)| {
+                g.iter().any(|x| x == group)
+                    && r.iter().any(|x| x == resource)
+                    && v.iter().any(|x| x == verb)
+            });
+            assert!(granted, "{values}: {verb} {group}/{resource} is not granted\n{text}");
+        }
+    }
+}

@@ -66,6 +66,70 @@ impl Error {
     }
 }
 
+/// Every Kubernetes API call the operator makes, as RBAC sees it: (API group, resource, verb).
+/// The chart must grant each (`tests/chart.rs`); the reconcile tests fail on a call not listed.
+/// `list` and `watch` of the owned kinds are the runtime Controller's; `create` of children is
+/// what server-side apply needs to make one; leases are the leader election's.
+pub const API_CALLS: &[(&str, &str, &str)] = &[
+    ("ringwatch.dev", "monitorclusters", "get"),
+    ("ringwatch.dev", "monitorclusters", "list"),
+    ("ringwatch.dev", "monitorclusters", "watch"),
+    ("ringwatch.dev", "monitorclusters", "patch"),
+    ("ringwatch.dev", "monitorclusters/status", "patch"),
+    ("", "secrets", "get"),
+    ("", "pods", "list"),
+    ("", "pods", "delete"),
+    ("apps", "statefulsets", "get"),
+    ("apps", "daemonsets", "get"),
+    ("events.k8s.io", "events", "create"),
+    ("events.k8s.io", "events", "patch"),
+    ("coordination.k8s.io", "leases", "get"),
+    ("coordination.k8s.io", "leases", "create"),
+    ("coordination.k8s.io", "leases", "patch"),
+    // Every child kind: applied (patch, create), listed for orphans, deleted, watched.
+    ("", "secrets", "patch"),
+    ("", "secrets", "create"),
+    ("", "secrets", "list"),
+    ("", "secrets", "watch"),
+    ("", "secrets", "delete"),
+    ("", "configmaps", "patch"),
+    ("", "configmaps", "create"),
+    ("", "configmaps", "list"),
+    ("", "configmaps", "watch"),
+    ("", "configmaps", "delete"),
+    ("", "serviceaccounts", "patch"),
+    ("", "serviceaccounts", "create"),
+    ("", "serviceaccounts", "list"),
+    ("", "serviceaccounts", "delete"),
+    ("", "services", "patch"),
+    ("", "services", "create"),
+    ("", "services", "list"),
+    ("", "services", "watch"),
+    ("", "services", "delete"),
+    ("apps", "statefulsets", "patch"),
+    ("apps", "statefulsets", "create"),
+    ("apps", "statefulsets", "list"),
+    ("apps", "statefulsets", "watch"),
+    ("apps", "statefulsets", "delete"),
+    ("apps", "daemonsets", "patch"),
+    ("apps", "daemonsets", "create"),
+    ("apps", "daemonsets", "list"),
+    ("apps", "daemonsets", "watch"),
+    ("apps", "daemonsets", "delete"),
+    ("policy", "poddisruptionbudgets", "patch"),
+    ("policy", "poddisruptionbudgets", "create"),
+    ("policy", "poddisruptionbudgets", "list"),
+    ("policy", "poddisruptionbudgets", "delete"),
+    ("networking.k8s.io", "networkpolicies", "patch"),
+    ("networking.k8s.io", "networkpolicies", "create"),
+    ("networking.k8s.io", "networkpolicies", "list"),
+    ("networking.k8s.io", "networkpolicies", "delete"),
+    ("monitoring.coreos.com", "podmonitors", "patch"),
+    ("monitoring.coreos.com", "podmonitors", "create"),
+    ("monitoring.coreos.com", "podmonitors", "list"),
+    ("monitoring.coreos.com", "podmonitors", "delete"),
+];
+
 fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
     let what = what.into();
     move |source| Error::Api { what, source }

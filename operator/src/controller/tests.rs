@@ -33,6 +33,8 @@ struct Req {
 struct Fake {
     objects: Mutex<BTreeMap<String, Value>>,
     requests: Mutex<Vec<Req>>,
+    /// Requests before the last `clear_requests`.
+    earlier: Mutex<Vec<Req>>,
     /// (method, path) answered with this status.
     failures: Mutex<Vec<(Method, String, u16)>>,
 }
@@ -51,7 +53,15 @@ impl Fake {
     }
 
     fn clear_requests(&self) {
-        self.requests.lock().unwrap().clear();
+        let drained: Vec<Req> = self.requests.lock().unwrap().drain(..).collect();
+        self.earlier.lock().unwrap().extend(drained);
+    }
+
+    /// Every request since the start, cleared or not.
+    fn every_request(&self) -> Vec<Req> {
+        let mut all = self.earlier.lock().unwrap().clone();
+        all.extend(self.requests());
+        all
     }
 
     fn fail(&self, method: Method, path: &str, status: u16) {
@@ -254,6 +264,54 @@ fn json_patch(o: &mut Value, ops: &[Value]) {
     }
 }
 
+/// A recorded request as RBAC sees it: (API group, resource, verb); `None` for discovery.
+fn rbac_of(r: &Req) -> Option<(String, String, String)> {
+    let parts: Vec<&str> = r.path.trim_start_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", "v1", rest @ ..] => (String::new(), rest),
+        ["apis", group, _version, rest @ ..] => (group.to_string(), rest),
+        _ => return None,
+    };
+    let rest = match rest {
+        ["namespaces", _ns, rest @ ..] => rest,
+        rest => rest,
+    };
+    let (resource, named) = match rest {
+        [resource] => (resource.to_string(), false),
+        [resource, _name] => (resource.to_string(), true),
+        [resource, _name, sub] => (format!("{resource}/{sub}"), true),
+        _ => return None,
+    };
+    let verb = match (r.method.clone(), named) {
+        (Method::GET, true) => "get",
+        (Method::GET, false) if r.query.contains("watch=true") => "watch",
+        (Method::GET, false) => "list",
+        (Method::PATCH, _) => "patch",
+        (Method::POST, _) => "create",
+        (Method::DELETE, _) => "delete",
+        (Method::PUT, _) => "update",
+        _ => return None,
+    };
+    Some((group, resource, verb.to_string()))
+}
+
+/// Every call `fake` saw is one `API_CALLS` lists (so the chart grants it).
+fn assert_declared(fake: &Fake) {
+    for r in fake.every_request() {
+        let Some((g, res, v)) = rbac_of(&r) else {
+            continue;
+        };
+        assert!(
+            API_CALLS
+                .iter()
+                .any(|(ag, ar, av)| *ag == g && *ar == res && *av == v),
+            "{v} {g}/{res} ({} {}) is not in API_CALLS",
+            r.method,
+            r.path
+        );
+    }
+}
+
 /// A client whose API server is `fake`.
 fn client(fake: Arc<Fake>) -> Client {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
@@ -408,6 +466,7 @@ async fn the_first_reconcile_adds_the_finalizer_then_applies_every_child_and_wri
     assert!(before.is_string());
     reconcile_once(&fake, &ctx).await.unwrap();
     assert_eq!(secret(&fake), before);
+    assert_declared(&fake);
 }
 
 #[tokio::test]
@@ -447,6 +506,7 @@ async fn replica_and_image_changes_reach_the_workloads_and_a_shrink_waits_for_th
     fake.put(MC_PATH, serde_json::to_value(&mc).unwrap());
     reconcile_once(&fake, &ctx).await.unwrap();
     assert_eq!(fake.get(STS_BROKER).unwrap()["spec"]["replicas"], 5);
+    assert_declared(&fake);
 }
 
 #[tokio::test]
@@ -479,6 +539,7 @@ async fn deletion_runs_the_finalizer_stopping_agents_viz_then_brokers() {
             .iter()
             .any(|r| r.body["reason"] == "Deleted")
     );
+    assert_declared(&fake);
 }
 
 #[tokio::test]
@@ -550,6 +611,7 @@ async fn api_errors_show_in_the_conditions_and_are_retried_with_back_off() {
         Duration::from_secs(300),
         "at most five minutes"
     );
+    assert_declared(&fake);
 }
 
 #[tokio::test]
@@ -595,6 +657,7 @@ async fn children_no_longer_in_the_spec_are_deleted_and_others_objects_kept() {
     fake.put(MC_PATH, serde_json::to_value(&mc).unwrap());
     reconcile_once(&fake, &ctx).await.unwrap();
     assert!(fake.get("/api/v1/namespaces/obs/secrets/mon-tls").is_some());
+    assert_declared(&fake);
 }
 
 /// A broker's admin API on loopback answering `/api/cluster` with `cluster`, recording the
@@ -722,6 +785,7 @@ async fn a_started_broker_pod_is_joined_through_the_admin_api_and_the_status_say
             .unwrap()
             .contains("ringwatch_operator_membership_steps_total{action=\"join\"} 1")
     );
+    assert_declared(&fake);
 }
 
 #[tokio::test]
@@ -792,4 +856,5 @@ async fn while_brokers_roll_the_agents_and_viz_keep_their_template() {
     reconcile_once(&fake, &ctx).await.unwrap();
     assert_eq!(image(DS_AGENT), "ringwatch:2");
     assert_eq!(image(STS_VIZ), "ringwatch:2");
+    assert_declared(&fake);
 }
