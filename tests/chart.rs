@@ -873,7 +873,10 @@ fn the_chart_grants_every_call_the_operator_makes() {
                     && r.iter().any(|x| x == resource)
                     && v.iter().any(|x| x == verb)
             });
-            assert!(granted, "{values}: {verb} {group}/{resource} is not granted\n{text}");
+            assert!(
+                granted,
+                "{values}: {verb} {group}/{resource} is not granted\n{text}"
+            );
         }
     }
 }

@@ -222,7 +222,21 @@ fn drive(fleet: &mut Fleet, desired: u32, log: &mut Log, until: impl Fn(&Step) -
         fleet.set_replicas(d.replicas);
         match &d.step {
             Step::Done => return,
-            Step::Roll { id } => fleet.delete_pod(id),
+            Step::Roll { id } => {
+                // While the pod is replaced, the voters still alive must be a majority.
+                if let Some((_, c)) = &seen {
+                    let voters: Vec<&str> = c
+                        .members
+                        .iter()
+                        .filter(|m| m.role == "voter" || m.role == "leader")
+                        .map(|m| m.id.as_str())
+                        .collect();
+                    let alive = voters.iter().filter(|v| **v != id.as_str()).count() as i64;
+                    let majority = voters.len() as i64 / 2 + 1;
+                    log.min_quorum_margin = log.min_quorum_margin.min(alive - majority);
+                }
+                fleet.delete_pod(id)
+            }
             Step::Wait { .. } => std::thread::sleep(Duration::from_millis(300)),
             step => {
                 let (o, _) = seen.as_ref().expect("a cluster answered");
