@@ -107,11 +107,12 @@ enum Command {
     /// Simulate many hosts streaming to brokers as agents do, and record every acknowledged
     /// snapshot in a ledger (for capacity planning and for `verify`).
     Loadgen {
-        /// YAML config file (field names as the flags, e.g. `hosts: 10000`, `interval: 1s`).
+        /// YAML config file (e.g. `hosts: 10000`, `interval: 1s`, `broker_client: {tls_ca:
+        /// ca.pem}`); flags and env variables win over it.
         #[arg(long, env = "RINGWATCH_LOADGEN_CONFIG")]
         config: Option<PathBuf>,
         #[command(flatten)]
-        args: ringwatch_loadgen::LoadgenConfig,
+        args: ringwatch_loadgen::LoadgenArgs,
     },
     /// Read every host of a loadgen ledger back from the brokers and check that nothing
     /// acknowledged is lost, duplicated, wrong or out of order; exits 0 only then.
@@ -270,11 +271,6 @@ fn warn_secrets_on_command_line(m: &ArgMatches) {
     }
 }
 
-fn sub_matches<'a>(m: &'a ArgMatches, name: &str) -> anyhow::Result<&'a ArgMatches> {
-    m.subcommand_matches(name)
-        .with_context(|| format!("no {name} arguments"))
-}
-
 fn main() -> anyhow::Result<()> {
     // Before any thread starts: the broker's memory stays near what it holds (two allocator
     // arenas; see broker/src/memory.rs). Only where a broker runs: loadgen, for one, allocates
@@ -336,9 +332,11 @@ async fn run() -> anyhow::Result<()> {
             viz.run(shutdown_on_signals()).await?;
         }
         Command::Loadgen { config, args } => {
-            let file = config.as_deref().map(config_file::read_yaml).transpose()?;
-            let cfg: ringwatch_loadgen::LoadgenConfig =
-                config_file::merge(&args, sub_matches(&matches, "loadgen")?, file, "loadgen")?;
+            let mut cfg = match config.as_deref().map(config_file::read_yaml).transpose()? {
+                Some(file) => ringwatch_loadgen::LoadgenConfig::from_yaml_value(file)?,
+                None => ringwatch_loadgen::LoadgenConfig::default(),
+            };
+            args.apply(&mut cfg);
             let json = cfg.json;
             let summary = ringwatch_loadgen::run(cfg, shutdown_on_signals()).await?;
             if json {

@@ -30,66 +30,153 @@ fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 500ms, 5s, 2m, 7d)"))
 }
 
-/// `ringwatch loadgen`: simulated hosts speaking the agent's protocol.
-#[derive(clap::Args, Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// `ringwatch loadgen`: simulated hosts speaking the agent's protocol. Its YAML file has these
+/// fields; [`Default`] is the one place a default lives; [`LoadgenArgs`] lays the flags over it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LoadgenConfig {
     /// Broker gRPC endpoints (`http://host:port`); repeatable, comma-separated in the env var.
     /// Simulated hosts spread over the healthy ones and fail over as agents do.
-    #[arg(long = "broker", env = "RINGWATCH_LOADGEN_BROKERS", value_delimiter = ',', default_value = DEFAULT_BROKER)]
     pub brokers: Vec<String>,
 
     /// Simulated hosts, each its own ingest stream.
-    #[arg(long, env = "RINGWATCH_LOADGEN_HOSTS", default_value_t = 1000)]
     pub hosts: u32,
 
     /// TCP connections per broker; by default one per host, as real agents have. Fewer
     /// connections carry several hosts' streams each (HTTP/2 multiplexing).
-    #[arg(long, env = "RINGWATCH_LOADGEN_CONNECTIONS")]
     pub connections: Option<u32>,
 
     /// Keep each host's stream on the broker it started on even when a broker names the host's
     /// owner (by default a host moves there once nothing is in flight, as the agent does): to
     /// measure what forwarding costs.
-    #[arg(long, env = "RINGWATCH_LOADGEN_STAY", default_value_t = false)]
     pub stay: bool,
 
     /// Collection interval of every simulated host (100ms..1h).
-    #[arg(long, env = "RINGWATCH_LOADGEN_INTERVAL", default_value = "5s", value_parser = duration)]
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
 
     /// Metrics per snapshot (the agent's totals, then per-core detail).
-    #[arg(long, env = "RINGWATCH_LOADGEN_METRICS", default_value_t = 60)]
     pub metrics: usize,
 
     /// Send no sliding-window statistics (the agent sends min/max/avg with every metric).
-    #[arg(long, env = "RINGWATCH_LOADGEN_NO_WINDOW")]
     pub no_window: bool,
 
     /// Run this long (live mode); the default when neither this nor --snapshots is given is 60s.
-    #[arg(long, env = "RINGWATCH_LOADGEN_DURATION", value_parser = duration, conflicts_with_all = ["snapshots", "backfill"])]
     #[serde(with = "humantime_serde")]
     pub duration: Option<Duration>,
 
     /// Snapshots per host (live mode), instead of a duration.
-    #[arg(long, env = "RINGWATCH_LOADGEN_SNAPSHOTS", conflicts_with = "backfill")]
     pub snapshots: Option<u64>,
 
     /// Backfill mode: send this past period (e.g. 7d) with past timestamps, as fast as the
     /// brokers acknowledge, then stop. Brokers accept timestamps within their retention.
-    #[arg(long, env = "RINGWATCH_LOADGEN_BACKFILL", value_parser = duration)]
     #[serde(with = "humantime_serde")]
     pub backfill: Option<Duration>,
 
     /// Host ids are this prefix and the host's number, zero-padded.
-    #[arg(
-        long,
-        env = "RINGWATCH_LOADGEN_HOST_PREFIX",
-        default_value = "loadgen-"
-    )]
     pub host_prefix: String,
 
+    /// Labels `key=value` sent with every host's registration; repeatable.
+    pub labels: Vec<String>,
+
+    /// Snapshots per batch (a batch holds one after each interval, more after an outage).
+    pub max_batch: usize,
+
+    /// Unacknowledged batches per stream.
+    pub max_in_flight: usize,
+
+    /// Unacknowledged snapshots a host keeps; past it the oldest are dropped (counted).
+    pub buffer_capacity: usize,
+
+    /// No acknowledgement this long for the oldest batch in flight: reconnect elsewhere.
+    #[serde(with = "humantime_serde")]
+    pub ack_timeout: Duration,
+
+    /// Connect (and health-probe) timeout per broker.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+
+    /// Heartbeat period on each stream.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+
+    /// Cap of the reconnect back-off (1 s, 2 s, 4 s … as the agent).
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+
+    /// After the last snapshot is due, wait this long for outstanding acknowledgements.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+
+    /// Leave the first part of the run out of the summary's latency figures (the ramp-up:
+    /// connecting, registering), as the end (hosts finishing) always is; acknowledgements are
+    /// counted all the same.
+    #[serde(with = "humantime_serde")]
+    pub warmup: Duration,
+
+    /// The acknowledgement ledger to write (read it back with `ringwatch verify`).
+    pub ledger: PathBuf,
+
+    /// JSON lines on stdout: `ready`, a `progress` line each --progress-every, and the `summary`.
+    pub json: bool,
+
+    /// No progress line (the summary is still printed).
+    pub quiet: bool,
+
+    /// How often a progress line reports (e.g. 250ms to time a fail-over finely; 100ms to 1m).
+    #[serde(with = "humantime_serde")]
+    pub progress_every: Duration,
+
+    /// TLS and the credential for the brokers (`--broker-tls-ca`, `--broker-token-file`, …);
+    /// loadgen needs the `ingest` role.
+    pub broker_client: ringwatch_net::client::BrokerClientConfig,
+}
+
+/// The flags of `ringwatch loadgen`: each given one overrides the file (or the default).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct LoadgenArgs {
+    /// Broker gRPC endpoints (`http://host:port`); repeatable, comma-separated in the env var.
+    /// Simulated hosts spread over the healthy ones and fail over as agents do. [default: http://127.0.0.1:9093]
+    #[arg(
+        long = "broker",
+        env = "RINGWATCH_LOADGEN_BROKERS",
+        value_delimiter = ','
+    )]
+    pub brokers: Vec<String>,
+    /// Simulated hosts, each its own ingest stream. [default: 1000]
+    #[arg(long, env = "RINGWATCH_LOADGEN_HOSTS")]
+    pub hosts: Option<u32>,
+    /// TCP connections per broker; by default one per host, as real agents have. Fewer
+    /// connections carry several hosts' streams each (HTTP/2 multiplexing).
+    #[arg(long, env = "RINGWATCH_LOADGEN_CONNECTIONS")]
+    pub connections: Option<u32>,
+    /// Keep each host's stream on the broker it started on even when a broker names the host's
+    /// owner (by default a host moves there once nothing is in flight, as the agent does): to
+    /// measure what forwarding costs.
+    #[arg(long, env = "RINGWATCH_LOADGEN_STAY")]
+    pub stay: bool,
+    /// Collection interval of every simulated host (100ms..1h). [default: 5s]
+    #[arg(long, env = "RINGWATCH_LOADGEN_INTERVAL", value_parser = duration)]
+    pub interval: Option<Duration>,
+    /// Metrics per snapshot (the agent's totals, then per-core detail). [default: 60]
+    #[arg(long, env = "RINGWATCH_LOADGEN_METRICS")]
+    pub metrics: Option<usize>,
+    /// Send no sliding-window statistics (the agent sends min/max/avg with every metric).
+    #[arg(long, env = "RINGWATCH_LOADGEN_NO_WINDOW")]
+    pub no_window: bool,
+    /// Run this long (live mode); the default when neither this nor --snapshots is given is 60s.
+    #[arg(long, env = "RINGWATCH_LOADGEN_DURATION", value_parser = duration, conflicts_with_all = ["snapshots", "backfill"])]
+    pub duration: Option<Duration>,
+    /// Snapshots per host (live mode), instead of a duration.
+    #[arg(long, env = "RINGWATCH_LOADGEN_SNAPSHOTS", conflicts_with = "backfill")]
+    pub snapshots: Option<u64>,
+    /// Backfill mode: send this past period (e.g. 7d) with past timestamps, as fast as the
+    /// brokers acknowledge, then stop. Brokers accept timestamps within their retention.
+    #[arg(long, env = "RINGWATCH_LOADGEN_BACKFILL", value_parser = duration)]
+    pub backfill: Option<Duration>,
+    /// Host ids are this prefix and the host's number, zero-padded. [default: loadgen-]
+    #[arg(long, env = "RINGWATCH_LOADGEN_HOST_PREFIX")]
+    pub host_prefix: Option<String>,
     /// Labels `key=value` sent with every host's registration; repeatable.
     #[arg(
         long = "label",
@@ -97,85 +184,92 @@ pub struct LoadgenConfig {
         value_delimiter = ','
     )]
     pub labels: Vec<String>,
-
-    /// Snapshots per batch (a batch holds one after each interval, more after an outage).
-    #[arg(long, env = "RINGWATCH_LOADGEN_MAX_BATCH", default_value_t = 64)]
-    pub max_batch: usize,
-
-    /// Unacknowledged batches per stream.
-    #[arg(long, env = "RINGWATCH_LOADGEN_MAX_IN_FLIGHT", default_value_t = 4)]
-    pub max_in_flight: usize,
-
-    /// Unacknowledged snapshots a host keeps; past it the oldest are dropped (counted).
-    #[arg(
-        long,
-        env = "RINGWATCH_LOADGEN_BUFFER_CAPACITY",
-        default_value_t = 1024
-    )]
-    pub buffer_capacity: usize,
-
-    /// No acknowledgement this long for the oldest batch in flight: reconnect elsewhere.
-    #[arg(long, env = "RINGWATCH_LOADGEN_ACK_TIMEOUT", default_value = "15s", value_parser = duration)]
-    #[serde(with = "humantime_serde")]
-    pub ack_timeout: Duration,
-
-    /// Connect (and health-probe) timeout per broker.
-    #[arg(long, env = "RINGWATCH_LOADGEN_CONNECT_TIMEOUT", default_value = "5s", value_parser = duration)]
-    #[serde(with = "humantime_serde")]
-    pub connect_timeout: Duration,
-
-    /// Heartbeat period on each stream.
-    #[arg(long, env = "RINGWATCH_LOADGEN_HEARTBEAT", default_value = "10s", value_parser = duration)]
-    #[serde(with = "humantime_serde")]
-    pub heartbeat: Duration,
-
-    /// Cap of the reconnect back-off (1 s, 2 s, 4 s … as the agent).
-    #[arg(long, env = "RINGWATCH_LOADGEN_BACKOFF_MAX", default_value = "30s", value_parser = duration)]
-    #[serde(with = "humantime_serde")]
-    pub backoff_max: Duration,
-
-    /// After the last snapshot is due, wait this long for outstanding acknowledgements.
-    #[arg(long, env = "RINGWATCH_LOADGEN_DRAIN_TIMEOUT", default_value = "60s", value_parser = duration)]
-    #[serde(with = "humantime_serde")]
-    pub drain_timeout: Duration,
-
+    /// Snapshots per batch (a batch holds one after each interval, more after an outage). [default: 64]
+    #[arg(long, env = "RINGWATCH_LOADGEN_MAX_BATCH")]
+    pub max_batch: Option<usize>,
+    /// Unacknowledged batches per stream. [default: 4]
+    #[arg(long, env = "RINGWATCH_LOADGEN_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<usize>,
+    /// Unacknowledged snapshots a host keeps; past it the oldest are dropped (counted). [default: 1024]
+    #[arg(long, env = "RINGWATCH_LOADGEN_BUFFER_CAPACITY")]
+    pub buffer_capacity: Option<usize>,
+    /// No acknowledgement this long for the oldest batch in flight: reconnect elsewhere. [default: 15s]
+    #[arg(long, env = "RINGWATCH_LOADGEN_ACK_TIMEOUT", value_parser = duration)]
+    pub ack_timeout: Option<Duration>,
+    /// Connect (and health-probe) timeout per broker. [default: 5s]
+    #[arg(long, env = "RINGWATCH_LOADGEN_CONNECT_TIMEOUT", value_parser = duration)]
+    pub connect_timeout: Option<Duration>,
+    /// Heartbeat period on each stream. [default: 10s]
+    #[arg(long, env = "RINGWATCH_LOADGEN_HEARTBEAT", value_parser = duration)]
+    pub heartbeat: Option<Duration>,
+    /// Cap of the reconnect back-off (1 s, 2 s, 4 s … as the agent). [default: 30s]
+    #[arg(long, env = "RINGWATCH_LOADGEN_BACKOFF_MAX", value_parser = duration)]
+    pub backoff_max: Option<Duration>,
+    /// After the last snapshot is due, wait this long for outstanding acknowledgements. [default: 60s]
+    #[arg(long, env = "RINGWATCH_LOADGEN_DRAIN_TIMEOUT", value_parser = duration)]
+    pub drain_timeout: Option<Duration>,
     /// Leave the first part of the run out of the summary's latency figures (the ramp-up:
     /// connecting, registering), as the end (hosts finishing) always is; acknowledgements are
-    /// counted all the same.
-    #[arg(long, env = "RINGWATCH_LOADGEN_WARMUP", default_value = "0s", value_parser = duration)]
-    #[serde(with = "humantime_serde")]
-    pub warmup: Duration,
-
-    /// The acknowledgement ledger to write (read it back with `ringwatch verify`).
-    #[arg(
-        long,
-        env = "RINGWATCH_LOADGEN_LEDGER",
-        default_value = "loadgen.ledger"
-    )]
-    pub ledger: PathBuf,
-
+    /// counted all the same. [default: 0s]
+    #[arg(long, env = "RINGWATCH_LOADGEN_WARMUP", value_parser = duration)]
+    pub warmup: Option<Duration>,
+    /// The acknowledgement ledger to write (read it back with `ringwatch verify`). [default: loadgen.ledger]
+    #[arg(long, env = "RINGWATCH_LOADGEN_LEDGER")]
+    pub ledger: Option<PathBuf>,
     /// JSON lines on stdout: `ready`, a `progress` line each --progress-every, and the `summary`.
     #[arg(long, env = "RINGWATCH_LOADGEN_JSON")]
     pub json: bool,
-
     /// No progress line (the summary is still printed).
     #[arg(long, env = "RINGWATCH_LOADGEN_QUIET")]
     pub quiet: bool,
-
-    /// How often a progress line reports (e.g. 250ms to time a fail-over finely; 100ms to 1m).
+    /// How often a progress line reports (e.g. 250ms to time a fail-over finely; 100ms to 1m). [default: 1s]
     #[arg(
         long,
         env = "RINGWATCH_LOADGEN_PROGRESS_EVERY",
-        default_value = "1s",
         value_parser = humantime::parse_duration
     )]
-    #[serde(with = "humantime_serde")]
-    pub progress_every: Duration,
-
+    pub progress_every: Option<Duration>,
     /// TLS and the credential for the brokers (`--broker-tls-ca`, `--broker-token-file`, …);
     /// loadgen needs the `ingest` role.
     #[command(flatten)]
     pub broker_client: ringwatch_net::client::BrokerClientConfig,
+}
+
+impl LoadgenArgs {
+    /// Lays the flags given (command line or env) over `c`.
+    pub fn apply(self, c: &mut LoadgenConfig) {
+        use ringwatch_core::config::{overlay, overlay_opt};
+        if !self.brokers.is_empty() {
+            c.brokers = self.brokers;
+        }
+        overlay(&mut c.hosts, self.hosts);
+        overlay_opt(&mut c.connections, self.connections);
+        c.stay |= self.stay;
+        overlay(&mut c.interval, self.interval);
+        overlay(&mut c.metrics, self.metrics);
+        c.no_window |= self.no_window;
+        overlay_opt(&mut c.duration, self.duration);
+        overlay_opt(&mut c.snapshots, self.snapshots);
+        overlay_opt(&mut c.backfill, self.backfill);
+        overlay(&mut c.host_prefix, self.host_prefix);
+        if !self.labels.is_empty() {
+            c.labels = self.labels;
+        }
+        overlay(&mut c.max_batch, self.max_batch);
+        overlay(&mut c.max_in_flight, self.max_in_flight);
+        overlay(&mut c.buffer_capacity, self.buffer_capacity);
+        overlay(&mut c.ack_timeout, self.ack_timeout);
+        overlay(&mut c.connect_timeout, self.connect_timeout);
+        overlay(&mut c.heartbeat, self.heartbeat);
+        overlay(&mut c.backoff_max, self.backoff_max);
+        overlay(&mut c.drain_timeout, self.drain_timeout);
+        overlay(&mut c.warmup, self.warmup);
+        overlay(&mut c.ledger, self.ledger);
+        c.json |= self.json;
+        c.quiet |= self.quiet;
+        overlay(&mut c.progress_every, self.progress_every);
+        c.broker_client.overlay(self.broker_client);
+    }
 }
 
 impl Default for LoadgenConfig {
@@ -215,6 +309,12 @@ impl Default for LoadgenConfig {
 const MAX_LEDGER_BYTES: u64 = 64 << 30;
 
 impl LoadgenConfig {
+    /// The config from a YAML file's mapping (absent fields default; an unknown one is an
+    /// error naming it).
+    pub fn from_yaml_value(v: serde_json::Value) -> Result<LoadgenConfig, ConfigError> {
+        serde_json::from_value(v).map_err(|e| bad("config file", e.to_string()))
+    }
+
     /// The run's length in snapshots per host.
     pub fn snapshots_per_host(&self) -> u64 {
         let per = |d: Duration| (d.as_millis() / self.interval.as_millis().max(1)) as u64;
@@ -459,6 +559,30 @@ mod tests {
         assert_eq!(c.snapshots_per_host(), 7);
         assert_eq!(c.connections(), 10, "never more connections than hosts");
         VerifyConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn flags_lay_over_the_file_which_lays_over_the_defaults() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: LoadgenArgs,
+        }
+        let mut c = LoadgenConfig::from_yaml_value(serde_json::json!({
+            "hosts": 10, "interval": "1s", "labels": ["team=a"], "json": true
+        }))
+        .unwrap();
+        let cli = Cli::try_parse_from(["loadgen", "--hosts", "20", "--backoff-max", "1s"]).unwrap();
+        cli.args.apply(&mut c);
+        assert_eq!(c.hosts, 20, "the flag wins");
+        assert_eq!(c.interval, Duration::from_secs(1), "the file's");
+        assert_eq!(c.labels, ["team=a"]);
+        assert!(c.json);
+        assert_eq!(c.backoff_max, Duration::from_secs(1));
+        assert_eq!(c.max_batch, 64, "the default");
+        let unknown = LoadgenConfig::from_yaml_value(serde_json::json!({"hostz": 1})).unwrap_err();
+        assert!(unknown.to_string().contains("hostz"), "{unknown}");
     }
 
     #[test]

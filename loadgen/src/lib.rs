@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{LoadgenConfig, VerifyConfig};
+pub use config::{LoadgenArgs, LoadgenConfig, VerifyConfig};
 
 use brokers::Brokers;
 use host::{Ctx, Plan};
