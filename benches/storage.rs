@@ -8,7 +8,8 @@
 //!
 //! 1. A release broker (embedded store, defaults but a 1 min block window) takes `ringwatch loadgen --backfill` of
 //!    HOSTS × HOURS at 5 s with agent-like values: broker CPU per million samples.
-//! 2. Every row is in the past, so the head is cut to blocks: bytes on disk per sample (blocks
+//! 2. Every row is in the past, so the head is cut to blocks: once the head is empty and 30 s
+//!    have passed (as VictoriaMetrics gets after its flush), bytes on disk per sample (blocks
 //!    and what is left of the log) and resident memory.
 //! 3. The same rows, read back from the broker, go to VictoriaMetrics through `/api/v1/import`
 //!    (JSON lines): its CPU per million samples, and after `/internal/force_flush` and 30 s of
@@ -154,7 +155,9 @@ fn main() {
     {
         std::thread::sleep(Duration::from_secs(1));
     }
-    std::thread::sleep(Duration::from_secs(2));
+    // The same settling time VictoriaMetrics gets after its flush (below): merges of the new
+    // blocks run right after the cut, and their buffers are freed once they are done.
+    std::thread::sleep(Duration::from_secs(30));
     let broker_disk = dir_bytes(&data) as f64;
     let broker_rss = rss_mib(broker.child.id());
 
