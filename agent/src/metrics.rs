@@ -3,8 +3,6 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -241,19 +239,7 @@ pub fn router(metrics: Arc<AgentMetrics>) -> Router {
             "/metrics",
             get(move || {
                 let metrics = metrics.clone();
-                async move {
-                    match metrics.encode() {
-                        Ok(body) => (
-                            StatusCode::OK,
-                            [(header::CONTENT_TYPE, ringwatch_net::METRICS_CONTENT_TYPE)],
-                            body,
-                        )
-                            .into_response(),
-                        Err(e) => {
-                            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
-                        }
-                    }
-                }
+                async move { ringwatch_net::metrics_response(metrics.encode()) }
             }),
         )
         .route("/health", get(|| async { "ok" }))

@@ -22,7 +22,9 @@ mod throttle;
 pub mod tls;
 pub mod token;
 
-pub use metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, ListenMetrics, Listener};
+pub use metrics::{
+    CONTENT_TYPE as METRICS_CONTENT_TYPE, ListenMetrics, Listener, metrics_response,
+};
 pub use throttle::Throttle;
 
 use std::time::Duration;

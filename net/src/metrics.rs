@@ -14,6 +14,17 @@ use crate::throttle::Throttle;
 /// (with `# EOF`, counters' `_total`, and HELP and TYPE for each family).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// A `/metrics` answer from an encoded registry: the text with [`CONTENT_TYPE`], or a 500 with
+/// the encoder's error.
+pub fn metrics_response(encoded: Result<String, std::fmt::Error>) -> axum::response::Response {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    match encoded {
+        Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
 type Labels1 = [(&'static str, &'static str); 1];
 type Labels2 = [(&'static str, &'static str); 2];
 

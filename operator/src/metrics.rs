@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
 use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -144,19 +143,7 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
             "/metrics",
             get(move || {
                 let metrics = m.clone();
-                async move {
-                    match metrics.encode() {
-                        Ok(body) => (
-                            StatusCode::OK,
-                            [(header::CONTENT_TYPE, ringwatch_net::METRICS_CONTENT_TYPE)],
-                            body,
-                        )
-                            .into_response(),
-                        Err(e) => {
-                            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
-                        }
-                    }
-                }
+                async move { ringwatch_net::metrics_response(metrics.encode()) }
             }),
         )
         .route("/health", get(|| async { "ok" }))

@@ -387,14 +387,16 @@ mod tests {
         assert!(text.contains("ringwatch_operator_leader 0"), "{text}");
     }
 
-    /// A Lease API answering every GET with `lease`.
-    fn leases(lease: serde_json::Value) -> Api<k8s_openapi::api::coordination::v1::Lease> {
+    /// A Lease API answering every GET with what `lease` makes at that moment.
+    fn leases(
+        lease: impl Fn() -> serde_json::Value + Send + 'static,
+    ) -> Api<k8s_openapi::api::coordination::v1::Lease> {
         use http::{Request, Response};
         use kube::client::Body;
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         tokio::spawn(async move {
             while let Some((_, send)) = handle.next_request().await {
-                let body = serde_json::to_vec(&lease).unwrap();
+                let body = serde_json::to_vec(&lease()).unwrap();
                 send.send_response(
                     Response::builder()
                         .status(200)
@@ -423,7 +425,7 @@ mod tests {
         let started = std::time::Instant::now();
         tokio::time::timeout(
             Duration::from_secs(5),
-            fence(leases(lease("other", 0)), "ringwatch-operator", "me", d),
+            fence(leases(|| lease("other", 0)), "ringwatch-operator", "me", d),
         )
         .await
         .expect("steps down");
@@ -431,35 +433,21 @@ mod tests {
         // Held by me, but the last renewal is old: down once the deadline passes.
         tokio::time::timeout(
             Duration::from_secs(5),
-            fence(leases(lease("me", 60_000)), "ringwatch-operator", "me", d),
+            fence(
+                leases(|| lease("me", 60_000)),
+                "ringwatch-operator",
+                "me",
+                d,
+            ),
         )
         .await
         .expect("steps down");
         // Held by me and renewed at every look: it keeps leading.
         let kept = tokio::time::timeout(
             Duration::from_millis(1500),
-            fence(leases_fresh("me"), "ringwatch-operator", "me", d),
+            fence(leases(|| lease("me", 0)), "ringwatch-operator", "me", d),
         )
         .await;
         assert!(kept.is_err(), "a leader whose renewals land keeps leading");
-    }
-
-    /// A Lease API whose renewTime is always now.
-    fn leases_fresh(holder: &'static str) -> Api<k8s_openapi::api::coordination::v1::Lease> {
-        use http::{Request, Response};
-        use kube::client::Body;
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        tokio::spawn(async move {
-            while let Some((_, send)) = handle.next_request().await {
-                let body = serde_json::to_vec(&lease(holder, 0)).unwrap();
-                send.send_response(
-                    Response::builder()
-                        .status(200)
-                        .body(Body::from(body))
-                        .unwrap(),
-                );
-            }
-        });
-        Api::namespaced(Client::new(service, "ns"), "ns")
     }
 }
