@@ -4,6 +4,7 @@
 
 mod cluster_cmd;
 mod config_file;
+mod memory;
 mod query_cmd;
 mod up;
 mod watch;
@@ -271,13 +272,13 @@ fn warn_secrets_on_command_line(m: &ArgMatches) {
     }
 }
 
+/// mimalloc rather than the system's malloc: after a block cut the broker's memory goes back
+/// to what it holds (see `memory.rs`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
-    // Before any thread starts: the broker's memory stays near what it holds (two allocator
-    // arenas; see broker/src/memory.rs). Only where a broker runs: loadgen, for one, allocates
-    // from many threads at once.
-    if matches!(std::env::args().nth(1).as_deref(), Some("broker" | "up")) {
-        ringwatch_broker::memory::limit_arenas();
-    }
+    memory::configure();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

@@ -21,7 +21,6 @@ pub mod handoff;
 pub mod ingest;
 pub mod legacy;
 pub mod live;
-pub mod memory;
 pub mod metrics;
 pub mod peer_service;
 pub mod query;

@@ -183,17 +183,27 @@ impl State {
 
     /// Inserts unless host + timestamp is present; returns the samples inserted.
     fn insert(&mut self, snap: &Snapshot, seen_ms: i64) -> Option<u64> {
+        let n = self.insert_rows(snap, seen_ms)?;
+        self.offer_latest(snap);
+        Some(n)
+    }
+
+    /// `insert` without keeping the snapshot as the host's newest (see `offer_latest`).
+    fn insert_rows(&mut self, snap: &Snapshot, seen_ms: i64) -> Option<u64> {
         let ids: Vec<u32> = snap
             .metrics
             .iter()
             .map(|m| self.names.intern(&m.name))
             .collect();
-        let host = self.hosts.entry(snap.host_id.clone()).or_default();
+        if !self.hosts.contains_key(snap.host_id.as_str()) {
+            self.hosts.insert(snap.host_id.clone(), Host::default());
+        }
+        let host = self.hosts.get_mut(snap.host_id.as_str())?;
         if host.record.host_id.is_empty() {
             host.record.host_id = snap.host_id.clone();
         }
         host.record.last_seen_ms = host.record.last_seen_ms.max(seen_ms);
-        match host.series.insert(snap, &ids) {
+        match host.series.insert_rows(snap, &ids) {
             Inserted::Duplicate => None,
             Inserted::New(samples, cells) => {
                 host.names.extend(ids);
@@ -201,6 +211,13 @@ impl State {
                 self.cells += cells;
                 Some(samples)
             }
+        }
+    }
+
+    /// Keeps `snap` as its host's newest snapshot unless a newer one is kept.
+    fn offer_latest(&mut self, snap: &Snapshot) {
+        if let Some(host) = self.hosts.get_mut(snap.host_id.as_str()) {
+            host.series.offer_latest(snap);
         }
     }
 
@@ -670,7 +687,6 @@ impl EmbeddedStore {
             ms = started.elapsed().as_millis() as u64,
             "blocks of a day merged into one"
         );
-        crate::memory::release_freed();
         Ok(group.len())
     }
 
@@ -713,7 +729,6 @@ impl EmbeddedStore {
             ms = started.elapsed().as_millis() as u64,
             "head cut to a block"
         );
-        crate::memory::release_freed();
         Ok(())
     }
 
@@ -1444,15 +1459,24 @@ impl Store for EmbeddedStore {
         let now = now_ms();
         {
             let mut st = self.write_state()?;
+            // Each host's newest stored snapshot of the batch, kept whole once.
+            let mut newest: HashMap<&str, &Snapshot> = HashMap::default();
             for (i, s) in &fresh {
-                match st.insert(s, now) {
+                match st.insert_rows(s, now) {
                     Some(n) => {
                         out.stored += 1;
                         out.samples += n;
                         out.new[*i] = true;
+                        let kept = newest.entry(s.host_id.as_str()).or_insert(s);
+                        if s.timestamp_ms >= kept.timestamp_ms {
+                            *kept = s;
+                        }
                     }
                     None => out.duplicates += 1,
                 }
+            }
+            for s in newest.into_values() {
+                st.offer_latest(s);
             }
         }
         drop(admitted);

@@ -393,8 +393,33 @@ impl Series {
         self.latest.as_ref()
     }
 
-    /// Inserts a snapshot whose metric names are interned as `ids`.
+    /// Inserts a snapshot whose metric names are interned as `ids`, and keeps it as the
+    /// newest if it is (the store does both in steps: `insert_rows`, then `offer_latest`).
+    #[cfg(test)]
     pub(crate) fn insert(&mut self, snap: &Snapshot, ids: &[u32]) -> Inserted {
+        let inserted = self.insert_rows(snap, ids);
+        if inserted != Inserted::Duplicate {
+            self.offer_latest(snap);
+        }
+        inserted
+    }
+
+    /// Keeps `snap` whole as the newest snapshot unless a newer one is kept.
+    pub(crate) fn offer_latest(&mut self, snap: &Snapshot) {
+        if self
+            .latest
+            .as_ref()
+            .is_none_or(|l| snap.timestamp_ms >= l.timestamp_ms)
+        {
+            self.latest = Some(std::sync::Arc::new(snap.clone()));
+        }
+    }
+
+    /// Inserts a snapshot's values only; `offer_latest` keeps it whole. A batch inserts its
+    /// rows and then offers each host's newest once: a copy of every snapshot, freed by the
+    /// next, was most of the ingest's allocations, and what was left of them after a burst
+    /// held the broker's memory up (BENCHMARKS.md, "Memory does not grow with the retention").
+    pub(crate) fn insert_rows(&mut self, snap: &Snapshot, ids: &[u32]) -> Inserted {
         let ts = snap.timestamp_ms;
         let appending = self.newest().is_none_or(|n| ts > n);
         let (b, pos) = if appending {
@@ -414,9 +439,6 @@ impl Series {
         let cells = self.blocks[b].insert_row(pos, ts, snap, ids);
         self.cells += cells;
         self.rows += 1;
-        if self.latest.as_ref().is_none_or(|l| ts >= l.timestamp_ms) {
-            self.latest = Some(std::sync::Arc::new(snap.clone()));
-        }
         Inserted::New(snap.metrics.len() as u64, cells)
     }
 
