@@ -6,7 +6,7 @@
 //!
 //! mimalloc hands freed memory back to the kernel ("purges" it) only after a delay (1 s), and
 //! only when a thread next calls into it: a broker that goes quiet after a burst of ingest kept
-//! 165–200 MiB of freed pages in three of four simulated weeks; purged at once, 68 and 75 MiB
+//! 168–202 MiB of freed pages in three of four simulated weeks; purged at once, 68 and 75 MiB
 //! (BENCHMARKS.md, "Memory does not grow with the retention").
 //!
 //! Transparent huge pages are turned off for the process: mimalloc asks for them on its arenas,
