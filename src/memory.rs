@@ -6,13 +6,14 @@
 //!
 //! mimalloc hands freed memory back to the kernel ("purges" it) only after a delay (1 s), and
 //! only when a thread next calls into it: a broker that goes quiet after a burst of ingest kept
-//! 168–202 MiB of freed pages in three of four simulated weeks; purged at once, 68 and 75 MiB
-//! (BENCHMARKS.md, "Memory does not grow with the retention").
+//! 165–198 MiB in three of four simulated weeks; purged at once, 68 and 75 MiB (BENCHMARKS.md,
+//! storage, "2026-12-03, mimalloc").
 //!
 //! Transparent huge pages are turned off for the process: mimalloc asks for them on its arenas,
 //! and the kernel's khugepaged then fills a 2 MiB page around every small page still in use, so
-//! an idle broker grew from 143 to 240 MiB in two minutes after a cut (measured, THP in
-//! `madvise` mode). Where THP is `always`, the same happens to any allocator.
+//! an idle broker grew from 140 to 234 MiB in two minutes after a cut (measured, THP in
+//! `madvise` mode). Where THP is `always`, khugepaged needs no asking, whatever the allocator
+//! (not measured here).
 
 /// `mi_option_purge_delay` in mimalloc.h's `mi_option_e` (the -sys crate names no constant).
 const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
